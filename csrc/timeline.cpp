@@ -1,0 +1,163 @@
+#include "timeline.hpp"
+
+#include <cmath>
+#include <limits>
+#include <stdexcept>
+#include <utility>
+
+namespace llmprof {
+namespace {
+
+constexpr int kCalibrationTries = 5;
+
+// Makes a context current for a scope (pop errors are ignored: a destructor must not throw).
+class CtxScope {
+ public:
+    CtxScope(const cuda::Driver& drv, cuda::CUcontext ctx) : drv_(drv) {
+        drv_.check(drv_.cuCtxPushCurrent(ctx), "cuCtxPushCurrent");
+    }
+    ~CtxScope() {
+        cuda::CUcontext popped;
+        drv_.cuCtxPopCurrent(&popped);
+    }
+    CtxScope(const CtxScope&) = delete;
+    CtxScope& operator=(const CtxScope&) = delete;
+
+ private:
+    const cuda::Driver& drv_;
+};
+
+}  // namespace
+
+Timeline::Timeline(std::int64_t capacity, int device) {
+    if (capacity <= 0)
+        throw std::invalid_argument("Timeline capacity must be > 0, got " + std::to_string(capacity));
+    marks_.resize(std::size_t(capacity));
+    if (device < 0) return;
+
+    const cuda::Driver& drv = cuda::driver();
+    drv.check(drv.cuInit(0), "cuInit");
+    drv.check(drv.cuDriverGetVersion(&driver_version_), "cuDriverGetVersion");
+    drv.check(drv.cuDeviceGet(&dev_, device), "cuDeviceGet");
+    drv.check(drv.cuDevicePrimaryCtxRetain(&ctx_, dev_), "cuDevicePrimaryCtxRetain");
+    drv_ = &drv;  // from here on, release() undoes what was acquired
+    try {
+        CtxScope scope(drv, ctx_);
+        for (auto& ev : cal_) ev = create_event();
+        events_.reserve(marks_.size());
+        while (events_.size() < marks_.size()) events_.push_back(create_event());
+    } catch (...) {
+        release();
+        throw;
+    }
+}
+
+Timeline::~Timeline() { release(); }
+
+void Timeline::release() noexcept {
+    if (!drv_) return;
+    const bool pushed = drv_->cuCtxPushCurrent(ctx_) == cuda::CUDA_SUCCESS;
+    for (cuda::CUevent ev : cal_)
+        if (ev) drv_->cuEventDestroy(ev);
+    for (cuda::CUevent ev : events_) drv_->cuEventDestroy(ev);
+    if (pushed) {
+        cuda::CUcontext popped;
+        drv_->cuCtxPopCurrent(&popped);
+    }
+    drv_->cuDevicePrimaryCtxRelease(dev_);
+    drv_ = nullptr;
+}
+
+cuda::CUevent Timeline::create_event() const {
+    cuda::CUevent ev = nullptr;
+    drv_->check(drv_->cuEventCreate(&ev, 0), "cuEventCreate");  // flags 0: timing enabled
+    return ev;
+}
+
+void Timeline::reserve(std::size_t n) {
+    if (n <= marks_.size()) return;
+    if (drv_) {
+        CtxScope scope(*drv_, ctx_);
+        events_.reserve(n);
+        while (events_.size() < n) events_.push_back(create_event());
+    }
+    marks_.resize(n);
+}
+
+void Timeline::calibrate() {
+    if (!drv_) return;
+    CtxScope scope(*drv_, ctx_);
+    drv_->check(drv_->cuStreamSynchronize(stream_), "cuStreamSynchronize");
+    // The current reference becomes the previous one; the other two events take turns as candidates.
+    const int keep = ref_;
+    int best = (keep + 1) % 3, scratch = (keep + 2) % 3;
+    prev_ = -1;  // the old previous reference is about to be overwritten
+    std::int64_t best_host = 0, best_uncertainty = std::numeric_limits<std::int64_t>::max();
+    for (int i = 0; i < kCalibrationTries; ++i) {
+        const std::int64_t h0 = host_now_ns();
+        drv_->check(drv_->cuEventRecord(cal_[scratch], stream_), "cuEventRecord");
+        drv_->check(drv_->cuEventSynchronize(cal_[scratch]), "cuEventSynchronize");
+        const std::int64_t h1 = host_now_ns();
+        // The event completed within [h0, h1]; keep the tightest bracket, stamped at its end.
+        if (h1 - h0 < best_uncertainty) {
+            best_uncertainty = h1 - h0;
+            best_host = h1;
+            std::swap(best, scratch);
+        }
+    }
+    prev_ = keep;
+    prev_host_ns_ = ref_host_ns_;
+    ref_ = best;
+    ref_host_ns_ = best_host;
+    uncertainty_ns_ = best_uncertainty;
+}
+
+Resolved Timeline::resolve() {
+    Resolved out;
+    out.backend = backend();
+    out.dropped = dropped_;
+    out.sync_uncertainty_ns = uncertainty_ns_;
+    out.label.reserve(size_);
+    out.step.reserve(size_);
+    out.host_ns.reserve(size_);
+    out.device_ns.reserve(size_);
+    std::optional<CtxScope> scope;
+    if (drv_) {
+        if (ref_ < 0)
+            throw std::runtime_error("Timeline.resolve(): call calibrate() first on the CUDA backend");
+        scope.emplace(*drv_, ctx_);
+        if (n_events_ > 0)
+            drv_->check(drv_->cuEventSynchronize(events_[n_events_ - 1]), "cuEventSynchronize");
+    }
+    for (std::size_t i = 0; i < size_; ++i) {
+        const Mark& m = marks_[i];
+        out.label.push_back(m.label);
+        out.step.push_back(m.step);
+        out.host_ns.push_back(m.host_ns);
+        if (m.event < 0) {
+            out.device_ns.emplace_back();
+            continue;
+        }
+        const cuda::CUevent ev = events_[std::size_t(m.event)];
+        float ms = 0;
+        cuda::CUresult rc = drv_->cuEventElapsedTime(&ms, cal_[ref_], ev);
+        if (rc == cuda::CUDA_ERROR_NOT_READY) {  // recorded on another stream than the last mark: wait for it
+            drv_->check(drv_->cuEventSynchronize(ev), "cuEventSynchronize");
+            rc = drv_->cuEventElapsedTime(&ms, cal_[ref_], ev);
+        }
+        drv_->check(rc, "cuEventElapsedTime");
+        // ms is a float: resolution ~0.5 us near the reference, coarser far from it (~4 us at 60 s).
+        out.device_ns.emplace_back(ref_host_ns_ + std::llround(double(ms) * 1e6));
+    }
+    return out;
+}
+
+std::optional<std::int64_t> Timeline::drift_ns() const {
+    if (!drv_ || prev_ < 0) return std::nullopt;
+    CtxScope scope(*drv_, ctx_);
+    float ms = 0;
+    drv_->check(drv_->cuEventElapsedTime(&ms, cal_[prev_], cal_[ref_]), "cuEventElapsedTime");
+    return (ref_host_ns_ - prev_host_ns_) - std::llround(double(ms) * 1e6);
+}
+
+}  // namespace llmprof

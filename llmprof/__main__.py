@@ -1,0 +1,3 @@
+from llmprof.cli import main
+
+raise SystemExit(main())

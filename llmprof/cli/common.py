@@ -1,0 +1,44 @@
+"""What the subcommands share: the user-error type and argument checkers."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+class CliError(Exception):
+    """A user error: printed as one line, exit status 2."""
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    value = _int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    value = _int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+
+
+def check_output_path(path: str | None, option: str) -> None:
+    """Fail before any work if ``path`` cannot be written: its directory must exist."""
+    if path is None:
+        return
+    target = Path(path)
+    if target.is_dir():
+        raise CliError(f"{option} {path}: is a directory")
+    if not target.parent.is_dir():
+        raise CliError(f"{option} {path}: directory {str(target.parent)!r} does not exist")

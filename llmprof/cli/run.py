@@ -1,0 +1,140 @@
+"""Profile generate() on a model: TTFT, TPOT, latency, TPS and their breakdown over repeats.
+
+With no --model, profiles the built-in demo model (built locally, no download).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any
+
+from llmprof.cli.common import CliError, check_output_path, non_negative_int, positive_int
+
+DEFAULT_PROMPT_LEN = 128
+
+
+def add_parser(parser: argparse.ArgumentParser) -> None:
+    """Declare the options of ``run``."""
+    parser.add_argument("--model", default="demo", help="'demo' (built-in), a local directory, or a hub id")
+    prompt = parser.add_mutually_exclusive_group()
+    prompt.add_argument("--prompt", help="prompt text (tokenized with the model's tokenizer)")
+    prompt.add_argument("--prompt-len", type=positive_int, help=f"synthetic prompt of exactly N tokens "
+                        f"(default {DEFAULT_PROMPT_LEN})")
+    parser.add_argument("--max-new-tokens", type=positive_int, default=64)
+    parser.add_argument("--batch-size", type=positive_int, default=1)
+    parser.add_argument("--repeats", type=positive_int, default=5, help="measured generate() calls")
+    parser.add_argument("--warmup", type=non_negative_int, default=1, help="unmeasured calls before the repeats")
+    parser.add_argument("--device", default="auto", help="auto (cuda if available, else cpu), cpu, cuda, cuda:N")
+    parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16",
+                                                            "fp32", "fp16", "bf16"])
+    parser.add_argument("--attn-implementation", help="eager, sdpa, flash_attention_2, ... (passed to transformers)")
+    parser.add_argument("--do-sample", action="store_true", help="multinomial sampling instead of greedy")
+    parser.add_argument("--ignore-eos", action="store_true", help="always generate --max-new-tokens tokens")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic prompt and of sampling")
+    parser.add_argument("--json", metavar="FILE", help="save the run (every raw timeline) as JSON")
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run the profile; returns the exit status (130 when interrupted)."""
+    check_output_path(args.json, "--json")
+    from llmprof.models import ModelLoadError, load_model
+
+    try:
+        loaded = load_model(args.model, args.device, args.dtype, args.attn_implementation)
+    except ModelLoadError as exc:
+        raise CliError(str(exc)) from None
+    inputs, prompt_tokens, tokenize_s = _make_inputs(loaded, args)
+    return _profile(loaded, args, inputs, prompt_tokens, tokenize_s)
+
+
+def _make_inputs(loaded: Any, args: argparse.Namespace) -> tuple[dict[str, Any], int, float | None]:
+    """The batch of prompts on the model's device, its length, and the tokenization time (None if synthetic)."""
+    import torch
+
+    tokenizer = loaded.tokenizer
+    tokenize_s = None
+    if args.prompt is not None:
+        start = time.perf_counter()
+        ids = tokenizer(args.prompt, return_tensors="pt").input_ids
+        tokenize_s = time.perf_counter() - start
+        if ids.shape[1] == 0:
+            raise CliError("--prompt tokenizes to zero tokens")
+        ids = ids.repeat(args.batch_size, 1)
+    else:
+        length = args.prompt_len or DEFAULT_PROMPT_LEN
+        vocab = min(len(tokenizer), loaded.model.get_input_embeddings().num_embeddings)
+        special = torch.tensor(sorted(set(tokenizer.all_special_ids)), dtype=torch.long)
+        allowed = torch.arange(vocab)[~torch.isin(torch.arange(vocab), special)]
+        generator = torch.Generator().manual_seed(args.seed)
+        ids = allowed[torch.randint(len(allowed), (args.batch_size, length), generator=generator)]
+    prompt_tokens = int(ids.shape[1])
+    context = loaded.context_length
+    if context is not None and prompt_tokens + args.max_new_tokens > context:
+        raise CliError(f"prompt of {prompt_tokens} tokens + --max-new-tokens {args.max_new_tokens} exceeds the "
+                       f"model's context of {context} tokens")
+    inputs = {"input_ids": ids.to(loaded.device), "attention_mask": torch.ones_like(ids).to(loaded.device)}
+    return inputs, prompt_tokens, tokenize_s
+
+
+def _generate_kwargs(loaded: Any, args: argparse.Namespace) -> dict[str, Any]:
+    tokenizer = loaded.tokenizer
+    kwargs: dict[str, Any] = {"max_new_tokens": args.max_new_tokens, "do_sample": args.do_sample}
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    if pad is not None:
+        kwargs["pad_token_id"] = pad
+    if not args.do_sample:  # silence the warnings about sampling parameters that greedy ignores
+        kwargs.update(temperature=None, top_p=None, top_k=None)
+    if args.ignore_eos:
+        kwargs["min_new_tokens"] = args.max_new_tokens
+    return kwargs
+
+
+def _profile(loaded: Any, args: argparse.Namespace, inputs: dict[str, Any], prompt_tokens: int,
+             tokenize_s: float | None) -> int:
+    import torch
+
+    from llmprof.environment import capture_environment
+    from llmprof.report.json_format import Run, save_run
+    from llmprof.report.table import render_table
+    from llmprof.runner import repeat_generate
+
+    torch.manual_seed(args.seed)
+    config = {
+        "model": args.model,
+        "device": str(loaded.device),
+        "dtype": str(loaded.dtype).removeprefix("torch."),
+        "attn_implementation": getattr(loaded.model.config, "_attn_implementation", args.attn_implementation),
+        "batch_size": args.batch_size,
+        "prompt_tokens": prompt_tokens,
+        "prompt": args.prompt,
+        "tokenize_s": tokenize_s,
+        "max_new_tokens": args.max_new_tokens,
+        "repeats": args.repeats,
+        "warmup": args.warmup,
+        "do_sample": args.do_sample,
+        "ignore_eos": args.ignore_eos,
+        "seed": args.seed,
+    }
+    run = Run(config=config, environment=capture_environment())
+    total = args.warmup + args.repeats
+    try:
+        calls = repeat_generate(loaded.model, inputs, args.repeats, args.warmup, **_generate_kwargs(loaded, args))
+        end = "\r" if sys.stderr.isatty() else "\n"
+        for i, record in enumerate(calls, 1):
+            run.records.append(record)
+            kind = "warm-up" if record.warmup else "repeat"
+            print(f"[{i}/{total}] {kind} done: {sum(record.tokens_per_sequence)} tokens in "
+                  f"{(record.host_ns[-1] - record.host_ns[0]) / 1e9:.2f} s", end=end, file=sys.stderr, flush=True)
+        if end == "\r":
+            print(file=sys.stderr)
+    except KeyboardInterrupt:
+        run.interrupted = True
+        print(f"\nllmprof: interrupted after {len(run.measured)} of {args.repeats} repeats", file=sys.stderr)
+    if run.measured:
+        render_table(run)
+    if args.json:
+        save_run(run, args.json)
+        print(f"run saved to {args.json}", file=sys.stderr)
+    return 130 if run.interrupted else 0

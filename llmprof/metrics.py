@@ -1,0 +1,196 @@
+"""Raw request timeline -> the four metrics and their breakdown (DESIGN.md section 1). Pure Python, no torch.
+
+Every mark's time is its device time mapped onto the host clock where it has one, else its host stamp.
+All results are in seconds.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+
+from llmprof.record import Label, RawRequest
+
+NS = 1e-9
+HOST_BOUND_TOLERANCE_NS = 10_000  # an event executed within this (plus the sync uncertainty) of its record met an empty queue
+
+
+@dataclass
+class Breakdown:
+    """Where the time of one request went.
+
+    TTFT = host_prep + vision + prefill + first_sample. Each decode step k >= 2 splits its inter-token interval
+    into host_gap (previous token to the forward's start), forward and sampling (forward end to token).
+    A part whose marks are missing (e.g. a forward that bypassed the hooks) is None.
+    """
+
+    host_prep: float | None
+    vision: float
+    prefill: float | None
+    first_sample: float | None
+    step_forward: list[float | None]
+    step_sampling: list[float | None]
+    step_host_gap: list[float | None]
+    step_host_bound: list[bool] | None  # None on the host backend, where there is no device queue
+
+    @property
+    def decode_forward(self) -> float | None:
+        """Mean forward span of a decode step."""
+        return _mean(self.step_forward)
+
+    @property
+    def sampling(self) -> float | None:
+        """Mean sampling span of a decode step (forward end to token)."""
+        return _mean(self.step_sampling)
+
+    @property
+    def host_gap(self) -> float | None:
+        """Mean time between a token and the next forward's start."""
+        return _mean(self.step_host_gap)
+
+    @property
+    def host_bound_share(self) -> float | None:
+        """Share of decode steps whose forward found the device idle, waiting on the host."""
+        if not self.step_host_bound:
+            return None
+        return sum(self.step_host_bound) / len(self.step_host_bound)
+
+
+@dataclass
+class RequestMetrics:
+    """The metrics of one ``generate()`` call (seconds, tokens per second)."""
+
+    ttft: float
+    latency: float
+    latency_to_last_token: float
+    tpot: float | None
+    tpot_per_sequence: list[float | None]
+    itl: list[float]
+    tps: float
+    decode_tps: float | None
+    prefill_tps: float
+    output_tokens: list[int]
+    prompt_tokens: int
+    breakdown: Breakdown
+
+    @property
+    def batch_size(self) -> int:
+        return len(self.output_tokens)
+
+    @property
+    def total_output_tokens(self) -> int:
+        return sum(self.output_tokens)
+
+
+def _mean(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.fmean(present) if present else None
+
+
+def _span(end: int | None, start: int | None) -> float | None:
+    return None if end is None or start is None else (end - start) * NS
+
+
+def compute_request(raw: RawRequest) -> RequestMetrics:
+    """Compute the metrics of one recorded request. Raises ValueError if the timeline lacks a needed mark."""
+    times = [h if d is None else d for h, d in zip(raw.host_ns, raw.device_ns)]
+    n = raw.tokens_per_sequence
+    steps = max(n, default=0)
+    if steps < 1:
+        raise ValueError("the request generated no token")
+
+    start = end = None
+    token: dict[int, int] = {}
+    fwd_begin: dict[int, int] = {}  # first forward launch of each step
+    fwd_begin_host: dict[int, int] = {}
+    fwd_begin_device: dict[int, int | None] = {}
+    fwd_end: dict[int, int] = {}  # last forward return of each step (chunked prefill has several)
+    vision_open: int | None = None
+    vision_time = 0.0
+    for label, step, t, host, device in zip(raw.label, raw.step, times, raw.host_ns, raw.device_ns):
+        if label == Label.REQUEST_START:
+            start = host
+        elif label == Label.REQUEST_END:
+            end = host
+        elif label == Label.TOKEN:
+            token.setdefault(step, t)
+        elif label == Label.FORWARD_BEGIN:
+            if step not in fwd_begin:
+                fwd_begin[step], fwd_begin_host[step], fwd_begin_device[step] = t, host, device
+        elif label == Label.FORWARD_END:
+            fwd_end[step] = t
+        elif label == Label.VISION_BEGIN:
+            vision_open = t
+        elif label == Label.VISION_END and vision_open is not None:
+            vision_time += (t - vision_open) * NS
+            vision_open = None
+    if start is None or end is None:
+        raise ValueError("the timeline lacks the request start or end mark")
+    missing = [k for k in range(1, steps + 1) if k not in token]
+    if missing:
+        raise ValueError(f"the timeline lacks the token marks of steps {missing[:5]}")
+
+    t_first, t_last = token[1], token[steps]
+    ttft = (t_first - start) * NS
+    latency = (end - start) * NS
+    tpot_seq = [(token[k] - t_first) * NS / (k - 1) if k >= 2 else None for k in n]
+    itl = [(token[k] - token[k - 1]) * NS for k in range(2, steps + 1)]
+    decode_tokens = sum(k - 1 for k in n if k >= 1)
+
+    prefill = _span(fwd_end.get(0), fwd_begin.get(0))
+    if prefill is not None:
+        prefill = max(prefill - vision_time, 0.0) if _vision_inside_prefill(raw) else prefill
+    first_sample = _span(t_first, fwd_end.get(0))
+    known = vision_time + (prefill or 0.0) + (first_sample or 0.0)
+    host_prep = ttft - known if prefill is not None else None
+
+    uncertainty = raw.sync_uncertainty_ns + HOST_BOUND_TOLERANCE_NS
+    on_device = raw.backend != "host"
+    step_forward, step_sampling, step_gap, step_bound = [], [], [], []
+    for k in range(2, steps + 1):
+        s = k - 1  # the forward producing token k ran with k-1 tokens present
+        step_forward.append(_span(fwd_end.get(s), fwd_begin.get(s)))
+        step_sampling.append(_span(token[k], fwd_end.get(s)))
+        step_gap.append(_span(fwd_begin.get(s), token[k - 1]))
+        device = fwd_begin_device.get(s)
+        if on_device and device is not None:
+            step_bound.append(device - fwd_begin_host[s] <= uncertainty)
+
+    return RequestMetrics(
+        ttft=ttft,
+        latency=latency,
+        latency_to_last_token=(t_last - start) * NS,
+        tpot=_mean(tpot_seq),
+        tpot_per_sequence=tpot_seq,
+        itl=itl,
+        tps=sum(n) / latency,
+        decode_tps=decode_tokens / ((t_last - t_first) * NS) if steps >= 2 and t_last > t_first else None,
+        prefill_tps=len(n) * raw.prompt_tokens / ttft,
+        output_tokens=list(n),
+        prompt_tokens=raw.prompt_tokens,
+        breakdown=Breakdown(
+            host_prep=host_prep,
+            vision=vision_time,
+            prefill=prefill,
+            first_sample=first_sample,
+            step_forward=step_forward,
+            step_sampling=step_sampling,
+            step_host_gap=step_gap,
+            step_host_bound=step_bound if on_device else None,
+        ),
+    )
+
+
+def _vision_inside_prefill(raw: RawRequest) -> bool:
+    """Whether the vision encoder ran inside the prefill forward (4.x) rather than before it (5.x pre-encoding)."""
+    begin = end = vision = None
+    for i, (label, step) in enumerate(zip(raw.label, raw.step)):
+        if step != 0:
+            continue
+        if label == Label.FORWARD_BEGIN and begin is None:
+            begin = i
+        elif label == Label.FORWARD_END:
+            end = i
+        elif label == Label.VISION_BEGIN and vision is None:
+            vision = i
+    return None not in (begin, end, vision) and begin < vision < end

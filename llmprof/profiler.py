@@ -1,0 +1,217 @@
+"""``Profiler``: attaches the hooks to a model, drives the compiled timeline, and turns each ``generate()`` call
+into a :class:`~llmprof.record.RawRequest` and its :class:`~llmprof.metrics.RequestMetrics`."""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from typing_extensions import Self
+
+from llmprof import _core
+from llmprof.hooks import InstalledHooks
+from llmprof.metrics import RequestMetrics, compute_request
+from llmprof.record import Label, RawRequest
+
+MARKS_PER_STEP = 4  # forward begin/end, token, and room for a vision span or a prefill chunk
+DEFAULT_CAPACITY = 1 << 14
+
+
+class Profiler:
+    """Profile every ``generate()`` call of ``model``: one result per call, in call order.
+
+    >>> with llmprof.profile(model) as prof:
+    ...     model.generate(**inputs, max_new_tokens=64)
+    >>> prof.requests[-1].tpot
+    """
+
+    def __init__(self, model: Any, timeline: Any = None):
+        """``timeline``: a prebuilt :class:`llmprof._core.Timeline` to record into (default: one for the model's
+        device, with CUDA events when the model is on a GPU)."""
+        if not callable(getattr(model, "generate", None)) or not isinstance(model, torch.nn.Module):
+            raise TypeError(f"llmprof profiles torch models with a generate() method; got {type(model).__name__}")
+        self.model = model
+        self.requests: list[RequestMetrics] = []
+        self.records: list[RawRequest] = []
+        self.warmup = False  # while True, recorded requests are flagged as warm-up
+        self.active = False
+        self.steps = 0
+        self._timeline: Any = timeline
+        self._hooks: InstalledHooks | None = None
+        self._done_flags: list[torch.Tensor] = []
+        self._prompt_tokens = 0
+        self._device: torch.device | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+    @property
+    def attached(self) -> bool:
+        return self._hooks is not None
+
+    @property
+    def backend(self) -> str | None:
+        """``"cuda"`` (device events) or ``"host"`` (host stamps only), once attached."""
+        return None if self._timeline is None else self._timeline.backend
+
+    def attach(self) -> Profiler:
+        """Install the hooks. Raises RuntimeError if this or another Profiler is already attached to the model."""
+        if self.attached:
+            raise RuntimeError("this Profiler is already attached")
+        if getattr(self.model, "_llmprof_profiler", None) is not None:
+            raise RuntimeError("another llmprof Profiler is already attached to this model; detach it first")
+        self._device = _model_device(self.model)
+        if self._timeline is None:
+            self._timeline = self._make_timeline(self._device)
+        if self._timeline.backend == "cuda":
+            self._timeline.calibrate()
+        self.mark = self._timeline.mark
+        self._hooks = InstalledHooks(self.model, self)
+        self.model._llmprof_profiler = self
+        return self
+
+    def detach(self) -> None:
+        """Remove every hook: the model is left exactly as before :meth:`attach`. Idempotent."""
+        if self._hooks is None:
+            return
+        self._hooks.remove()
+        self._hooks = None
+        del self.model._llmprof_profiler
+
+    def __enter__(self) -> Self:
+        return self.attach()
+
+    def __exit__(self, *exc: object) -> None:
+        self.detach()
+
+    @staticmethod
+    def _make_timeline(device: torch.device) -> Any:
+        if device.type != "cuda":
+            return _core.Timeline(DEFAULT_CAPACITY)
+        ok, reason = _core.cuda_driver_status()
+        if not ok:
+            raise RuntimeError(f"the model is on {device} but the CUDA driver cannot be used: {reason}")
+        timeline = _core.Timeline(DEFAULT_CAPACITY, device.index or 0)
+        timeline.set_stream(torch.cuda.current_stream(device).cuda_stream)
+        return timeline
+
+    # -- the Recorder interface used by the hooks ------------------------------------------------------
+    def mark(self, label: int, step: int) -> None:  # replaced by the timeline's own method on attach
+        self._timeline.mark(label, step)
+
+    def begin(self, args: tuple, kwargs: dict) -> None:
+        """generate() was entered: reset the timeline and stamp ``t0``."""
+        timeline = self._timeline
+        timeline.clear()
+        self._prompt_tokens, expected_steps = _request_shape(self.model, args, kwargs)
+        needed = MARKS_PER_STEP * (expected_steps + 4)
+        if needed > timeline.capacity:
+            timeline.reserve(needed)
+        if self._device is not None and self._device.type == "cuda":
+            timeline.set_stream(torch.cuda.current_stream(self._device).cuda_stream)
+        self._done_flags = []
+        self.steps = 0
+        self.active = True
+        timeline.mark_host(Label.REQUEST_START, 0)
+
+    def on_token(self, is_done: torch.Tensor) -> None:
+        """Step k's tokens were appended: stamp ``T_k`` and keep the per-sequence stop flags."""
+        self.steps += 1
+        self.mark(Label.TOKEN, self.steps)
+        self._done_flags.append(is_done)
+
+    def end(self, output: Any) -> None:
+        """generate() returned: stamp ``t_end``, resolve device times, count real tokens, compute the metrics."""
+        timeline = self._timeline
+        timeline.mark_host(Label.REQUEST_END, self.steps)
+        self.active = False
+        resolved = timeline.resolve()
+        tokens = _tokens_per_sequence(self._done_flags, _generated_length(output, self._prompt_tokens))
+        self._done_flags = []
+        drift = None
+        if timeline.backend == "cuda":
+            timeline.calibrate()
+            drift = timeline.drift_ns()
+        raw = RawRequest(
+            label=resolved["label"],
+            step=resolved["step"],
+            host_ns=resolved["host_ns"],
+            device_ns=resolved["device_ns"],
+            tokens_per_sequence=tokens,
+            prompt_tokens=self._prompt_tokens,
+            backend=resolved["backend"],
+            sync_uncertainty_ns=resolved["sync_uncertainty_ns"],
+            drift_ns=drift,
+            dropped_marks=resolved["dropped"],
+            warmup=self.warmup,
+        )
+        if raw.dropped_marks:
+            warnings.warn(f"llmprof: the timeline overflowed, {raw.dropped_marks} marks were dropped")
+        if not tokens or max(tokens) == 0:
+            warnings.warn("llmprof: generate() produced no token; the call is not recorded")
+            return
+        self.records.append(raw)
+        self.requests.append(compute_request(raw))
+
+    def abort(self) -> None:
+        """generate() raised: forget the partial request."""
+        self.active = False
+        self._done_flags = []
+        self._timeline.clear()
+
+
+@contextlib.contextmanager
+def profile(model: Any) -> Iterator[Profiler]:
+    """Context manager: profile ``model`` inside the block, detach on exit (even on error)."""
+    profiler = Profiler(model)
+    with profiler:
+        yield profiler
+
+
+def _model_device(model: torch.nn.Module) -> torch.device:
+    for tensor in model.parameters():
+        return tensor.device
+    return torch.device("cpu")
+
+
+def _input_tensor(args: tuple, kwargs: dict) -> torch.Tensor | None:
+    for value in (kwargs.get("input_ids"), kwargs.get("inputs"), args[0] if args else None,
+                  kwargs.get("inputs_embeds")):
+        if isinstance(value, torch.Tensor):
+            return value
+    return None
+
+
+def _request_shape(model: Any, args: tuple, kwargs: dict) -> tuple[int, int]:
+    """(prompt tokens per sequence, the most steps the call can run), from host-side shapes and configs only."""
+    inputs = _input_tensor(args, kwargs)
+    prompt = int(inputs.shape[1]) if inputs is not None and inputs.dim() >= 2 else 0
+    config = kwargs.get("generation_config") or getattr(model, "generation_config", None)
+    max_new = kwargs.get("max_new_tokens", getattr(config, "max_new_tokens", None))
+    if max_new is None:
+        max_length = kwargs.get("max_length", getattr(config, "max_length", None)) or 0
+        max_new = max(max_length - prompt, 0)
+    return prompt, int(max_new)
+
+
+def _generated_length(output: Any, prompt_tokens: int) -> int | None:
+    """Steps kept in generate()'s output (a deferred stop check may run one extra step and undo it)."""
+    sequences = output if isinstance(output, torch.Tensor) else getattr(output, "sequences", None)
+    if not isinstance(sequences, torch.Tensor) or sequences.dim() != 2:
+        return None
+    return int(sequences.shape[1]) - prompt_tokens
+
+
+def _tokens_per_sequence(done_flags: list[torch.Tensor], generated: int | None) -> list[int]:
+    """``n_i``: for each sequence, the step at which a stopping criterion first said it was done (EOS, stop string,
+    length limit, custom criteria), else the number of steps run. Padding after that step is not counted."""
+    if not done_flags:
+        return []
+    done = torch.stack([flag.reshape(-1) for flag in done_flags]).cpu()
+    steps = done.shape[0]
+    first = done.to(torch.int8).argmax(dim=0) + 1
+    n = torch.where(done.any(dim=0), first, torch.full_like(first, steps))
+    if generated is not None and 0 < generated < steps:
+        n = n.clamp(max=generated)
+    return [int(v) for v in n]

@@ -1,0 +1,110 @@
+"""The versioned JSON run format: every raw timeline plus the run's configuration and environment.
+
+All metrics are recomputed from the raw timelines on load, so a file stays useful when metrics are added.
+Never imports torch.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from llmprof.metrics import RequestMetrics, compute_request
+from llmprof.record import RawRequest
+from llmprof.stats import summarize_requests
+
+FORMAT_NAME = "llmprof-run"
+FORMAT_VERSION = 1
+
+
+class RunFormatError(Exception):
+    """A file is not a readable llmprof run; the message is meant for the user as is."""
+
+
+@dataclass
+class Run:
+    """One profiling run: its configuration, environment and every recorded request (warm-ups included)."""
+
+    config: dict[str, Any]
+    environment: dict[str, Any]
+    records: list[RawRequest] = field(default_factory=list)
+    interrupted: bool = False
+    created: str = field(default_factory=lambda: datetime.datetime.now(datetime.timezone.utc).isoformat())
+
+    @property
+    def measured(self) -> list[RawRequest]:
+        """The repeats that count (warm-ups excluded)."""
+        return [r for r in self.records if not r.warmup]
+
+    def metrics(self) -> list[RequestMetrics]:
+        """Metrics of the measured repeats, in order."""
+        return [compute_request(r) for r in self.measured]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT_NAME,
+            "version": FORMAT_VERSION,
+            "created": self.created,
+            "interrupted": self.interrupted,
+            "config": self.config,
+            "environment": self.environment,
+            "summary": {k: s.to_dict() for k, s in summarize_requests(self.metrics()).items()},
+            "requests": [r.to_dict() for r in self.records],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Run:
+        """Parse a run document; raises RunFormatError if it is not one this version can read."""
+        if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
+            raise RunFormatError("not an llmprof run (no 'format': 'llmprof-run' field)")
+        version = data.get("version")
+        if not isinstance(version, int) or version > FORMAT_VERSION:
+            raise RunFormatError(
+                f"run format version {version} is newer than this llmprof reads ({FORMAT_VERSION}); upgrade llmprof"
+            )
+        try:
+            records = [RawRequest.from_dict(r) for r in data["requests"]]
+            return cls(
+                config=dict(data.get("config", {})),
+                environment=dict(data.get("environment", {})),
+                records=records,
+                interrupted=bool(data.get("interrupted", False)),
+                created=str(data.get("created", "")),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise RunFormatError(f"malformed llmprof run: {type(exc).__name__}: {exc}") from exc
+
+
+def write_atomic(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename: never a truncated file."""
+    target = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent or ".")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_run(run: Run, path: str | os.PathLike[str]) -> None:
+    """Save ``run`` as JSON at ``path``, atomically."""
+    write_atomic(path, json.dumps(run.to_dict(), indent=1) + "\n")
+
+
+def load_run(path: str | os.PathLike[str]) -> Run:
+    """Load a run saved by :func:`save_run`; raises RunFormatError with a one-line reason."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except FileNotFoundError as exc:
+        raise RunFormatError(f"{path}: no such file") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RunFormatError(f"{path}: not valid JSON (truncated?): {exc}") from exc
+    return Run.from_dict(data)

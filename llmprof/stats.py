@@ -1,0 +1,120 @@
+"""Repeats -> summary statistics with a bootstrap confidence interval. Pure Python, no torch.
+
+The unit of resampling is the generation (one value per request): steps inside one generation are
+correlated, so resampling steps would understate the spread.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+
+from llmprof.metrics import RequestMetrics
+
+BOOTSTRAP_RESAMPLES = 2000
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Distribution of one metric over the measured repeats."""
+
+    n: int
+    median: float
+    mean: float
+    stdev: float
+    min: float
+    max: float
+    p90: float
+    p99: float
+    ci95_low: float
+    ci95_high: float
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The q-th percentile (0..100) with linear interpolation between closest ranks (numpy's default)."""
+    if not values:
+        raise ValueError("percentile of an empty sequence")
+    ordered = sorted(values)
+    pos = (len(ordered) - 1) * q / 100.0
+    lo, hi = math.floor(pos), math.ceil(pos)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+def bootstrap_ci(
+    values: Sequence[float],
+    statistic: Callable[[Sequence[float]], float] = statistics.median,
+    confidence: float = 0.95,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile bootstrap confidence interval of ``statistic`` over ``values``."""
+    if len(values) < 2:
+        v = statistic(values)
+        return v, v
+    rng = random.Random(seed)
+    k = len(values)
+    estimates = sorted(statistic(rng.choices(values, k=k)) for _ in range(resamples))
+    alpha = (1.0 - confidence) / 2.0
+    return percentile(estimates, 100 * alpha), percentile(estimates, 100 * (1 - alpha))
+
+
+def summarize(values: Sequence[float]) -> Summary | None:
+    """Summary of one metric's values over repeats; None when there is no value."""
+    values = [float(v) for v in values if v is not None]
+    if not values:
+        return None
+    low, high = bootstrap_ci(values)
+    return Summary(
+        n=len(values),
+        median=statistics.median(values),
+        mean=statistics.fmean(values),
+        stdev=statistics.stdev(values) if len(values) > 1 else 0.0,
+        min=min(values),
+        max=max(values),
+        p90=percentile(values, 90),
+        p99=percentile(values, 99),
+        ci95_low=low,
+        ci95_high=high,
+    )
+
+
+def _itl_percentile(q: float) -> Callable[[RequestMetrics], float | None]:
+    return lambda m: percentile(m.itl, q) if m.itl else None
+
+
+# name -> (value of one request, unit). Seconds are shown in ms by the reporters.
+METRICS: dict[str, tuple[Callable[[RequestMetrics], float | None], str]] = {
+    "ttft": (lambda m: m.ttft, "s"),
+    "tpot": (lambda m: m.tpot, "s"),
+    "itl_p50": (_itl_percentile(50), "s"),
+    "itl_p99": (_itl_percentile(99), "s"),
+    "latency": (lambda m: m.latency, "s"),
+    "tps": (lambda m: m.tps, "tok/s"),
+    "decode_tps": (lambda m: m.decode_tps, "tok/s"),
+    "prefill_tps": (lambda m: m.prefill_tps, "tok/s"),
+    "output_tokens": (lambda m: m.total_output_tokens, "tok"),
+    "host_prep": (lambda m: m.breakdown.host_prep, "s"),
+    "vision": (lambda m: m.breakdown.vision, "s"),
+    "prefill": (lambda m: m.breakdown.prefill, "s"),
+    "first_sample": (lambda m: m.breakdown.first_sample, "s"),
+    "decode_forward": (lambda m: m.breakdown.decode_forward, "s"),
+    "sampling": (lambda m: m.breakdown.sampling, "s"),
+    "host_gap": (lambda m: m.breakdown.host_gap, "s"),
+    "host_bound_share": (lambda m: m.breakdown.host_bound_share, "ratio"),
+}
+
+
+def summarize_requests(requests: Sequence[RequestMetrics]) -> dict[str, Summary]:
+    """Summary of every metric in :data:`METRICS` that has at least one value."""
+    out = {}
+    for name, (get, _unit) in METRICS.items():
+        summary = summarize([get(m) for m in requests])
+        if summary is not None:
+            out[name] = summary
+    return out

@@ -1,0 +1,102 @@
+"""A generate()-capable model whose forward takes a known time: the ground truth that llmprof is checked against.
+
+Prefill (no generated token yet) takes ``prefill_ms``, every decode step ``decode_ms``. On CPU the forward
+busy-waits on the host; with ``device_sleep=True`` it spins the GPU (``torch.cuda._sleep``) while the host
+returns at once, so that only an event-based timeline reports the right times. Row ``i`` emits EOS at step
+``eos_at[i]`` (0 or missing: never). The model has no cache: it counts its forwards since generate() began,
+so nothing in its forward reads a device value (which would synchronize).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+from transformers import GenerationMixin, PretrainedConfig, PreTrainedModel
+from transformers.modeling_outputs import CausalLMOutputWithPast
+
+PAD_ID, EOS_ID = 0, 1
+FIRST_CONTENT_ID = 2
+
+
+class SyntheticConfig(PretrainedConfig):
+    """Timing and EOS script of :class:`SyntheticModel`."""
+
+    model_type = "llmprof_synthetic"
+
+    def __init__(
+        self,
+        prefill_ms: float = 40.0,
+        decode_ms: float = 15.0,
+        eos_at: list[int] | None = None,
+        vocab_size: int = 64,
+        device_sleep: bool = False,
+        cycles_per_ms: float = 1.4e6,
+        **kwargs: Any,
+    ):
+        kwargs.setdefault("eos_token_id", EOS_ID)
+        kwargs.setdefault("pad_token_id", PAD_ID)
+        kwargs.setdefault("use_cache", False)
+        kwargs.setdefault("num_hidden_layers", 1)  # generate() may size a cache that the model never fills
+        super().__init__(**kwargs)
+        self.prefill_ms = prefill_ms
+        self.decode_ms = decode_ms
+        self.eos_at = list(eos_at or [])
+        self.vocab_size = vocab_size
+        self.device_sleep = device_sleep
+        self.cycles_per_ms = cycles_per_ms
+
+
+class SyntheticModel(PreTrainedModel, GenerationMixin):
+    """See the module docstring. ``forward_log`` keeps (start_ns, end_ns, generated) of every forward on the host."""
+
+    config_class = SyntheticConfig
+    main_input_name = "input_ids"
+
+    def __init__(self, config: SyntheticConfig):
+        super().__init__(config)
+        self.anchor = torch.nn.Parameter(torch.zeros(1))  # gives the model a device and a dtype
+        self.forward_log: list[tuple[int, int, int]] = []
+        self._forwards = 0
+        self.post_init()
+
+    def _init_weights(self, module: torch.nn.Module) -> None:
+        """Nothing to initialize: the model has no real weights."""
+
+    def generate(self, *args: Any, **kwargs: Any) -> Any:
+        """GenerationMixin.generate, counting forwards from zero."""
+        self._forwards = 0
+        return super().generate(*args, **kwargs)
+
+    def forward(self, input_ids: torch.LongTensor, **_kwargs: Any) -> CausalLMOutputWithPast:
+        start = time.perf_counter_ns()
+        config = self.config
+        generated = self._forwards
+        self._forwards += 1
+        duration_ms = config.prefill_ms if generated == 0 else config.decode_ms
+        if config.device_sleep:
+            torch.cuda._sleep(int(duration_ms * config.cycles_per_ms))
+        else:
+            deadline = start + int(duration_ms * 1e6)
+            while time.perf_counter_ns() < deadline:
+                pass
+        step = generated + 1  # the step whose token this forward produces
+        batch = input_ids.shape[0]
+        logits = torch.zeros(batch, input_ids.shape[1], config.vocab_size, device=input_ids.device)
+        for i in range(batch):  # scalar fills: no host-to-device copy, so no synchronization
+            eos = i < len(config.eos_at) and config.eos_at[i] == step
+            logits[i, -1, EOS_ID if eos else FIRST_CONTENT_ID + step % (config.vocab_size - FIRST_CONTENT_ID)] = 100.0
+        self.forward_log.append((start, time.perf_counter_ns(), generated))
+        return CausalLMOutputWithPast(logits=logits + self.anchor.to(logits.dtype))
+
+
+def synthetic_model(**config: Any) -> SyntheticModel:
+    """Build a :class:`SyntheticModel` from :class:`SyntheticConfig` keyword arguments."""
+    return SyntheticModel(SyntheticConfig(**config)).eval()
+
+
+def synthetic_prompt(batch: int, length: int, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """generate() inputs for the synthetic model: ``batch`` prompts of ``length`` content ids."""
+    ids = torch.full((batch, length), FIRST_CONTENT_ID)
+    return {"input_ids": ids.to(device), "attention_mask": torch.ones_like(ids).to(device)}

@@ -1,0 +1,341 @@
+/* A stand-in for the CUDA driver (libcuda.so.1) for llmprof's tests, built by tests/conftest.py:
+ *     cc -shared -fPIC -O2 -o libfake_cuda.so fake_cuda.c
+ * Variants (-D...): FAKE_NO_EVENT_ELAPSED omits cuEventElapsedTime; FAKE_NO_ERROR_STRINGS omits
+ * cuGetErrorName/cuGetErrorString; FAKE_NO_PROC_ADDRESS_V2 omits cuGetProcAddress_v2 (the loader falls back
+ * to the 4-argument cuGetProcAddress); FAKE_NO_PROC_ADDRESS omits both (the loader falls back to dlsym).
+ *
+ * Model: one device (ordinal 0) with one primary context; streams are opaque handles. A recorded event
+ * completes at its record time + the queue delay (fake_set_queue_delay_ns); its device timestamp is that
+ * completion time on CLOCK_MONOTONIC plus a large offset, optionally skewed (fake_set_clock_skew_ppm), so
+ * the extension's host <-> device mapping is really exercised. Entry points other than cuInit and the
+ * version/error/lookup ones return CUDA_ERROR_NOT_INITIALIZED before a successful cuInit, and
+ * cuEventCreate wants a context current, as the real driver does. Not thread-safe.
+ * The fake_* functions are the tests' controls (through ctypes, which shares this instance's state). */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+typedef int CUresult;
+typedef int CUdevice;
+typedef struct fake_ctx* CUcontext;
+typedef struct fake_event* CUevent;
+typedef struct fake_stream* CUstream;
+
+enum {
+    CUDA_SUCCESS = 0,
+    CUDA_ERROR_INVALID_VALUE = 1,
+    CUDA_ERROR_OUT_OF_MEMORY = 2,
+    CUDA_ERROR_NOT_INITIALIZED = 3,
+    CUDA_ERROR_NO_DEVICE = 100,
+    CUDA_ERROR_INVALID_DEVICE = 101,
+    CUDA_ERROR_INVALID_CONTEXT = 201,
+    CUDA_ERROR_INVALID_HANDLE = 400,
+    CUDA_ERROR_NOT_FOUND = 500,
+    CUDA_ERROR_NOT_READY = 600,
+    CUDA_ERROR_ILLEGAL_ADDRESS = 700,
+    CUDA_ERROR_UNKNOWN = 999,
+};
+
+#define DEVICE_CLOCK_OFFSET_NS 1000000000000LL
+
+struct fake_ctx {
+    int device;
+};
+struct fake_event {
+    int recorded;
+    long long done_ns, device_ns;
+};
+
+static struct fake_ctx primary_ctx;
+static CUcontext ctx_stack[16];
+static int ctx_depth, ctx_refcount, initialized, live_events;
+static long long queue_delay_ns, last_done_ns, skew_epoch_ns;
+static double skew_ppm;
+static uintptr_t last_record_stream;
+
+/* Every counted entry point, once: call counts and injected failures are indexed by F_<name>. */
+#define FAKE_FUNCS(X)                                                                                   \
+    X(cuInit) X(cuDriverGetVersion) X(cuDeviceGet) X(cuDevicePrimaryCtxRetain) X(cuDevicePrimaryCtxRelease) \
+    X(cuCtxPushCurrent) X(cuCtxPopCurrent) X(cuEventCreate) X(cuEventDestroy) X(cuEventRecord)             \
+    X(cuEventQuery) X(cuEventSynchronize) X(cuEventElapsedTime) X(cuStreamSynchronize) X(cuGetErrorName)   \
+    X(cuGetErrorString) X(cuGetProcAddress) X(cuGetProcAddress_v2)
+#define AS_ENUM(f) F_##f,
+#define AS_NAME(f) #f,
+enum { FAKE_FUNCS(AS_ENUM) F_COUNT };
+static const char* const fn_names[F_COUNT] = {FAKE_FUNCS(AS_NAME)};
+static int calls[F_COUNT], fail_code[F_COUNT], fail_skip[F_COUNT];
+
+static int fn_index(const char* name) {
+    for (int i = 0; i < F_COUNT; i++)
+        if (strcmp(fn_names[i], name) == 0) return i;
+    return -1;
+}
+
+/* Counts a call; returns the injected failure once its skip count is used up, else CUDA_SUCCESS. */
+static CUresult injected(int f) {
+    calls[f]++;
+    if (!fail_code[f]) return CUDA_SUCCESS;
+    if (fail_skip[f] > 0) {
+        fail_skip[f]--;
+        return CUDA_SUCCESS;
+    }
+    return fail_code[f];
+}
+#define ENTER(f)                        \
+    do {                                \
+        CUresult rc_ = injected(F_##f); \
+        if (rc_) return rc_;            \
+    } while (0)
+#define REQUIRE_INIT()                                       \
+    do {                                                     \
+        if (!initialized) return CUDA_ERROR_NOT_INITIALIZED; \
+    } while (0)
+
+static long long now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static void sleep_until(long long t_ns) {
+    struct timespec ts = {t_ns / 1000000000LL, t_ns % 1000000000LL};
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR) {
+    }
+}
+
+/* ---- driver API ---- */
+
+CUresult cuInit(unsigned flags) {
+    ENTER(cuInit);
+    if (flags != 0) return CUDA_ERROR_INVALID_VALUE;
+    initialized = 1;
+    return CUDA_SUCCESS;
+}
+
+CUresult cuDriverGetVersion(int* version) {
+    ENTER(cuDriverGetVersion);
+    *version = 12040;
+    return CUDA_SUCCESS;
+}
+
+CUresult cuDeviceGet(CUdevice* dev, int ordinal) {
+    ENTER(cuDeviceGet);
+    REQUIRE_INIT();
+    if (ordinal != 0) return CUDA_ERROR_INVALID_DEVICE;
+    *dev = ordinal;
+    return CUDA_SUCCESS;
+}
+
+CUresult cuDevicePrimaryCtxRetain(CUcontext* ctx, CUdevice dev) {
+    ENTER(cuDevicePrimaryCtxRetain);
+    REQUIRE_INIT();
+    if (dev != 0) return CUDA_ERROR_INVALID_DEVICE;
+    ctx_refcount++;
+    *ctx = &primary_ctx;
+    return CUDA_SUCCESS;
+}
+
+CUresult cuDevicePrimaryCtxRelease(CUdevice dev) {
+    ENTER(cuDevicePrimaryCtxRelease);
+    REQUIRE_INIT();
+    if (dev != 0) return CUDA_ERROR_INVALID_DEVICE;
+    if (ctx_refcount == 0) return CUDA_ERROR_INVALID_CONTEXT;
+    ctx_refcount--;
+    return CUDA_SUCCESS;
+}
+
+CUresult cuCtxPushCurrent(CUcontext ctx) {
+    ENTER(cuCtxPushCurrent);
+    REQUIRE_INIT();
+    if (ctx != &primary_ctx || ctx_depth == (int)(sizeof ctx_stack / sizeof *ctx_stack))
+        return CUDA_ERROR_INVALID_CONTEXT;
+    ctx_stack[ctx_depth++] = ctx;
+    return CUDA_SUCCESS;
+}
+
+CUresult cuCtxPopCurrent(CUcontext* ctx) {
+    ENTER(cuCtxPopCurrent);
+    REQUIRE_INIT();
+    if (ctx_depth == 0) return CUDA_ERROR_INVALID_CONTEXT;
+    *ctx = ctx_stack[--ctx_depth];
+    return CUDA_SUCCESS;
+}
+
+CUresult cuEventCreate(CUevent* ev, unsigned flags) {
+    ENTER(cuEventCreate);
+    REQUIRE_INIT();
+    if (ctx_depth == 0) return CUDA_ERROR_INVALID_CONTEXT;
+    if (flags != 0) return CUDA_ERROR_INVALID_VALUE; /* the fake only knows timing events */
+    *ev = calloc(1, sizeof **ev);
+    live_events++;
+    return CUDA_SUCCESS;
+}
+
+CUresult cuEventDestroy(CUevent ev) {
+    ENTER(cuEventDestroy);
+    REQUIRE_INIT();
+    if (!ev) return CUDA_ERROR_INVALID_HANDLE;
+    free(ev);
+    live_events--;
+    return CUDA_SUCCESS;
+}
+
+CUresult cuEventRecord(CUevent ev, CUstream stream) {
+    ENTER(cuEventRecord);
+    REQUIRE_INIT();
+    if (!ev) return CUDA_ERROR_INVALID_HANDLE;
+    long long done = now_ns() + queue_delay_ns;
+    ev->recorded = 1;
+    ev->done_ns = done;
+    ev->device_ns =
+        DEVICE_CLOCK_OFFSET_NS + done + (long long)((double)(done - skew_epoch_ns) * skew_ppm * 1e-6);
+    if (done > last_done_ns) last_done_ns = done;
+    last_record_stream = (uintptr_t)stream;
+    return CUDA_SUCCESS;
+}
+
+CUresult cuEventQuery(CUevent ev) {
+    ENTER(cuEventQuery);
+    REQUIRE_INIT();
+    if (!ev) return CUDA_ERROR_INVALID_HANDLE;
+    return !ev->recorded || now_ns() >= ev->done_ns ? CUDA_SUCCESS : CUDA_ERROR_NOT_READY;
+}
+
+CUresult cuEventSynchronize(CUevent ev) {
+    ENTER(cuEventSynchronize);
+    REQUIRE_INIT();
+    if (!ev) return CUDA_ERROR_INVALID_HANDLE;
+    if (ev->recorded) sleep_until(ev->done_ns);
+    return CUDA_SUCCESS;
+}
+
+#ifndef FAKE_NO_EVENT_ELAPSED
+CUresult cuEventElapsedTime(float* ms, CUevent start, CUevent end) {
+    ENTER(cuEventElapsedTime);
+    REQUIRE_INIT();
+    if (!start || !end || !start->recorded || !end->recorded) return CUDA_ERROR_INVALID_HANDLE;
+    long long now = now_ns();
+    if (now < start->done_ns || now < end->done_ns) return CUDA_ERROR_NOT_READY;
+    *ms = (float)((double)(end->device_ns - start->device_ns) / 1e6);
+    return CUDA_SUCCESS;
+}
+#endif
+
+CUresult cuStreamSynchronize(CUstream stream) {
+    (void)stream; /* one queue for all streams */
+    ENTER(cuStreamSynchronize);
+    REQUIRE_INIT();
+    sleep_until(last_done_ns);
+    return CUDA_SUCCESS;
+}
+
+#ifndef FAKE_NO_ERROR_STRINGS
+static const struct {
+    CUresult code;
+    const char *name, *text;
+} errors[] = {
+    {CUDA_SUCCESS, "CUDA_SUCCESS", "no error"},
+    {CUDA_ERROR_INVALID_VALUE, "CUDA_ERROR_INVALID_VALUE", "invalid argument"},
+    {CUDA_ERROR_OUT_OF_MEMORY, "CUDA_ERROR_OUT_OF_MEMORY", "out of memory"},
+    {CUDA_ERROR_NOT_INITIALIZED, "CUDA_ERROR_NOT_INITIALIZED", "initialization error"},
+    {CUDA_ERROR_NO_DEVICE, "CUDA_ERROR_NO_DEVICE", "no CUDA-capable device is detected"},
+    {CUDA_ERROR_INVALID_DEVICE, "CUDA_ERROR_INVALID_DEVICE", "invalid device ordinal"},
+    {CUDA_ERROR_INVALID_CONTEXT, "CUDA_ERROR_INVALID_CONTEXT", "invalid device context"},
+    {CUDA_ERROR_INVALID_HANDLE, "CUDA_ERROR_INVALID_HANDLE", "invalid resource handle"},
+    {CUDA_ERROR_NOT_FOUND, "CUDA_ERROR_NOT_FOUND", "named symbol not found"},
+    {CUDA_ERROR_NOT_READY, "CUDA_ERROR_NOT_READY", "device not ready"},
+    {CUDA_ERROR_ILLEGAL_ADDRESS, "CUDA_ERROR_ILLEGAL_ADDRESS", "an illegal memory access was encountered"},
+    {CUDA_ERROR_UNKNOWN, "CUDA_ERROR_UNKNOWN", "unknown error"},
+};
+
+static CUresult error_info(CUresult code, const char** out, int text) {
+    for (size_t i = 0; i < sizeof errors / sizeof *errors; i++)
+        if (errors[i].code == code) {
+            *out = text ? errors[i].text : errors[i].name;
+            return CUDA_SUCCESS;
+        }
+    *out = NULL;
+    return CUDA_ERROR_INVALID_VALUE;
+}
+
+CUresult cuGetErrorName(CUresult code, const char** name) {
+    ENTER(cuGetErrorName);
+    return error_info(code, name, 0);
+}
+
+CUresult cuGetErrorString(CUresult code, const char** text) {
+    ENTER(cuGetErrorString);
+    return error_info(code, text, 1);
+}
+#endif
+
+#ifndef FAKE_NO_PROC_ADDRESS
+/* Looks the symbol up in this very library (not through a global dlsym, which could find another driver
+ * loaded RTLD_GLOBAL in the process), so a variant's omitted entry points are not found either. */
+static CUresult lookup(const char* symbol, void** pfn, int* status) {
+    static void* self;
+    Dl_info info;
+    if (!self && dladdr(&self, &info)) self = dlopen(info.dli_fname, RTLD_LAZY | RTLD_NOLOAD);
+    *pfn = self && strncmp(symbol, "cu", 2) == 0 ? dlsym(self, symbol) : NULL;
+    if (status) *status = *pfn ? 0 : 1; /* CU_GET_PROC_ADDRESS_SUCCESS / _SYMBOL_NOT_FOUND */
+    return *pfn ? CUDA_SUCCESS : CUDA_ERROR_NOT_FOUND;
+}
+
+CUresult cuGetProcAddress(const char* symbol, void** pfn, int cuda_version, uint64_t flags) {
+    (void)cuda_version, (void)flags;
+    ENTER(cuGetProcAddress);
+    return lookup(symbol, pfn, NULL);
+}
+
+#ifndef FAKE_NO_PROC_ADDRESS_V2
+CUresult cuGetProcAddress_v2(const char* symbol, void** pfn, int cuda_version, uint64_t flags, int* status) {
+    (void)cuda_version, (void)flags;
+    ENTER(cuGetProcAddress_v2);
+    return lookup(symbol, pfn, status);
+}
+#endif
+#endif
+
+/* ---- test controls ---- */
+
+void fake_set_queue_delay_ns(long long ns) { queue_delay_ns = ns; }
+
+/* Device clock runs fast (ppm > 0) or slow relative to the host clock, from now on. */
+void fake_set_clock_skew_ppm(double ppm) {
+    skew_ppm = ppm;
+    skew_epoch_ns = now_ns();
+}
+
+/* The named entry point succeeds `skip` more times, then returns `code` until fake_reset(). -1: unknown. */
+int fake_fail_after(const char* fn, int skip, int code) {
+    int f = fn_index(fn);
+    if (f < 0) return -1;
+    fail_code[f] = code;
+    fail_skip[f] = skip;
+    return 0;
+}
+
+int fake_fail(const char* fn, int code) { return fake_fail_after(fn, 0, code); }
+
+/* Clears injected failures, call counts, queue delay and skew; live objects are left alone. */
+void fake_reset(void) {
+    memset(calls, 0, sizeof calls);
+    memset(fail_code, 0, sizeof fail_code);
+    memset(fail_skip, 0, sizeof fail_skip);
+    queue_delay_ns = 0;
+    skew_ppm = 0;
+}
+
+int fake_count(const char* fn) {
+    int f = fn_index(fn);
+    return f < 0 ? -1 : calls[f];
+}
+
+int fake_live_events(void) { return live_events; }
+int fake_ctx_refcount(void) { return ctx_refcount; }
+int fake_ctx_depth(void) { return ctx_depth; }
+uintptr_t fake_last_record_stream(void) { return last_record_stream; }

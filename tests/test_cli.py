@@ -1,0 +1,95 @@
+"""``python -m llmprof`` in a subprocess: the demo, JSON output, every bad input, and Ctrl-C."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from llmprof.report.json_format import load_run
+
+FAST = ["--prompt-len", "16", "--max-new-tokens", "6", "--repeats", "2", "--warmup", "1"]
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    """An environment whose demo-model cache is private to this test module (built once, by the first run)."""
+    return {**os.environ, "LLMPROF_CACHE": str(tmp_path_factory.mktemp("cache"))}
+
+
+def llmprof(env, *args, timeout=180):
+    return subprocess.run([sys.executable, "-m", "llmprof", *args], env=env, capture_output=True, text=True, check=False,
+                          timeout=timeout)
+
+
+def test_bare_command_runs_the_demo_and_prints_the_four_metrics(env):
+    result = llmprof(env)
+    assert result.returncode == 0, result.stderr
+    for metric in ("TTFT (ms)", "TPOT (ms)", "latency (E2E) (ms)", "TPS (output) (tok/s)"):
+        assert metric in result.stdout
+    assert "model demo on cpu" in result.stdout
+    assert "[6/6] repeat done" in result.stderr  # progress during the repeats
+
+
+def test_json_output_holds_every_raw_timeline(env, tmp_path):
+    path = tmp_path / "run.json"
+    result = llmprof(env, *FAST, "--batch-size", "2", "--json", str(path))
+    assert result.returncode == 0, result.stderr
+    run = load_run(path)
+    assert len(run.records) == 3 and [r.warmup for r in run.records] == [True, False, False]
+    assert run.config["batch_size"] == 2 and run.config["prompt_tokens"] == 16
+    assert all(r.batch_size == 2 and r.prompt_tokens == 16 for r in run.records)
+    assert len(run.metrics()) == 2
+    data = json.loads(path.read_text())
+    assert data["format"] == "llmprof-run" and data["version"] == 1 and "tpot" in data["summary"]
+    assert data["environment"]["versions"]["torch"]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--model", "/nonexistent/model"], "does not exist"),
+        (["--device", "cuda"], "no CUDA GPU"),
+        (["--max-new-tokens", "0"], "--max-new-tokens: must be >= 1"),
+        (["--max-new-tokens", "-3"], "--max-new-tokens: must be >= 1"),
+        (["--prompt-len", "5000"], "exceeds the model's context of 2048"),
+        (["--batch-size", "0"], "--batch-size: must be >= 1"),
+        (["--dtype", "float8"], "invalid choice: 'float8'"),
+        (["--json", "/nonexistent/dir/run.json"], "does not exist"),
+        (["--prompt", "hi", "--prompt-len", "4"], "not allowed with argument"),
+        (["--bogus"], "unrecognized arguments"),
+    ],
+)
+def test_bad_input_gives_a_one_line_error(env, args, message):
+    result = llmprof(env, *FAST, *args)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("llmprof: error:") and message in lines[0], result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""
+
+
+def test_a_model_without_generate_is_refused(env, tmp_path):
+    from transformers import ViTConfig, ViTModel
+
+    ViTModel(ViTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)).save_pretrained(
+        tmp_path / "vit")
+    result = llmprof(env, *FAST, "--model", str(tmp_path / "vit"))
+    assert result.returncode == 2 and "has no generate()" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_ctrl_c_keeps_the_repeats_already_measured(env, tmp_path):
+    path = tmp_path / "run.json"
+    proc = subprocess.Popen([sys.executable, "-m", "llmprof", *FAST[:4], "--repeats", "1000", "--warmup", "1",
+                             "--json", str(path)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in proc.stderr:
+        if line.startswith("[3/"):  # the warm-up and two repeats are done
+            proc.send_signal(signal.SIGINT)
+            break
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted after" in err and "TPOT (ms)" in out
+    run = load_run(path)
+    assert run.interrupted and len(run.measured) >= 2

@@ -1,0 +1,350 @@
+"""llmprof._core's CUDA backend, on the fake driver of tests/fake_cuda (selected by $LLMPROF_CUDA_DRIVER)."""
+
+import gc
+import json
+import statistics
+import subprocess
+import sys
+import time
+
+import pytest
+
+from llmprof import _core
+
+MS = 1_000_000
+US = 1_000
+
+
+def test_driver_env_name():
+    assert _core.DRIVER_ENV == "LLMPROF_CUDA_DRIVER"
+
+
+def test_driver_status_ok(fake_cuda):
+    ok, message = _core.cuda_driver_status()
+    assert ok, message
+    assert "12.4" in message and fake_cuda.path in message
+
+
+def test_backend_properties(fake_cuda):
+    tl = _core.Timeline(8, device=0)
+    assert tl.backend == "cuda"
+    assert tl.capacity == 8
+    assert tl.driver_version == 12040
+    assert fake_cuda.ctx_depth() == 0  # the context pushed for event creation was popped
+
+
+def test_marks_record_events_and_mark_host_does_not(fake_cuda):
+    tl = _core.Timeline(16, device=0)
+    tl.calibrate()
+    records = fake_cuda.count("cuEventRecord")
+    for i in range(5):
+        tl.mark(i, 10 + i)
+    tl.mark_host(5, 15)
+    tl.mark(6, 16)
+    assert fake_cuda.count("cuEventRecord") - records == 6
+    r = tl.resolve()
+    assert r["backend"] == "cuda"
+    assert r["label"] == list(range(7))
+    assert r["step"] == list(range(10, 17))
+    assert [d is None for d in r["device_ns"]] == [False] * 5 + [True, False]
+
+
+def test_set_stream_is_passed_to_the_driver(fake_cuda):
+    tl = _core.Timeline(4, device=0)
+    tl.set_stream(0x7F00DEADBEE0)
+    tl.mark(1, 0)
+    assert fake_cuda.last_record_stream() == 0x7F00DEADBEE0
+    tl.set_stream(0)
+    tl.mark(2, 0)
+    assert fake_cuda.last_record_stream() == 0
+
+
+def test_idle_gpu_device_time_matches_host_time(fake_cuda):
+    tl = _core.Timeline(64, device=0)
+    tl.calibrate()
+    for i in range(20):
+        tl.mark(i, i)
+        time.sleep(0.0005)
+    r = tl.resolve()
+    lag = [d - h for d, h in zip(r["device_ns"], r["host_ns"])]
+    # The event is recorded after the host stamp and the reference is stamped after it completed: never early.
+    assert min(lag) >= 0, lag
+    assert statistics.median(lag) < 200 * US, lag
+    assert max(lag) < 2 * MS, lag
+    assert 0 < r["sync_uncertainty_ns"] < 1 * MS
+
+
+def test_busy_gpu_device_time_is_later_by_the_queue_delay(fake_cuda):
+    tl = _core.Timeline(64, device=0)
+    tl.calibrate()
+    fake_cuda.set_queue_delay_ns(5 * MS)
+    for i in range(5):
+        tl.mark(i, i)
+    r = tl.resolve()
+    after = _core.host_now_ns()
+    lag = [d - h for d, h in zip(r["device_ns"], r["host_ns"])]
+    assert all(abs(x - 5 * MS) < 1 * MS for x in lag), lag
+    assert max(r["device_ns"]) <= after  # resolve() waited for the events
+
+
+def test_resolve_waits_for_events_on_other_streams(fake_cuda):
+    tl = _core.Timeline(8, device=0)
+    tl.calibrate()
+    fake_cuda.set_queue_delay_ns(20 * MS)
+    tl.set_stream(1)
+    tl.mark(1, 0)
+    fake_cuda.set_queue_delay_ns(0)
+    tl.set_stream(2)
+    tl.mark(2, 0)  # the last event completes first
+    r = tl.resolve()
+    lag = [d - h for d, h in zip(r["device_ns"], r["host_ns"])]
+    assert abs(lag[0] - 20 * MS) < 2 * MS, lag
+    assert lag[1] < 2 * MS, lag
+
+
+def test_events_before_calibration_map_too(fake_cuda):
+    tl = _core.Timeline(8, device=0)
+    tl.mark(1, 0)
+    time.sleep(0.002)
+    tl.calibrate()  # reference after the mark: negative elapsed time
+    r = tl.resolve()
+    assert 0 <= r["device_ns"][0] - r["host_ns"][0] < 1 * MS
+
+
+def test_resolve_requires_calibration(fake_cuda):
+    tl = _core.Timeline(8, device=0)
+    tl.mark(1, 0)
+    with pytest.raises(RuntimeError, match="calibrate") as info:
+        tl.resolve()
+    assert not isinstance(info.value, _core.CudaError)
+    assert fake_cuda.ctx_depth() == 0
+
+
+def test_drift_is_zero_on_a_shared_clock(fake_cuda):
+    tl = _core.Timeline(8, device=0)
+    assert tl.drift_ns() is None
+    tl.calibrate()
+    assert tl.drift_ns() is None
+    time.sleep(0.01)
+    tl.calibrate()
+    assert abs(tl.drift_ns()) < 100 * US
+    time.sleep(0.01)
+    tl.calibrate()  # compares with the second calibration, whose event must still be valid
+    assert abs(tl.drift_ns()) < 100 * US
+
+
+def test_drift_measures_a_fast_device_clock(fake_cuda):
+    fake_cuda.set_clock_skew_ppm(10_000)  # device clock 1% fast
+    tl = _core.Timeline(8, device=0)
+    tl.calibrate()
+    t0 = _core.host_now_ns()
+    time.sleep(0.02)
+    tl.calibrate()
+    elapsed = _core.host_now_ns() - t0
+    assert tl.drift_ns() == pytest.approx(-0.01 * elapsed, abs=30 * US)
+
+
+def test_pool_exhausted_counts_drops(fake_cuda):
+    tl = _core.Timeline(4, device=0)
+    tl.calibrate()
+    records = fake_cuda.count("cuEventRecord")
+    for i in range(6):
+        tl.mark(i, 0)
+    assert fake_cuda.count("cuEventRecord") - records == 4
+    assert tl.dropped == 2
+    r = tl.resolve()
+    assert r["label"] == [0, 1, 2, 3] and r["dropped"] == 2
+    assert None not in r["device_ns"]
+
+
+def test_reserve_grows_the_pool_and_clear_reuses_it(fake_cuda):
+    tl = _core.Timeline(2, device=0)
+    live = fake_cuda.live_events()
+    tl.reserve(6)
+    assert tl.capacity == 6
+    assert fake_cuda.live_events() - live == 4
+    tl.calibrate()
+    for _ in range(2):
+        tl.clear()
+        for i in range(6):
+            tl.mark(i, 0)
+        r = tl.resolve()
+        assert None not in r["device_ns"] and r["dropped"] == 0
+    assert fake_cuda.live_events() - live == 4  # no event created for the second round
+
+
+def test_gc_destroys_events_and_releases_the_context(fake_cuda):
+    live, refs = fake_cuda.live_events(), fake_cuda.ctx_refcount()
+    tl = _core.Timeline(16, device=0)
+    tl.calibrate()
+    tl.mark(1, 0)
+    assert fake_cuda.live_events() - live >= 16
+    assert fake_cuda.ctx_refcount() == refs + 1
+    del tl
+    gc.collect()
+    assert fake_cuda.live_events() == live
+    assert fake_cuda.ctx_refcount() == refs
+    assert fake_cuda.ctx_depth() == 0
+
+
+def test_timeline_keeps_its_driver_when_the_env_var_changes(fake_cuda, monkeypatch, tmp_path):
+    tl = _core.Timeline(4, device=0)
+    monkeypatch.setenv(_core.DRIVER_ENV, str(tmp_path / "gone.so"))
+    tl.calibrate()
+    tl.mark(1, 0)
+    assert tl.resolve()["device_ns"][0] is not None
+
+
+# ---- error paths ----
+
+
+def test_library_not_found(monkeypatch, tmp_path):
+    path = str(tmp_path / "libcuda_missing.so")
+    monkeypatch.setenv(_core.DRIVER_ENV, path)
+    with pytest.raises(_core.CudaError, match="No such file") as info:
+        _core.Timeline(4, device=0)
+    assert path in str(info.value)
+    assert isinstance(info.value, RuntimeError)
+    ok, message = _core.cuda_driver_status()
+    assert not ok and path in message
+
+
+def test_missing_symbol(use_fake_cuda):
+    path = use_fake_cuda("FAKE_NO_EVENT_ELAPSED").path
+    with pytest.raises(_core.CudaError, match="cuEventElapsedTime") as info:
+        _core.Timeline(4, device=0)
+    assert path in str(info.value)
+    ok, message = _core.cuda_driver_status()
+    assert not ok and "cuEventElapsedTime" in message
+
+
+def test_cuinit_fails(fake_cuda):
+    refs = fake_cuda.ctx_refcount()
+    fake_cuda.fail("cuInit", 100)
+    with pytest.raises(_core.CudaError, match=r"cuInit failed: CUDA_ERROR_NO_DEVICE \(100\)"):
+        _core.Timeline(4, device=0)
+    ok, message = _core.cuda_driver_status()
+    assert not ok and "CUDA_ERROR_NO_DEVICE" in message
+    assert fake_cuda.ctx_refcount() == refs
+    fake_cuda.reset()
+    assert _core.cuda_driver_status()[0]
+    assert _core.Timeline(4, device=0).backend == "cuda"
+
+
+def test_bad_device_ordinal(fake_cuda):
+    refs = fake_cuda.ctx_refcount()
+    with pytest.raises(_core.CudaError, match="cuDeviceGet failed: CUDA_ERROR_INVALID_DEVICE"):
+        _core.Timeline(4, device=1)
+    assert fake_cuda.ctx_refcount() == refs
+
+
+def test_event_create_fails_in_constructor_without_leaks(fake_cuda):
+    live, refs = fake_cuda.live_events(), fake_cuda.ctx_refcount()
+    fake_cuda.fail("cuEventCreate", 2, after=10)
+    with pytest.raises(
+        _core.CudaError, match=r"cuEventCreate failed: CUDA_ERROR_OUT_OF_MEMORY \(2\): out of memory"
+    ):
+        _core.Timeline(100, device=0)
+    assert fake_cuda.count("cuEventCreate") == 11
+    assert fake_cuda.count("cuEventDestroy") == 10
+    assert fake_cuda.live_events() == live
+    assert fake_cuda.ctx_refcount() == refs
+    assert fake_cuda.ctx_depth() == 0
+
+
+def test_event_create_fails_in_reserve(fake_cuda):
+    live = fake_cuda.live_events()
+    tl = _core.Timeline(4, device=0)
+    fake_cuda.fail("cuEventCreate", 2, after=3)
+    with pytest.raises(_core.CudaError, match="cuEventCreate"):
+        tl.reserve(100)
+    assert tl.capacity == 4
+    assert fake_cuda.ctx_depth() == 0
+    del tl
+    gc.collect()
+    assert fake_cuda.live_events() == live
+
+
+def test_event_record_fails_in_mark(fake_cuda):
+    tl = _core.Timeline(4, device=0)
+    tl.mark(1, 0)
+    fake_cuda.fail("cuEventRecord", 400)
+    with pytest.raises(_core.CudaError) as info:
+        tl.mark(2, 0)
+    assert str(info.value) == "cuEventRecord failed: CUDA_ERROR_INVALID_HANDLE (400): invalid resource handle"
+    assert len(tl) == 1  # the failed mark is not kept
+    tl.mark_host(3, 0)  # host marks do not touch the driver
+    fake_cuda.reset()
+    tl.mark(4, 0)
+    tl.calibrate()
+    r = tl.resolve()
+    assert r["label"] == [1, 3, 4]
+    assert [d is None for d in r["device_ns"]] == [False, True, False]
+
+
+def test_event_synchronize_fails_in_resolve(fake_cuda):
+    tl = _core.Timeline(4, device=0)
+    tl.calibrate()
+    tl.mark(1, 0)
+    fake_cuda.fail("cuEventSynchronize", 700)
+    with pytest.raises(_core.CudaError, match="cuEventSynchronize failed: CUDA_ERROR_ILLEGAL_ADDRESS"):
+        tl.resolve()
+    assert fake_cuda.ctx_depth() == 0
+
+
+def test_stream_synchronize_fails_in_calibrate(fake_cuda):
+    tl = _core.Timeline(4, device=0)
+    fake_cuda.fail("cuStreamSynchronize", 999)
+    with pytest.raises(_core.CudaError, match="cuStreamSynchronize failed: CUDA_ERROR_UNKNOWN"):
+        tl.calibrate()
+    with pytest.raises(RuntimeError, match="calibrate"):
+        tl.resolve()
+
+
+def test_elapsed_time_fails_in_drift(fake_cuda):
+    tl = _core.Timeline(4, device=0)
+    tl.calibrate()
+    tl.calibrate()
+    fake_cuda.fail("cuEventElapsedTime", 1)
+    with pytest.raises(_core.CudaError, match="cuEventElapsedTime failed: CUDA_ERROR_INVALID_VALUE"):
+        tl.drift_ns()
+
+
+def test_error_without_error_strings(use_fake_cuda):
+    fake = use_fake_cuda("FAKE_NO_ERROR_STRINGS")
+    tl = _core.Timeline(4, device=0)
+    fake.fail("cuEventRecord", 400)
+    with pytest.raises(_core.CudaError) as info:
+        tl.mark(1, 0)
+    assert str(info.value) == "cuEventRecord failed: CUDA error 400"
+
+
+# ---- symbol lookup: in a fresh process, where the loader runs for the first time on each build ----
+
+CHILD = """
+import ctypes, json, os, sys
+from llmprof import _core
+out = []
+for path in sys.argv[1:]:
+    os.environ[_core.DRIVER_ENV] = path
+    lib = ctypes.CDLL(path)
+    tl = _core.Timeline(4, device=0)
+    tl.calibrate()
+    tl.mark(1, 0)
+    out.append({"device_ns": tl.resolve()["device_ns"],
+                "v2": lib.fake_count(b"cuGetProcAddress_v2"), "v1": lib.fake_count(b"cuGetProcAddress")})
+print(json.dumps(out))
+"""
+
+
+def test_symbol_lookup_paths(fake_cuda_build):
+    # Which lookup each build leaves to the loader: cuGetProcAddress_v2, cuGetProcAddress, or dlsym only.
+    builds = {(): "v2", ("FAKE_NO_PROC_ADDRESS_V2",): "v1", ("FAKE_NO_PROC_ADDRESS",): None}
+    paths = [str(fake_cuda_build(*defines)) for defines in builds]
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, *paths], check=False, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    for used, out in zip(builds.values(), json.loads(proc.stdout)):
+        assert out["device_ns"][0] is not None
+        assert (out["v2"] > 0, out["v1"] > 0) == (used == "v2", used == "v1"), (used, out)
