@@ -21,8 +21,16 @@ from llmprof.models import load_model
 
 def wall(model, inputs, tokens: int) -> float:
     start = time.perf_counter()
-    model.generate(**inputs, max_new_tokens=tokens, min_new_tokens=tokens, do_sample=False, temperature=None,
-                   top_p=None, top_k=None, pad_token_id=0)
+    model.generate(
+        **inputs,
+        max_new_tokens=tokens,
+        min_new_tokens=tokens,
+        do_sample=False,
+        temperature=None,
+        top_p=None,
+        top_k=None,
+        pad_token_id=0,
+    )
     return time.perf_counter() - start
 
 
@@ -41,7 +49,9 @@ def main() -> None:
     args = parser.parse_args()
 
     loaded = load_model("demo", "cpu", "float32")
-    ids = torch.randint(10, len(loaded.tokenizer), (1, args.prompt_len), generator=torch.Generator().manual_seed(0))
+    ids = torch.randint(
+        10, len(loaded.tokenizer), (1, args.prompt_len), generator=torch.Generator().manual_seed(0)
+    )
     inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
     for profiled in (False, True):  # warm-up both paths
         per_token(loaded.model, inputs, 8, profiled)
@@ -51,8 +61,10 @@ def main() -> None:
         for profiled in order:
             (prof if profiled else bare).append(per_token(loaded.model, inputs, args.tokens, profiled))
     b, p = statistics.median(bare), statistics.median(prof)
-    print(f"demo model, CPU, {torch.get_num_threads()} threads, prompt {args.prompt_len}, {args.tokens} tokens, "
-          f"{args.pairs} interleaved pairs")
+    print(
+        f"demo model, CPU, {torch.get_num_threads()} threads, prompt {args.prompt_len}, {args.tokens} tokens, "
+        f"{args.pairs} interleaved pairs"
+    )
     print(f"per-token time without profiler: median {b * 1e3:.3f} ms (min {min(bare) * 1e3:.3f})")
     print(f"per-token time with profiler:    median {p * 1e3:.3f} ms (min {min(prof) * 1e3:.3f})")
     print(f"ratio with/without: {p / b:.4f} (target <= 1.02)")

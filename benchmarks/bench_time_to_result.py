@@ -40,8 +40,19 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=64)
     args = parser.parse_args()
 
-    llmprof_cmd = [sys.executable, "-m", "llmprof", "run", "--repeats", str(args.repeats), "--warmup",
-                   str(args.warmup), "--max-new-tokens", str(args.max_new_tokens), "--ignore-eos"]
+    llmprof_cmd = [
+        sys.executable,
+        "-m",
+        "llmprof",
+        "run",
+        "--repeats",
+        str(args.repeats),
+        "--warmup",
+        str(args.warmup),
+        "--max-new-tokens",
+        str(args.max_new_tokens),
+        "--ignore-eos",
+    ]
     bare_cmd = [sys.executable, "-c", BARE, str(args.repeats + args.warmup), str(args.max_new_tokens)]
     timed([sys.executable, "-m", "llmprof", "--repeats", "1"])  # builds the demo cache if needed
     demo, tool, bare = [], [], []

@@ -7,7 +7,7 @@ Nothing here reads a device tensor's value (that would synchronize): the hooks o
 from __future__ import annotations
 
 import functools
-import warnings
+import inspect
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -17,7 +17,8 @@ from transformers import StoppingCriteriaList
 from llmprof.record import Label
 
 VISION_MODULE_NAMES = ("vision_tower", "visual", "vision_model", "vision_encoder", "image_encoder")
-_PATCHED_ATTRIBUTES = ("generate", "_get_stopping_criteria")
+_PATCHED_ATTRIBUTES = ("generate", "_get_stopping_criteria", "get_compiled_call")
+REQUIRED_METHODS = ("generate", "_get_stopping_criteria")
 
 
 class Recorder(Protocol):
@@ -27,17 +28,20 @@ class Recorder(Protocol):
     steps: int  # tokens appended so far in the active request
 
     def mark(self, label: int, step: int) -> None: ...
-    def begin(self, args: tuple, kwargs: dict) -> None: ...
-    def on_token(self, is_done: torch.Tensor) -> None: ...
+    def begin(self, arguments: dict[str, Any]) -> None: ...
+    def configure(self, generation_config: Any) -> bool: ...
+    def on_token(self, length: int) -> None: ...
+    def on_stop_flags(self, is_done: torch.Tensor) -> None: ...
     def end(self, output: Any) -> None: ...
     def abort(self) -> None: ...
 
 
 class TokenMarkingCriteria(StoppingCriteriaList):
-    """The stopping-criteria list generate() built, plus a mark of ``T_k`` after each step's tokens are appended.
+    """The stopping-criteria list generate() built, plus a mark of ``T_k`` as soon as step k's tokens are appended.
 
-    generate() calls it exactly once per step; it keeps each step's ``is_done`` flags (a device tensor, never
-    read here) so the real token count of every sequence is known after the call.
+    generate() calls it exactly once per step, right after appending the tokens: the mark is taken before the
+    criteria run (their own time is not token time). It keeps each step's ``is_done`` flags (a device tensor,
+    never read here) so the real token count of every sequence is known after the call.
     """
 
     def __init__(self, criteria: StoppingCriteriaList, recorder: Recorder):
@@ -45,21 +49,48 @@ class TokenMarkingCriteria(StoppingCriteriaList):
         self._recorder = recorder
 
     def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.BoolTensor:
+        recorder = self._recorder
+        if not recorder.active:
+            return super().__call__(input_ids, scores, **kwargs)
+        recorder.on_token(input_ids.shape[-1])
         is_done = super().__call__(input_ids, scores, **kwargs)
-        if self._recorder.active:
-            self._recorder.on_token(is_done)
+        recorder.on_stop_flags(is_done)
         return is_done
 
 
-def unsupported_generation(model: Any, kwargs: dict) -> str | None:
-    """Why this generate() call cannot be profiled step by step (None when it can): only greedy and sampling can."""
-    config = kwargs.get("generation_config") or getattr(model, "generation_config", None)
-    num_beams = kwargs.get("num_beams", getattr(config, "num_beams", 1)) or 1
-    if num_beams > 1:
+def unsupported_generation(generation_config: Any, arguments: dict[str, Any] | None = None) -> str | None:
+    """Why a generate() call cannot be profiled step by step (None when it can): only greedy and sampling can."""
+    arguments = arguments or {}
+    if (getattr(generation_config, "num_beams", 1) or 1) > 1 or (arguments.get("num_beams") or 1) > 1:
         return "beam search"
-    if kwargs.get("assistant_model") is not None or kwargs.get("prompt_lookup_num_tokens"):
+    if arguments.get("assistant_model") is not None or getattr(
+        generation_config, "prompt_lookup_num_tokens", None
+    ):
         return "assisted generation"
     return None
+
+
+def call_arguments(signature: inspect.Signature | None, args: tuple, kwargs: dict) -> dict[str, Any]:
+    """generate()'s arguments by name, positional ones included (a model's own generate() may take ``*args``)."""
+    flat = dict(kwargs)
+    if signature is None:
+        if args:
+            flat.setdefault("inputs", args[0])
+        return flat
+    try:
+        bound = signature.bind_partial(*args, **kwargs).arguments
+    except TypeError:  # let generate() itself report the bad call
+        return flat
+    for name, value in bound.items():
+        kind = signature.parameters[name].kind
+        if kind is inspect.Parameter.VAR_KEYWORD:
+            flat.update(value)
+        elif kind is inspect.Parameter.VAR_POSITIONAL:
+            if value:
+                flat.setdefault("inputs", value[0])
+        else:
+            flat[name] = value
+    return flat
 
 
 def find_vision_module(model: torch.nn.Module) -> torch.nn.Module | None:
@@ -71,35 +102,38 @@ def find_vision_module(model: torch.nn.Module) -> torch.nn.Module | None:
 
 
 class InstalledHooks:
-    """Hooks installed on one model; :meth:`remove` restores the model exactly as it was."""
+    """Hooks installed on one model; :meth:`remove` restores the model exactly as it was.
+
+    Hooks inside a graph that torch.compile traces do nothing (a call into the extension would break the graph);
+    the compiled forward generate() uses is marked from outside instead, by wrapping ``get_compiled_call``.
+    """
 
     def __init__(self, model: torch.nn.Module, recorder: Recorder):
         self._model = model
         self._saved = {name: model.__dict__[name] for name in _PATCHED_ATTRIBUTES if name in model.__dict__}
-        mark = recorder.mark
+        mark, compiling = recorder.mark, torch.compiler.is_compiling
 
-        def forward_begin(_module: Any, _args: Any) -> None:
-            if recorder.active:
-                mark(Label.FORWARD_BEGIN, recorder.steps)
+        def marker(label: Label) -> Callable[..., None]:
+            def hook(*_args: Any) -> None:
+                if recorder.active and not compiling():
+                    mark(label, recorder.steps)
 
-        def forward_end(_module: Any, _args: Any, _output: Any) -> None:
-            if recorder.active:
-                mark(Label.FORWARD_END, recorder.steps)
+            return hook
 
-        def vision_begin(_module: Any, _args: Any) -> None:
-            if recorder.active:
-                mark(Label.VISION_BEGIN, recorder.steps)
-
-        def vision_end(_module: Any, _args: Any, _output: Any) -> None:
-            if recorder.active:
-                mark(Label.VISION_END, recorder.steps)
-
-        self._handles = [model.register_forward_pre_hook(forward_begin), model.register_forward_hook(forward_end)]
+        self._handles = [
+            model.register_forward_pre_hook(marker(Label.FORWARD_BEGIN)),
+            model.register_forward_hook(marker(Label.FORWARD_END)),
+        ]
         vision = find_vision_module(model)
         if vision is not None:
-            self._handles += [vision.register_forward_pre_hook(vision_begin), vision.register_forward_hook(vision_end)]
-        model.generate = _wrap_generate(model, model.generate, recorder)
+            self._handles += [
+                vision.register_forward_pre_hook(marker(Label.VISION_BEGIN)),
+                vision.register_forward_hook(marker(Label.VISION_END)),
+            ]
+        model.generate = _wrap_generate(model.generate, recorder)
         model._get_stopping_criteria = _wrap_stopping_criteria(model._get_stopping_criteria, recorder)
+        if callable(getattr(model, "get_compiled_call", None)):
+            model.get_compiled_call = _wrap_compiled_call(model.get_compiled_call, recorder)
 
     def remove(self) -> None:
         """Remove every hook and wrapper."""
@@ -113,16 +147,19 @@ class InstalledHooks:
                 self._model.__dict__.pop(name, None)
 
 
-def _wrap_generate(model: Any, generate: Callable[..., Any], recorder: Recorder) -> Callable[..., Any]:
+def _wrap_generate(generate: Callable[..., Any], recorder: Recorder) -> Callable[..., Any]:
+    try:
+        signature: inspect.Signature | None = inspect.signature(generate)
+    except (TypeError, ValueError):
+        signature = None
+
     @functools.wraps(generate)
     def profiled_generate(*args: Any, **kwargs: Any) -> Any:
-        if recorder.active:  # a generate() inside generate() (e.g. an assistant model) is part of the outer request
+        if (
+            recorder.active
+        ):  # a generate() inside generate() (e.g. an assistant model) is part of the outer request
             return generate(*args, **kwargs)
-        reason = unsupported_generation(model, kwargs)
-        if reason is not None:
-            warnings.warn(f"llmprof: {reason} is not profiled (only greedy and sampling are); call left untouched")
-            return generate(*args, **kwargs)
-        recorder.begin(args, kwargs)
+        recorder.begin(call_arguments(signature, args, kwargs))
         try:
             output = generate(*args, **kwargs)
         except BaseException:
@@ -135,8 +172,36 @@ def _wrap_generate(model: Any, generate: Callable[..., Any], recorder: Recorder)
 
 
 def _wrap_stopping_criteria(get_criteria: Callable[..., Any], recorder: Recorder) -> Callable[..., Any]:
+    """generate() builds its criteria from the final, merged generation config: the place to decide whether the
+    call can be profiled, and to hand back the token-marking list."""
+
     @functools.wraps(get_criteria)
     def marking_criteria(*args: Any, **kwargs: Any) -> StoppingCriteriaList:
-        return TokenMarkingCriteria(get_criteria(*args, **kwargs), recorder)
+        criteria = get_criteria(*args, **kwargs)
+        config = kwargs.get("generation_config", args[0] if args else None)
+        if recorder.active and recorder.configure(config):
+            return TokenMarkingCriteria(criteria, recorder)
+        return criteria
 
     return marking_criteria
+
+
+def _wrap_compiled_call(get_compiled_call: Callable[..., Any], recorder: Recorder) -> Callable[..., Any]:
+    """Mark around the compiled forward generate() asks for, since marks inside it are skipped."""
+    mark = recorder.mark
+
+    @functools.wraps(get_compiled_call)
+    def marked_compiled_call(*args: Any, **kwargs: Any) -> Callable[..., Any]:
+        compiled = get_compiled_call(*args, **kwargs)
+
+        def call(*call_args: Any, **call_kwargs: Any) -> Any:
+            if recorder.active:
+                mark(Label.FORWARD_BEGIN, recorder.steps)
+            output = compiled(*call_args, **call_kwargs)
+            if recorder.active:
+                mark(Label.FORWARD_END, recorder.steps)
+            return output
+
+        return call
+
+    return marked_compiled_call

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from llmprof.record import Label, RawRequest
 
 NS = 1e-9
-HOST_BOUND_TOLERANCE_NS = 10_000  # an event executed within this (plus the sync uncertainty) of its record met an empty queue
+HOST_BOUND_TOLERANCE_NS = (
+    10_000  # an event executed within this (plus the sync uncertainty) of its record met an empty queue
+)
 
 
 @dataclass
@@ -165,7 +167,8 @@ def compute_request(raw: RawRequest) -> RequestMetrics:
         itl=itl,
         tps=sum(n) / latency,
         decode_tps=decode_tokens / ((t_last - t_first) * NS) if steps >= 2 and t_last > t_first else None,
-        prefill_tps=len(n) * raw.prompt_tokens / ttft,
+        prefill_tps=(raw.prefill_tokens if raw.prefill_tokens is not None else len(n) * raw.prompt_tokens)
+        / ttft,
         output_tokens=list(n),
         prompt_tokens=raw.prompt_tokens,
         breakdown=Breakdown(

@@ -12,7 +12,7 @@ import torch
 from typing_extensions import Self
 
 from llmprof import _core
-from llmprof.hooks import InstalledHooks
+from llmprof.hooks import REQUIRED_METHODS, InstalledHooks, unsupported_generation
 from llmprof.metrics import RequestMetrics, compute_request
 from llmprof.record import Label, RawRequest
 
@@ -31,8 +31,12 @@ class Profiler:
     def __init__(self, model: Any, timeline: Any = None):
         """``timeline``: a prebuilt :class:`llmprof._core.Timeline` to record into (default: one for the model's
         device, with CUDA events when the model is on a GPU)."""
-        if not callable(getattr(model, "generate", None)) or not isinstance(model, torch.nn.Module):
-            raise TypeError(f"llmprof profiles torch models with a generate() method; got {type(model).__name__}")
+        missing = [name for name in REQUIRED_METHODS if not callable(getattr(model, name, None))]
+        if missing or not isinstance(model, torch.nn.Module):
+            raise TypeError(
+                f"llmprof profiles transformers models with a generate() method (GenerationMixin); "
+                f"{type(model).__name__} is not one"
+            )
         self.model = model
         self.requests: list[RequestMetrics] = []
         self.records: list[RawRequest] = []
@@ -43,6 +47,10 @@ class Profiler:
         self._hooks: InstalledHooks | None = None
         self._done_flags: list[torch.Tensor] = []
         self._prompt_tokens = 0
+        self._prompt_rows: int | None = None
+        self._prompt_mask: torch.Tensor | None = None
+        self._start_length: int | None = None
+        self._skip_reason: str | None = None
         self._device: torch.device | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------------
@@ -100,39 +108,82 @@ class Profiler:
     def mark(self, label: int, step: int) -> None:  # replaced by the timeline's own method on attach
         self._timeline.mark(label, step)
 
-    def begin(self, args: tuple, kwargs: dict) -> None:
-        """generate() was entered: reset the timeline and stamp ``t0``."""
+    def begin(self, arguments: dict[str, Any]) -> None:
+        """generate() was entered with these (named) arguments: reset the timeline and stamp ``t0``."""
         timeline = self._timeline
         timeline.clear()
-        self._prompt_tokens, expected_steps = _request_shape(self.model, args, kwargs)
-        needed = MARKS_PER_STEP * (expected_steps + 4)
-        if needed > timeline.capacity:
-            timeline.reserve(needed)
+        inputs = _input_tensor(arguments)
+        self._prompt_tokens = int(inputs.shape[1]) if inputs is not None and inputs.dim() >= 2 else 0
+        self._prompt_rows = int(inputs.shape[0]) if inputs is not None and inputs.dim() >= 2 else None
+        mask = arguments.get("attention_mask")
+        self._prompt_mask = mask if isinstance(mask, torch.Tensor) and mask.dim() == 2 else None
+        self._reserve(_max_steps(self.model, arguments, self._prompt_tokens))
         if self._device is not None and self._device.type == "cuda":
             timeline.set_stream(torch.cuda.current_stream(self._device).cuda_stream)
         self._done_flags = []
+        self._start_length = None
+        self._skip_reason = None
         self.steps = 0
         self.active = True
         timeline.mark_host(Label.REQUEST_START, 0)
 
-    def on_token(self, is_done: torch.Tensor) -> None:
-        """Step k's tokens were appended: stamp ``T_k`` and keep the per-sequence stop flags."""
+    def configure(self, generation_config: Any) -> bool:
+        """generate() built its stopping criteria from the final config: can this call be profiled?"""
+        reason = unsupported_generation(generation_config)
+        if reason is not None:
+            self._skip_reason = f"{reason} is not profiled (only greedy and sampling are)"
+            return False
+        max_length = getattr(generation_config, "max_length", None)
+        if max_length:  # an upper bound on the steps, the prompt included
+            self._reserve(max_length)
+        return True
+
+    def _reserve(self, steps: int) -> None:
+        needed = MARKS_PER_STEP * (steps + 4)
+        if needed > self._timeline.capacity:
+            self._timeline.reserve(needed)
+
+    def on_token(self, length: int) -> None:
+        """Step k's tokens were just appended (the sequences are now ``length`` long): stamp ``T_k``."""
         self.steps += 1
         self.mark(Label.TOKEN, self.steps)
+        if self._start_length is None:
+            self._start_length = length - 1
+
+    def on_stop_flags(self, is_done: torch.Tensor) -> None:
+        """Keep step k's per-sequence "done" flags (a device tensor, read only after generate() returns)."""
         self._done_flags.append(is_done)
 
     def end(self, output: Any) -> None:
-        """generate() returned: stamp ``t_end``, resolve device times, count real tokens, compute the metrics."""
+        """generate() returned: stamp ``t_end``, resolve device times, count real tokens, compute the metrics.
+
+        Never raises into the caller's generate(): a request that cannot be measured is dropped with a warning.
+        """
         timeline = self._timeline
         timeline.mark_host(Label.REQUEST_END, self.steps)
         self.active = False
         resolved = timeline.resolve()
-        tokens = _tokens_per_sequence(self._done_flags, _generated_length(output, self._prompt_tokens))
-        self._done_flags = []
         drift = None
         if timeline.backend == "cuda":
             timeline.calibrate()
             drift = timeline.drift_ns()
+        if self._skip_reason is not None:
+            warnings.warn(f"llmprof: {self._skip_reason}; the call is not recorded", stacklevel=3)
+            return
+        if resolved["dropped"]:
+            warnings.warn(
+                f"llmprof: the timeline overflowed ({resolved['dropped']} marks dropped); the call is "
+                "not recorded",
+                stacklevel=3,
+            )
+            self._timeline.reserve(2 * self._timeline.capacity)
+            return
+        kept = _generated_length(output, self._start_length)
+        tokens = _tokens_per_sequence(self._done_flags, kept)
+        self._done_flags = []
+        if not tokens or max(tokens) == 0:
+            warnings.warn("llmprof: generate() produced no token; the call is not recorded", stacklevel=3)
+            return
         raw = RawRequest(
             label=resolved["label"],
             step=resolved["step"],
@@ -140,19 +191,25 @@ class Profiler:
             device_ns=resolved["device_ns"],
             tokens_per_sequence=tokens,
             prompt_tokens=self._prompt_tokens,
+            prefill_tokens=self._prefill_tokens(),
             backend=resolved["backend"],
             sync_uncertainty_ns=resolved["sync_uncertainty_ns"],
             drift_ns=drift,
-            dropped_marks=resolved["dropped"],
             warmup=self.warmup,
         )
-        if raw.dropped_marks:
-            warnings.warn(f"llmprof: the timeline overflowed, {raw.dropped_marks} marks were dropped")
-        if not tokens or max(tokens) == 0:
-            warnings.warn("llmprof: generate() produced no token; the call is not recorded")
+        try:
+            metrics = compute_request(raw)
+        except ValueError as exc:
+            warnings.warn(f"llmprof: the call is not recorded: {exc}", stacklevel=3)
             return
         self.records.append(raw)
-        self.requests.append(compute_request(raw))
+        self.requests.append(metrics)
+
+    def _prefill_tokens(self) -> int:
+        """Real prompt tokens of the batch: padding and rows repeated by num_return_sequences not counted."""
+        if self._prompt_mask is not None:
+            return int(self._prompt_mask.sum())  # generate() has returned: this read costs no extra sync
+        return (self._prompt_rows or 1) * self._prompt_tokens
 
     def abort(self) -> None:
         """generate() raised: forget the partial request."""
@@ -175,32 +232,30 @@ def _model_device(model: torch.nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-def _input_tensor(args: tuple, kwargs: dict) -> torch.Tensor | None:
-    for value in (kwargs.get("input_ids"), kwargs.get("inputs"), args[0] if args else None,
-                  kwargs.get("inputs_embeds")):
-        if isinstance(value, torch.Tensor):
-            return value
+def _input_tensor(arguments: dict[str, Any]) -> torch.Tensor | None:
+    for name in ("input_ids", "inputs", "inputs_embeds"):
+        if isinstance(arguments.get(name), torch.Tensor):
+            return arguments[name]
     return None
 
 
-def _request_shape(model: Any, args: tuple, kwargs: dict) -> tuple[int, int]:
-    """(prompt tokens per sequence, the most steps the call can run), from host-side shapes and configs only."""
-    inputs = _input_tensor(args, kwargs)
-    prompt = int(inputs.shape[1]) if inputs is not None and inputs.dim() >= 2 else 0
-    config = kwargs.get("generation_config") or getattr(model, "generation_config", None)
-    max_new = kwargs.get("max_new_tokens", getattr(config, "max_new_tokens", None))
+def _max_steps(model: Any, arguments: dict[str, Any], prompt_tokens: int) -> int:
+    """The most steps the call can run, from its arguments and configs (host-side values only)."""
+    config = arguments.get("generation_config") or getattr(model, "generation_config", None)
+    max_new = arguments.get("max_new_tokens", getattr(config, "max_new_tokens", None))
     if max_new is None:
-        max_length = kwargs.get("max_length", getattr(config, "max_length", None)) or 0
-        max_new = max(max_length - prompt, 0)
-    return prompt, int(max_new)
+        max_length = arguments.get("max_length", getattr(config, "max_length", None)) or 0
+        max_new = max(max_length - prompt_tokens, 0)
+    return int(max_new)
 
 
-def _generated_length(output: Any, prompt_tokens: int) -> int | None:
-    """Steps kept in generate()'s output (a deferred stop check may run one extra step and undo it)."""
+def _generated_length(output: Any, start_length: int | None) -> int | None:
+    """Steps kept in generate()'s output (a deferred stop check may run one extra step and undo it).
+    ``start_length`` is the sequences' length before the first token (prompt, decoder start token, or 0)."""
     sequences = output if isinstance(output, torch.Tensor) else getattr(output, "sequences", None)
-    if not isinstance(sequences, torch.Tensor) or sequences.dim() != 2:
+    if start_length is None or not isinstance(sequences, torch.Tensor) or sequences.dim() != 2:
         return None
-    return int(sequences.shape[1]) - prompt_tokens
+    return int(sequences.shape[1]) - start_length
 
 
 def _tokens_per_sequence(done_flags: list[torch.Tensor], generated: int | None) -> list[int]:

@@ -36,10 +36,10 @@ class RawRequest:
     device_ns: list[int | None]
     tokens_per_sequence: list[int]
     prompt_tokens: int
+    prefill_tokens: int | None = None  # real prompt tokens of the batch (no padding); None: B * prompt_tokens
     backend: str = "host"
     sync_uncertainty_ns: int = 0
     drift_ns: int | None = None
-    dropped_marks: int = 0
     warmup: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -50,13 +50,18 @@ class RawRequest:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (see :func:`llmprof.report.json_format.save_run`)."""
         return {
-            "marks": {"label": self.label, "step": self.step, "host_ns": self.host_ns, "device_ns": self.device_ns},
+            "marks": {
+                "label": self.label,
+                "step": self.step,
+                "host_ns": self.host_ns,
+                "device_ns": self.device_ns,
+            },
             "tokens_per_sequence": self.tokens_per_sequence,
             "prompt_tokens": self.prompt_tokens,
+            "prefill_tokens": self.prefill_tokens,
             "backend": self.backend,
             "sync_uncertainty_ns": self.sync_uncertainty_ns,
             "drift_ns": self.drift_ns,
-            "dropped_marks": self.dropped_marks,
             "warmup": self.warmup,
             "extra": self.extra,
         }
@@ -75,10 +80,10 @@ class RawRequest:
             device_ns=list(marks["device_ns"]),
             tokens_per_sequence=list(data["tokens_per_sequence"]),
             prompt_tokens=int(data["prompt_tokens"]),
+            prefill_tokens=data.get("prefill_tokens"),
             backend=data.get("backend", "host"),
             sync_uncertainty_ns=int(data.get("sync_uncertainty_ns", 0)),
             drift_ns=data.get("drift_ns"),
-            dropped_marks=int(data.get("dropped_marks", 0)),
             warmup=bool(data.get("warmup", False)),
             extra=dict(data.get("extra", {})),
         )

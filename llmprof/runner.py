@@ -9,8 +9,9 @@ from llmprof.profiler import profile
 from llmprof.record import RawRequest
 
 
-def repeat_generate(model: Any, inputs: dict[str, Any], repeats: int, warmup: int = 0,
-                    **generate_kwargs: Any) -> Iterator[RawRequest]:
+def repeat_generate(
+    model: Any, inputs: dict[str, Any], repeats: int, warmup: int = 0, **generate_kwargs: Any
+) -> Iterator[RawRequest]:
     """Run ``model.generate(**inputs, **generate_kwargs)`` ``warmup + repeats`` times, profiled.
 
     Yields each request's record (warm-ups flagged) right after its call, so a caller that is interrupted keeps

@@ -86,7 +86,9 @@ class SyntheticModel(PreTrainedModel, GenerationMixin):
         logits = torch.zeros(batch, input_ids.shape[1], config.vocab_size, device=input_ids.device)
         for i in range(batch):  # scalar fills: no host-to-device copy, so no synchronization
             eos = i < len(config.eos_at) and config.eos_at[i] == step
-            logits[i, -1, EOS_ID if eos else FIRST_CONTENT_ID + step % (config.vocab_size - FIRST_CONTENT_ID)] = 100.0
+            logits[
+                i, -1, EOS_ID if eos else FIRST_CONTENT_ID + step % (config.vocab_size - FIRST_CONTENT_ID)
+            ] = 100.0
         self.forward_log.append((start, time.perf_counter_ns(), generated))
         return CausalLMOutputWithPast(logits=logits + self.anchor.to(logits.dtype))
 

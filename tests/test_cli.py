@@ -20,8 +20,14 @@ def env(tmp_path_factory):
 
 
 def llmprof(env, *args, timeout=180):
-    return subprocess.run([sys.executable, "-m", "llmprof", *args], env=env, capture_output=True, text=True, check=False,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "llmprof", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=timeout,
+    )
 
 
 def test_bare_command_runs_the_demo_and_prints_the_four_metrics(env):
@@ -73,8 +79,9 @@ def test_bad_input_gives_a_one_line_error(env, args, message):
 def test_a_model_without_generate_is_refused(env, tmp_path):
     from transformers import ViTConfig, ViTModel
 
-    ViTModel(ViTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)).save_pretrained(
-        tmp_path / "vit")
+    ViTModel(
+        ViTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
+    ).save_pretrained(tmp_path / "vit")
     result = llmprof(env, *FAST, "--model", str(tmp_path / "vit"))
     assert result.returncode == 2 and "has no generate()" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
@@ -82,8 +89,24 @@ def test_a_model_without_generate_is_refused(env, tmp_path):
 
 def test_ctrl_c_keeps_the_repeats_already_measured(env, tmp_path):
     path = tmp_path / "run.json"
-    proc = subprocess.Popen([sys.executable, "-m", "llmprof", *FAST[:4], "--repeats", "1000", "--warmup", "1",
-                             "--json", str(path)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "llmprof",
+            *FAST[:4],
+            "--repeats",
+            "1000",
+            "--warmup",
+            "1",
+            "--json",
+            str(path),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     for line in proc.stderr:
         if line.startswith("[3/"):  # the warm-up and two repeats are done
             proc.send_signal(signal.SIGINT)

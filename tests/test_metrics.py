@@ -122,7 +122,11 @@ def test_vision_before_prefill_counts_outside_host_prep():
 
 
 def test_missing_forward_marks_leave_parts_unknown_not_wrong():
-    marks = [(label, step, t) for label, step, t in steady(3) if label not in (Label.FORWARD_BEGIN, Label.FORWARD_END)]
+    marks = [
+        (label, step, t)
+        for label, step, t in steady(3)
+        if label not in (Label.FORWARD_BEGIN, Label.FORWARD_END)
+    ]
     m = compute_request(timeline(marks, [3]))
     assert m.ttft == pytest.approx(0.043)
     assert m.breakdown.prefill is None and m.breakdown.host_prep is None

@@ -11,8 +11,18 @@ from transformers import (
     Qwen2VLForConditionalGeneration,
 )
 
-TEXT = {"vocab_size": 160, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
-            "num_key_value_heads": 2, "max_position_embeddings": 512, "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0}
+TEXT = {
+    "vocab_size": 160,
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "max_position_embeddings": 512,
+    "bos_token_id": 1,
+    "eos_token_id": 2,
+    "pad_token_id": 0,
+}
 
 
 def tiny_llama(**overrides) -> LlamaForCausalLM:
@@ -22,14 +32,29 @@ def tiny_llama(**overrides) -> LlamaForCausalLM:
 
 def tiny_llava() -> tuple[LlavaForConditionalGeneration, dict]:
     """The model and generate() inputs: one 32x32 image (16 patch tokens) and 8 text tokens."""
-    vision = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                              image_size=32, patch_size=8)
-    config = LlavaConfig(vision_config=vision, text_config=LlamaConfig(**TEXT), image_token_index=159,
-                         vision_feature_layer=-1, vision_feature_select_strategy="default")
+    vision = CLIPVisionConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        image_size=32,
+        patch_size=8,
+    )
+    config = LlavaConfig(
+        vision_config=vision,
+        text_config=LlamaConfig(**TEXT),
+        image_token_index=159,
+        vision_feature_layer=-1,
+        vision_feature_select_strategy="default",
+    )
     torch.manual_seed(0)
     model = LlavaForConditionalGeneration(config).eval()
     ids = torch.cat([torch.full((1, 16), 159), torch.randint(3, 100, (1, 8))], 1)
-    return model, {"input_ids": ids, "attention_mask": torch.ones_like(ids), "pixel_values": torch.randn(1, 3, 32, 32)}
+    return model, {
+        "input_ids": ids,
+        "attention_mask": torch.ones_like(ids),
+        "pixel_values": torch.randn(1, 3, 32, 32),
+    }
 
 
 def tiny_qwen2_vl() -> tuple[Qwen2VLForConditionalGeneration, dict]:
@@ -37,14 +62,39 @@ def tiny_qwen2_vl() -> tuple[Qwen2VLForConditionalGeneration, dict]:
     text = {**TEXT, "rope_scaling": {"type": "mrope", "mrope_section": [1, 1, 2]}}
     config = Qwen2VLConfig(
         text_config=text,
-        vision_config={"depth": 2, "embed_dim": 32, "hidden_size": 32, "num_heads": 4, "mlp_ratio": 2, "patch_size": 4,
-                           "spatial_merge_size": 2, "temporal_patch_size": 2, "in_channels": 3},
-        image_token_id=151, video_token_id=152, vision_start_token_id=153, vision_end_token_id=154,
-        bos_token_id=1, eos_token_id=2, pad_token_id=0,
+        vision_config={
+            "depth": 2,
+            "embed_dim": 32,
+            "hidden_size": 32,
+            "num_heads": 4,
+            "mlp_ratio": 2,
+            "patch_size": 4,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+            "in_channels": 3,
+        },
+        image_token_id=151,
+        video_token_id=152,
+        vision_start_token_id=153,
+        vision_end_token_id=154,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=0,
     )
     torch.manual_seed(0)
     model = Qwen2VLForConditionalGeneration(config).eval()
-    ids = torch.cat([torch.tensor([[153]]), torch.full((1, 4), 151), torch.tensor([[154]]),
-                     torch.randint(3, 100, (1, 6))], 1)
-    return model, {"input_ids": ids, "attention_mask": torch.ones_like(ids),
-                   "pixel_values": torch.randn(16, 3 * 2 * 4 * 4), "image_grid_thw": torch.tensor([[1, 4, 4]])}
+    ids = torch.cat(
+        [
+            torch.tensor([[153]]),
+            torch.full((1, 4), 151),
+            torch.tensor([[154]]),
+            torch.randint(3, 100, (1, 6)),
+        ],
+        1,
+    )
+    return model, {
+        "input_ids": ids,
+        "attention_mask": torch.ones_like(ids),
+        "pixel_values": torch.randn(16, 3 * 2 * 4 * 4),
+        "image_grid_thw": torch.tensor([[1, 4, 4]]),
+    }

@@ -24,7 +24,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="llmprof", description=__doc__)
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
     for name, module in SUBCOMMANDS.items():
-        module.add_parser(sub.add_parser(name, help=module.__doc__.splitlines()[0], description=module.__doc__))
+        module.add_parser(
+            sub.add_parser(name, help=module.__doc__.splitlines()[0], description=module.__doc__)
+        )
     return parser
 
 

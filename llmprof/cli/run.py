@@ -10,7 +10,7 @@ import sys
 import time
 from typing import Any
 
-from llmprof.cli.common import CliError, check_output_path, non_negative_int, positive_int
+from llmprof.cli.common import CliError, check_output_path, non_negative_int, positive_int, seed
 
 DEFAULT_PROMPT_LEN = 128
 
@@ -20,19 +20,29 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="demo", help="'demo' (built-in), a local directory, or a hub id")
     prompt = parser.add_mutually_exclusive_group()
     prompt.add_argument("--prompt", help="prompt text (tokenized with the model's tokenizer)")
-    prompt.add_argument("--prompt-len", type=positive_int, help=f"synthetic prompt of exactly N tokens "
-                        f"(default {DEFAULT_PROMPT_LEN})")
+    prompt.add_argument(
+        "--prompt-len",
+        type=positive_int,
+        help=f"synthetic prompt of exactly N tokens (default {DEFAULT_PROMPT_LEN})",
+    )
     parser.add_argument("--max-new-tokens", type=positive_int, default=64)
     parser.add_argument("--batch-size", type=positive_int, default=1)
     parser.add_argument("--repeats", type=positive_int, default=5, help="measured generate() calls")
-    parser.add_argument("--warmup", type=non_negative_int, default=1, help="unmeasured calls before the repeats")
-    parser.add_argument("--device", default="auto", help="auto (cuda if available, else cpu), cpu, cuda, cuda:N")
-    parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16",
-                                                            "fp32", "fp16", "bf16"])
-    parser.add_argument("--attn-implementation", help="eager, sdpa, flash_attention_2, ... (passed to transformers)")
+    parser.add_argument(
+        "--warmup", type=non_negative_int, default=1, help="unmeasured calls before the repeats"
+    )
+    parser.add_argument(
+        "--device", default="auto", help="auto (cuda if available, else cpu), cpu, cuda, cuda:N"
+    )
+    parser.add_argument(
+        "--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16", "fp32", "fp16", "bf16"]
+    )
+    parser.add_argument(
+        "--attn-implementation", help="eager, sdpa, flash_attention_2, ... (passed to transformers)"
+    )
     parser.add_argument("--do-sample", action="store_true", help="multinomial sampling instead of greedy")
     parser.add_argument("--ignore-eos", action="store_true", help="always generate --max-new-tokens tokens")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic prompt and of sampling")
+    parser.add_argument("--seed", type=seed, default=0, help="seed of the synthetic prompt and of sampling")
     parser.add_argument("--json", metavar="FILE", help="save the run (every raw timeline) as JSON")
 
 
@@ -72,8 +82,10 @@ def _make_inputs(loaded: Any, args: argparse.Namespace) -> tuple[dict[str, Any],
     prompt_tokens = int(ids.shape[1])
     context = loaded.context_length
     if context is not None and prompt_tokens + args.max_new_tokens > context:
-        raise CliError(f"prompt of {prompt_tokens} tokens + --max-new-tokens {args.max_new_tokens} exceeds the "
-                       f"model's context of {context} tokens")
+        raise CliError(
+            f"prompt of {prompt_tokens} tokens + --max-new-tokens {args.max_new_tokens} exceeds the "
+            f"model's context of {context} tokens"
+        )
     inputs = {"input_ids": ids.to(loaded.device), "attention_mask": torch.ones_like(ids).to(loaded.device)}
     return inputs, prompt_tokens, tokenize_s
 
@@ -91,8 +103,13 @@ def _generate_kwargs(loaded: Any, args: argparse.Namespace) -> dict[str, Any]:
     return kwargs
 
 
-def _profile(loaded: Any, args: argparse.Namespace, inputs: dict[str, Any], prompt_tokens: int,
-             tokenize_s: float | None) -> int:
+def _profile(
+    loaded: Any,
+    args: argparse.Namespace,
+    inputs: dict[str, Any],
+    prompt_tokens: int,
+    tokenize_s: float | None,
+) -> int:
     import torch
 
     from llmprof.environment import capture_environment
@@ -120,21 +137,49 @@ def _profile(loaded: Any, args: argparse.Namespace, inputs: dict[str, Any], prom
     run = Run(config=config, environment=capture_environment())
     total = args.warmup + args.repeats
     try:
-        calls = repeat_generate(loaded.model, inputs, args.repeats, args.warmup, **_generate_kwargs(loaded, args))
-        end = "\r" if sys.stderr.isatty() else "\n"
+        calls = repeat_generate(
+            loaded.model, inputs, args.repeats, args.warmup, **_generate_kwargs(loaded, args)
+        )
+        end = (
+            "\r" if sys.stderr.isatty() else "\n"
+        )  # one progress line on a terminal, a line per call in logs
         for i, record in enumerate(calls, 1):
             run.records.append(record)
             kind = "warm-up" if record.warmup else "repeat"
-            print(f"[{i}/{total}] {kind} done: {sum(record.tokens_per_sequence)} tokens in "
-                  f"{(record.host_ns[-1] - record.host_ns[0]) / 1e9:.2f} s", end=end, file=sys.stderr, flush=True)
+            print(
+                f"[{i}/{total}] {kind} done: {sum(record.tokens_per_sequence)} tokens in "
+                f"{(record.host_ns[-1] - record.host_ns[0]) / 1e9:.2f} s",
+                end=end,
+                file=sys.stderr,
+                flush=True,
+            )
         if end == "\r":
             print(file=sys.stderr)
     except KeyboardInterrupt:
-        run.interrupted = True
-        print(f"\nllmprof: interrupted after {len(run.measured)} of {args.repeats} repeats", file=sys.stderr)
+        status = 130
+        print(
+            f"{_line_break()}llmprof: interrupted after {len(run.measured)} of {args.repeats} repeats",
+            file=sys.stderr,
+        )
+    except Exception as exc:  # noqa: BLE001 - e.g. out of memory: one line, and keep what was measured
+        status = 1
+        text = str(exc).strip().splitlines()
+        print(
+            f"{_line_break()}llmprof: error: generate() failed after {len(run.measured)} of {args.repeats} "
+            f"repeats: {type(exc).__name__}: {text[0] if text else ''}",
+            file=sys.stderr,
+        )
+    else:
+        status = 0
+    run.interrupted = status != 0
     if run.measured:
         render_table(run)
     if args.json:
         save_run(run, args.json)
         print(f"run saved to {args.json}", file=sys.stderr)
-    return 130 if run.interrupted else 0
+    return status
+
+
+def _line_break() -> str:
+    """Ends the progress line on a terminal (where it is rewritten in place with a carriage return)."""
+    return "\n" if sys.stderr.isatty() else ""

@@ -71,7 +71,9 @@ def render_table(run: Run, file: IO[str] | None = None) -> None:
     summaries = summarize_requests(run.metrics())
     console.print(run_header(run))
     if run.interrupted:
-        console.print("[bold]interrupted:[/bold] only the repeats completed before the interruption are shown")
+        console.print(
+            "[bold]interrupted:[/bold] only the repeats completed before the interruption are shown"
+        )
     columns = ["metric", "median", "mean", "stdev", "min", "p90", "p99", "max", "95% CI of median"]
     metrics = Table(title="Inference metrics (over repeats)", title_justify="left")
     for i, col in enumerate(columns):
@@ -91,4 +93,6 @@ def render_table(run: Run, file: IO[str] | None = None) -> None:
         breakdown.add_row(*_row(name, label, summary))
     console.print(breakdown)
     if "host_bound_share" not in summaries and run.measured:
-        console.print("host-bound share: not available on the host timeline (no device queue: CPU ops are synchronous)")
+        console.print(
+            "host-bound share: not available on the host timeline (no device queue: CPU ops are synchronous)"
+        )
