@@ -17,7 +17,7 @@ from transformers import StoppingCriteriaList
 from llmprof.record import Label
 
 VISION_MODULE_NAMES = ("vision_tower", "visual", "vision_model", "vision_encoder", "image_encoder")
-_PATCHED_ATTRIBUTES = ("generate", "_get_stopping_criteria", "get_compiled_call")
+_PATCHED_ATTRIBUTES = ("generate", "_get_stopping_criteria", "get_compiled_call", "_prefill_chunking")
 REQUIRED_METHODS = ("generate", "_get_stopping_criteria")
 
 
@@ -134,6 +134,8 @@ class InstalledHooks:
         model._get_stopping_criteria = _wrap_stopping_criteria(model._get_stopping_criteria, recorder)
         if callable(getattr(model, "get_compiled_call", None)):
             model.get_compiled_call = _wrap_compiled_call(model.get_compiled_call, recorder)
+        if callable(getattr(model, "_prefill_chunking", None)):  # 4.x: chunks run through self.forward, unhooked
+            model._prefill_chunking = _marked_forward(model._prefill_chunking, recorder)
 
     def remove(self) -> None:
         """Remove every hook and wrapper."""
@@ -186,22 +188,27 @@ def _wrap_stopping_criteria(get_criteria: Callable[..., Any], recorder: Recorder
     return marking_criteria
 
 
+def _marked_forward(forward: Callable[..., Any], recorder: Recorder) -> Callable[..., Any]:
+    """``forward`` with a forward span marked around it (for calls the module hooks cannot see)."""
+    mark = recorder.mark
+
+    @functools.wraps(forward)
+    def marked(*args: Any, **kwargs: Any) -> Any:
+        if recorder.active:
+            mark(Label.FORWARD_BEGIN, recorder.steps)
+        output = forward(*args, **kwargs)
+        if recorder.active:
+            mark(Label.FORWARD_END, recorder.steps)
+        return output
+
+    return marked
+
+
 def _wrap_compiled_call(get_compiled_call: Callable[..., Any], recorder: Recorder) -> Callable[..., Any]:
     """Mark around the compiled forward generate() asks for, since marks inside it are skipped."""
-    mark = recorder.mark
 
     @functools.wraps(get_compiled_call)
     def marked_compiled_call(*args: Any, **kwargs: Any) -> Callable[..., Any]:
-        compiled = get_compiled_call(*args, **kwargs)
-
-        def call(*call_args: Any, **call_kwargs: Any) -> Any:
-            if recorder.active:
-                mark(Label.FORWARD_BEGIN, recorder.steps)
-            output = compiled(*call_args, **call_kwargs)
-            if recorder.active:
-                mark(Label.FORWARD_END, recorder.steps)
-            return output
-
-        return call
+        return _marked_forward(get_compiled_call(*args, **kwargs), recorder)
 
     return marked_compiled_call

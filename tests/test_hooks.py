@@ -324,3 +324,13 @@ def test_compiled_forward_is_marked_from_outside_without_graph_breaks():
     ]
     assert decode_begins == [1, 2, 3, 4]  # exactly one forward span per decode step
     assert all(f is not None and f > 0 for f in prof.requests[-1].breakdown.step_forward)
+
+
+def test_chunked_prefill_is_one_prefill_span():
+    model = tiny_llama(hidden_size=256, intermediate_size=512, num_hidden_layers=4)
+    inputs = prompt(length=256)
+    model.generate(**inputs, max_new_tokens=2, **GREEDY)  # warm-up
+    with llmprof.profile(model) as prof:
+        model.generate(**inputs, max_new_tokens=3, prefill_chunk_size=32, **GREEDY)
+    r = prof.requests[-1]
+    assert r.breakdown.prefill > 0.5 * r.ttft  # the chunks are in the prefill span, not in host prep
