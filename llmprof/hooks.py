@@ -134,7 +134,9 @@ class InstalledHooks:
         model._get_stopping_criteria = _wrap_stopping_criteria(model._get_stopping_criteria, recorder)
         if callable(getattr(model, "get_compiled_call", None)):
             model.get_compiled_call = _wrap_compiled_call(model.get_compiled_call, recorder)
-        if callable(getattr(model, "_prefill_chunking", None)):  # 4.x: chunks run through self.forward, unhooked
+        if callable(
+            getattr(model, "_prefill_chunking", None)
+        ):  # 4.x: chunks run through self.forward, unhooked
             model._prefill_chunking = _marked_forward(model._prefill_chunking, recorder)
 
     def remove(self) -> None:
