@@ -38,7 +38,7 @@ class Profiler:
                 f"{type(model).__name__} is not one"
             )
         self.model = model
-        self.requests: list[RequestMetrics] = []
+        self._metrics: list[RequestMetrics] = []
         self.records: list[RawRequest] = []
         self.warmup = False  # while True, recorded requests are flagged as warm-up
         self.active = False
@@ -52,6 +52,13 @@ class Profiler:
         self._start_length: int | None = None
         self._skip_reason: str | None = None
         self._device: torch.device | None = None
+
+    @property
+    def requests(self) -> list[RequestMetrics]:
+        """Metrics of every recorded generate() call, in call order (computed on first access, outside generate())."""
+        for raw in self.records[len(self._metrics) :]:
+            self._metrics.append(compute_request(raw))
+        return self._metrics
 
     # -- lifecycle -------------------------------------------------------------------------------------
     @property
@@ -197,13 +204,7 @@ class Profiler:
             drift_ns=drift,
             warmup=self.warmup,
         )
-        try:
-            metrics = compute_request(raw)
-        except ValueError as exc:
-            warnings.warn(f"llmprof: the call is not recorded: {exc}", stacklevel=3)
-            return
         self.records.append(raw)
-        self.requests.append(metrics)
 
     def _prefill_tokens(self) -> int:
         """Real prompt tokens of the batch: padding and rows repeated by num_return_sequences not counted."""
@@ -263,7 +264,7 @@ def _tokens_per_sequence(done_flags: list[torch.Tensor], generated: int | None) 
     length limit, custom criteria), else the number of steps run. Padding after that step is not counted."""
     if not done_flags:
         return []
-    done = torch.stack([flag.reshape(-1) for flag in done_flags]).cpu()
+    done = torch.stack(done_flags).cpu()
     steps = done.shape[0]
     first = done.to(torch.int8).argmax(dim=0) + 1
     n = torch.where(done.any(dim=0), first, torch.full_like(first, steps))
