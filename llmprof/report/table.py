@@ -21,7 +21,7 @@ HEADLINE = {
     "prefill_tps": "prefill throughput",
 }
 BREAKDOWN = {
-    "host_prep": "host prep (t0 to prefill start)",
+    "host_prep": "host prep",
     "vision": "vision encoder",
     "prefill": "prefill forward",
     "first_sample": "first sample",
