@@ -39,21 +39,62 @@ def _gpu() -> dict[str, Any]:
     }
 
 
+def _nvml() -> dict[str, Any]:
+    import pynvml
+
+    pynvml.nvmlInit()
+    try:
+        gpus = []
+        for i in range(pynvml.nvmlDeviceGetCount()):
+            handle = pynvml.nvmlDeviceGetHandleByIndex(i)
+            gpus.append(
+                {
+                    "name": pynvml.nvmlDeviceGetName(handle),
+                    "power_limit_w": pynvml.nvmlDeviceGetEnforcedPowerLimit(handle) / 1000.0,
+                    "persistence_mode": pynvml.nvmlDeviceGetPersistenceMode(handle),
+                }
+            )
+        cuda = pynvml.nvmlSystemGetCudaDriverVersion()
+        return {
+            "driver_version": pynvml.nvmlSystemGetDriverVersion(),
+            "cuda_driver_version": f"{cuda // 1000}.{cuda % 1000 // 10}",
+            "gpus": gpus,
+        }
+    finally:
+        pynvml.nvmlShutdown()
+
+
+def _model(model: Any) -> dict[str, Any]:
+    config = model.config
+    return {
+        "class": type(model).__name__,
+        "name_or_path": getattr(config, "_name_or_path", None) or None,
+        "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "attn_implementation": getattr(config, "_attn_implementation", None),
+    }
+
+
 PROBES: dict[str, Callable[[], Any]] = {
     "python": lambda: sys.version.split()[0],
     "platform": platform.platform,
     "cpu": _cpu_model,
     "versions": _versions,
     "gpu": _gpu,
+    "nvml": _nvml,
 }
 
 
-def capture_environment() -> dict[str, Any]:
-    """Run every probe; a failing probe leaves ``{"error": reason}`` in its place."""
-    env: dict[str, Any] = {}
-    for key, probe in PROBES.items():
-        try:
-            env[key] = probe()
-        except Exception as exc:  # noqa: BLE001 - each probe must fail alone
-            env[key] = {"error": f"{type(exc).__name__}: {exc}"}
+def _guarded(probe: Callable[[], Any]) -> Any:
+    try:
+        return probe()
+    except Exception as exc:  # noqa: BLE001 - each probe must fail alone
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+def capture_environment(model: Any = None) -> dict[str, Any]:
+    """Run every probe (and describe ``model``); a failing probe leaves ``{"error": reason}`` in its place."""
+    env = {key: _guarded(probe) for key, probe in PROBES.items()}
+    if model is not None:
+        env["model"] = _guarded(lambda: _model(model))
     return env

@@ -4,6 +4,7 @@ into a :class:`~llmprof.record.RawRequest` and its :class:`~llmprof.metrics.Requ
 from __future__ import annotations
 
 import contextlib
+import time
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -15,6 +16,7 @@ from llmprof import _core
 from llmprof.hooks import REQUIRED_METHODS, InstalledHooks, unsupported_generation
 from llmprof.metrics import RequestMetrics, compute_request
 from llmprof.record import Label, RawRequest
+from llmprof.sampling import Sampler, make_sampler
 
 MARKS_PER_STEP = 4  # forward begin/end, token, and room for a vision span or a prefill chunk
 DEFAULT_CAPACITY = 1 << 14
@@ -28,9 +30,17 @@ class Profiler:
     >>> prof.requests[-1].tpot
     """
 
-    def __init__(self, model: Any, timeline: Any = None):
+    def __init__(
+        self,
+        model: Any,
+        timeline: Any = None,
+        telemetry: bool | Sampler = True,
+        sample_interval: float | None = None,
+    ):
         """``timeline``: a prebuilt :class:`llmprof._core.Timeline` to record into (default: one for the model's
-        device, with CUDA events when the model is on a GPU)."""
+        device, with CUDA events when the model is on a GPU). ``telemetry``: sample the GPUs through NVML (the
+        process's CPU and memory on a CPU run) every ``sample_interval`` seconds (default: from its cost), or
+        a :class:`llmprof.sampling.Sampler` of your own; False for none."""
         missing = [name for name in REQUIRED_METHODS if not callable(getattr(model, name, None))]
         if missing or not isinstance(model, torch.nn.Module):
             raise TypeError(
@@ -52,6 +62,16 @@ class Profiler:
         self._start_length: int | None = None
         self._skip_reason: str | None = None
         self._device: torch.device | None = None
+        self._telemetry = telemetry
+        self._sample_interval = sample_interval
+        self.sampler: Sampler | None = None
+        self._counters: dict[str, Any] = {}
+        self._begin_ns = 0
+
+    @property
+    def telemetry(self) -> dict[str, Any] | None:
+        """The telemetry of the run so far (a sampler snapshot), None when telemetry is off."""
+        return None if self.sampler is None else self.sampler.snapshot()
 
     @property
     def requests(self) -> list[RequestMetrics]:
@@ -84,6 +104,12 @@ class Profiler:
         self.mark = self._timeline.mark
         self._hooks = InstalledHooks(self.model, self)
         self.model._llmprof_profiler = self
+        if isinstance(self._telemetry, Sampler):
+            self.sampler = self._telemetry
+        elif self._telemetry:
+            self.sampler = make_sampler(_nvml_devices(self._device), self._sample_interval)
+        if self.sampler is not None:
+            self.sampler.start()
         return self
 
     def detach(self) -> None:
@@ -93,6 +119,8 @@ class Profiler:
         self._hooks.remove()
         self._hooks = None
         del self.model._llmprof_profiler
+        if self.sampler is not None:
+            self.sampler.stop()
 
     def __enter__(self) -> Self:
         return self.attach()
@@ -131,6 +159,7 @@ class Profiler:
         self._start_length = None
         self._skip_reason = None
         self.steps = 0
+        self._start_counters()
         self.active = True
         timeline.mark_host(Label.REQUEST_START, 0)
 
@@ -169,6 +198,7 @@ class Profiler:
         timeline = self._timeline
         timeline.mark_host(Label.REQUEST_END, self.steps)
         self.active = False
+        counters = self._end_counters()
         resolved = timeline.resolve()
         drift = None
         if timeline.backend == "cuda":
@@ -203,8 +233,25 @@ class Profiler:
             sync_uncertainty_ns=resolved["sync_uncertainty_ns"],
             drift_ns=drift,
             warmup=self.warmup,
+            telemetry=counters,
         )
         self.records.append(raw)
+
+    def _start_counters(self) -> None:
+        """Read the counters a request's telemetry is measured against (before ``t0`` is stamped)."""
+        if self._device is not None and self._device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self._device)
+        self._counters = self.sampler.request_begin() if self.sampler is not None else {}
+        self._begin_ns = time.monotonic_ns()
+
+    def _end_counters(self) -> dict[str, Any]:
+        """Per-request telemetry counters: energy or CPU time, and torch's memory peaks on a GPU."""
+        duration_s = (time.monotonic_ns() - self._begin_ns) / 1e9
+        counters = self.sampler.request_end(self._counters, duration_s) if self.sampler is not None else {}
+        if self._device is not None and self._device.type == "cuda":
+            counters["torch_peak_allocated_bytes"] = torch.cuda.max_memory_allocated(self._device)
+            counters["torch_peak_reserved_bytes"] = torch.cuda.max_memory_reserved(self._device)
+        return counters
 
     def _prefill_tokens(self) -> int:
         """Real prompt tokens of the batch: padding and rows repeated by num_return_sequences not counted."""
@@ -220,11 +267,21 @@ class Profiler:
 
 
 @contextlib.contextmanager
-def profile(model: Any) -> Iterator[Profiler]:
-    """Context manager: profile ``model`` inside the block, detach on exit (even on error)."""
-    profiler = Profiler(model)
+def profile(model: Any, **options: Any) -> Iterator[Profiler]:
+    """Context manager: profile ``model`` inside the block, detach on exit (even on error).
+    ``options`` are :class:`Profiler`'s (``telemetry``, ``sample_interval``, ``timeline``)."""
+    profiler = Profiler(model, **options)
     with profiler:
         yield profiler
+
+
+def _nvml_devices(device: torch.device | None) -> list[int | str]:
+    """How NVML names the model's GPU: its UUID (right under CUDA_VISIBLE_DEVICES), else its index."""
+    if device is None or device.type != "cuda":
+        return []
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    uuid = getattr(torch.cuda.get_device_properties(index), "uuid", None)
+    return [f"GPU-{uuid}" if uuid is not None else index]
 
 
 def _model_device(model: torch.nn.Module) -> torch.device:

@@ -41,7 +41,9 @@ class RawRequest:
     sync_uncertainty_ns: int = 0
     drift_ns: int | None = None
     warmup: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
+    telemetry: dict[str, Any] = field(
+        default_factory=dict
+    )  # per-request counters: energy, CPU time, memory peaks
 
     @property
     def batch_size(self) -> int:
@@ -63,7 +65,7 @@ class RawRequest:
             "sync_uncertainty_ns": self.sync_uncertainty_ns,
             "drift_ns": self.drift_ns,
             "warmup": self.warmup,
-            "extra": self.extra,
+            "telemetry": self.telemetry,
         }
 
     @classmethod
@@ -85,5 +87,5 @@ class RawRequest:
             sync_uncertainty_ns=int(data.get("sync_uncertainty_ns", 0)),
             drift_ns=data.get("drift_ns"),
             warmup=bool(data.get("warmup", False)),
-            extra=dict(data.get("extra", {})),
+            telemetry=dict(data.get("telemetry", {})),
         )

@@ -1,29 +1,30 @@
-"""Repeat one generate() call W + R times under the profiler, yielding each recorded request as it completes."""
+"""Repeat one generate() call W + R times under a profiler, yielding each recorded request as it completes."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Any
 
-from llmprof.profiler import profile
+from llmprof.profiler import Profiler
 from llmprof.record import RawRequest
 
 
 def repeat_generate(
-    model: Any, inputs: dict[str, Any], repeats: int, warmup: int = 0, **generate_kwargs: Any
+    profiler: Profiler, inputs: dict[str, Any], repeats: int, warmup: int = 0, **generate_kwargs: Any
 ) -> Iterator[RawRequest]:
-    """Run ``model.generate(**inputs, **generate_kwargs)`` ``warmup + repeats`` times, profiled.
+    """Run ``generate(**inputs, **generate_kwargs)`` ``warmup + repeats`` times on the attached profiler's model.
 
     Yields each request's record (warm-ups flagged) right after its call, so a caller that is interrupted keeps
-    what was measured. The profiler is detached when the iteration ends or is abandoned.
+    what was measured.
     """
     if repeats < 1 or warmup < 0:
         raise ValueError("repeats must be >= 1 and warmup >= 0")
-    with profile(model) as prof:
-        for i in range(warmup + repeats):
-            prof.warmup = i < warmup
-            before = len(prof.records)
-            model.generate(**inputs, **generate_kwargs)
-            if len(prof.records) == before:
-                raise RuntimeError("generate() produced no token: nothing to measure")
-            yield prof.records[-1]
+    if not profiler.attached:
+        raise RuntimeError("attach the profiler first")
+    for i in range(warmup + repeats):
+        profiler.warmup = i < warmup
+        before = len(profiler.records)
+        profiler.model.generate(**inputs, **generate_kwargs)
+        if len(profiler.records) == before:
+            raise RuntimeError("generate() produced no token: nothing to measure")
+        yield profiler.records[-1]

@@ -36,6 +36,9 @@ def test_bare_command_runs_the_demo_and_prints_the_four_metrics(env):
     for metric in ("TTFT (ms)", "TPOT (ms)", "latency (E2E) (ms)", "TPS (output) (tok/s)"):
         assert metric in result.stdout
     assert "model demo on cpu" in result.stdout
+    # telemetry: the reason GPU telemetry is absent, and the CPU figures instead
+    assert "no GPU telemetry: the model runs on the CPU" in result.stdout
+    assert "process CPU (100% = one core)" in result.stdout and "process RSS, peak" in result.stdout
     assert "[6/6] repeat done" in result.stderr  # progress during the repeats
 
 
@@ -51,6 +54,10 @@ def test_json_output_holds_every_raw_timeline(env, tmp_path):
     data = json.loads(path.read_text())
     assert data["format"] == "llmprof-run" and data["version"] == 1 and "tpot" in data["summary"]
     assert data["environment"]["versions"]["torch"]
+    assert data["environment"]["model"]["parameters"] > 1_000_000 and data["environment"]["model"]["class"]
+    assert "error" in data["environment"]["nvml"]  # no NVML here: the probe failed alone
+    assert data["telemetry"]["kind"] == "process" and data["telemetry"]["samples"]["cpu_percent"]
+    assert all("cpu_time_s" in r["telemetry"] for r in data["requests"])
 
 
 @pytest.mark.parametrize(
@@ -66,6 +73,9 @@ def test_json_output_holds_every_raw_timeline(env, tmp_path):
         (["--json", "/nonexistent/dir/run.json"], "does not exist"),
         (["--prompt", "hi", "--prompt-len", "4"], "not allowed with argument"),
         (["--bogus"], "unrecognized arguments"),
+        (["--sample-interval", "0"], "--sample-interval: must be > 0"),
+        (["--device", "mps"], "choose auto, cpu, cuda or cuda:N"),
+        (["--seed", "-1"], "--seed: must be between 0"),
     ],
 )
 def test_bad_input_gives_a_one_line_error(env, args, message):

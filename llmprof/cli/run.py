@@ -10,7 +10,14 @@ import sys
 import time
 from typing import Any
 
-from llmprof.cli.common import CliError, check_output_path, non_negative_int, positive_int, seed
+from llmprof.cli.common import (
+    CliError,
+    check_output_path,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    seed,
+)
 
 DEFAULT_PROMPT_LEN = 128
 
@@ -43,6 +50,13 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--do-sample", action="store_true", help="multinomial sampling instead of greedy")
     parser.add_argument("--ignore-eos", action="store_true", help="always generate --max-new-tokens tokens")
     parser.add_argument("--seed", type=seed, default=0, help="seed of the synthetic prompt and of sampling")
+    parser.add_argument(
+        "--sample-interval",
+        type=positive_float,
+        metavar="SECONDS",
+        help="telemetry sampling interval (default: chosen from the probe's measured cost)",
+    )
+    parser.add_argument("--no-telemetry", action="store_true", help="no NVML / process sampling")
     parser.add_argument("--json", metavar="FILE", help="save the run (every raw timeline) as JSON")
 
 
@@ -113,6 +127,7 @@ def _profile(
     import torch
 
     from llmprof.environment import capture_environment
+    from llmprof.profiler import Profiler
     from llmprof.report.json_format import Run, save_run
     from llmprof.report.table import render_table
     from llmprof.runner import repeat_generate
@@ -134,43 +149,32 @@ def _profile(
         "ignore_eos": args.ignore_eos,
         "seed": args.seed,
     }
-    run = Run(config=config, environment=capture_environment())
-    total = args.warmup + args.repeats
-    try:
-        calls = repeat_generate(
-            loaded.model, inputs, args.repeats, args.warmup, **_generate_kwargs(loaded, args)
-        )
-        end = (
-            "\r" if sys.stderr.isatty() else "\n"
-        )  # one progress line on a terminal, a line per call in logs
-        for i, record in enumerate(calls, 1):
-            run.records.append(record)
-            kind = "warm-up" if record.warmup else "repeat"
-            print(
-                f"[{i}/{total}] {kind} done: {sum(record.tokens_per_sequence)} tokens in "
-                f"{(record.host_ns[-1] - record.host_ns[0]) / 1e9:.2f} s",
-                end=end,
-                file=sys.stderr,
-                flush=True,
+    run = Run(config=config, environment=capture_environment(loaded.model))
+    profiler = Profiler(loaded.model, telemetry=not args.no_telemetry, sample_interval=args.sample_interval)
+    status = 0
+    with profiler:
+        try:
+            calls = repeat_generate(
+                profiler, inputs, args.repeats, args.warmup, **_generate_kwargs(loaded, args)
             )
-        if end == "\r":
-            print(file=sys.stderr)
-    except KeyboardInterrupt:
-        status = 130
-        print(
-            f"{_line_break()}llmprof: interrupted after {len(run.measured)} of {args.repeats} repeats",
-            file=sys.stderr,
-        )
-    except Exception as exc:  # noqa: BLE001 - e.g. out of memory: one line, and keep what was measured
-        status = 1
-        text = str(exc).strip().splitlines()
-        print(
-            f"{_line_break()}llmprof: error: generate() failed after {len(run.measured)} of {args.repeats} "
-            f"repeats: {type(exc).__name__}: {text[0] if text else ''}",
-            file=sys.stderr,
-        )
-    else:
-        status = 0
+            for i, record in enumerate(calls, 1):
+                run.records.append(record)
+                _progress(i, args.warmup + args.repeats, record)
+        except KeyboardInterrupt:
+            status = 130
+            print(
+                f"{_line_break()}llmprof: interrupted after {len(run.measured)} of {args.repeats} repeats",
+                file=sys.stderr,
+            )
+        except Exception as exc:  # noqa: BLE001 - e.g. out of memory: one line, and keep what was measured
+            status = 1
+            text = str(exc).strip().splitlines()
+            print(
+                f"{_line_break()}llmprof: error: generate() failed after {len(run.measured)} of {args.repeats} "
+                f"repeats: {type(exc).__name__}: {text[0] if text else ''}",
+                file=sys.stderr,
+            )
+    run.telemetry = profiler.telemetry
     run.interrupted = status != 0
     if run.measured:
         render_table(run)
@@ -178,6 +182,19 @@ def _profile(
         save_run(run, args.json)
         print(f"run saved to {args.json}", file=sys.stderr)
     return status
+
+
+def _progress(done: int, total: int, record: Any) -> None:
+    """One progress line per call: rewritten in place on a terminal, a line each in a log."""
+    on_terminal = sys.stderr.isatty()
+    kind = "warm-up" if record.warmup else "repeat"
+    seconds = (record.host_ns[-1] - record.host_ns[0]) / 1e9
+    print(
+        f"[{done}/{total}] {kind} done: {sum(record.tokens_per_sequence)} tokens in {seconds:.2f} s",
+        end="\r" if on_terminal and done < total else "\n",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def _line_break() -> str:

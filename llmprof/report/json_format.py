@@ -33,6 +33,7 @@ class Run:
     config: dict[str, Any]
     environment: dict[str, Any]
     records: list[RawRequest] = field(default_factory=list)
+    telemetry: dict[str, Any] | None = None  # a sampler snapshot (llmprof.sampling), None when it was off
     interrupted: bool = False
     created: str = field(default_factory=lambda: datetime.datetime.now(datetime.timezone.utc).isoformat())
 
@@ -53,6 +54,7 @@ class Run:
             "interrupted": self.interrupted,
             "config": self.config,
             "environment": self.environment,
+            "telemetry": self.telemetry,
             "summary": {k: s.to_dict() for k, s in summarize_requests(self.metrics()).items()},
             "requests": [r.to_dict() for r in self.records],
         }
@@ -73,6 +75,7 @@ class Run:
                 config=dict(data.get("config", {})),
                 environment=dict(data.get("environment", {})),
                 records=records,
+                telemetry=data.get("telemetry"),
                 interrupted=bool(data.get("interrupted", False)),
                 created=str(data.get("created", "")),
             )

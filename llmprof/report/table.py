@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import IO
 
 from rich.console import Console
 from rich.table import Table
 
 from llmprof.report.json_format import Run
-from llmprof.stats import METRICS, Summary, summarize_requests
+from llmprof.stats import METRICS, Summary, summarize, summarize_requests
+from llmprof.telemetry import request_telemetry, run_warnings
 
 HEADLINE = {
     "ttft": "TTFT",
@@ -32,7 +34,22 @@ BREAKDOWN = {
 }
 
 
-DISPLAY_UNIT = {"s": ("ms", 1e3), "ratio": ("%", 100.0)}  # unit of a metric -> (shown unit, scale)
+# unit of a value -> (shown unit, scale)
+DISPLAY_UNIT = {"s": ("ms", 1e3), "ratio": ("%", 100.0), "bytes": ("MiB", 1 / 2**20), "pct": ("%", 1.0)}
+TELEMETRY = {  # RequestTelemetry field -> (label, unit)
+    "gpu_util_mean": ("GPU utilization, mean", "pct"),
+    "gpu_util_max": ("GPU utilization, max", "pct"),
+    "mem_used_peak_bytes": ("GPU memory used (NVML), peak", "bytes"),
+    "torch_peak_allocated_bytes": ("torch allocated, peak", "bytes"),
+    "torch_peak_reserved_bytes": ("torch reserved, peak", "bytes"),
+    "sm_clock_mean_mhz": ("SM clock, mean", "MHz"),
+    "power_mean_w": ("power, mean", "W"),
+    "energy_j": ("energy", "J"),
+    "energy_per_token_j": ("energy per output token", "J"),
+    "cpu_percent": ("process CPU (100% = one core)", "pct"),
+    "peak_rss_bytes": ("process RSS, peak so far", "bytes"),
+}
+COLUMNS = ["median", "mean", "stdev", "min", "p90", "p99", "max", "95% CI of median"]
 
 
 def format_number(value: float) -> str:
@@ -42,12 +59,19 @@ def format_number(value: float) -> str:
     return f"{value:.{decimals}f}"
 
 
-def _row(name: str, label: str, summary: Summary) -> list[str]:
-    unit = METRICS[name][1]
+def _row(label: str, summary: Summary, unit: str) -> list[str]:
     shown, scale = DISPLAY_UNIT.get(unit, (unit, 1.0))
     cells = [summary.median, summary.mean, summary.stdev, summary.min, summary.p90, summary.p99, summary.max]
     ci = f"{format_number(summary.ci95_low * scale)} - {format_number(summary.ci95_high * scale)}"
     return [f"{label} ({shown})"] + [format_number(v * scale) for v in cells] + [ci]
+
+
+def _table(title: str, first: str) -> Table:
+    table = Table(title=title, title_justify="left")
+    table.add_column(first, justify="left")
+    for column in COLUMNS:
+        table.add_column(column, justify="right")
+    return table
 
 
 def run_header(run: Run) -> str:
@@ -66,7 +90,7 @@ def run_header(run: Run) -> str:
 
 
 def render_table(run: Run, file: IO[str] | None = None) -> None:
-    """Print the metric and breakdown tables of ``run``."""
+    """Print the metric, breakdown and telemetry tables of ``run``."""
     console = Console(file=file, width=140, highlight=False)
     summaries = summarize_requests(run.metrics())
     console.print(run_header(run))
@@ -74,25 +98,45 @@ def render_table(run: Run, file: IO[str] | None = None) -> None:
         console.print(
             "[bold]interrupted:[/bold] only the repeats completed before the interruption are shown"
         )
-    columns = ["metric", "median", "mean", "stdev", "min", "p90", "p99", "max", "95% CI of median"]
-    metrics = Table(title="Inference metrics (over repeats)", title_justify="left")
-    for i, col in enumerate(columns):
-        metrics.add_column(col, justify="left" if i == 0 else "right")
+    metrics = _table("Inference metrics (over repeats)", "metric")
     for name, label in HEADLINE.items():
         if name in summaries:
-            metrics.add_row(*_row(name, label, summaries[name]))
+            metrics.add_row(*_row(label, summaries[name], METRICS[name][1]))
     console.print(metrics)
 
-    breakdown = Table(title="Breakdown (per request)", title_justify="left")
-    for i, col in enumerate(columns):
-        breakdown.add_column(col if i else "part", justify="left" if i == 0 else "right")
+    breakdown = _table("Breakdown (per request)", "part")
     for name, label in BREAKDOWN.items():
         summary = summaries.get(name)
         if summary is None or (name == "vision" and summary.max == 0):
             continue
-        breakdown.add_row(*_row(name, label, summary))
+        breakdown.add_row(*_row(label, summary, METRICS[name][1]))
     console.print(breakdown)
     if "host_bound_share" not in summaries and run.measured:
         console.print(
             "host-bound share: not available on the host timeline (no device queue: CPU ops are synchronous)"
         )
+    if run.telemetry is not None:
+        _render_telemetry(run, console)
+
+
+def _render_telemetry(run: Run, console: Console) -> None:
+    telemetry = run.telemetry or {}
+    per_request = [request_telemetry(telemetry, raw) for raw in run.measured]
+    title = f"Telemetry (per request, {telemetry.get('kind')} sampler every {telemetry.get('interval_s', 0) * 1e3:.0f} ms"
+    if telemetry.get("power_source"):
+        title += f", {telemetry['power_source']} power"
+    table = _table(title + ")", "measure")
+    for name, (label, unit) in TELEMETRY.items():
+        summary = summarize([getattr(t, name) for t in per_request])
+        if summary is not None:
+            table.add_row(*_row(label, summary, unit))
+    if table.row_count:
+        console.print(table)
+    notes = [telemetry["reason"]] if telemetry.get("reason") else []
+    notes += run_warnings(telemetry)
+    for t in per_request:
+        notes += ([f"energy: {t.energy_note}"] if t.energy_note else []) + [
+            f"warning: {w}" for w in t.warnings
+        ]
+    for note, count in Counter(notes).items():
+        console.print(note + (f" ({count} requests)" if count > 1 else ""))

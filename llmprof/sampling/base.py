@@ -1,0 +1,116 @@
+"""The sampler design shared by every backend: a daemon thread that probes at a fixed interval and appends
+one row per device to columnar series, each row stamped on the timeline's host clock (CLOCK_MONOTONIC)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+MIN_INTERVAL_S = 0.05
+MAX_INTERVAL_S = 0.5
+DUTY_CYCLE = 0.01  # the default interval keeps the sampler's own work under 1% of one core
+
+
+def default_interval(probe_cost_s: float) -> float:
+    """The sampling interval for a probe of this measured cost: 1% duty cycle, clamped to 50..500 ms."""
+    return min(max(probe_cost_s / DUTY_CYCLE, MIN_INTERVAL_S), MAX_INTERVAL_S)
+
+
+class Sampler:
+    """Base of the telemetry samplers. Subclasses implement :meth:`probe`, and may override the request hooks.
+
+    ``kind`` names the backend ("nvml", "process"); ``series`` maps a field to its column, ``t_ns`` and
+    ``device`` included. A probe that fails leaves None in its column, never stops the thread. ``reason`` says
+    why GPU telemetry is missing, when this sampler stands in for it.
+    """
+
+    kind = "none"
+
+    def __init__(self, interval_s: float | None = None, reason: str | None = None):
+        self.reason = reason
+        self.description: dict[str, Any] = {}
+        self.interval_s = interval_s  # None: chosen from the measured probe cost at start()
+        self.series: dict[str, list[Any]] = {}
+        self.errors: dict[str, str] = {}  # field -> why it is missing
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    # -- to implement --------------------------------------------------------------------------------
+    def probe(self) -> list[dict[str, Any]]:
+        """One row per device: field -> value (None when unavailable)."""
+        raise NotImplementedError
+
+    def request_begin(self) -> dict[str, Any]:
+        """Counters read at a request's start (energy, CPU time); handed back to :meth:`request_end`."""
+        return {}
+
+    def request_end(self, begin: dict[str, Any], duration_s: float) -> dict[str, Any]:
+        """Per-request figures from the counters read at its start and end."""
+        return {}
+
+    def describe(self) -> dict[str, Any]:
+        """What the report needs to know about this backend (devices, power source, ...)."""
+        return {}
+
+    # -- the thread ------------------------------------------------------------------------------------
+    def measure_probe_cost(self, tries: int = 3) -> float:
+        """Median wall time of one probe (its rows are discarded)."""
+        costs = []
+        for _ in range(tries):
+            start = time.perf_counter()
+            self.probe()
+            costs.append(time.perf_counter() - start)
+        return sorted(costs)[len(costs) // 2]
+
+    def sample_once(self) -> None:
+        """Probe now and append the rows."""
+        t_ns = time.monotonic_ns()
+        rows = self.probe()
+        with self._lock:
+            for row in rows:
+                row = {"t_ns": t_ns, **row}
+                length = len(self.series.get("t_ns", ()))
+                for key in row.keys() - self.series.keys():  # a field seen for the first time
+                    self.series[key] = [None] * length
+                for key, column in self.series.items():
+                    column.append(row.get(key))
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self.sample_once()
+
+    def start(self) -> None:
+        """Describe the devices, take a first sample and start the thread (idempotent)."""
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self.description = self.describe()
+        if self.interval_s is None:
+            self.interval_s = default_interval(self.measure_probe_cost())
+        self.sample_once()
+        self._thread = threading.Thread(target=self._run, name=f"llmprof-{self.kind}-sampler", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the thread after a last sample (idempotent)."""
+        if self._thread is None:
+            return
+        self._stop.set()
+        self._thread.join()
+        self._thread = None
+        self.sample_once()
+
+    def snapshot(self) -> dict[str, Any]:
+        """JSON-ready telemetry of the run so far: backend, interval, description and every sample."""
+        with self._lock:
+            series = {key: list(column) for key, column in self.series.items()}
+        return {
+            "kind": self.kind,
+            "reason": self.reason,
+            "interval_s": self.interval_s,
+            **self.description,
+            "errors": dict(self.errors),
+            "samples": series,
+        }
