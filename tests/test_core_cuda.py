@@ -138,10 +138,11 @@ def test_drift_measures_a_fast_device_clock(fake_cuda):
     tl = _core.Timeline(8, device=0)
     tl.calibrate()
     t0 = _core.host_now_ns()
-    time.sleep(0.02)
+    time.sleep(0.1)
     tl.calibrate()
     elapsed = _core.host_now_ns() - t0
-    assert tl.drift_ns() == pytest.approx(-0.01 * elapsed, abs=30 * US)
+    # 1% of ~100 ms: -1 ms; the tolerance covers scheduling jitter of the two calibrations on a loaded machine
+    assert tl.drift_ns() == pytest.approx(-0.01 * elapsed, abs=0.1 * 0.01 * elapsed + 50 * US)
 
 
 def test_pool_exhausted_counts_drops(fake_cuda):

@@ -1,50 +1,15 @@
 """Metrics from hand-built timelines whose answers are known exactly."""
 
 import pytest
+from timelines import host_marks as steady
+from timelines import record
 
 from llmprof.metrics import compute_request
-from llmprof.record import Label, RawRequest
-
-MS = 1_000_000
-
-
-def timeline(marks, tokens, prompt=10, backend="host", uncertainty=0):
-    """marks: (label, step, host_ms[, device_ms])."""
-    return RawRequest(
-        label=[int(m[0]) for m in marks],
-        step=[m[1] for m in marks],
-        host_ns=[int(m[2] * MS) for m in marks],
-        device_ns=[int(m[3] * MS) if len(m) > 3 and m[3] is not None else None for m in marks],
-        tokens_per_sequence=tokens,
-        prompt_tokens=prompt,
-        backend=backend,
-        sync_uncertainty_ns=uncertainty,
-    )
-
-
-def steady(steps, prefill=40.0, decode=15.0, start=100.0, prep=2.0, sample=1.0, gap=0.5):
-    """A host timeline: prep, prefill, sample, then per step gap + forward + sample."""
-    t = start
-    marks = [(Label.REQUEST_START, 0, t)]
-    t += prep
-    marks.append((Label.FORWARD_BEGIN, 0, t))
-    t += prefill
-    marks.append((Label.FORWARD_END, 0, t))
-    t += sample
-    marks.append((Label.TOKEN, 1, t))
-    for k in range(2, steps + 1):
-        t += gap
-        marks.append((Label.FORWARD_BEGIN, k - 1, t))
-        t += decode
-        marks.append((Label.FORWARD_END, k - 1, t))
-        t += sample
-        marks.append((Label.TOKEN, k, t))
-    marks.append((Label.REQUEST_END, steps, t + 3.0))
-    return marks
+from llmprof.record import Label
 
 
 def test_single_sequence_metrics_match_definitions():
-    m = compute_request(timeline(steady(5), [5]))
+    m = compute_request(record(steady(5), [5]))
     assert m.ttft == pytest.approx(0.043)  # prep 2 + prefill 40 + sample 1
     assert m.tpot == pytest.approx(0.0165)  # gap 0.5 + forward 15 + sample 1
     assert m.itl == pytest.approx([0.0165] * 4)
@@ -60,7 +25,7 @@ def test_single_sequence_metrics_match_definitions():
 
 
 def test_ragged_batch_uses_each_sequence_own_last_token():
-    m = compute_request(timeline(steady(8), [1, 3, 5, 8], prompt=4))
+    m = compute_request(record(steady(8), [1, 3, 5, 8], prompt=4))
     assert m.output_tokens == [1, 3, 5, 8]
     assert m.tpot_per_sequence[0] is None
     assert m.tpot_per_sequence[1:] == pytest.approx([0.0165] * 3)
@@ -72,7 +37,7 @@ def test_ragged_batch_uses_each_sequence_own_last_token():
 
 
 def test_single_token_request_has_no_tpot():
-    m = compute_request(timeline(steady(1), [1]))
+    m = compute_request(record(steady(1), [1]))
     assert m.tpot is None and m.decode_tps is None and m.itl == []
     assert m.ttft == pytest.approx(0.043)
 
@@ -87,7 +52,7 @@ def test_device_times_are_used_and_host_bound_steps_detected():
         else:
             delay = 0.0 if (label == Label.FORWARD_BEGIN and step == 2) else 5.0
             marks.append((label, step, host, host + delay))
-    m = compute_request(timeline(marks, [4], backend="cuda", uncertainty=2_000))
+    m = compute_request(record(marks, [4], backend="cuda", uncertainty=2_000))
     assert m.ttft == pytest.approx(0.048)  # T_1 is a device time: 5 ms later than its host record
     assert m.breakdown.step_host_bound == [False, True, False]
     assert m.breakdown.host_bound_share == pytest.approx(1 / 3)
@@ -103,7 +68,7 @@ def test_vision_inside_prefill_is_split_out():
         (Label.TOKEN, 1, 32.0),
         (Label.REQUEST_END, 1, 33.0),
     ]
-    b = compute_request(timeline(marks, [1])).breakdown
+    b = compute_request(record(marks, [1])).breakdown
     assert (b.host_prep, b.vision, b.prefill, b.first_sample) == pytest.approx((0.001, 0.010, 0.020, 0.001))
 
 
@@ -117,7 +82,7 @@ def test_vision_before_prefill_counts_outside_host_prep():
         (Label.TOKEN, 1, 34.0),
         (Label.REQUEST_END, 1, 35.0),
     ]
-    b = compute_request(timeline(marks, [1])).breakdown
+    b = compute_request(record(marks, [1])).breakdown
     assert (b.host_prep, b.vision, b.prefill, b.first_sample) == pytest.approx((0.003, 0.010, 0.020, 0.001))
 
 
@@ -127,7 +92,7 @@ def test_missing_forward_marks_leave_parts_unknown_not_wrong():
         for label, step, t in steady(3)
         if label not in (Label.FORWARD_BEGIN, Label.FORWARD_END)
     ]
-    m = compute_request(timeline(marks, [3]))
+    m = compute_request(record(marks, [3]))
     assert m.ttft == pytest.approx(0.043)
     assert m.breakdown.prefill is None and m.breakdown.host_prep is None
     assert m.breakdown.decode_forward is None
@@ -140,9 +105,9 @@ def test_missing_forward_marks_leave_parts_unknown_not_wrong():
 def test_incomplete_timeline_is_an_error(drop, message):
     marks = [m for m in steady(3) if m[0] != drop]
     with pytest.raises(ValueError, match=message):
-        compute_request(timeline(marks, [3]))
+        compute_request(record(marks, [3]))
 
 
 def test_no_token_is_an_error():
     with pytest.raises(ValueError, match="no token"):
-        compute_request(timeline(steady(1), [0]))
+        compute_request(record(steady(1), [0]))

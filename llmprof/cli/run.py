@@ -18,6 +18,7 @@ from llmprof.cli.common import (
     positive_int,
     seed,
 )
+from llmprof.cli.output import add_output_options, check_output_options, emit
 
 DEFAULT_PROMPT_LEN = 128
 
@@ -58,11 +59,13 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-telemetry", action="store_true", help="no NVML / process sampling")
     parser.add_argument("--json", metavar="FILE", help="save the run (every raw timeline) as JSON")
+    add_output_options(parser)
 
 
 def main(args: argparse.Namespace) -> int:
     """Run the profile; returns the exit status (130 when interrupted)."""
     check_output_path(args.json, "--json")
+    check_output_options(args)
     from llmprof.models import ModelLoadError, load_model
 
     try:
@@ -129,7 +132,6 @@ def _profile(
     from llmprof.environment import capture_environment
     from llmprof.profiler import Profiler
     from llmprof.report.json_format import Run, save_run
-    from llmprof.report.table import render_table
     from llmprof.runner import repeat_generate
 
     torch.manual_seed(args.seed)
@@ -176,11 +178,11 @@ def _profile(
             )
     run.telemetry = profiler.telemetry
     run.interrupted = status != 0
-    if run.measured:
-        render_table(run)
     if args.json:
         save_run(run, args.json)
         print(f"run saved to {args.json}", file=sys.stderr)
+    if run.measured:
+        emit(run, args)
     return status
 
 

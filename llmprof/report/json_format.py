@@ -83,22 +83,27 @@ class Run:
             raise RunFormatError(f"malformed llmprof run: {type(exc).__name__}: {exc}") from exc
 
 
-def write_atomic(path: str | os.PathLike[str], text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename: never a truncated file."""
+def write_atomic(path: str | os.PathLike[str], data: str | bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename: never a truncated file."""
     target = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent or ".")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
+def dump_run(run: Run) -> str:
+    """``run`` as JSON text."""
+    return json.dumps(run.to_dict(), indent=1) + "\n"
+
+
 def save_run(run: Run, path: str | os.PathLike[str]) -> None:
     """Save ``run`` as JSON at ``path``, atomically."""
-    write_atomic(path, json.dumps(run.to_dict(), indent=1) + "\n")
+    write_atomic(path, dump_run(run))
 
 
 def load_run(path: str | os.PathLike[str]) -> Run:

@@ -1,0 +1,26 @@
+"""The run summary as Markdown, ready to paste into an issue or a pull request. Never imports torch."""
+
+from __future__ import annotations
+
+from llmprof.report.json_format import Run
+from llmprof.report.summary import COLUMNS, run_header, summary_sections
+
+
+def _escape(cell: str) -> str:
+    return cell.replace("|", "\\|")
+
+
+def render_markdown(run: Run) -> str:
+    """Header line, one table per section, then the notes as a list."""
+    lines = [f"**llmprof** · {_escape(run_header(run))}", ""]
+    sections, notes = summary_sections(run)
+    for section in sections:
+        if not section.rows:
+            continue
+        header = [section.first, *COLUMNS]
+        lines += [f"#### {section.title}", "", "| " + " | ".join(header) + " |"]
+        lines.append("| --- |" + " ---: |" * len(COLUMNS))
+        lines += ["| " + " | ".join(_escape(c) for c in row) + " |" for row in section.rows]
+        lines.append("")
+    lines += [f"- {_escape(note)}" for note in notes]
+    return "\n".join(lines).rstrip() + "\n"

@@ -1,0 +1,216 @@
+"""Plots of a run in one PNG: per-step decode latency against context length, the breakdown of every request,
+and the telemetry over time. Needs matplotlib (``pip install 'llmprof[plot]'``); never imports torch."""
+
+from __future__ import annotations
+
+import io
+import statistics
+from typing import Any
+
+from llmprof.metrics import RequestMetrics
+from llmprof.record import Label
+from llmprof.report.json_format import Run
+
+DPI = 100
+PANEL_SIZE = (12.0, 4.2)  # inches per panel: 1200 x 420 px
+PARTS = [  # breakdown part -> (label, colour)
+    ("host_prep", "host prep", "#9e9e9e"),
+    ("vision", "vision encoder", "#8e44ad"),
+    ("prefill", "prefill forward", "#1f77b4"),
+    ("first_sample", "first sample", "#aec7e8"),
+    ("decode_forward", "decode forward", "#2ca02c"),
+    ("sampling", "sampling", "#ffbb78"),
+    ("host_gap", "host gap", "#d62728"),
+    ("tail", "after last token", "#dddddd"),
+]
+
+
+TELEMETRY_SERIES = {  # sampler kind -> the (field, label, scale) on the left and on the right axis
+    "nvml": (("gpu_util", "GPU utilization (%)", 1.0), ("power_w", "power (W)", 1.0)),
+    "process": (("cpu_percent", "process CPU (%)", 1.0), ("rss_bytes", "RSS (MiB)", 1 / 2**20)),
+}
+
+
+class PlotUnavailable(Exception):
+    """matplotlib is missing; the message says how to get it."""
+
+
+def _pyplot() -> Any:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        raise PlotUnavailable("plots need matplotlib: pip install 'llmprof[plot]'") from exc
+    return plt
+
+
+def fit_context_cost(points: list[tuple[float, float]]) -> tuple[float, float] | None:
+    """Least-squares line through (context length, ms): (intercept ms, slope in ms per 1k tokens).
+    The intercept is the cost of reading the weights, the slope the cost of reading the KV cache."""
+    if len({x for x, _ in points}) < 2:
+        return None
+    slope, intercept = statistics.linear_regression([x for x, _ in points], [y for _, y in points])
+    return intercept, slope * 1000.0
+
+
+def _decode_panel(ax: Any, run: Run, metrics: list[RequestMetrics]) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    points = []
+    for i, (raw, m) in enumerate(zip(run.measured, metrics)):
+        context = [raw.prompt_tokens + k - 1 for k in range(2, len(m.itl) + 2)]
+        ms = [v * 1e3 for v in m.itl]
+        points += zip(context, ms)
+        ax.plot(context, ms, color="#1f77b4", alpha=0.25, lw=1, label="each repeat" if i == 0 else None)
+    by_context: dict[float, list[float]] = {}
+    for x, y in points:
+        by_context.setdefault(x, []).append(y)
+    xs = sorted(by_context)
+    ax.plot(
+        xs, [statistics.median(by_context[x]) for x in xs], color="#1f77b4", lw=2, label="median per step"
+    )
+    tpots = [m.tpot for m in metrics if m.tpot is not None]
+    if tpots:
+        ax.axhline(
+            statistics.median(tpots) * 1e3,
+            color="#d62728",
+            ls="--",
+            lw=1.5,
+            label=f"TPOT (median) {statistics.median(tpots) * 1e3:.3f} ms",
+        )
+    fit = fit_context_cost(points)
+    if fit is not None and xs:
+        intercept, per_k = fit
+        ax.plot(
+            [xs[0], xs[-1]],
+            [intercept + per_k * xs[0] / 1e3, intercept + per_k * xs[-1] / 1e3],
+            color="black",
+            ls=":",
+            lw=1.5,
+            label=f"fit: {intercept:.3f} ms + {per_k:.3f} ms per 1k tokens of context",
+        )
+    ttft = statistics.median(m.ttft for m in metrics) * 1e3
+    ax.text(
+        0.01,
+        0.96,
+        f"TTFT (median) {ttft:.2f} ms: prefill and first token, before the first interval",
+        transform=ax.transAxes,
+        va="top",
+        fontsize=9,
+        bbox={"boxstyle": "round", "fc": "white", "alpha": 0.8},
+    )
+    ax.set_xlabel("context length (KV cache tokens)")
+    ax.set_ylabel("inter-token latency (ms)")
+    ax.set_title("Decode: latency of every step against context length")
+    if points:
+        top = ax.secondary_xaxis(
+            "top",
+            functions=(
+                lambda x: x - run.measured[0].prompt_tokens + 1,
+                lambda s: s + run.measured[0].prompt_tokens - 1,
+            ),
+        )
+        top.set_xlabel("decode step")
+        top.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
+    ax.grid(alpha=0.3)
+
+
+def _parts_ms(m: RequestMetrics) -> dict[str, float]:
+    b = m.breakdown
+    parts = {
+        "host_prep": b.host_prep or 0.0,
+        "vision": b.vision,
+        "prefill": b.prefill or 0.0,
+        "first_sample": b.first_sample or 0.0,
+        "decode_forward": sum(v for v in b.step_forward if v is not None),
+        "sampling": sum(v for v in b.step_sampling if v is not None),
+        "host_gap": sum(v for v in b.step_host_gap if v is not None),
+    }
+    parts["tail"] = max(m.latency - sum(parts.values()), 0.0)
+    return {k: v * 1e3 for k, v in parts.items()}
+
+
+def _breakdown_panel(ax: Any, metrics: list[RequestMetrics]) -> None:
+    parts = [_parts_ms(m) for m in metrics]
+    positions = list(range(1, len(metrics) + 1))
+    bottom = [0.0] * len(metrics)
+    for key, label, colour in PARTS:
+        heights = [p[key] for p in parts]
+        if any(heights):
+            ax.bar(positions, heights, bottom=bottom, color=colour, label=label, width=0.6)
+            bottom = [b + h for b, h in zip(bottom, heights)]
+    ax.set_xticks(positions)
+    ax.set_xlabel("request (measured repeats)")
+    ax.set_ylabel("time (ms)")
+    ax.set_title("Where the time of each request went (stacked to its end-to-end latency)")
+    ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+
+
+def _telemetry_panel(ax: Any, run: Run) -> None:
+    telemetry = run.telemetry or {}
+    samples = telemetry.get("samples", {})
+    times = samples.get("t_ns", [])
+    origin = run.records[0].host_ns[0]
+    left, right = TELEMETRY_SERIES[telemetry.get("kind", "process")]
+    axes = [ax, ax.twinx()]
+    for axis, (name, label, scale), colour in zip(axes, (left, right), ("#1f77b4", "#d62728")):
+        for device in sorted(set(samples.get("device", [])), key=str):
+            rows = [
+                i
+                for i, d in enumerate(samples["device"])
+                if d == device and samples.get(name, [None])[i] is not None
+            ]
+            axis.plot(
+                [(times[i] - origin) / 1e9 for i in rows],
+                [samples[name][i] * scale for i in rows],
+                color=colour,
+                lw=1.5,
+                marker=".",
+                ms=3,
+                label=f"{label} [{device}]",
+            )
+        axis.set_ylabel(label, color=colour)
+    for raw in run.measured:
+        start = (raw.host_ns[raw.label.index(Label.REQUEST_START)] - origin) / 1e9
+        end = (raw.host_ns[len(raw.label) - 1 - raw.label[::-1].index(Label.REQUEST_END)] - origin) / 1e9
+        ax.axvspan(start, end, color="#2ca02c", alpha=0.08)
+    ax.set_xlabel("time since the first request (s); shaded: measured requests")
+    ax.set_title(
+        f"Telemetry ({telemetry.get('kind')} sampler)"
+        + (f": {telemetry['reason']}" if telemetry.get("reason") else "")
+    )
+    handles = [h for a in axes for h in a.get_legend_handles_labels()[0]]
+    ax.legend(
+        handles, [h.get_label() for h in handles], loc="center left", bbox_to_anchor=(1.06, 0.5), fontsize=8
+    )
+    ax.grid(alpha=0.3)
+
+
+def render_plot(run: Run) -> bytes:
+    """The PNG of ``run``: decode latency, breakdown and (when sampled) telemetry panels."""
+    plt = _pyplot()
+    metrics = run.metrics()
+    if not metrics:
+        raise ValueError("the run has no measured request to plot")
+    panels = 3 if run.telemetry and run.telemetry.get("samples", {}).get("t_ns") else 2
+    fig, axes = plt.subplots(panels, 1, figsize=(PANEL_SIZE[0], PANEL_SIZE[1] * panels), dpi=DPI)
+    fig.suptitle(
+        f"llmprof: {run.config.get('model', '?')} on {run.config.get('device', '?')}, "
+        f"batch {run.config.get('batch_size', '?')}, prompt {run.config.get('prompt_tokens', '?')} tokens, "
+        f"{len(metrics)} repeats",
+        fontsize=12,
+    )
+    _decode_panel(axes[0], run, metrics)
+    _breakdown_panel(axes[1], metrics)
+    if panels == 3:
+        _telemetry_panel(axes[2], run)
+    fig.tight_layout(rect=(0.0, 0.0, 1.0, 0.97))
+    out = io.BytesIO()
+    fig.savefig(out, format="png")
+    plt.close(fig)
+    return out.getvalue()

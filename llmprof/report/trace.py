@@ -1,0 +1,349 @@
+"""A run as a Chrome trace-event / Perfetto JSON document (opens in ui.perfetto.dev and chrome://tracing).
+
+Every request of the run (warm-ups included) is drawn on the run's one clock: the host monotonic clock, with
+device (CUDA event) times mapped onto it (DESIGN.md section 3). ``ts`` is in microseconds from the first
+request's start. Layout:
+
+- pid 1 "llmprof": tid 1 "requests" (one span per ``generate()`` call, its metrics in args), tid 2 "host"
+  (host prep, forward launches, sampling, vision encoder from host stamps), tid 3 "device" (CUDA records only:
+  the same spans from device times, plus the host gaps where the device waited), tid 4 "tokens" (one instant
+  per step).
+- pid 2 "telemetry": one counter track per sampled field, one series per device.
+
+Pure Python and json: never imports torch or NVML.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from llmprof.metrics import compute_request
+from llmprof.record import Label, RawRequest
+from llmprof.report.json_format import Run
+from llmprof.telemetry import THROTTLE_REASONS
+
+PID_RUN, PID_TELEMETRY = 1, 2
+TID_REQUESTS, TID_HOST, TID_DEVICE, TID_TOKENS = 1, 2, 3, 4
+TID_COUNTERS = 0
+THREADS = {TID_REQUESTS: "requests", TID_HOST: "host", TID_DEVICE: "device", TID_TOKENS: "tokens"}
+HOST_BACKEND_NOTE = "host backend: host spans are the compute"
+THROTTLE_MASK = sum(THROTTLE_REASONS)
+
+# sampled field -> (counter name, scale to the shown unit)
+COUNTERS: dict[str, tuple[str, float]] = {
+    "gpu_util": ("GPU util (%)", 1.0),
+    "mem_util": ("memory bandwidth util (%)", 1.0),
+    "mem_used_bytes": ("memory used (GiB)", 1 / 2**30),
+    "sm_clock_mhz": ("SM clock (MHz)", 1.0),
+    "mem_clock_mhz": ("memory clock (MHz)", 1.0),
+    "power_w": ("power (W)", 1.0),
+    "temperature_c": ("temperature (C)", 1.0),
+    "clock_event_reasons": ("clock throttle reasons (bitmask)", 1.0),
+    "cpu_percent": ("CPU (%)", 1.0),
+    "rss_bytes": ("RSS (MiB)", 1 / 2**20),
+}
+NOT_COUNTERS = {"t_ns", "device"}
+
+Event = dict[str, Any]
+
+
+# -- event constructors ------------------------------------------------------------------------------------
+def _us(ns: int, origin: int) -> float:
+    """A host-clock time in nanoseconds as trace microseconds from ``origin``."""
+    return round((ns - origin) / 1000, 3)
+
+
+def _span(name: str, cat: str, tid: int, start: int, end: int, origin: int, **args: Any) -> Event:
+    """A complete event ("X") from ``start`` to ``end`` (ns); a reversed span is clipped to zero length."""
+    event = {
+        "name": name,
+        "cat": cat,
+        "ph": "X",
+        "ts": _us(start, origin),
+        "dur": round(max(end - start, 0) / 1000, 3),
+        "pid": PID_RUN,
+        "tid": tid,
+    }
+    if args:
+        event["args"] = args
+    return event
+
+
+def _metadata(pid: int, tid: int, name: str, args: dict[str, Any]) -> Event:
+    return {"name": name, "ph": "M", "pid": pid, "tid": tid, "args": args}
+
+
+def _ms(seconds: float | None) -> float | None:
+    """Seconds as milliseconds for an args field (None for a missing or non-finite value)."""
+    return _finite(None if seconds is None else seconds * 1e3)
+
+
+def _finite(value: float | None) -> float | None:
+    return None if value is None or not math.isfinite(value) else round(value, 4)
+
+
+# -- one request -------------------------------------------------------------------------------------------
+class _Marks:
+    """The marks of one request on one view of the clock (host stamps, or device times where present)."""
+
+    def __init__(self, raw: RawRequest, device: bool):
+        self.raw = raw
+        self.times = [h if not device or d is None else d for h, d in zip(raw.host_ns, raw.device_ns)]
+
+    def pairs(self, begin: Label, end: Label) -> list[tuple[int, int, int]]:
+        """(step, begin, end) of each span: a begin mark closed by the next end mark of the same step."""
+        opened: dict[int, int] = {}
+        out = []
+        for label, step, t in zip(self.raw.label, self.raw.step, self.times):
+            if label == begin:
+                opened.setdefault(step, t)
+            elif label == end and step in opened:
+                out.append((step, opened.pop(step), t))
+        return out
+
+    def first(self, label: Label) -> dict[int, int]:
+        """Per step, the time of the first mark with ``label``."""
+        out: dict[int, int] = {}
+        for mark, step, t in zip(self.raw.label, self.raw.step, self.times):
+            if mark == label:
+                out.setdefault(step, t)
+        return out
+
+    def last(self, label: Label) -> dict[int, int]:
+        """Per step, the time of the last mark with ``label``."""
+        return {step: t for mark, step, t in zip(self.raw.label, self.raw.step, self.times) if mark == label}
+
+    def window(self) -> tuple[int, int]:
+        """Request start and end (host clock), falling back to the first/last mark of a truncated record."""
+        host = self.raw.host_ns
+        starts = [t for mark, t in zip(self.raw.label, host) if mark == Label.REQUEST_START]
+        ends = [t for mark, t in zip(self.raw.label, host) if mark == Label.REQUEST_END]
+        return starts[0] if starts else min(host), ends[-1] if ends else max(host)
+
+
+def _request_args(raw: RawRequest) -> dict[str, Any]:
+    """The request's metrics for its span's args (or why they cannot be computed)."""
+    args: dict[str, Any] = {"tokens per sequence": list(raw.tokens_per_sequence), "backend": raw.backend}
+    try:
+        m = compute_request(raw)
+    except (ValueError, ZeroDivisionError) as exc:
+        return {**args, "error": str(exc) or type(exc).__name__}
+    return {
+        **args,
+        "TTFT (ms)": _ms(m.ttft),
+        "TPOT (ms)": _ms(m.tpot),
+        "latency (ms)": _ms(m.latency),
+        "TPS (tokens/s)": _finite(m.tps),
+    }
+
+
+def _compute_spans(marks: _Marks, tid: int, origin: int) -> list[Event]:
+    """Forward ("prefill", "decode k": the forward producing token k), sampling and vision encoder spans."""
+    events = []
+    for _, begin, end in marks.pairs(Label.VISION_BEGIN, Label.VISION_END):
+        events.append(_span("vision encoder", "vision", tid, begin, end, origin))
+    for step, begin, end in marks.pairs(Label.FORWARD_BEGIN, Label.FORWARD_END):
+        name = "prefill" if step == 0 else f"decode {step + 1}"
+        events.append(_span(name, "forward", tid, begin, end, origin, step=step))
+    tokens = marks.first(Label.TOKEN)
+    for step, end in marks.last(Label.FORWARD_END).items():
+        if step + 1 in tokens:
+            events.append(_span("sampling", "sampling", tid, end, tokens[step + 1], origin, token=step + 1))
+    return events
+
+
+def _host_spans(raw: RawRequest, origin: int) -> list[Event]:
+    """The "host" thread: host prep (start to the first forward launch) and the spans between host stamps."""
+    marks = _Marks(raw, device=False)
+    events = _compute_spans(marks, TID_HOST, origin)
+    launches = marks.first(Label.FORWARD_BEGIN)
+    if launches:
+        start, _ = marks.window()
+        events.insert(0, _span("host prep", "host", TID_HOST, start, min(launches.values()), origin))
+    return events
+
+
+def _device_spans(raw: RawRequest, origin: int) -> list[Event]:
+    """The "device" thread: the spans between device times, plus each "host gap" (token k-1 to forward k)."""
+    marks = _Marks(raw, device=True)
+    events = _compute_spans(marks, TID_DEVICE, origin)
+    tokens, launches = marks.first(Label.TOKEN), marks.first(Label.FORWARD_BEGIN)
+    for step, launch in launches.items():
+        if step >= 1 and step in tokens:
+            events.append(
+                _span("host gap", "host gap", TID_DEVICE, tokens[step], launch, origin, token=step + 1)
+            )
+    return events
+
+
+def _token_instants(raw: RawRequest, origin: int) -> list[Event]:
+    """The "tokens" thread: "token k" at T_k, with the number of sequences still generating at that step."""
+    tokens = _Marks(raw, device=True).first(Label.TOKEN)
+    steps = max(raw.tokens_per_sequence, default=0)
+    return [
+        {
+            "name": f"token {k}",
+            "cat": "token",
+            "ph": "i",
+            "s": "t",
+            "ts": _us(tokens[k], origin),
+            "pid": PID_RUN,
+            "tid": TID_TOKENS,
+            "args": {"sequences generating": sum(n >= k for n in raw.tokens_per_sequence)},
+        }
+        for k in range(1, steps + 1)
+        if k in tokens
+    ]
+
+
+def has_device_timeline(raw: RawRequest) -> bool:
+    """Whether a record carries device (CUDA event) times to draw a "device" thread from."""
+    return raw.backend == "cuda" and any(d is not None for d in raw.device_ns)
+
+
+def _request_events(raw: RawRequest, name: str, origin: int) -> list[Event]:
+    """Every event of one request on the "llmprof" process."""
+    start, end = _Marks(raw, device=False).window()
+    cat = "warm-up" if raw.warmup else "request"
+    events = [_span(name, cat, TID_REQUESTS, start, end, origin, **_request_args(raw))]
+    events += _host_spans(raw, origin)
+    if has_device_timeline(raw):
+        events += _device_spans(raw, origin)
+    return events + _token_instants(raw, origin)
+
+
+def _request_names(records: list[RawRequest]) -> list[str]:
+    """ "warm-up N" and "request N", each numbered from 1 in run order."""
+    counts = {True: 0, False: 0}
+    names = []
+    for raw in records:
+        counts[raw.warmup] += 1
+        names.append(f"{'warm-up' if raw.warmup else 'request'} {counts[raw.warmup]}")
+    return names
+
+
+# -- telemetry ---------------------------------------------------------------------------------------------
+def _counter_value(field: str, value: Any) -> float | None:
+    """A sample in the counter's unit; None for a missing or non-numeric one."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if field == "clock_event_reasons":
+        value = int(value) & THROTTLE_MASK  # the idle and application-clock bits are not throttling
+    return _finite(value * COUNTERS.get(field, (field, 1.0))[1])
+
+
+def _counter_events(telemetry: dict[str, Any] | None, origin: int) -> list[Event]:
+    """One counter event per sample time and field, one arg per device.
+
+    Samples taken before ``origin`` are dropped, as Perfetto rejects negative timestamps: only the sampler's
+    first probe precedes the first request, and the next one follows within an interval.
+    """
+    samples = (telemetry or {}).get("samples") or {}
+    times = samples.get("t_ns") or []
+    devices = samples.get("device") or ["0"] * len(times)
+    fields = [f for f in COUNTERS if f in samples] + [
+        f for f in samples if f not in COUNTERS.keys() | NOT_COUNTERS
+    ]
+    by_time: dict[int, dict[str, dict[str, float]]] = {}  # one probe stamps all its device rows alike
+    for i, t in enumerate(times):
+        if not isinstance(t, int) or t < origin:
+            continue
+        row = by_time.setdefault(t, {})
+        for field in fields:
+            column = samples[field]
+            value = _counter_value(field, column[i]) if i < len(column) else None
+            if value is not None:
+                row.setdefault(field, {})[str(devices[i]) if i < len(devices) else "0"] = value
+    return [
+        {
+            "name": COUNTERS.get(field, (field, 1.0))[0],
+            "cat": "telemetry",
+            "ph": "C",
+            "ts": _us(t, origin),
+            "pid": PID_TELEMETRY,
+            "tid": TID_COUNTERS,
+            "args": row[field],
+        }
+        for t, row in sorted(by_time.items())
+        for field in fields
+        if field in row
+    ]
+
+
+# -- the document ------------------------------------------------------------------------------------------
+def trace_origin(run: Run) -> int:
+    """The trace's time zero (host clock, ns): the first request's start, or an earlier mark time if a mapped
+    device time falls before it (within the sync uncertainty), so that no span starts before zero."""
+    starts = [_Marks(raw, device=False).window()[0] for raw in run.records if raw.host_ns]
+    devices = [d for raw in run.records for d in raw.device_ns if d is not None]
+    samples = ((run.telemetry or {}).get("samples") or {}).get("t_ns") or []
+    return min(starts + devices or [t for t in samples if isinstance(t, int)] or [0])
+
+
+def _thread_metadata(with_device: bool, with_telemetry: bool) -> list[Event]:
+    """Names and order of the processes and threads."""
+    events = [
+        _metadata(PID_RUN, 0, "process_name", {"name": "llmprof"}),
+        _metadata(PID_RUN, 0, "process_sort_index", {"sort_index": 1}),
+    ]
+    for tid, name in THREADS.items():
+        if tid != TID_DEVICE or with_device:
+            events.append(_metadata(PID_RUN, tid, "thread_name", {"name": name}))
+            events.append(_metadata(PID_RUN, tid, "thread_sort_index", {"sort_index": tid}))
+    if with_telemetry:
+        events.append(_metadata(PID_TELEMETRY, 0, "process_name", {"name": "telemetry"}))
+        events.append(_metadata(PID_TELEMETRY, 0, "process_sort_index", {"sort_index": 2}))
+    return events
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _other_data(run: Run, origin: int, with_device: bool) -> dict[str, str]:
+    """A summary of the run's configuration and of how to read the trace (string values, as viewers expect)."""
+    warmups = sum(raw.warmup for raw in run.records)
+    telemetry = run.telemetry or {}
+    uncertainty = max((raw.sync_uncertainty_ns for raw in run.records if has_device_timeline(raw)), default=0)
+    data = {
+        "tool": "llmprof",
+        "created": run.created,
+        "interrupted": _text(run.interrupted),
+        "clock": f"host monotonic clock, in us from {origin} ns (the first request's start)",
+        "requests": f"{warmups} warm-up + {len(run.records) - warmups} measured",
+        "backend": ", ".join(sorted({raw.backend for raw in run.records})) or "none",
+        "device thread": (
+            f"CUDA event times mapped onto the host clock (sync uncertainty <= {uncertainty / 1000:.1f} us)"
+            if with_device
+            else HOST_BACKEND_NOTE
+        ),
+        "telemetry": str(telemetry.get("kind", "off"))
+        + (f" ({telemetry['reason']})" if telemetry.get("reason") else ""),
+    }
+    if "clock_event_reasons" in (telemetry.get("samples") or {}):
+        data["clock throttle bits"] = ", ".join(f"{bit:#x} {name}" for bit, name in THROTTLE_REASONS.items())
+    data.update({f"config.{key}": _text(value) for key, value in run.config.items()})
+    return data
+
+
+def build_trace(run: Run) -> dict[str, Any]:
+    """The trace-event JSON object of ``run`` (see the module docstring for the layout)."""
+    origin = trace_origin(run)
+    with_device = any(has_device_timeline(raw) for raw in run.records)
+    counters = _counter_events(run.telemetry, origin)
+    events = _thread_metadata(with_device, bool(counters))
+    for raw, name in zip(run.records, _request_names(run.records)):
+        if raw.label:
+            events += _request_events(raw, name, origin)
+    return {
+        "traceEvents": events + counters,
+        "displayTimeUnit": "ms",
+        "otherData": _other_data(run, origin, with_device),
+    }
+
+
+def render_trace(run: Run) -> str:
+    """``build_trace(run)`` as JSON text, ready to save as ``*.json`` (or ``*.trace.json``)."""
+    return json.dumps(build_trace(run), separators=(",", ":"), allow_nan=False)

@@ -1,0 +1,211 @@
+"""Reporters: golden files for table, Markdown and CSV from a hand-built run; plots; `report` without torch;
+bad input; atomic writes."""
+
+import json
+import os
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from llmprof.record import Label, RawRequest
+from llmprof.report import render
+from llmprof.report.json_format import Run, RunFormatError, load_run, save_run, write_atomic
+
+GOLDEN = Path(__file__).parent / "golden"
+MS = 1_000_000
+
+
+def hand_request(index: int, warmup: bool = False) -> RawRequest:
+    """Batch of 2, EOS at steps 6 and 4; prefill 40 ms (+index), decode steps of 10 ms + 0.5 ms per step."""
+    t = 1_000 * MS * (index + 1)
+    marks = [(Label.REQUEST_START, 0, t)]
+    t += 2 * MS
+    marks.append((Label.FORWARD_BEGIN, 0, t))
+    t += (40 + index) * MS
+    marks.append((Label.FORWARD_END, 0, t))
+    t += MS
+    marks.append((Label.TOKEN, 1, t))
+    for k in range(2, 7):
+        t += MS // 2
+        marks.append((Label.FORWARD_BEGIN, k - 1, t))
+        t += 10 * MS + k * MS // 2
+        marks.append((Label.FORWARD_END, k - 1, t))
+        t += MS // 4
+        marks.append((Label.TOKEN, k, t))
+    marks.append((Label.REQUEST_END, 6, t + 3 * MS))
+    return RawRequest(
+        label=[int(m[0]) for m in marks],
+        step=[m[1] for m in marks],
+        host_ns=[m[2] for m in marks],
+        device_ns=[None] * len(marks),
+        tokens_per_sequence=[6, 4],
+        prompt_tokens=32,
+        prefill_tokens=60,
+        warmup=warmup,
+        telemetry={"cpu_time_s": 0.1 + index / 100, "cpu_percent": 95.0 + index, "peak_rss_bytes": 500 << 20},
+    )
+
+
+def hand_run() -> Run:
+    records = [hand_request(0, warmup=True)] + [hand_request(i) for i in (1, 2, 3)]
+    samples = {"t_ns": [], "device": [], "cpu_percent": [], "rss_bytes": []}
+    for i in range(80):
+        samples["t_ns"].append(1_000 * MS + i * 50 * MS)
+        samples["device"].append("cpu")
+        samples["cpu_percent"].append(90.0 + i % 7)
+        samples["rss_bytes"].append((400 + i) << 20)
+    telemetry = {
+        "kind": "process",
+        "reason": "no GPU telemetry: the model runs on the CPU",
+        "interval_s": 0.05,
+        "devices": [{"index": "cpu", "cores": 2}],
+        "errors": {},
+        "samples": samples,
+    }
+    config = {
+        "model": "hand-built",
+        "device": "cpu",
+        "dtype": "float32",
+        "batch_size": 2,
+        "prompt_tokens": 32,
+        "max_new_tokens": 8,
+        "repeats": 3,
+        "warmup": 1,
+    }
+    return Run(
+        config=config,
+        environment={"python": "3.x"},
+        records=records,
+        telemetry=telemetry,
+        created="2026-11-25T00:00:00+00:00",
+    )
+
+
+@pytest.fixture
+def saved_run(tmp_path) -> Path:
+    path = tmp_path / "run.json"
+    save_run(hand_run(), path)
+    return path
+
+
+@pytest.mark.parametrize(
+    "fmt, per_step, golden",
+    [
+        ("table", False, "run.table.txt"),
+        ("md", False, "run.md"),
+        ("csv", False, "run.csv"),
+        ("csv", True, "run.steps.csv"),
+    ],
+)
+def test_golden_outputs(saved_run, fmt, per_step, golden):
+    text = render(load_run(saved_run), fmt, per_step=per_step)
+    path = GOLDEN / golden
+    if os.environ.get("LLMPROF_REGEN_GOLDEN"):
+        path.write_text(text)
+    assert text == path.read_text()
+
+
+def test_golden_values_are_the_known_ones():
+    text = (GOLDEN / "run.md").read_text()
+    # TTFT of request i is 2 + 40 + i + 1 ms: medians over requests 1..3 -> 45 ms
+    assert "| TTFT (ms) | 45.00 |" in text
+    # TPOT: sequence 1 (6 tokens): steps 2..6 last 0.5 + 10 + k/2 + 0.25 -> mean 12.75; sequence 2 (4): 12.25
+    assert "| TPOT (ms) | 12.50 |" in text
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", data[16:24])
+
+
+def test_plot_is_a_readable_png(saved_run, tmp_path):
+    import matplotlib.image
+
+    data = render(load_run(saved_run), "plot")
+    assert png_size(data) == (1200, 1260)  # three panels of 1200 x 420 px
+    path = tmp_path / "run.png"
+    path.write_bytes(data)
+    pixels = matplotlib.image.imread(path)
+    assert pixels.std() > 0.05 and len({tuple(p) for p in pixels.reshape(-1, pixels.shape[-1])[::97]}) > 20
+    no_telemetry = load_run(saved_run)
+    no_telemetry.telemetry = None
+    assert png_size(render(no_telemetry, "plot")) == (1200, 840)
+
+
+def test_plot_without_matplotlib_says_how_to_get_it(saved_run, tmp_path):
+    code = (
+        "import sys; sys.modules['matplotlib'] = None; from llmprof.cli import main; "
+        f"raise SystemExit(main(['report', {str(saved_run)!r}, '--format', 'plot', '-o', {str(tmp_path / 'p.png')!r}]))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert result.returncode == 2 and "pip install 'llmprof[plot]'" in result.stderr
+    assert not (tmp_path / "p.png").exists()
+
+
+@pytest.mark.parametrize("fmt", ["table", "md", "csv", "json", "trace", "plot"])
+def test_report_runs_without_torch(saved_run, tmp_path, fmt):
+    out = tmp_path / f"out.{fmt}"
+    code = (
+        "import sys\n"
+        "for name in ('torch', 'transformers', 'pynvml'): sys.modules[name] = None  # absent: importing fails\n"
+        "from llmprof.cli import main\n"
+        f"rc = main(['report', {str(saved_run)!r}, '--format', {fmt!r}, '-o', {str(out)!r}])\n"
+        "assert not [m for m in ('torch', 'transformers', 'pynvml') if sys.modules.get(m) is not None]\n"
+        "raise SystemExit(rc)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert out.stat().st_size > 100
+
+
+def test_report_json_round_trips(saved_run):
+    again = json.loads(render(load_run(saved_run), "json"))
+    assert again == json.loads(saved_run.read_text())
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ('{"format": "something-else"}', "not an llmprof run"),
+        ("[1, 2]", "not an llmprof run"),
+        ('{"format": "llmprof-run", "version": 2, "requests": []}', "newer than this llmprof reads"),
+        ('{"format": "llmprof-run", "version": 1, "requests": [{"marks": {}}]}', "malformed llmprof run"),
+    ],
+)
+def test_bad_run_files_give_one_line_errors(tmp_path, content, message):
+    path = tmp_path / "x.json"
+    path.write_text(content)
+    with pytest.raises(RunFormatError, match=message):
+        load_run(path)
+    result = subprocess.run(
+        [sys.executable, "-m", "llmprof", "report", str(path)], capture_output=True, text=True, check=False
+    )
+    assert (
+        result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1 and message in result.stderr
+    )
+
+
+def test_truncated_file_is_reported_not_parsed(saved_run, tmp_path):
+    path = tmp_path / "cut.json"
+    path.write_text(saved_run.read_text()[:1000])
+    result = subprocess.run(
+        [sys.executable, "-m", "llmprof", "report", str(path)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 2 and "not valid JSON (truncated?)" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path, monkeypatch):
+    path = tmp_path / "out.json"
+    write_atomic(path, "old")
+
+    def broken_replace(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", broken_replace)
+    with pytest.raises(OSError):
+        write_atomic(path, "new")
+    assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["out.json"]
