@@ -60,7 +60,9 @@ def test_ragged_eos_in_a_batch_of_four():
         assert tpot == pytest.approx(statistics.fmean(r.itl[: n - 1]))  # its own steps, not the batch's
         assert 0.005 <= tpot < 0.0075  # the 5 ms forward plus the loop's own cost
     logged = [(end - start) / 1e9 for start, end, generated in model.forward_log if generated > 0]
-    assert r.breakdown.decode_forward == pytest.approx(statistics.fmean(logged), rel=0.05)  # the model's own clock
+    assert r.breakdown.decode_forward == pytest.approx(
+        statistics.fmean(logged), rel=0.05
+    )  # the model's own clock
     assert r.tpot == pytest.approx(statistics.fmean(r.tpot_per_sequence[1:]))
     assert len(r.itl) == max(eos) - 1
     assert r.tps == pytest.approx(sum(eos) / r.latency)
