@@ -222,6 +222,8 @@ def load_model(
     from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
+    import llmprof.synthetic  # noqa: F401 - registers the synthetic model type with the Auto classes
+
     hf_logging.disable_progress_bar()
 
     torch_device = resolve_device(device)

@@ -1,30 +1,63 @@
-"""Repeat one generate() call W + R times under a profiler, yielding each recorded request as it completes."""
+"""Profiled generate() calls: warm-ups (a fixed count, or until steady) then repeats, yielding each recorded
+request as it completes so that an interrupted caller keeps what was measured."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import statistics
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from llmprof.profiler import Profiler
 from llmprof.record import RawRequest
 
+STEADY_WINDOW = 3  # warm-up calls whose latencies must agree
+STEADY_TOLERANCE = 0.03  # ... within 3% of their median
+STEADY_MAX_CALLS = 30
 
-def repeat_generate(
-    profiler: Profiler, inputs: dict[str, Any], repeats: int, warmup: int = 0, **generate_kwargs: Any
-) -> Iterator[RawRequest]:
-    """Run ``generate(**inputs, **generate_kwargs)`` ``warmup + repeats`` times on the attached profiler's model.
 
-    Yields each request's record (warm-ups flagged) right after its call, so a caller that is interrupted keeps
-    what was measured.
-    """
-    if repeats < 1 or warmup < 0:
-        raise ValueError("repeats must be >= 1 and warmup >= 0")
+def profiled_call(
+    profiler: Profiler, inputs: dict[str, Any], warmup: bool = False, **generate_kwargs: Any
+) -> RawRequest:
+    """One ``generate()`` on the attached profiler's model; its record (flagged warm-up or not)."""
     if not profiler.attached:
         raise RuntimeError("attach the profiler first")
-    for i in range(warmup + repeats):
-        profiler.warmup = i < warmup
-        before = len(profiler.records)
-        profiler.model.generate(**inputs, **generate_kwargs)
-        if len(profiler.records) == before:
-            raise RuntimeError("generate() produced no token: nothing to measure")
-        yield profiler.records[-1]
+    profiler.warmup = warmup
+    before = len(profiler.records)
+    profiler.model.generate(**inputs, **generate_kwargs)
+    if len(profiler.records) == before:
+        raise RuntimeError("generate() produced no token: nothing to measure")
+    return profiler.records[-1]
+
+
+def is_steady(
+    records: list[RawRequest], window: int = STEADY_WINDOW, tolerance: float = STEADY_TOLERANCE
+) -> bool:
+    """Whether the last ``window`` calls took the same time within ``tolerance`` of their median."""
+    if len(records) < window:
+        return False
+    latencies = [r.host_ns[-1] - r.host_ns[0] for r in records[-window:]]
+    middle = statistics.median(latencies)
+    return all(abs(v - middle) <= tolerance * middle for v in latencies)
+
+
+def warm_up(
+    call: Callable[[], RawRequest], count: int | None, max_calls: int = STEADY_MAX_CALLS
+) -> Iterator[RawRequest]:
+    """``count`` warm-up calls, or (``count`` None) calls until :func:`is_steady`, at most ``max_calls``."""
+    records: list[RawRequest] = []
+    while (
+        (len(records) < count) if count is not None else not (is_steady(records) or len(records) >= max_calls)
+    ):
+        records.append(call())
+        yield records[-1]
+
+
+def repeat_generate(
+    profiler: Profiler, inputs: dict[str, Any], repeats: int, warmup: int | None = 0, **generate_kwargs: Any
+) -> Iterator[RawRequest]:
+    """``warmup`` warm-up calls (None: until steady) then ``repeats`` measured calls, each record as it comes."""
+    if repeats < 1 or (warmup is not None and warmup < 0):
+        raise ValueError("repeats must be >= 1 and warmup >= 0")
+    yield from warm_up(lambda: profiled_call(profiler, inputs, True, **generate_kwargs), warmup)
+    for _ in range(repeats):
+        yield profiled_call(profiler, inputs, False, **generate_kwargs)

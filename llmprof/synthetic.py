@@ -4,16 +4,18 @@ Prefill (no generated token yet) takes ``prefill_ms``, every decode step ``decod
 busy-waits on the host; with ``device_sleep=True`` it spins the GPU (``torch.cuda._sleep``) while the host
 returns at once, so that only an event-based timeline reports the right times. Row ``i`` emits EOS at step
 ``eos_at[i]`` (0 or missing: never). The model has no cache: it counts its forwards since generate() began,
-so nothing in its forward reads a device value (which would synchronize).
+so nothing in its forward reads a device value (which would synchronize). Saved by :func:`save_synthetic`,
+it loads like any model: ``python -m llmprof run --model DIR`` (importing this module registers its type).
 """
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import GenerationMixin, PretrainedConfig, PreTrainedModel
+from transformers import AutoConfig, AutoModelForCausalLM, GenerationMixin, PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 PAD_ID, EOS_ID = 0, 1
@@ -56,7 +58,9 @@ class SyntheticModel(PreTrainedModel, GenerationMixin):
 
     def __init__(self, config: SyntheticConfig):
         super().__init__(config)
-        self.anchor = torch.nn.Parameter(torch.zeros(1))  # gives the model a device and a dtype
+        self.embed = torch.nn.Embedding(
+            config.vocab_size, 1
+        )  # gives the model a vocabulary, a device and a dtype
         self.forward_log: list[tuple[int, int, int]] = []
         self._forwards = 0
         self.post_init()
@@ -64,23 +68,20 @@ class SyntheticModel(PreTrainedModel, GenerationMixin):
     def _init_weights(self, module: torch.nn.Module) -> None:
         """Nothing to initialize: the model has no real weights."""
 
+    def get_input_embeddings(self) -> torch.nn.Embedding:
+        return self.embed
+
     def generate(self, *args: Any, **kwargs: Any) -> Any:
         """GenerationMixin.generate, counting forwards from zero."""
         self._forwards = 0
         return super().generate(*args, **kwargs)
 
     def forward(self, input_ids: torch.LongTensor, **_kwargs: Any) -> CausalLMOutputWithPast:
+        """Build the logits of the scripted tokens, then wait out the rest of the step's programmed time."""
         start = time.perf_counter_ns()
         config = self.config
         generated = self._forwards
         self._forwards += 1
-        duration_ms = config.prefill_ms if generated == 0 else config.decode_ms
-        if config.device_sleep:
-            torch.cuda._sleep(int(duration_ms * config.cycles_per_ms))
-        else:
-            deadline = start + int(duration_ms * 1e6)
-            while time.perf_counter_ns() < deadline:
-                pass
         step = generated + 1  # the step whose token this forward produces
         batch = input_ids.shape[0]
         logits = torch.zeros(batch, input_ids.shape[1], config.vocab_size, device=input_ids.device)
@@ -89,8 +90,16 @@ class SyntheticModel(PreTrainedModel, GenerationMixin):
             logits[
                 i, -1, EOS_ID if eos else FIRST_CONTENT_ID + step % (config.vocab_size - FIRST_CONTENT_ID)
             ] = 100.0
+        logits = logits + self.embed.weight[0, 0].to(logits.dtype) * 0
+        duration_ms = config.prefill_ms if generated == 0 else config.decode_ms
+        if config.device_sleep:
+            torch.cuda._sleep(int(duration_ms * config.cycles_per_ms))
+        else:  # the whole forward, logits included, takes the programmed time
+            deadline = start + int(duration_ms * 1e6)
+            while time.perf_counter_ns() < deadline:
+                pass
         self.forward_log.append((start, time.perf_counter_ns(), generated))
-        return CausalLMOutputWithPast(logits=logits + self.anchor.to(logits.dtype))
+        return CausalLMOutputWithPast(logits=logits)
 
 
 def synthetic_model(**config: Any) -> SyntheticModel:
@@ -98,7 +107,20 @@ def synthetic_model(**config: Any) -> SyntheticModel:
     return SyntheticModel(SyntheticConfig(**config)).eval()
 
 
+def save_synthetic(path: str | Path, **config: Any) -> Path:
+    """Save a :class:`SyntheticModel` (``config`` as for :class:`SyntheticConfig`) with the demo tokenizer."""
+    from llmprof.models import train_demo_tokenizer
+
+    synthetic_model(**config).save_pretrained(path)
+    train_demo_tokenizer().save_pretrained(path)
+    return Path(path)
+
+
 def synthetic_prompt(batch: int, length: int, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
     """generate() inputs for the synthetic model: ``batch`` prompts of ``length`` content ids."""
     ids = torch.full((batch, length), FIRST_CONTENT_ID)
     return {"input_ids": ids.to(device), "attention_mask": torch.ones_like(ids).to(device)}
+
+
+AutoConfig.register(SyntheticConfig.model_type, SyntheticConfig, exist_ok=True)
+AutoModelForCausalLM.register(SyntheticConfig, SyntheticModel, exist_ok=True)

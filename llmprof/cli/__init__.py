@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import NoReturn
 
-from llmprof.cli import report, run
+from llmprof.cli import ab, compare, report, run
 from llmprof.cli.common import CliError
 
 
@@ -17,7 +17,7 @@ class _Parser(argparse.ArgumentParser):
         raise CliError(message)
 
 
-SUBCOMMANDS = {"run": run, "report": report}
+SUBCOMMANDS = {"run": run, "report": report, "compare": compare, "ab": ab}
 
 
 def build_parser() -> argparse.ArgumentParser:

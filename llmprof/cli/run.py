@@ -7,175 +7,63 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
-from typing import Any
 
-from llmprof.cli.common import (
-    CliError,
-    check_output_path,
-    non_negative_int,
-    positive_float,
-    positive_int,
-    seed,
-)
+from llmprof.cli.common import CliError, check_output_path
 from llmprof.cli.output import add_output_options, check_output_options, emit
-
-DEFAULT_PROMPT_LEN = 128
+from llmprof.cli.workload import add_workload_options, failure, load_workload, progress
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
     """Declare the options of ``run``."""
-    parser.add_argument("--model", default="demo", help="'demo' (built-in), a local directory, or a hub id")
-    prompt = parser.add_mutually_exclusive_group()
-    prompt.add_argument("--prompt", help="prompt text (tokenized with the model's tokenizer)")
-    prompt.add_argument(
-        "--prompt-len",
-        type=positive_int,
-        help=f"synthetic prompt of exactly N tokens (default {DEFAULT_PROMPT_LEN})",
-    )
-    parser.add_argument("--max-new-tokens", type=positive_int, default=64)
-    parser.add_argument("--batch-size", type=positive_int, default=1)
-    parser.add_argument("--repeats", type=positive_int, default=5, help="measured generate() calls")
+    add_workload_options(parser)
+    parser.add_argument("--compile", action="store_true", help="torch.compile the model's forward")
     parser.add_argument(
-        "--warmup", type=non_negative_int, default=1, help="unmeasured calls before the repeats"
+        "--patch",
+        metavar="MODULE:FUNCTION",
+        help="call this function with the loaded model before profiling (install a kernel, ...)",
     )
-    parser.add_argument(
-        "--device", default="auto", help="auto (cuda if available, else cpu), cpu, cuda, cuda:N"
-    )
-    parser.add_argument(
-        "--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16", "fp32", "fp16", "bf16"]
-    )
-    parser.add_argument(
-        "--attn-implementation", help="eager, sdpa, flash_attention_2, ... (passed to transformers)"
-    )
-    parser.add_argument("--do-sample", action="store_true", help="multinomial sampling instead of greedy")
-    parser.add_argument("--ignore-eos", action="store_true", help="always generate --max-new-tokens tokens")
-    parser.add_argument("--seed", type=seed, default=0, help="seed of the synthetic prompt and of sampling")
-    parser.add_argument(
-        "--sample-interval",
-        type=positive_float,
-        metavar="SECONDS",
-        help="telemetry sampling interval (default: chosen from the probe's measured cost)",
-    )
-    parser.add_argument("--no-telemetry", action="store_true", help="no NVML / process sampling")
     parser.add_argument("--json", metavar="FILE", help="save the run (every raw timeline) as JSON")
     add_output_options(parser)
 
 
 def main(args: argparse.Namespace) -> int:
-    """Run the profile; returns the exit status (130 when interrupted)."""
+    """Run the profile; returns the exit status (130 when interrupted, 1 when generate() failed)."""
     check_output_path(args.json, "--json")
     check_output_options(args)
-    from llmprof.models import ModelLoadError, load_model
-
-    try:
-        loaded = load_model(args.model, args.device, args.dtype, args.attn_implementation)
-    except ModelLoadError as exc:
-        raise CliError(str(exc)) from None
-    inputs, prompt_tokens, tokenize_s = _make_inputs(loaded, args)
-    return _profile(loaded, args, inputs, prompt_tokens, tokenize_s)
-
-
-def _make_inputs(loaded: Any, args: argparse.Namespace) -> tuple[dict[str, Any], int, float | None]:
-    """The batch of prompts on the model's device, its length, and the tokenization time (None if synthetic)."""
-    import torch
-
-    tokenizer = loaded.tokenizer
-    tokenize_s = None
-    if args.prompt is not None:
-        start = time.perf_counter()
-        ids = tokenizer(args.prompt, return_tensors="pt").input_ids
-        tokenize_s = time.perf_counter() - start
-        if ids.shape[1] == 0:
-            raise CliError("--prompt tokenizes to zero tokens")
-        ids = ids.repeat(args.batch_size, 1)
-    else:
-        length = args.prompt_len or DEFAULT_PROMPT_LEN
-        vocab = min(len(tokenizer), loaded.model.get_input_embeddings().num_embeddings)
-        special = torch.tensor(sorted(set(tokenizer.all_special_ids)), dtype=torch.long)
-        allowed = torch.arange(vocab)[~torch.isin(torch.arange(vocab), special)]
-        generator = torch.Generator().manual_seed(args.seed)
-        ids = allowed[torch.randint(len(allowed), (args.batch_size, length), generator=generator)]
-    prompt_tokens = int(ids.shape[1])
-    context = loaded.context_length
-    if context is not None and prompt_tokens + args.max_new_tokens > context:
-        raise CliError(
-            f"prompt of {prompt_tokens} tokens + --max-new-tokens {args.max_new_tokens} exceeds the "
-            f"model's context of {context} tokens"
-        )
-    inputs = {"input_ids": ids.to(loaded.device), "attention_mask": torch.ones_like(ids).to(loaded.device)}
-    return inputs, prompt_tokens, tokenize_s
-
-
-def _generate_kwargs(loaded: Any, args: argparse.Namespace) -> dict[str, Any]:
-    tokenizer = loaded.tokenizer
-    kwargs: dict[str, Any] = {"max_new_tokens": args.max_new_tokens, "do_sample": args.do_sample}
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    if pad is not None:
-        kwargs["pad_token_id"] = pad
-    if not args.do_sample:  # silence the warnings about sampling parameters that greedy ignores
-        kwargs.update(temperature=None, top_p=None, top_k=None)
-    if args.ignore_eos:
-        kwargs["min_new_tokens"] = args.max_new_tokens
-    return kwargs
-
-
-def _profile(
-    loaded: Any,
-    args: argparse.Namespace,
-    inputs: dict[str, Any],
-    prompt_tokens: int,
-    tokenize_s: float | None,
-) -> int:
-    import torch
-
     from llmprof.environment import capture_environment
     from llmprof.profiler import Profiler
     from llmprof.report.json_format import Run, save_run
     from llmprof.runner import repeat_generate
+    from llmprof.variants import VariantError, apply_patch, compile_forward, load_patch
 
-    torch.manual_seed(args.seed)
-    config = {
-        "model": args.model,
-        "device": str(loaded.device),
-        "dtype": str(loaded.dtype).removeprefix("torch."),
-        "attn_implementation": getattr(loaded.model.config, "_attn_implementation", args.attn_implementation),
-        "batch_size": args.batch_size,
-        "prompt_tokens": prompt_tokens,
-        "prompt": args.prompt,
-        "tokenize_s": tokenize_s,
-        "max_new_tokens": args.max_new_tokens,
-        "repeats": args.repeats,
-        "warmup": args.warmup,
-        "do_sample": args.do_sample,
-        "ignore_eos": args.ignore_eos,
-        "seed": args.seed,
-    }
-    run = Run(config=config, environment=capture_environment(loaded.model))
-    profiler = Profiler(loaded.model, telemetry=not args.no_telemetry, sample_interval=args.sample_interval)
+    try:
+        if args.patch:
+            load_patch(args.patch)  # a missing module or function fails before the model is loaded
+        workload = load_workload(args)
+        model = workload.loaded.model
+        if args.patch:
+            apply_patch(model, args.patch)
+    except VariantError as exc:
+        raise CliError(str(exc)) from None
+    if args.compile:
+        compile_forward(model)
+    config = {**workload.config, "compile": args.compile, "patch": args.patch}
+    run = Run(config=config, environment=capture_environment(model))
+    profiler = Profiler(model, telemetry=not args.no_telemetry, sample_interval=args.sample_interval)
     status = 0
     with profiler:
         try:
             calls = repeat_generate(
-                profiler, inputs, args.repeats, args.warmup, **_generate_kwargs(loaded, args)
+                profiler, workload.inputs, args.repeats, args.warmup, **workload.generate_kwargs
             )
+            total = None if args.warmup is None else args.warmup + args.repeats
             for i, record in enumerate(calls, 1):
                 run.records.append(record)
-                _progress(i, args.warmup + args.repeats, record)
-        except KeyboardInterrupt:
-            status = 130
-            print(
-                f"{_line_break()}llmprof: interrupted after {len(run.measured)} of {args.repeats} repeats",
-                file=sys.stderr,
-            )
-        except Exception as exc:  # noqa: BLE001 - e.g. out of memory: one line, and keep what was measured
-            status = 1
-            text = str(exc).strip().splitlines()
-            print(
-                f"{_line_break()}llmprof: error: generate() failed after {len(run.measured)} of {args.repeats} "
-                f"repeats: {type(exc).__name__}: {text[0] if text else ''}",
-                file=sys.stderr,
-            )
+                progress(i, total, record)
+        except (KeyboardInterrupt, Exception) as exc:  # noqa: BLE001 - e.g. out of memory: keep what was measured
+            status = 130 if isinstance(exc, KeyboardInterrupt) else 1
+            print(failure(exc, len(run.measured), args.repeats), file=sys.stderr)
+    run.config["warmup_calls"] = len(run.records) - len(run.measured)
     run.telemetry = profiler.telemetry
     run.interrupted = status != 0
     if args.json:
@@ -184,21 +72,3 @@ def _profile(
     if run.measured:
         emit(run, args)
     return status
-
-
-def _progress(done: int, total: int, record: Any) -> None:
-    """One progress line per call: rewritten in place on a terminal, a line each in a log."""
-    on_terminal = sys.stderr.isatty()
-    kind = "warm-up" if record.warmup else "repeat"
-    seconds = (record.host_ns[-1] - record.host_ns[0]) / 1e9
-    print(
-        f"[{done}/{total}] {kind} done: {sum(record.tokens_per_sequence)} tokens in {seconds:.2f} s",
-        end="\r" if on_terminal and done < total else "\n",
-        file=sys.stderr,
-        flush=True,
-    )
-
-
-def _line_break() -> str:
-    """Ends the progress line on a terminal (where it is rewritten in place with a carriage return)."""
-    return "\n" if sys.stderr.isatty() else ""

@@ -1,0 +1,113 @@
+"""Interleaved A/B: two variants of one model (attention implementation, torch.compile, dtype, a patch) run
+in one process, alternating A B A B ... so that machine drift hits both alike; then compared as `compare` does.
+
+Variants are KEY=VALUE lists: --a attn=eager --b attn=sdpa; --b compile=on; --b dtype=bf16;
+--b patch=my_kernels:install. attn and compile switch on the same loaded model; dtype and patch variants
+run on their own copy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from llmprof.cli.common import CliError, check_output_path
+from llmprof.cli.compare import add_comparison_output, emit_comparison
+from llmprof.cli.workload import add_workload_options, failure, load_workload, progress
+
+
+def add_parser(parser: argparse.ArgumentParser) -> None:
+    """Declare the options of ``ab``."""
+    add_workload_options(parser)
+    parser.add_argument(
+        "--a", nargs="*", default=[], metavar="KEY=VALUE", help="variant A (default: as loaded)"
+    )
+    parser.add_argument("--b", nargs="+", required=True, metavar="KEY=VALUE", help="variant B")
+    parser.add_argument("--json-a", metavar="FILE", help="save variant A's run as JSON")
+    parser.add_argument("--json-b", metavar="FILE", help="save variant B's run as JSON")
+    add_comparison_output(parser)
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run both variants interleaved and compare them; returns the exit status."""
+    from llmprof.compare import compare_runs, setup_differences
+    from llmprof.environment import capture_environment
+    from llmprof.profiler import Profiler
+    from llmprof.report.comparison import ComparisonReport
+    from llmprof.report.json_format import Run, save_run
+    from llmprof.runner import profiled_call, warm_up
+    from llmprof.variants import Variant, VariantError, prepare
+
+    for path, option in ((args.json_a, "--json-a"), (args.json_b, "--json-b"), (args.output, "--output")):
+        check_output_path(path, option)
+    try:
+        variants = [Variant.parse("A", args.a), Variant.parse("B", args.b)]
+        workload = load_workload(args)
+        prepared = prepare(workload.loaded.model, variants)
+    except VariantError as exc:
+        raise CliError(str(exc)) from None
+    profilers = {}
+    for p in prepared:  # one profiler per model instance: variants that share the model share it
+        profilers.setdefault(
+            id(p.model),
+            Profiler(p.model, telemetry=not args.no_telemetry, sample_interval=args.sample_interval),
+        )
+    runs = [
+        Run(
+            config={**workload.config, "variant": p.variant.describe()},
+            environment=capture_environment(p.model),
+        )
+        for p in prepared
+    ]
+
+    def call(index: int, warmup: bool):
+        p = prepared[index]
+        try:
+            p.activate()
+        except VariantError as exc:
+            raise CliError(str(exc)) from None
+        record = profiled_call(profilers[id(p.model)], workload.inputs, warmup, **workload.generate_kwargs)
+        runs[index].records.append(record)
+        progress(len(runs[index].records), None, record, name=f"{p.variant.name} ")
+        return record
+
+    status = 0
+    for profiler in profilers.values():
+        profiler.attach()
+    try:
+        for index in range(2):  # warm each variant (its compile and caches), then alternate the repeats
+            for _ in warm_up(lambda index=index: call(index, True), args.warmup):
+                pass
+        for _ in range(args.repeats):
+            for index in range(2):
+                call(index, False)
+    except (KeyboardInterrupt, Exception) as exc:
+        if isinstance(exc, CliError):
+            raise
+        status = 130 if isinstance(exc, KeyboardInterrupt) else 1
+        print(failure(exc, min(len(r.measured) for r in runs), args.repeats), file=sys.stderr)
+    finally:
+        for profiler in profilers.values():
+            profiler.detach()
+    for run, p in zip(runs, prepared):
+        run.telemetry = profilers[id(p.model)].telemetry
+        run.interrupted = status != 0
+    for run, path in zip(runs, (args.json_a, args.json_b)):
+        if path:
+            save_run(run, path)
+            print(f"run saved to {path}", file=sys.stderr)
+    if all(r.measured for r in runs):
+        variable = {"dtype"} if variants[0].dtype != variants[1].dtype else set()
+        warnings = [w for w in setup_differences(runs[0], runs[1]) if w.split(" differs")[0] not in variable]
+        emit_comparison(
+            [
+                ComparisonReport(
+                    prepared[0].variant.label(),
+                    prepared[1].variant.label(),
+                    compare_runs(runs[0], runs[1]),
+                    warnings,
+                )
+            ],
+            args,
+        )
+    return status

@@ -1,0 +1,62 @@
+"""Compare saved runs: per metric the ratio of medians with a 95% bootstrap CI and a verdict (faster, slower,
+no significant difference); each run after the first is compared with the first."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from llmprof.cli.common import CliError, check_output_path
+
+
+def add_parser(parser: argparse.ArgumentParser) -> None:
+    """Declare the options of ``compare``."""
+    parser.add_argument(
+        "runs", nargs="+", metavar="RUN.json", help="the baseline A, then the runs to compare"
+    )
+    add_comparison_output(parser)
+
+
+def add_comparison_output(parser: argparse.ArgumentParser) -> None:
+    """--format and -o/--output of a comparison (shared with ``ab``)."""
+    parser.add_argument("--format", choices=("table", "md"), default="table")
+    parser.add_argument("-o", "--output", metavar="PATH", help="write the comparison here instead of stdout")
+
+
+def emit_comparison(reports: list, args: argparse.Namespace) -> None:
+    """Render the comparison reports as asked, to the output or stdout."""
+    from llmprof.report.comparison import render_comparison_markdown, render_comparison_table
+    from llmprof.report.json_format import write_atomic
+
+    text = render_comparison_markdown(reports) if args.format == "md" else render_comparison_table(reports)
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        write_atomic(args.output, text)
+        print(f"comparison written to {args.output}", file=sys.stderr)
+
+
+def main(args: argparse.Namespace) -> int:
+    """Load the runs and compare each with the first; returns the exit status."""
+    from llmprof.compare import compare_runs, setup_differences
+    from llmprof.report.comparison import ComparisonReport
+    from llmprof.report.json_format import RunFormatError, load_run
+
+    if len(args.runs) < 2:
+        raise CliError("compare needs at least two runs: A.json B.json [C.json ...]")
+    check_output_path(args.output, "--output")
+    runs = []
+    for path in args.runs:
+        try:
+            run = load_run(path)
+        except RunFormatError as exc:
+            raise CliError(str(exc)) from None
+        if not run.measured:
+            raise CliError(f"{path}: the run has no measured request")
+        runs.append(run)
+    reports = [
+        ComparisonReport(args.runs[0], path, compare_runs(runs[0], run), setup_differences(runs[0], run))
+        for path, run in zip(args.runs[1:], runs[1:])
+    ]
+    emit_comparison(reports, args)
+    return 0

@@ -1,0 +1,174 @@
+"""What ``run`` and ``ab`` share: the options that define a workload (model, prompt, tokens, repeats, device,
+...), loading it, and the progress line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from llmprof.cli.common import CliError, non_negative_int, positive_float, positive_int, seed
+
+DEFAULT_PROMPT_LEN = 128
+
+
+def warmup_count(text: str) -> int | None:
+    """argparse type: a number of warm-up calls >= 0, or ``auto`` (None: until the latencies are steady)."""
+    return None if text == "auto" else non_negative_int(text)
+
+
+def add_workload_options(parser: argparse.ArgumentParser) -> None:
+    """Declare the options that define the profiled workload."""
+    parser.add_argument("--model", default="demo", help="'demo' (built-in), a local directory, or a hub id")
+    prompt = parser.add_mutually_exclusive_group()
+    prompt.add_argument("--prompt", help="prompt text (tokenized with the model's tokenizer)")
+    prompt.add_argument(
+        "--prompt-len",
+        type=positive_int,
+        help=f"synthetic prompt of exactly N tokens (default {DEFAULT_PROMPT_LEN})",
+    )
+    parser.add_argument("--max-new-tokens", type=positive_int, default=64)
+    parser.add_argument("--batch-size", type=positive_int, default=1)
+    parser.add_argument("--repeats", type=positive_int, default=5, help="measured generate() calls")
+    parser.add_argument(
+        "--warmup",
+        type=warmup_count,
+        default=1,
+        help="unmeasured calls before the repeats, or 'auto': until 3 calls agree within 3%%",
+    )
+    parser.add_argument(
+        "--device", default="auto", help="auto (cuda if available, else cpu), cpu, cuda, cuda:N"
+    )
+    parser.add_argument(
+        "--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16", "fp32", "fp16", "bf16"]
+    )
+    parser.add_argument(
+        "--attn-implementation", help="eager, sdpa, flash_attention_2, ... (passed to transformers)"
+    )
+    parser.add_argument("--do-sample", action="store_true", help="multinomial sampling instead of greedy")
+    parser.add_argument("--ignore-eos", action="store_true", help="always generate --max-new-tokens tokens")
+    parser.add_argument("--seed", type=seed, default=0, help="seed of the synthetic prompt and of sampling")
+    parser.add_argument(
+        "--sample-interval",
+        type=positive_float,
+        metavar="SECONDS",
+        help="telemetry sampling interval (default: chosen from the probe's measured cost)",
+    )
+    parser.add_argument("--no-telemetry", action="store_true", help="no NVML / process sampling")
+
+
+@dataclass
+class Workload:
+    """A loaded model with its inputs and generate() arguments, and the configuration to record."""
+
+    loaded: Any
+    inputs: dict[str, Any]
+    generate_kwargs: dict[str, Any]
+    config: dict[str, Any]
+
+
+def load_workload(args: argparse.Namespace) -> Workload:
+    """Load the model and build the prompts; user errors become CliError."""
+    import torch
+
+    from llmprof.models import ModelLoadError, load_model
+
+    try:
+        loaded = load_model(args.model, args.device, args.dtype, args.attn_implementation)
+    except ModelLoadError as exc:
+        raise CliError(str(exc)) from None
+    inputs, prompt_tokens, tokenize_s = _make_inputs(loaded, args)
+    torch.manual_seed(args.seed)
+    config = {
+        "model": args.model,
+        "device": str(loaded.device),
+        "dtype": str(loaded.dtype).removeprefix("torch."),
+        "attn_implementation": getattr(loaded.model.config, "_attn_implementation", args.attn_implementation),
+        "batch_size": args.batch_size,
+        "prompt_tokens": prompt_tokens,
+        "prompt": args.prompt,
+        "tokenize_s": tokenize_s,
+        "max_new_tokens": args.max_new_tokens,
+        "repeats": args.repeats,
+        "warmup": "auto" if args.warmup is None else args.warmup,
+        "do_sample": args.do_sample,
+        "ignore_eos": args.ignore_eos,
+        "seed": args.seed,
+    }
+    return Workload(loaded, inputs, _generate_kwargs(loaded, args), config)
+
+
+def _make_inputs(loaded: Any, args: argparse.Namespace) -> tuple[dict[str, Any], int, float | None]:
+    """The batch of prompts on the model's device, its length, and the tokenization time (None if synthetic)."""
+    import torch
+
+    tokenizer = loaded.tokenizer
+    tokenize_s = None
+    if args.prompt is not None:
+        start = time.perf_counter()
+        ids = tokenizer(args.prompt, return_tensors="pt").input_ids
+        tokenize_s = time.perf_counter() - start
+        if ids.shape[1] == 0:
+            raise CliError("--prompt tokenizes to zero tokens")
+        ids = ids.repeat(args.batch_size, 1)
+    else:
+        length = args.prompt_len or DEFAULT_PROMPT_LEN
+        vocab = min(len(tokenizer), loaded.model.get_input_embeddings().num_embeddings)
+        special = torch.tensor(sorted(set(tokenizer.all_special_ids)), dtype=torch.long)
+        allowed = torch.arange(vocab)[~torch.isin(torch.arange(vocab), special)]
+        generator = torch.Generator().manual_seed(args.seed)
+        ids = allowed[torch.randint(len(allowed), (args.batch_size, length), generator=generator)]
+    prompt_tokens = int(ids.shape[1])
+    context = loaded.context_length
+    if context is not None and prompt_tokens + args.max_new_tokens > context:
+        raise CliError(
+            f"prompt of {prompt_tokens} tokens + --max-new-tokens {args.max_new_tokens} exceeds the "
+            f"model's context of {context} tokens"
+        )
+    inputs = {"input_ids": ids.to(loaded.device), "attention_mask": torch.ones_like(ids).to(loaded.device)}
+    return inputs, prompt_tokens, tokenize_s
+
+
+def _generate_kwargs(loaded: Any, args: argparse.Namespace) -> dict[str, Any]:
+    tokenizer = loaded.tokenizer
+    kwargs: dict[str, Any] = {"max_new_tokens": args.max_new_tokens, "do_sample": args.do_sample}
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    if pad is not None:
+        kwargs["pad_token_id"] = pad
+    if not args.do_sample:  # silence the warnings about sampling parameters that greedy ignores
+        kwargs.update(temperature=None, top_p=None, top_k=None)
+    if args.ignore_eos:
+        kwargs["min_new_tokens"] = args.max_new_tokens
+    return kwargs
+
+
+def progress(done: int, total: int | None, record: Any, name: str = "") -> None:
+    """One progress line per call: rewritten in place on a terminal, a line each in a log."""
+    on_terminal = sys.stderr.isatty()
+    kind = "warm-up" if record.warmup else "repeat"
+    seconds = (record.host_ns[-1] - record.host_ns[0]) / 1e9
+    of = f"/{total}" if total is not None else ""
+    print(
+        f"[{done}{of}] {name}{kind} done: {sum(record.tokens_per_sequence)} tokens in {seconds:.2f} s",
+        end="\r" if on_terminal and done != total else "\n",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def line_break() -> str:
+    """Ends the progress line on a terminal (where it is rewritten in place with a carriage return)."""
+    return "\n" if sys.stderr.isatty() else ""
+
+
+def failure(exc: BaseException, measured: int, repeats: int) -> str:
+    """The one-line message of a generate() that failed (or was interrupted) after ``measured`` repeats."""
+    if isinstance(exc, KeyboardInterrupt):
+        return f"{line_break()}llmprof: interrupted after {measured} of {repeats} repeats"
+    text = str(exc).strip().splitlines()
+    return (
+        f"{line_break()}llmprof: error: generate() failed after {measured} of {repeats} repeats: "
+        f"{type(exc).__name__}: {text[0] if text else ''}"
+    )

@@ -1,0 +1,138 @@
+"""Comparing runs: the ratio of medians of each metric with a bootstrap confidence interval, a verdict, and
+the differences between the runs that are not the variable under test. Pure Python, no torch."""
+
+from __future__ import annotations
+
+import random
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from llmprof.report.json_format import Run
+from llmprof.stats import BOOTSTRAP_RESAMPLES, METRICS, percentile
+
+COMPARED = [
+    "ttft",
+    "tpot",
+    "itl_p50",
+    "itl_p99",
+    "latency",
+    "tps",
+    "decode_tps",
+    "prefill_tps",
+    "host_prep",
+    "vision",
+    "prefill",
+    "first_sample",
+    "decode_forward",
+    "sampling",
+    "host_gap",
+]
+HIGHER_IS_BETTER = {"tps", "decode_tps", "prefill_tps"}
+NO_DIFFERENCE = "no significant difference"
+# what must match between two runs for a comparison to isolate one variable: (where, key, label)
+SETUP_KEYS = [
+    ("config", "model", "model"),
+    ("config", "dtype", "dtype"),
+    ("config", "prompt_tokens", "prompt length"),
+    ("config", "batch_size", "batch size"),
+    ("config", "max_new_tokens", "max new tokens"),
+    ("config", "device", "device"),
+    ("environment", ("nvml", "driver_version"), "driver"),
+    ("environment", ("versions", "torch"), "torch version"),
+    ("environment", ("versions", "transformers"), "transformers version"),
+]
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One metric of B against A: medians, ``ratio`` = median(B) / median(A), its 95% CI, and the verdict."""
+
+    metric: str
+    unit: str
+    median_a: float
+    median_b: float
+    ratio: float
+    ci_low: float
+    ci_high: float
+    verdict: str
+    n_a: int
+    n_b: int
+
+
+def ratio_ci(
+    a: Sequence[float], b: Sequence[float], resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0
+) -> tuple[float, float]:
+    """95% percentile-bootstrap interval of median(b) / median(a); each run is resampled by its generations."""
+    rng = random.Random(seed)
+    estimates = sorted(
+        statistics.median(rng.choices(b, k=len(b))) / statistics.median(rng.choices(a, k=len(a)))
+        for _ in range(resamples)
+    )
+    return percentile(estimates, 2.5), percentile(estimates, 97.5)
+
+
+def verdict(ratio: float, low: float, high: float, higher_is_better: bool) -> str:
+    """The verdict on B: e.g. "1.12x faster", "1.05x slower", or "no significant difference" (CI contains 1)."""
+    if low <= 1.0 <= high:
+        return NO_DIFFERENCE
+    better = ratio > 1.0 if higher_is_better else ratio < 1.0
+    factor = ratio if ratio >= 1.0 else 1.0 / ratio
+    return f"{factor:.2f}x {'faster' if better else 'slower'}"
+
+
+def compare_values(
+    metric: str, a: Sequence[float], b: Sequence[float], resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0
+) -> Comparison | None:
+    """B against A for one metric's per-request values; None when either side has no value or a zero median."""
+    a = [v for v in a if v is not None]
+    b = [v for v in b if v is not None]
+    if not a or not b or statistics.median(a) == 0:
+        return None
+    median_a, median_b = statistics.median(a), statistics.median(b)
+    ratio = median_b / median_a
+    low, high = ratio_ci(a, b, resamples, seed) if len(a) > 1 and len(b) > 1 else (ratio, ratio)
+    return Comparison(
+        metric=metric,
+        unit=METRICS[metric][1] if metric in METRICS else "",
+        median_a=median_a,
+        median_b=median_b,
+        ratio=ratio,
+        ci_low=low,
+        ci_high=high,
+        verdict=verdict(ratio, low, high, metric in HIGHER_IS_BETTER),
+        n_a=len(a),
+        n_b=len(b),
+    )
+
+
+def compare_runs(a: Run, b: Run) -> list[Comparison]:
+    """Every metric of COMPARED that both runs have, B against A."""
+    metrics_a, metrics_b = a.metrics(), b.metrics()
+    out = []
+    for name in COMPARED:
+        get = METRICS[name][0]
+        comparison = compare_values(name, [get(m) for m in metrics_a], [get(m) for m in metrics_b])
+        if comparison is not None:
+            out.append(comparison)
+    return out
+
+
+def _lookup(run: Run, where: str, key: str | tuple[str, ...]) -> Any:
+    value: Any = getattr(run, where)
+    for part in (key,) if isinstance(key, str) else key:
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def setup_differences(a: Run, b: Run, variable: str | None = None) -> list[str]:
+    """What differs between the runs besides the variable under test: each is a reason to doubt the verdict."""
+    out = []
+    for where, key, label in SETUP_KEYS:
+        if label == variable:
+            continue
+        value_a, value_b = _lookup(a, where, key), _lookup(b, where, key)
+        if value_a != value_b:
+            out.append(f"{label} differs: {value_a!r} vs {value_b!r}")
+    return out

@@ -1,0 +1,81 @@
+"""A comparison of runs as a terminal table or Markdown: per metric the medians, the ratio with its 95% CI
+and the verdict, then the setup differences that may confound it. Never imports torch."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+
+from rich.console import Console
+from rich.table import Table
+
+from llmprof.compare import NO_DIFFERENCE, Comparison
+from llmprof.report.summary import BREAKDOWN, DISPLAY_UNIT, HEADLINE, format_number
+
+LABELS = {**HEADLINE, **BREAKDOWN}
+COLUMNS = ["metric", "A median", "B median", "B / A", "95% CI of B / A", "verdict"]
+
+
+@dataclass
+class ComparisonReport:
+    """B against A: every metric's comparison, and warnings about what else differs."""
+
+    name_a: str
+    name_b: str
+    comparisons: list[Comparison]
+    warnings: list[str] = field(default_factory=list)
+
+
+def _rows(report: ComparisonReport) -> list[list[str]]:
+    rows = []
+    for c in report.comparisons:
+        shown, scale = DISPLAY_UNIT.get(c.unit, (c.unit, 1.0))
+        rows.append(
+            [
+                f"{LABELS.get(c.metric, c.metric)} ({shown})",
+                format_number(c.median_a * scale),
+                format_number(c.median_b * scale),
+                f"{c.ratio:.3f}",
+                f"{c.ci_low:.3f} - {c.ci_high:.3f}",
+                c.verdict,
+            ]
+        )
+    return rows
+
+
+def _title(report: ComparisonReport) -> str:
+    n = report.comparisons[0] if report.comparisons else None
+    counts = f" ({n.n_a} vs {n.n_b} repeats)" if n else ""
+    return f"B = {report.name_b} against A = {report.name_a}{counts}"
+
+
+def render_comparison_table(reports: list[ComparisonReport], width: int = 140) -> str:
+    """The comparisons as rich tables (plain text when not on a terminal)."""
+    out = io.StringIO()
+    console = Console(file=out, width=width, highlight=False)
+    for report in reports:
+        table = Table(title=_title(report), title_justify="left")
+        for i, column in enumerate(COLUMNS):
+            table.add_column(column, justify="left" if i in (0, 5) else "right")
+        for row in _rows(report):
+            style = None if row[-1] == NO_DIFFERENCE else ("green" if "faster" in row[-1] else "red")
+            table.add_row(*row, style=style)
+        console.print(table)
+        for warning in report.warnings:
+            console.print(f"warning: {warning}", markup=False)
+    return out.getvalue()
+
+
+def render_comparison_markdown(reports: list[ComparisonReport]) -> str:
+    """The comparisons as Markdown tables, ready for a pull request."""
+    lines = []
+    for report in reports:
+        lines += [
+            f"#### {_title(report)}",
+            "",
+            "| " + " | ".join(COLUMNS) + " |",
+            "| --- | ---: | ---: | ---: | ---: | --- |",
+        ]
+        lines += ["| " + " | ".join(row) + " |" for row in _rows(report)]
+        lines += [""] + [f"- warning: {w}" for w in report.warnings] + ([""] if report.warnings else [])
+    return "\n".join(lines).rstrip() + "\n"

@@ -1,0 +1,155 @@
+"""Kernel swaps without editing code: attention implementation, torch.compile, dtype and a user patch, as
+variants of one loaded model that can be switched between generate() calls (for A/B runs)."""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from llmprof.models import DTYPE_ALIASES, DTYPES
+
+KEYS = ("attn", "compile", "dtype", "patch")
+
+
+class VariantError(Exception):
+    """A variant cannot be built or applied; the message is meant for the user as is."""
+
+
+def load_patch(spec: str) -> Callable[[Any], Any]:
+    """The function named ``module:function`` (the current directory is importable)."""
+    module_name, sep, function_name = spec.partition(":")
+    if not sep or not module_name or not function_name:
+        raise VariantError(f"--patch {spec!r}: expected module:function")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # noqa: BLE001 - an import error of any kind is the user's to fix
+        raise VariantError(
+            f"--patch {spec}: cannot import module {module_name!r}: {type(exc).__name__}: {exc}"
+        ) from None
+    function = getattr(module, function_name, None)
+    if not callable(function):
+        raise VariantError(f"--patch {spec}: module {module_name!r} has no function {function_name!r}")
+    return function
+
+
+def apply_patch(model: Any, spec: str) -> None:
+    """Call the user's patch function once with ``model`` (to install a kernel, replace a module, ...)."""
+    function = load_patch(spec)
+    try:
+        function(model)
+    except Exception as exc:  # noqa: BLE001 - the user's code: report it in one line
+        raise VariantError(f"--patch {spec} raised {type(exc).__name__}: {exc}") from None
+
+
+def set_attention(model: Any, implementation: str) -> None:
+    """Switch the attention implementation of a loaded model (eager, sdpa, flash_attention_2, ...)."""
+    try:
+        model.set_attn_implementation(implementation)
+    except (ValueError, ImportError, AttributeError) as exc:
+        raise VariantError(
+            f"attention implementation {implementation!r}: {str(exc).splitlines()[0]}"
+        ) from None
+
+
+def compile_forward(model: Any) -> Any:
+    """Replace the model's forward by its torch.compile'd version (the profiler's hooks stay outside it)."""
+    model.forward = torch.compile(model.forward)
+    return model.forward
+
+
+@dataclass
+class Variant:
+    """One configuration to profile: the loaded model with some of attn, compile, dtype, patch changed."""
+
+    name: str
+    attn: str | None = None
+    compile: bool = False
+    dtype: str | None = None
+    patch: str | None = None
+
+    @classmethod
+    def parse(cls, name: str, items: list[str]) -> Variant:
+        """From ``KEY=VALUE`` items, KEY in attn, compile (on/off), dtype, patch (module:function)."""
+        fields: dict[str, Any] = {}
+        for item in items:
+            key, sep, value = item.partition("=")
+            if not sep or key not in KEYS or not value:
+                raise VariantError(f"variant {name}: {item!r} is not KEY=VALUE with KEY in {', '.join(KEYS)}")
+            if key == "compile":
+                if value not in ("on", "off"):
+                    raise VariantError(f"variant {name}: compile takes on or off, not {value!r}")
+                fields[key] = value == "on"
+            elif key == "dtype":
+                dtype = DTYPE_ALIASES.get(value, value)
+                if dtype not in DTYPES:
+                    raise VariantError(
+                        f"variant {name}: unknown dtype {value!r}; choose from {', '.join(DTYPES)}"
+                    )
+                fields[key] = dtype
+            else:
+                fields[key] = value
+        return cls(name=name, **fields)
+
+    @property
+    def needs_own_model(self) -> bool:
+        """dtype and patch change the weights or the code: such a variant runs on its own copy of the model."""
+        return self.dtype is not None or self.patch is not None
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "attn": self.attn,
+            "compile": self.compile,
+            "dtype": self.dtype,
+            "patch": self.patch,
+        }
+
+    def label(self) -> str:
+        changed = [f"{k}={v}" for k, v in self.describe().items() if k != "name" and v not in (None, False)]
+        return f"{self.name} ({', '.join(changed) or 'as loaded'})"
+
+
+class PreparedVariant:
+    """A variant ready to run: its model instance, and :meth:`activate` to call before each of its turns."""
+
+    def __init__(self, variant: Variant, model: Any, base_attn: str | None):
+        self.variant = variant
+        self.model = model
+        self._attn = variant.attn or base_attn
+        self._compiled = torch.compile(model.forward) if variant.compile else None
+
+    def activate(self) -> None:
+        """Put the shared model into this variant's state (attention implementation, compiled forward)."""
+        if self._attn is not None and self.model.config._attn_implementation != self._attn:
+            set_attention(self.model, self._attn)
+        if self._compiled is not None:
+            self.model.forward = self._compiled
+        else:
+            self.model.__dict__.pop("forward", None)
+
+
+def prepare(model: Any, variants: list[Variant]) -> list[PreparedVariant]:
+    """Build every variant from the loaded ``model``: attn and compile switch on the model itself at each turn
+    (see :meth:`PreparedVariant.activate`); dtype and patch variants get their own copy of it, made here,
+    before any turn has changed it."""
+    base_attn = getattr(model.config, "_attn_implementation", None)
+    prepared = []
+    for variant in variants:
+        instance = model
+        if variant.needs_own_model:
+            instance = copy.deepcopy(model)
+            if variant.dtype is not None:
+                instance.to(DTYPES[variant.dtype])
+            if variant.patch is not None:
+                apply_patch(instance, variant.patch)
+        prepared.append(PreparedVariant(variant, instance, base_attn))
+    return prepared

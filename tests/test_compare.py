@@ -1,0 +1,225 @@
+"""Comparisons: the statistics against known distributions, `compare` and `ab` on a synthetic model whose
+decode step is 10% slower in B, the --patch errors, and steady-state warm-up."""
+
+import random
+import subprocess
+import sys
+
+import pytest
+from timelines import host_marks, record
+
+import llmprof
+from llmprof.compare import NO_DIFFERENCE, compare_values, setup_differences
+from llmprof.report.json_format import Run, save_run
+from llmprof.runner import is_steady, warm_up
+from llmprof.synthetic import save_synthetic, synthetic_model, synthetic_prompt
+
+
+def samples(rng, n, scale, sigma=0.02):
+    return [scale * rng.lognormvariate(0.0, sigma) for _ in range(n)]
+
+
+def test_a_ten_percent_slower_b_is_slower_with_a_ci_containing_1_10():
+    rng = random.Random(11)
+    c = compare_values("tpot", samples(rng, 10, 0.010), samples(rng, 10, 0.011))
+    assert c.verdict.endswith("slower") and c.ci_low <= 1.10 <= c.ci_high
+    faster = compare_values("tps", samples(rng, 10, 100.0), samples(rng, 10, 120.0))  # higher is better
+    assert faster.verdict == f"{faster.ratio:.2f}x faster"
+
+
+def test_identical_variants_are_no_significant_difference_in_19_of_20_seeded_trials():
+    verdicts = []
+    for seed in range(20):
+        rng = random.Random(seed)
+        verdicts.append(
+            compare_values("tpot", samples(rng, 10, 0.01), samples(rng, 10, 0.01), seed=seed).verdict
+        )
+    assert verdicts.count(NO_DIFFERENCE) >= 19
+
+
+def test_false_positive_rate_and_coverage_over_many_trials():
+    false_positives = covered = 0
+    trials = 300
+    for seed in range(trials):
+        rng = random.Random(1000 + seed)
+        same = compare_values(
+            "tpot", samples(rng, 10, 0.01, 0.05), samples(rng, 10, 0.01, 0.05), resamples=500
+        )
+        false_positives += same.verdict != NO_DIFFERENCE
+        slower = compare_values(
+            "tpot", samples(rng, 10, 0.01, 0.05), samples(rng, 10, 0.011, 0.05), resamples=500
+        )
+        covered += slower.ci_low <= 1.10 <= slower.ci_high
+    assert false_positives / trials <= 0.08  # nominal 5%
+    assert covered / trials >= 0.88  # nominal 95%
+
+
+def synthetic_run(decode_ms: float, repeats: int = 8, batch: int = 1) -> Run:
+    model = synthetic_model(prefill_ms=10.0, decode_ms=decode_ms)
+    with llmprof.profile(model, telemetry=False) as prof:
+        for i in range(repeats + 1):
+            prof.warmup = i == 0
+            model.generate(**synthetic_prompt(batch, 4), max_new_tokens=10)
+    config = {
+        "model": "synthetic",
+        "dtype": "float32",
+        "prompt_tokens": 4,
+        "batch_size": batch,
+        "device": "cpu",
+    }
+    return Run(config=config, environment={}, records=prof.records)
+
+
+def test_compare_cli_on_saved_runs(tmp_path):
+    a, b, c = tmp_path / "a.json", tmp_path / "b.json", tmp_path / "c.json"
+    save_run(synthetic_run(8.0), a)
+    save_run(synthetic_run(8.8), b)
+    save_run(synthetic_run(8.0, batch=2), c)
+    result = subprocess.run(
+        [sys.executable, "-m", "llmprof", "compare", str(a), str(b), str(c), "--format", "md"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    sections = result.stdout.split("#### ")
+    tpot = next(line for line in sections[1].splitlines() if line.startswith("| TPOT"))
+    forward = next(line for line in sections[1].splitlines() if line.startswith("| decode forward"))
+    assert tpot.endswith("slower |")
+    low, high = (float(v) for v in forward.split(" | ")[4].split(" - "))
+    assert low <= 1.10 <= high  # the forward itself is exactly 10% slower
+    assert "warning" not in sections[1]
+    assert "- warning: batch size differs: 1 vs 2" in sections[2]
+
+
+def test_setup_differences_name_what_is_not_under_test():
+    a = Run(config={"model": "m", "dtype": "bf16"}, environment={"versions": {"torch": "2.13"}})
+    b = Run(config={"model": "m", "dtype": "fp16"}, environment={"versions": {"torch": "2.14"}})
+    assert setup_differences(a, b) == [
+        "dtype differs: 'bf16' vs 'fp16'",
+        "torch version differs: '2.13' vs '2.14'",
+    ]
+    assert setup_differences(a, b, variable="dtype") == ["torch version differs: '2.13' vs '2.14'"]
+
+
+@pytest.fixture(scope="module")
+def synthetic_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("models") / "synthetic"
+    save_synthetic(path, prefill_ms=10.0, decode_ms=8.0)
+    (path.parent / "kernels.py").write_text(
+        "def slower(model):\n    model.config.decode_ms *= 1.1\n\n"
+        "def broken(model):\n    raise RuntimeError('no such kernel')\n"
+    )
+    return path
+
+
+def llmprof_cli(*args, cwd):
+    return subprocess.run(
+        [sys.executable, "-m", "llmprof", *args], capture_output=True, text=True, check=False, cwd=cwd
+    )
+
+
+def test_ab_interleaves_and_finds_the_slower_patch(synthetic_dir, tmp_path):
+    result = llmprof_cli(
+        "ab",
+        "--model",
+        str(synthetic_dir),
+        "--b",
+        "patch=kernels:slower",
+        "--repeats",
+        "6",
+        "--prompt-len",
+        "4",
+        "--max-new-tokens",
+        "10",
+        "--no-telemetry",
+        "--format",
+        "md",
+        "--json-a",
+        str(tmp_path / "a.json"),
+        "--json-b",
+        str(tmp_path / "b.json"),
+        cwd=synthetic_dir.parent,
+    )
+    assert result.returncode == 0, result.stderr
+    tpot = next(line for line in result.stdout.splitlines() if line.startswith("| TPOT"))
+    forward = next(line for line in result.stdout.splitlines() if line.startswith("| decode forward"))
+    assert tpot.endswith("slower |")
+    low, high = (float(v) for v in forward.split(" | ")[4].split(" - "))
+    assert low <= 1.10 <= high
+    # A and B alternated: their calls interleave in time
+    a, b = (llmprof.report.json_format.load_run(tmp_path / f"{x}.json") for x in "ab")
+    starts = sorted([(r.host_ns[0], "A") for r in a.measured] + [(r.host_ns[0], "B") for r in b.measured])
+    assert "".join(name for _, name in starts) == "AB" * 6
+    assert b.config["variant"]["patch"] == "kernels:slower"
+
+
+@pytest.mark.parametrize(
+    "patch, message",
+    [
+        ("nomodule:f", "cannot import module 'nomodule'"),
+        ("kernels:missing", "module 'kernels' has no function 'missing'"),
+        ("kernels:broken", "raised RuntimeError: no such kernel"),
+        ("kernels", "expected module:function"),
+    ],
+)
+def test_patch_errors_are_one_line(synthetic_dir, patch, message):
+    result = llmprof_cli(
+        "run",
+        "--model",
+        str(synthetic_dir),
+        "--patch",
+        patch,
+        "--repeats",
+        "1",
+        "--prompt-len",
+        "4",
+        "--max-new-tokens",
+        "2",
+        cwd=synthetic_dir.parent,
+    )
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and message in lines[0], result.stderr
+
+
+def test_patch_is_applied_once_and_recorded(synthetic_dir, tmp_path):
+    result = llmprof_cli(
+        "run",
+        "--model",
+        str(synthetic_dir),
+        "--patch",
+        "kernels:slower",
+        "--repeats",
+        "2",
+        "--prompt-len",
+        "4",
+        "--max-new-tokens",
+        "4",
+        "--json",
+        str(tmp_path / "r.json"),
+        cwd=synthetic_dir.parent,
+    )
+    assert result.returncode == 0, result.stderr
+    run = llmprof.report.json_format.load_run(tmp_path / "r.json")
+    assert run.config["patch"] == "kernels:slower"
+    assert run.metrics()[-1].breakdown.decode_forward == pytest.approx(0.0088, rel=0.05)  # 8 ms x 1.1, once
+
+
+def test_bad_variant_is_a_one_line_error(synthetic_dir):
+    result = llmprof_cli("ab", "--model", str(synthetic_dir), "--b", "speed=fast", cwd=synthetic_dir.parent)
+    assert (
+        result.returncode == 2 and "is not KEY=VALUE with KEY in attn, compile, dtype, patch" in result.stderr
+    )
+
+
+def timed(ms):
+    return record(host_marks(1, start=0.0, prefill=ms), [1])
+
+
+def test_steady_state_warm_up_stops_when_three_calls_agree():
+    latencies = iter([300.0, 120.0, 60.0, 50.0, 50.5, 49.8, 50.1])
+    calls = list(warm_up(lambda: timed(next(latencies)), None))
+    assert len(calls) == 6 and is_steady(calls)
+    never = list(warm_up(lambda: timed(random.Random().uniform(10, 100)), None, max_calls=7))
+    assert len(never) == 7
+    assert len(list(warm_up(lambda: timed(10.0), 2))) == 2  # a fixed count is a fixed count
