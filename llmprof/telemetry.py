@@ -1,5 +1,8 @@
 """Telemetry of one request: the samples inside it, its counters (energy, CPU time, memory peaks) and warnings.
-Pure Python, no torch or NVML: works on a saved run."""
+Pure Python, no torch or NVML: works on a saved run.
+
+GPU utilization, power and SM clock come from the driver-buffered samples (the snapshot's ``buffered``
+series, ~20 ms apart) when some of that field lie inside the request, else from the polled samples."""
 
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ THROTTLE_REASONS = {
     0x80: "HW power brake",
 }
 CLOCK_DROP_RATIO = 0.9  # an SM clock below 90% of the request's highest counts as a drop
+BUFFERED_FIELDS = ("gpu_util", "power_w", "sm_clock_mhz")  # the fields the driver-buffered samples give
 
 
 @dataclass
@@ -36,6 +40,9 @@ class RequestTelemetry:
     torch_peak_reserved_bytes: float | None = None
     cpu_percent: float | None = None
     peak_rss_bytes: float | None = None
+    # where the GPU utilization, power and SM clock figures came from: "buffered" (the driver's high-rate
+    # samples), "polled" (our probes), "mixed" (some fields each way); None without GPU telemetry
+    source: str | None = None
     warnings: list[str] = field(default_factory=list)
 
 
@@ -48,6 +55,18 @@ def _window(raw: RawRequest) -> tuple[int, int]:
 def _column(samples: dict[str, list[Any]], name: str, rows: list[int]) -> list[float]:
     column = samples.get(name, [])
     return [column[i] for i in rows if i < len(column) and column[i] is not None]
+
+
+def _buffered(telemetry: dict[str, Any], name: str, start: int, end: int) -> list[float]:
+    """The driver-buffered samples of field ``name`` (all devices) between ``start`` and ``end``."""
+    buffered = telemetry.get("buffered") or {}
+    return [
+        value
+        for t, field_name, value in zip(
+            buffered.get("t_ns", []), buffered.get("field", []), buffered.get("value", [])
+        )
+        if field_name == name and value is not None and start <= t <= end
+    ]
 
 
 def request_telemetry(telemetry: dict[str, Any], raw: RawRequest) -> RequestTelemetry:
@@ -70,9 +89,15 @@ def request_telemetry(telemetry: dict[str, Any], raw: RawRequest) -> RequestTele
         result.energy_per_token_j = result.energy_j / sum(raw.tokens_per_sequence)
     if telemetry.get("kind") != "nvml":
         return result
-    util = _column(samples, "gpu_util", rows)
-    clocks = _column(samples, "sm_clock_mhz", rows)
-    power = _column(samples, "power_w", rows)
+    chosen, sources = {}, set()
+    for name in BUFFERED_FIELDS:
+        values = _buffered(telemetry, name, start, end)
+        source = "buffered" if values else "polled"
+        chosen[name] = values or _column(samples, name, rows)
+        if chosen[name]:
+            sources.add(source)
+    result.source = "mixed" if len(sources) > 1 else next(iter(sources), "polled")
+    util, clocks, power = chosen["gpu_util"], chosen["sm_clock_mhz"], chosen["power_w"]
     memory = _column(samples, "mem_used_bytes", rows)
     result.gpu_util_mean = statistics.fmean(util) if util else None
     result.gpu_util_max = max(util, default=None)
@@ -89,7 +114,7 @@ def request_telemetry(telemetry: dict[str, Any], raw: RawRequest) -> RequestTele
         result.warnings.append(
             f"SM clock dropped from {max(clocks):.0f} to {min(clocks):.0f} MHz during the request"
         )
-    if not rows:
+    if not rows and "buffered" not in sources:
         result.warnings.append(
             "no telemetry sample fell inside the request (shorter than the sampling interval)"
         )

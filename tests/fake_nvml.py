@@ -6,6 +6,13 @@ from types import SimpleNamespace
 import pynvml
 
 NVMLError = pynvml.NVMLError
+VALUE_MEMBERS = {  # NVML value type -> the member of the sample's value union that holds it
+    pynvml.NVML_VALUE_TYPE_DOUBLE: "dVal",
+    pynvml.NVML_VALUE_TYPE_UNSIGNED_INT: "uiVal",
+    pynvml.NVML_VALUE_TYPE_UNSIGNED_LONG: "ulVal",
+    pynvml.NVML_VALUE_TYPE_UNSIGNED_LONG_LONG: "ullVal",
+    pynvml.NVML_VALUE_TYPE_SIGNED_LONG_LONG: "sllVal",
+}
 
 
 def error(code):
@@ -14,11 +21,22 @@ def error(code):
 
 
 class FakeNvml:
-    """Set attributes to shape what NVML reports; ``fail[function name] = code`` makes that call raise."""
+    """Set attributes to shape what NVML reports; ``fail[function name] = code`` makes that call raise.
+
+    The driver's sample buffer (nvmlDeviceGetSamples): one sample of each type every ``sample_period_s``
+    from the fake's creation, stamped in microseconds of the wall clock (plus ``sample_stamp_offset_us``),
+    valued at the current ``power_w`` (in mW) / ``util`` / ``buffered_sm_clock``, the newest
+    ``buffer_size`` kept; ``samples_fail[sampling type] = code`` makes that type raise.
+    """
 
     NVMLError = NVMLError
     NVML_CLOCK_SM, NVML_CLOCK_MEM, NVML_TEMPERATURE_GPU = 1, 2, 0
     NVML_FI_DEV_POWER_INSTANT = 186
+    NVML_ERROR_NOT_SUPPORTED = pynvml.NVML_ERROR_NOT_SUPPORTED
+    NVML_ERROR_NOT_FOUND = pynvml.NVML_ERROR_NOT_FOUND
+    NVML_TOTAL_POWER_SAMPLES = pynvml.NVML_TOTAL_POWER_SAMPLES
+    NVML_GPU_UTILIZATION_SAMPLES = pynvml.NVML_GPU_UTILIZATION_SAMPLES
+    NVML_PROCESSOR_CLK_SAMPLES = pynvml.NVML_PROCESSOR_CLK_SAMPLES
 
     def __init__(self, devices=1):
         self.devices = devices
@@ -34,6 +52,18 @@ class FakeNvml:
         self._start = time.monotonic()
         self._clock_reads = 0
         self.initialized = 0
+        self.sample_period_s = 0.01
+        self.buffer_size = 1000
+        self.buffered_sm_clock = 1980
+        self.sample_stamp_offset_us = 0  # stamps off the wall clock by this much
+        self.samples_fail: dict[int, int] = {}  # sampling type -> NVML error code it raises
+        self.sample_value_types = {  # sampling type -> NVML value type of its samples
+            self.NVML_TOTAL_POWER_SAMPLES: pynvml.NVML_VALUE_TYPE_UNSIGNED_INT,
+            self.NVML_GPU_UTILIZATION_SAMPLES: pynvml.NVML_VALUE_TYPE_UNSIGNED_INT,
+            self.NVML_PROCESSOR_CLK_SAMPLES: pynvml.NVML_VALUE_TYPE_UNSIGNED_INT,
+        }
+        self.samples_requested: list[tuple[object, int, int]] = []  # (handle, sampling type, timeStamp)
+        self._wall_start_us = time.time_ns() // 1000
 
     def _call(self, name):
         self.calls[name] = self.calls.get(name, 0) + 1
@@ -81,6 +111,36 @@ class FakeNvml:
     def nvmlDeviceGetPowerUsage(self, handle):
         self._call("nvmlDeviceGetPowerUsage")
         return int(self.power_w * 1000)
+
+    def nvmlDeviceGetSamples(self, handle, sampling_type, timeStamp):
+        """(value type, samples newer than ``timeStamp``) as pynvml returns them: c_nvmlSample_t structs."""
+        self._call("nvmlDeviceGetSamples")
+        self.samples_requested.append((handle, sampling_type, timeStamp))
+        if sampling_type in self.samples_fail:
+            raise error(self.samples_fail[sampling_type])
+        value = {
+            self.NVML_TOTAL_POWER_SAMPLES: int(self.power_w * 1000),
+            self.NVML_GPU_UTILIZATION_SAMPLES: self.util,
+            self.NVML_PROCESSOR_CLK_SAMPLES: self.buffered_sm_clock,
+        }.get(sampling_type)
+        if value is None:
+            raise error(pynvml.NVML_ERROR_INVALID_ARGUMENT)
+        value_type = self.sample_value_types[sampling_type]
+        member = VALUE_MEMBERS[value_type]
+        period_us = int(self.sample_period_s * 1e6)
+        taken = (time.time_ns() // 1000 - self._wall_start_us) // period_us + 1  # samples so far
+        first = max(taken - self.buffer_size, 0)  # the ring buffer keeps the newest
+        stamps = [
+            self._wall_start_us + k * period_us + self.sample_stamp_offset_us for k in range(first, taken)
+        ]
+        stamps = [t for t in stamps if t > timeStamp]
+        if not stamps:
+            raise error(pynvml.NVML_ERROR_NOT_FOUND)  # what NVML answers when nothing is newer
+        samples = (pynvml.c_nvmlSample_t * len(stamps))()
+        for sample, stamp in zip(samples, stamps):
+            sample.timeStamp = stamp
+            setattr(sample.sampleValue, member, float(value) if member == "dVal" else value)
+        return value_type, samples[0 : len(stamps)]
 
     def nvmlDeviceGetTemperature(self, handle, sensor):
         self._call("nvmlDeviceGetTemperature")

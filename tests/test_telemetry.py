@@ -1,5 +1,6 @@
 """Telemetry: the samplers against a stand-in NVML, energy per request, and the per-request summary."""
 
+import statistics
 import time
 
 import pynvml
@@ -121,7 +122,7 @@ def test_request_summary_uses_only_samples_inside_the_request_and_warns():
         "devices": [{"index": "0", "other_processes_at_start": [4242]}],
     }
     t = request_telemetry(telemetry, fake_request(90, 210, [10, 20], {"energy_j": 42.0}))
-    assert t.samples == 3
+    assert t.samples == 3 and t.source == "polled"
     assert t.gpu_util_mean == pytest.approx(90.0) and t.gpu_util_max == 100
     assert t.power_mean_w == pytest.approx(350.0) and t.mem_used_peak_bytes == 7
     assert t.energy_per_token_j == pytest.approx(42.0 / 30)
@@ -142,7 +143,7 @@ def test_profiler_records_energy_through_an_injected_nvml_sampler():
     duration = prof.requests[-1].latency
     # energy per token x tokens == mean power x duration (the fake draws a constant 350 W)
     assert t.energy_per_token_j * 8 == pytest.approx(t.power_mean_w * duration, rel=0.15)
-    assert t.samples >= 5 and t.gpu_util_mean == 73
+    assert t.samples >= 5 and t.gpu_util_mean == 73 and t.source == "buffered"
 
 
 def test_cpu_run_reports_process_cpu_and_rss():
@@ -153,4 +154,148 @@ def test_cpu_run_reports_process_cpu_and_rss():
     assert telemetry["kind"] == "process" and "runs on the CPU" in telemetry["reason"]
     t = request_telemetry(telemetry, prof.records[-1])
     assert 50 <= t.cpu_percent <= 210  # the forward busy-waits: about one core
-    assert t.peak_rss_bytes > 50 << 20 and t.gpu_util_mean is None
+    assert t.peak_rss_bytes > 50 << 20 and t.gpu_util_mean is None and t.source is None
+
+
+# -- driver-buffered samples (nvmlDeviceGetSamples) ---------------------------------------------------------
+BUFFERED = ["power_w", "gpu_util", "sm_clock_mhz"]
+
+
+def by_series(buffered):
+    """(device, field) -> [(t_ns, value), ...] in the order collected."""
+    out = {}
+    for t, device, name, value in zip(
+        buffered["t_ns"], buffered["device"], buffered["field"], buffered["value"]
+    ):
+        out.setdefault((device, name), []).append((t, value))
+    return out
+
+
+def test_buffered_samples_are_collected_once_each_on_the_host_clock():
+    fake = FakeNvml(devices=2)
+    fake.sample_value_types[pynvml.NVML_GPU_UTILIZATION_SAMPLES] = pynvml.NVML_VALUE_TYPE_UNSIGNED_LONG_LONG
+    fake.sample_value_types[pynvml.NVML_PROCESSOR_CLK_SAMPLES] = pynvml.NVML_VALUE_TYPE_DOUBLE
+    time.sleep(0.05)  # samples from before the sampler started are not the run's
+    before = time.monotonic_ns()
+    sampler = NvmlSampler([0, 1], interval_s=0.05, nvml=fake)
+    snap = run_sampler(sampler, 0.3)
+    after = time.monotonic_ns()
+    assert snap["buffered_fields"] == BUFFERED and not any(k.startswith("buffered") for k in snap["errors"])
+    assert snap["buffered_clock"]["offset_uncertainty_ns"] < 1_000_000
+    series = by_series(snap["buffered"])
+    assert set(series) == {(d, f) for d in ("0", "1") for f in BUFFERED}
+    fake_start_ns = round(fake._start * 1e9)
+    for (device, name), rows in series.items():
+        times = [t for t, _ in rows]
+        assert times == sorted(set(times))  # increasing: no duplicate across probes
+        assert before <= times[0] and times[-1] <= after
+        # one every 10 ms of the run: none lost, none twice
+        assert (after - before) / 10e6 - 8 <= len(times) <= (after - before) / 10e6 + 1
+        for t in times:  # on the fake's 10 ms grid, mapped from the wall clock to within a millisecond
+            phase = (t - fake_start_ns) % 10_000_000
+            assert min(phase, 10_000_000 - phase) < 1_000_000
+        values = {v for _, v in rows}
+        assert values == {"power_w": {350.0}, "gpu_util": {73}, "sm_clock_mhz": {1980.0}}[name]
+    # each (device, type) asked from 0 first, then from the newest stamp it had seen
+    for handle in (("handle", 0), ("handle", 1)):
+        stamps = [ts for h, kind, ts in fake.samples_requested if h == handle and kind == 0]
+        assert stamps[0] == 0 and stamps[1] > 0 and stamps == sorted(stamps)
+    # the polled series is unchanged by them
+    assert set(snap["samples"]["power_w"]) == {350.0} and set(snap["samples"]["device"]) == {"0", "1"}
+
+
+def test_buffered_type_not_supported_is_dropped_alone_and_reported():
+    fake = FakeNvml()
+    fake.samples_fail[pynvml.NVML_PROCESSOR_CLK_SAMPLES] = pynvml.NVML_ERROR_NOT_SUPPORTED
+    snap = run_sampler(NvmlSampler([0], interval_s=0.02, nvml=fake), 0.15)
+    assert snap["errors"]["buffered sm_clock_mhz"] == "Not Supported"
+    assert snap["buffered_fields"] == ["power_w", "gpu_util"]
+    assert set(snap["buffered"]["field"]) == {"power_w", "gpu_util"}
+    asked = [kind for _, kind, _ in fake.samples_requested]
+    assert asked.count(pynvml.NVML_PROCESSOR_CLK_SAMPLES) == 1  # never asked again
+    assert asked.count(pynvml.NVML_TOTAL_POWER_SAMPLES) >= 5
+    assert set(snap["samples"]["sm_clock_mhz"]) == {1980}  # the polled clock is unaffected
+
+
+def test_buffered_transient_errors_and_no_new_sample_are_quiet():
+    fake = FakeNvml()
+    fake.samples_fail[pynvml.NVML_GPU_UTILIZATION_SAMPLES] = pynvml.NVML_ERROR_UNKNOWN
+    sampler = NvmlSampler([0], interval_s=10.0, nvml=fake)  # probes only at start() and stop()
+    sampler.start()
+    assert sampler.snapshot()["errors"] == {"buffered gpu_util": "Unknown Error"}  # nothing from it yet
+    del fake.samples_fail[pynvml.NVML_GPU_UTILIZATION_SAMPLES]
+    time.sleep(0.05)
+    sampler.stop()
+    snap = sampler.snapshot()
+    assert snap["errors"] == {} and snap["buffered_fields"] == BUFFERED  # it recovered: no error left
+    # a buffer with nothing new (NVML answers NotFound) is no error either
+    fake = FakeNvml()
+    fake.sample_period_s = 100.0  # one sample, taken before the sampler started
+    snap = run_sampler(NvmlSampler([0], interval_s=0.02, nvml=fake), 0.06)
+    assert snap["errors"] == {} and snap["buffered_fields"] == [] and snap["buffered"]["t_ns"] == []
+    assert len(fake.samples_requested) >= 9
+
+
+@pytest.mark.parametrize(
+    ("offset_us", "says"), [(10_000_000, "10 s ahead of"), (-(time.time_ns() // 1000), "behind")]
+)
+def test_buffered_stamps_off_the_wall_clock_are_rejected(offset_us, says):
+    fake = FakeNvml()
+    fake.sample_stamp_offset_us = offset_us  # e.g. a driver stamping on another time base
+    snap = run_sampler(NvmlSampler([0], interval_s=0.02, nvml=fake), 0.06)
+    assert snap["buffered"]["t_ns"] == [] and snap["buffered_fields"] == []
+    assert says in snap["errors"]["buffered power_w"] and "not on it" in snap["errors"]["buffered power_w"]
+    assert [kind for _, kind, _ in fake.samples_requested].count(0) == 1  # disabled after the first look
+
+
+def buffered_snapshot():
+    """Polled samples every 50 ms; driver-buffered ones every 10 ms that disagree with them."""
+    ms = 1_000_000
+    times = list(range(80, 230, 10))  # 80 .. 220 ms
+    util = {t: 40 + t // 10 for t in times}  # 48 .. 62
+    return {
+        "kind": "nvml",
+        "samples": {
+            "t_ns": [50 * ms, 100 * ms, 150 * ms, 200 * ms, 400 * ms],
+            "device": ["0"] * 5,
+            "gpu_util": [0, 90, 100, 80, 0],
+            "sm_clock_mhz": [1980, 1980, 1980, 1980, 1980],
+            "power_w": [80.0, 300.0, 400.0, 350.0, 80.0],
+            "mem_used_bytes": [1, 5, 7, 6, 1],
+            "clock_event_reasons": [0, 0, 0, 0, 0],
+        },
+        "buffered": {  # util and power interleaved, out of time order across fields, as the sampler appends
+            "t_ns": [t * ms for t in times] * 2 + [120 * ms, 130 * ms],
+            "device": ["0"] * (2 * len(times) + 2),
+            "field": ["gpu_util"] * len(times) + ["power_w"] * len(times) + ["sm_clock_mhz"] * 2,
+            "value": [util[t] for t in times] + [200.0] * len(times) + [1980, 1400],
+        },
+        "buffered_fields": BUFFERED,
+    }
+
+
+def test_request_summary_prefers_buffered_samples():
+    telemetry = buffered_snapshot()
+    t = request_telemetry(telemetry, fake_request(90, 210, [10]))
+    assert t.source == "buffered" and t.samples == 3  # the polled rows still count (and give the memory peak)
+    assert t.gpu_util_mean == pytest.approx(statistics.fmean(range(49, 62))) and t.gpu_util_max == 61
+    assert t.power_mean_w == pytest.approx(200.0) and t.mem_used_peak_bytes == 7
+    assert t.sm_clock_mean_mhz == pytest.approx(1690.0)
+    assert any("SM clock dropped from 1980 to 1400 MHz" in w for w in t.warnings)  # seen only by buffered
+    # a request between two polls: buffered samples only, so no "no sample" warning
+    short = request_telemetry(telemetry, fake_request(102, 118, [1]))
+    assert short.samples == 0 and short.gpu_util_mean == 51 and short.warnings == []
+    # clock samples only where the request is not: clocks polled, the rest buffered
+    mixed = request_telemetry(telemetry, fake_request(140, 210, [1]))
+    assert mixed.source == "mixed" and mixed.sm_clock_mean_mhz == 1980 and mixed.power_mean_w == 200.0
+
+
+def test_request_summary_falls_back_to_polled_samples():
+    telemetry = buffered_snapshot()
+    late = request_telemetry(telemetry, fake_request(300, 410, [1]))  # after the buffered samples end
+    assert late.source == "polled" and late.samples == 1 and late.power_mean_w == 80.0
+    telemetry["buffered"] = {"t_ns": [], "device": [], "field": [], "value": []}  # e.g. all NotSupported
+    t = request_telemetry(telemetry, fake_request(90, 210, [10]))
+    assert t.source == "polled" and t.gpu_util_mean == pytest.approx(90.0) and t.power_mean_w == 350.0
+    del telemetry["buffered"]  # a run saved before buffered samples existed
+    assert request_telemetry(telemetry, fake_request(90, 210, [10])).source == "polled"

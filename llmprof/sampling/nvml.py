@@ -1,15 +1,64 @@
 """GPU telemetry through NVML (nvidia-ml-py): utilization, memory, clocks, power, temperature, clock-event
-(throttle) reasons, and the total-energy counter read at request boundaries. Never imports torch."""
+(throttle) reasons, and the total-energy counter read at request boundaries; plus the driver's own
+high-rate samples of power, utilization and SM clock (``nvmlDeviceGetSamples``). Never imports torch.
+
+Buffered samples. The driver keeps a ring buffer of samples it takes itself, every ~20 ms or faster,
+far finer than our polling. Each probe fetches, per device and type, the samples newer than the last one
+seen, and appends them to the columnar ``buffered`` series on the host CLOCK_MONOTONIC ns clock.
+NVML stamps them with the CPU wall clock in microseconds; they are mapped with one offset
+(``time.time_ns() - time.monotonic_ns()``) measured at :meth:`NvmlSampler.start`. The mapping is
+uncertain by: the bracketing of the two clock reads (~1 us, recorded as ``buffered_clock``), the 1 us
+resolution of the NVML stamps, any NTP slew of the wall clock during the run (at most 500 ppm, 0.5 ms
+per second of run; usually far less) or step (then the mapping is off by the step: a step forward shows up
+as samples in the future, which the plausibility check rejects), and which instant of its averaging
+window the driver's stamp denotes (not documented; a few ms for power). Good enough to assign 20 ms
+samples to requests, not to align them with single kernels.
+"""
 
 from __future__ import annotations
 
+import bisect
 import os
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from llmprof.sampling.base import Sampler
 
 MIN_ENERGY_WINDOW_S = 0.1  # below this the energy counter's update period makes a reading noise
+
+# field of the buffered series -> (NVML sampling type constant, its value in pynvml, divisor to our unit)
+BUFFERED_TYPES = {
+    "power_w": ("NVML_TOTAL_POWER_SAMPLES", 0, 1000.0),  # mW -> W
+    "gpu_util": ("NVML_GPU_UTILIZATION_SAMPLES", 1, 1),  # %
+    "sm_clock_mhz": ("NVML_PROCESSOR_CLK_SAMPLES", 5, 1),  # MHz
+}
+# NVML value type constant (and its value in pynvml) -> the member of the c_nvmlValue_t union to read
+VALUE_MEMBERS = {
+    ("NVML_VALUE_TYPE_DOUBLE", 0): "dVal",
+    ("NVML_VALUE_TYPE_UNSIGNED_INT", 1): "uiVal",
+    ("NVML_VALUE_TYPE_UNSIGNED_LONG", 2): "ulVal",
+    ("NVML_VALUE_TYPE_UNSIGNED_LONG_LONG", 3): "ullVal",
+    ("NVML_VALUE_TYPE_SIGNED_LONG_LONG", 4): "sllVal",
+    ("NVML_VALUE_TYPE_SIGNED_INT", 5): "siVal",
+    ("NVML_VALUE_TYPE_UNSIGNED_SHORT", 6): "usVal",
+}
+MAX_AHEAD_NS = 1_000_000_000  # a buffered sample stamped more than 1 s after now is not on the wall clock
+MAX_BEHIND_NS = 86_400 * 1_000_000_000  # nor one whose newest sample is a day old (another time base)
+
+
+def measure_wall_offset(tries: int = 5) -> tuple[int, int]:
+    """``time.time_ns() - time.monotonic_ns()`` and its uncertainty in ns: the wall clock read between two
+    monotonic reads, the tightest bracket of ``tries`` kept; half its width (at least 1 ns) is the
+    uncertainty of this measurement alone (see the module docstring for the others)."""
+    best_offset, best_width = 0, None
+    for _ in range(tries):
+        before = time.monotonic_ns()
+        wall = time.time_ns()
+        after = time.monotonic_ns()
+        if best_width is None or after - before < best_width:
+            best_offset, best_width = wall - (before + after) // 2, after - before
+    return best_offset, max((best_width or 0) // 2, 1)
 
 
 class TelemetryUnavailable(Exception):
@@ -45,6 +94,30 @@ class NvmlSampler(Sampler):
         self.devices = list(devices)
         self.power_source = "instant" if self._instant_power(self.handles[0]) is not None else "average"
         self._other_processes = {str(d): self._other_pids(h) for d, h in zip(self.devices, self.handles)}
+        # the driver-buffered samples: columns, and per (device position, field) the last NVML stamp seen (us)
+        self.buffered: dict[str, list[Any]] = {"t_ns": [], "device": [], "field": [], "value": []}
+        self._buffered_fields: set[str] = set()  # the fields that gave at least one sample
+        self._wall_offset_ns: int | None = None  # measured at start(); None: buffered samples not fetched
+        self._wall_offset_uncertainty_ns: int | None = None
+        self._run_start_ns = 0
+        self._get_samples = getattr(self.nvml, "nvmlDeviceGetSamples", None)
+        self._value_members = {
+            getattr(self.nvml, name, value): m for (name, value), m in VALUE_MEMBERS.items()
+        }
+        self._not_supported = getattr(self.nvml, "NVML_ERROR_NOT_SUPPORTED", 3)
+        self._not_found = getattr(self.nvml, "NVML_ERROR_NOT_FOUND", 6)
+        self._buffered_last_us: dict[tuple[int, str], int] = {}
+        self._buffered_transient: dict[str, str] = {}  # field -> first error other than NotFound/NotSupported
+        if self._get_samples is None:
+            self.errors["buffered"] = "nvmlDeviceGetSamples is not available in this NVML binding"
+        else:
+            self._buffered_last_us = {
+                (position, name): 0 for position in range(len(self.devices)) for name in BUFFERED_TYPES
+            }
+        self._sampling_types = {
+            name: (getattr(self.nvml, constant, value), divisor)
+            for name, (constant, value, divisor) in BUFFERED_TYPES.items()
+        }
 
     def _handle(self, device: int | str) -> Any:
         if isinstance(device, str):
@@ -118,7 +191,111 @@ class NvmlSampler(Sampler):
                     "clock_event_reasons": self._clock_reasons(h),
                 }
             )
+        if self._wall_offset_ns is not None and self._buffered_last_us:
+            self._fetch_buffered()
         return rows
+
+    def _fetch_buffered(self) -> None:
+        """Append the driver-buffered samples newer than the last seen, per device and type, to ``buffered``.
+
+        NotFound (no sample newer than the stamp passed) and other NVML errors skip that type for this
+        probe (the others are reported in the snapshot's errors if the field never gives a sample);
+        NotSupported, or stamps that are not on the host wall clock, disable it for the rest of the run
+        (per device) and say why in ``errors["buffered <field>"]``. Samples from before start() are
+        dropped (the first fetch, with stamp 0, returns the whole buffer)."""
+        offset, start_ns = self._wall_offset_ns or 0, self._run_start_ns
+        new_t: list[int] = []
+        new_device: list[str] = []
+        new_field: list[str] = []
+        new_value: list[Any] = []
+        for key, last_us in list(self._buffered_last_us.items()):
+            position, name = key
+            sampling_type, divisor = self._sampling_types[name]
+            try:
+                value_type, samples = self._get_samples(self.handles[position], sampling_type, last_us)
+            except self.nvml.NVMLError as exc:
+                code = getattr(exc, "value", None)
+                if code == self._not_supported:
+                    del self._buffered_last_us[key]
+                    self._buffered_error(name, position, str(exc))
+                elif code != self._not_found:  # reported only if the field never gives a sample
+                    self._buffered_transient.setdefault(name, str(exc))
+                continue
+            if not samples:
+                continue
+            member = self._value_members.get(value_type)
+            if member is None:
+                del self._buffered_last_us[key]
+                self._buffered_error(name, position, f"unknown NVML value type {value_type}")
+                continue
+            stamps = [s.timeStamp for s in samples]
+            newest_us = max(stamps)
+            now_ns = time.monotonic_ns()
+            ahead_ns = newest_us * 1000 - offset - now_ns
+            if ahead_ns > MAX_AHEAD_NS or ahead_ns < -MAX_BEHIND_NS:
+                del self._buffered_last_us[key]
+                self._buffered_error(
+                    name,
+                    position,
+                    f"sample stamps are {abs(ahead_ns) / 1e9:.3g} s "
+                    f"{'ahead of' if ahead_ns > 0 else 'behind'} the host wall clock: not on it",
+                )
+                continue
+            self._buffered_last_us[key] = max(newest_us, last_us)
+            times = [stamp * 1000 - offset for stamp in stamps]
+            values = [getattr(s.sampleValue, member) for s in samples]
+            if divisor != 1:
+                values = [v / divisor for v in values]
+            floor_ns = max(start_ns, last_us * 1000 - offset + 1)  # newer than last seen, not before start
+            if sorted(set(times)) != times:  # the driver gives them in order, once each: rare
+                by_time = dict(zip(times, values))
+                times = sorted(by_time)
+                values = [by_time[t] for t in times]
+            first = bisect.bisect_left(times, floor_ns)
+            if first == len(times):
+                continue
+            if first:
+                times, values = times[first:], values[first:]
+            new_t += times
+            new_value += values
+            new_device += [str(self.devices[position])] * len(times)
+            new_field += [name] * len(times)
+            self._buffered_fields.add(name)
+        if new_t:
+            with self._lock:
+                self.buffered["t_ns"] += new_t
+                self.buffered["device"] += new_device
+                self.buffered["field"] += new_field
+                self.buffered["value"] += new_value
+
+    def _buffered_error(self, name: str, position: int, reason: str) -> None:
+        where = "" if len(self.devices) == 1 else f" (GPU {self.devices[position]})"
+        self.errors.setdefault(f"buffered {name}", reason + where)
+
+    def start(self) -> None:
+        """Measure the wall-to-monotonic offset for the buffered samples, then start the thread."""
+        if self._thread is None:
+            self._wall_offset_ns, self._wall_offset_uncertainty_ns = measure_wall_offset()
+            self._run_start_ns = time.monotonic_ns()
+        super().start()
+
+    def snapshot(self) -> dict[str, Any]:
+        """The base snapshot plus ``buffered`` (the driver-buffered samples: t_ns, device, field, value),
+        ``buffered_fields`` (the fields that gave samples) and ``buffered_clock`` (the offset used)."""
+        snapshot = super().snapshot()
+        with self._lock:
+            buffered = {key: list(column) for key, column in self.buffered.items()}
+            fields = [name for name in BUFFERED_TYPES if name in self._buffered_fields]
+        for name, reason in self._buffered_transient.items():
+            if name not in fields:
+                snapshot["errors"].setdefault(f"buffered {name}", reason)
+        snapshot["buffered"] = buffered
+        snapshot["buffered_fields"] = fields
+        snapshot["buffered_clock"] = {
+            "wall_offset_ns": self._wall_offset_ns,
+            "offset_uncertainty_ns": self._wall_offset_uncertainty_ns,
+        }
+        return snapshot
 
     def request_begin(self) -> dict[str, Any]:
         return {"energy_mj": self._energy_mj()}
