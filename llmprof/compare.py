@@ -31,6 +31,8 @@ COMPARED = [
 ]
 HIGHER_IS_BETTER = {"tps", "decode_tps", "prefill_tps"}
 NO_DIFFERENCE = "no significant difference"
+MIN_REPEATS = 4  # below this per side the bootstrap interval is too narrow to trust (false positives)
+TOO_FEW = f"too few repeats (< {MIN_REPEATS})"
 # what must match between two runs for a comparison to isolate one variable: (where, key, label)
 SETUP_KEYS = [
     ("config", "model", "model"),
@@ -38,7 +40,14 @@ SETUP_KEYS = [
     ("config", "prompt_tokens", "prompt length"),
     ("config", "batch_size", "batch size"),
     ("config", "max_new_tokens", "max new tokens"),
+    ("config", "do_sample", "sampling"),
+    ("config", "ignore_eos", "ignore EOS"),
+    ("config", "attn_implementation", "attn"),
+    ("config", "compile", "compile"),
+    ("config", "patch", "patch"),
     ("config", "device", "device"),
+    ("environment", ("gpu", "names"), "GPU"),
+    ("environment", ("gpu", "torch_cuda"), "CUDA version"),
     ("environment", ("nvml", "driver_version"), "driver"),
     ("environment", ("versions", "torch"), "torch version"),
     ("environment", ("versions", "transformers"), "transformers version"),
@@ -66,10 +75,12 @@ def ratio_ci(
 ) -> tuple[float, float]:
     """95% percentile-bootstrap interval of median(b) / median(a); each run is resampled by its generations."""
     rng = random.Random(seed)
-    estimates = sorted(
-        statistics.median(rng.choices(b, k=len(b))) / statistics.median(rng.choices(a, k=len(a)))
-        for _ in range(resamples)
-    )
+    estimates = []
+    for _ in range(resamples):
+        denominator = statistics.median(rng.choices(a, k=len(a)))
+        numerator = statistics.median(rng.choices(b, k=len(b)))
+        estimates.append(numerator / denominator if denominator else float("inf"))
+    estimates.sort()
     return percentile(estimates, 2.5), percentile(estimates, 97.5)
 
 
@@ -92,7 +103,8 @@ def compare_values(
         return None
     median_a, median_b = statistics.median(a), statistics.median(b)
     ratio = median_b / median_a
-    low, high = ratio_ci(a, b, resamples, seed) if len(a) > 1 and len(b) > 1 else (ratio, ratio)
+    enough = min(len(a), len(b)) >= MIN_REPEATS
+    low, high = ratio_ci(a, b, resamples, seed) if enough else (float("nan"), float("nan"))
     return Comparison(
         metric=metric,
         unit=METRICS[metric][1] if metric in METRICS else "",
@@ -101,7 +113,7 @@ def compare_values(
         ratio=ratio,
         ci_low=low,
         ci_high=high,
-        verdict=verdict(ratio, low, high, metric in HIGHER_IS_BETTER),
+        verdict=verdict(ratio, low, high, metric in HIGHER_IS_BETTER) if enough else TOO_FEW,
         n_a=len(a),
         n_b=len(b),
     )
@@ -126,13 +138,23 @@ def _lookup(run: Run, where: str, key: str | tuple[str, ...]) -> Any:
     return value
 
 
-def setup_differences(a: Run, b: Run, variable: str | None = None) -> list[str]:
-    """What differs between the runs besides the variable under test: each is a reason to doubt the verdict."""
+def _mean_output_tokens(run: Run) -> float:
+    return statistics.fmean(sum(r.tokens_per_sequence) for r in run.measured) if run.measured else 0.0
+
+
+def setup_differences(a: Run, b: Run, variables: Sequence[str] = ()) -> list[str]:
+    """What differs between the runs besides the variables under test (labels of SETUP_KEYS): each is a
+    reason to doubt the verdict. Also flags runs that generated different numbers of tokens."""
     out = []
     for where, key, label in SETUP_KEYS:
-        if label == variable:
+        if label in variables:
             continue
         value_a, value_b = _lookup(a, where, key), _lookup(b, where, key)
         if value_a != value_b:
             out.append(f"{label} differs: {value_a!r} vs {value_b!r}")
+    tokens_a, tokens_b = _mean_output_tokens(a), _mean_output_tokens(b)
+    if tokens_a and abs(tokens_b - tokens_a) > 0.01 * tokens_a:
+        out.append(
+            f"output tokens per request differ: {tokens_a:.1f} vs {tokens_b:.1f} (EOS moved? see --ignore-eos)"
+        )
     return out

@@ -102,14 +102,14 @@ class Profiler:
         if self._timeline.backend == "cuda":
             self._timeline.calibrate()
         self.mark = self._timeline.mark
-        self._hooks = InstalledHooks(self.model, self)
-        self.model._llmprof_profiler = self
         if isinstance(self._telemetry, Sampler):
             self.sampler = self._telemetry
         elif self._telemetry:
             self.sampler = make_sampler(_nvml_devices(self._device), self._sample_interval)
         if self.sampler is not None:
-            self.sampler.start()
+            self.sampler.start()  # before the hooks: if it fails, the model is left untouched
+        self._hooks = InstalledHooks(self.model, self)
+        self.model._llmprof_profiler = self
         return self
 
     def detach(self) -> None:

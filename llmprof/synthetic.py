@@ -10,6 +10,8 @@ it loads like any model: ``python -m llmprof run --model DIR`` (importing this m
 
 from __future__ import annotations
 
+import math
+import random
 import time
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,8 @@ class SyntheticConfig(PretrainedConfig):
         vocab_size: int = 64,
         device_sleep: bool = False,
         cycles_per_ms: float = 1.4e6,
+        jitter: float = 0.0,
+        seed: int = 0,
         **kwargs: Any,
     ):
         kwargs.setdefault("eos_token_id", EOS_ID)
@@ -48,6 +52,8 @@ class SyntheticConfig(PretrainedConfig):
         self.vocab_size = vocab_size
         self.device_sleep = device_sleep
         self.cycles_per_ms = cycles_per_ms
+        self.jitter = jitter  # each forward's time is scaled by exp(N(0, jitter)): run-to-run noise, seeded
+        self.seed = seed
 
 
 class SyntheticModel(PreTrainedModel, GenerationMixin):
@@ -63,6 +69,7 @@ class SyntheticModel(PreTrainedModel, GenerationMixin):
         )  # gives the model a vocabulary, a device and a dtype
         self.forward_log: list[tuple[int, int, int]] = []
         self._forwards = 0
+        self._rng = random.Random(config.seed)
         self.post_init()
 
     def _init_weights(self, module: torch.nn.Module) -> None:
@@ -92,6 +99,8 @@ class SyntheticModel(PreTrainedModel, GenerationMixin):
             ] = 100.0
         logits = logits + self.embed.weight[0, 0].to(logits.dtype) * 0
         duration_ms = config.prefill_ms if generated == 0 else config.decode_ms
+        if config.jitter:
+            duration_ms *= math.exp(self._rng.gauss(0.0, config.jitter))
         if config.device_sleep:
             torch.cuda._sleep(int(duration_ms * config.cycles_per_ms))
         else:  # the whole forward, logits included, takes the programmed time

@@ -6,6 +6,7 @@ series, ~20 ms apart) when some of that field lie inside the request, else from 
 
 from __future__ import annotations
 
+import bisect
 import statistics
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,73 +53,137 @@ def _window(raw: RawRequest) -> tuple[int, int]:
     return start, end
 
 
-def _column(samples: dict[str, list[Any]], name: str, rows: list[int]) -> list[float]:
-    column = samples.get(name, [])
-    return [column[i] for i in rows if i < len(column) and column[i] is not None]
+class _Series:
+    """One field's samples, sorted by time, with their device: a time window is two binary searches."""
+
+    def __init__(self, rows: list[tuple[int, str, float]]):
+        rows.sort(key=lambda row: row[0])
+        self.times = [t for t, _, _ in rows]
+        self.rows = rows
+
+    def window(self, start: int, end: int) -> list[tuple[int, str, float]]:
+        return self.rows[bisect.bisect_left(self.times, start) : bisect.bisect_right(self.times, end)]
 
 
-def _buffered(telemetry: dict[str, Any], name: str, start: int, end: int) -> list[float]:
-    """The driver-buffered samples of field ``name`` (all devices) between ``start`` and ``end``."""
-    buffered = telemetry.get("buffered") or {}
-    return [
-        value
-        for t, field_name, value in zip(
-            buffered.get("t_ns", []), buffered.get("field", []), buffered.get("value", [])
+def _series(times: list[Any], devices: list[Any], values: list[Any]) -> _Series:
+    return _Series(
+        [(t, str(d), v) for t, d, v in zip(times, devices, values) if t is not None and v is not None]
+    )
+
+
+def _sum_of_device_means(rows: list[tuple[int, str, float]]) -> float | None:
+    """Mean per device, summed over devices: the power of a multi-GPU model (its energy is summed too)."""
+    per_device: dict[str, list[float]] = {}
+    for _, device, value in rows:
+        per_device.setdefault(device, []).append(value)
+    return sum(statistics.fmean(v) for v in per_device.values()) if per_device else None
+
+
+def _clock_drop(rows: list[tuple[int, str, float]]) -> tuple[float, float] | None:
+    """(highest clock so far, the clock that fell below CLOCK_DROP_RATIO of it), for the first such sample of
+    any device in time order; a clock ramping up from idle is not a drop."""
+    highest: dict[str, float] = {}
+    for _, device, value in rows:
+        top = highest.get(device, value)
+        if value < CLOCK_DROP_RATIO * top:
+            return top, value
+        highest[device] = max(top, value)
+    return None
+
+
+class TelemetryIndex:
+    """A run's telemetry (a sampler snapshot) indexed by time, to summarize each of its requests."""
+
+    def __init__(self, telemetry: dict[str, Any]):
+        self.telemetry = telemetry
+        samples = telemetry.get("samples", {})
+        times = samples.get("t_ns", [])
+        devices = samples.get("device") or ["0"] * len(times)
+        self.polled = {
+            name: _series(times, devices, column)
+            for name, column in samples.items()
+            if name not in ("t_ns", "device")
+        }
+        self.sample_times = sorted(t for t in times if t is not None)
+        buffered = telemetry.get("buffered") or {}
+        by_field: dict[str, list[tuple[int, str, float]]] = {}
+        for t, device, name, value in zip(
+            buffered.get("t_ns", []),
+            buffered.get("device", []),
+            buffered.get("field", []),
+            buffered.get("value", []),
+        ):
+            if t is not None and value is not None:
+                by_field.setdefault(name, []).append((t, str(device), value))
+        self.buffered = {name: _Series(rows) for name, rows in by_field.items()}
+
+    def _values(self, name: str, start: int, end: int) -> list[float]:
+        series = self.polled.get(name)
+        return [v for _, _, v in series.window(start, end)] if series else []
+
+    def request(self, raw: RawRequest) -> RequestTelemetry:
+        """Summarize the telemetry over ``raw``'s duration, with its counters."""
+        start, end = _window(raw)
+        samples = bisect.bisect_right(self.sample_times, end) - bisect.bisect_left(self.sample_times, start)
+        counters = raw.telemetry
+        result = RequestTelemetry(
+            samples=samples,
+            energy_j=counters.get("energy_j"),
+            energy_note=counters.get("energy_note"),
+            torch_peak_allocated_bytes=counters.get("torch_peak_allocated_bytes"),
+            torch_peak_reserved_bytes=counters.get("torch_peak_reserved_bytes"),
+            cpu_percent=counters.get("cpu_percent"),
+            peak_rss_bytes=max(self._values("rss_bytes", start, end) + [counters.get("peak_rss_bytes") or 0])
+            or None,
         )
-        if field_name == name and value is not None and start <= t <= end
-    ]
+        if result.energy_j is not None and sum(raw.tokens_per_sequence):
+            result.energy_per_token_j = result.energy_j / sum(raw.tokens_per_sequence)
+        if self.telemetry.get("kind") != "nvml":
+            return result
+        chosen, sources = {}, set()
+        for name in BUFFERED_FIELDS:
+            buffered = self.buffered.get(name)
+            rows = buffered.window(start, end) if buffered else []
+            polled = self.polled.get(name)
+            chosen[name] = rows or (polled.window(start, end) if polled else [])
+            if chosen[name]:
+                sources.add("buffered" if rows else "polled")
+        result.source = "mixed" if len(sources) > 1 else next(iter(sources), "polled")
+        util = [v for _, _, v in chosen["gpu_util"]]
+        clocks = [v for _, _, v in chosen["sm_clock_mhz"]]
+        memory = self._values("mem_used_bytes", start, end)
+        result.gpu_util_mean = statistics.fmean(util) if util else None
+        result.gpu_util_max = max(util, default=None)
+        result.mem_used_peak_bytes = max(memory, default=None)
+        result.sm_clock_mean_mhz = statistics.fmean(clocks) if clocks else None
+        result.power_mean_w = _sum_of_device_means(chosen["power_w"])
+        reasons = 0
+        for bits in self._values("clock_event_reasons", start, end):
+            reasons |= int(bits)
+        active = [name for bit, name in THROTTLE_REASONS.items() if reasons & bit]
+        if active:
+            result.warnings.append(f"clocks throttled during the request: {', '.join(active)}")
+        drop = _clock_drop(chosen["sm_clock_mhz"])
+        if drop is not None:
+            result.warnings.append(
+                f"SM clock dropped from {drop[0]:.0f} to {drop[1]:.0f} MHz during the request"
+            )
+        if not samples and "buffered" not in sources:
+            result.warnings.append(
+                "no telemetry sample fell inside the request (shorter than the sampling interval)"
+            )
+        return result
 
 
 def request_telemetry(telemetry: dict[str, Any], raw: RawRequest) -> RequestTelemetry:
     """Summarize the run's ``telemetry`` (a sampler snapshot) over ``raw``'s duration, with its counters."""
-    start, end = _window(raw)
-    samples = telemetry.get("samples", {})
-    rows = [i for i, t in enumerate(samples.get("t_ns", [])) if start <= t <= end]
-    counters = raw.telemetry
-    result = RequestTelemetry(
-        samples=len(rows),
-        energy_j=counters.get("energy_j"),
-        energy_note=counters.get("energy_note"),
-        torch_peak_allocated_bytes=counters.get("torch_peak_allocated_bytes"),
-        torch_peak_reserved_bytes=counters.get("torch_peak_reserved_bytes"),
-        cpu_percent=counters.get("cpu_percent"),
-        peak_rss_bytes=max(_column(samples, "rss_bytes", rows) + [counters.get("peak_rss_bytes") or 0])
-        or None,
-    )
-    if result.energy_j is not None and sum(raw.tokens_per_sequence):
-        result.energy_per_token_j = result.energy_j / sum(raw.tokens_per_sequence)
-    if telemetry.get("kind") != "nvml":
-        return result
-    chosen, sources = {}, set()
-    for name in BUFFERED_FIELDS:
-        values = _buffered(telemetry, name, start, end)
-        source = "buffered" if values else "polled"
-        chosen[name] = values or _column(samples, name, rows)
-        if chosen[name]:
-            sources.add(source)
-    result.source = "mixed" if len(sources) > 1 else next(iter(sources), "polled")
-    util, clocks, power = chosen["gpu_util"], chosen["sm_clock_mhz"], chosen["power_w"]
-    memory = _column(samples, "mem_used_bytes", rows)
-    result.gpu_util_mean = statistics.fmean(util) if util else None
-    result.gpu_util_max = max(util, default=None)
-    result.mem_used_peak_bytes = max(memory, default=None)
-    result.sm_clock_mean_mhz = statistics.fmean(clocks) if clocks else None
-    result.power_mean_w = statistics.fmean(power) if power else None
-    reasons = 0
-    for bits in _column(samples, "clock_event_reasons", rows):
-        reasons |= int(bits)
-    active = [name for bit, name in THROTTLE_REASONS.items() if reasons & bit]
-    if active:
-        result.warnings.append(f"clocks throttled during the request: {', '.join(active)}")
-    if clocks and min(clocks) < CLOCK_DROP_RATIO * max(clocks):
-        result.warnings.append(
-            f"SM clock dropped from {max(clocks):.0f} to {min(clocks):.0f} MHz during the request"
-        )
-    if not rows and "buffered" not in sources:
-        result.warnings.append(
-            "no telemetry sample fell inside the request (shorter than the sampling interval)"
-        )
-    return result
+    return TelemetryIndex(telemetry).request(raw)
+
+
+def requests_telemetry(telemetry: dict[str, Any], raws: list[RawRequest]) -> list[RequestTelemetry]:
+    """:func:`request_telemetry` of every request, indexing the telemetry once."""
+    index = TelemetryIndex(telemetry)
+    return [index.request(raw) for raw in raws]
 
 
 def run_warnings(telemetry: dict[str, Any]) -> list[str]:

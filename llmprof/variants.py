@@ -121,11 +121,18 @@ class Variant:
 class PreparedVariant:
     """A variant ready to run: its model instance, and :meth:`activate` to call before each of its turns."""
 
-    def __init__(self, variant: Variant, model: Any, base_attn: str | None):
+    def __init__(self, variant: Variant, model: Any, base_attn: str | None, compiled_forwards: set[int]):
         self.variant = variant
         self.model = model
         self._attn = variant.attn or base_attn
-        self._compiled = torch.compile(model.forward) if variant.compile else None
+        self._compiled = (
+            torch.compile(model.forward) if variant.compile else None
+        )  # set per turn by activate()
+        self._ours = (
+            compiled_forwards  # ids of every variant's compiled forward: the only ones activate() removes
+        )
+        if self._compiled is not None:
+            compiled_forwards.add(id(self._compiled))
 
     def activate(self) -> None:
         """Put the shared model into this variant's state (attention implementation, compiled forward)."""
@@ -133,15 +140,17 @@ class PreparedVariant:
             set_attention(self.model, self._attn)
         if self._compiled is not None:
             self.model.forward = self._compiled
-        else:
-            self.model.__dict__.pop("forward", None)
+        elif id(self.model.__dict__.get("forward")) in self._ours:  # never a forward a user patch installed
+            del self.model.forward
 
 
 def prepare(model: Any, variants: list[Variant]) -> list[PreparedVariant]:
     """Build every variant from the loaded ``model``: attn and compile switch on the model itself at each turn
     (see :meth:`PreparedVariant.activate`); dtype and patch variants get their own copy of it, made here,
-    before any turn has changed it."""
+    before any turn has changed it. A patch that changes code for the whole process (an op, a class) rather
+    than the model it is given reaches both variants: A/B it as two `run --patch` runs and `compare`."""
     base_attn = getattr(model.config, "_attn_implementation", None)
+    compiled_forwards: set[int] = set()
     prepared = []
     for variant in variants:
         instance = model
@@ -151,5 +160,5 @@ def prepare(model: Any, variants: list[Variant]) -> list[PreparedVariant]:
                 instance.to(DTYPES[variant.dtype])
             if variant.patch is not None:
                 apply_patch(instance, variant.patch)
-        prepared.append(PreparedVariant(variant, instance, base_attn))
+        prepared.append(PreparedVariant(variant, instance, base_attn, compiled_forwards))
     return prepared

@@ -55,7 +55,9 @@ def test_false_positive_rate_and_coverage_over_many_trials():
 
 
 def synthetic_run(decode_ms: float, repeats: int = 8, batch: int = 1) -> Run:
-    model = synthetic_model(prefill_ms=10.0, decode_ms=decode_ms)
+    model = synthetic_model(
+        prefill_ms=10.0, decode_ms=decode_ms, jitter=0.03, seed=int(decode_ms * 10) + batch
+    )
     with llmprof.profile(model, telemetry=False) as prof:
         for i in range(repeats + 1):
             prof.warmup = i == 0
@@ -99,13 +101,13 @@ def test_setup_differences_name_what_is_not_under_test():
         "dtype differs: 'bf16' vs 'fp16'",
         "torch version differs: '2.13' vs '2.14'",
     ]
-    assert setup_differences(a, b, variable="dtype") == ["torch version differs: '2.13' vs '2.14'"]
+    assert setup_differences(a, b, variables=["dtype"]) == ["torch version differs: '2.13' vs '2.14'"]
 
 
 @pytest.fixture(scope="module")
 def synthetic_dir(tmp_path_factory):
     path = tmp_path_factory.mktemp("models") / "synthetic"
-    save_synthetic(path, prefill_ms=10.0, decode_ms=8.0)
+    save_synthetic(path, prefill_ms=10.0, decode_ms=8.0, jitter=0.03)  # realistic run-to-run noise
     (path.parent / "kernels.py").write_text(
         "def slower(model):\n    model.config.decode_ms *= 1.1\n\n"
         "def broken(model):\n    raise RuntimeError('no such kernel')\n"

@@ -75,11 +75,11 @@ def test_energy_per_request_and_its_limits():
     counters = sampler.request_end(begin, 0.3)
     assert counters["energy_j"] == pytest.approx(0.3 * 350.0, rel=0.15) and counters["energy_note"] is None
     short = sampler.request_end(sampler.request_begin(), 0.02)
-    assert short["energy_j"] is None and "too short" in short["energy_note"]
+    assert short["energy_j"] is None and "too short for the energy counter" in short["energy_note"]
     fake.energy_advances = False
     begin = sampler.request_begin()
     flat = sampler.request_end(begin, 0.5)
-    assert flat["energy_j"] is None and "advanced 0 mJ" in flat["energy_note"]
+    assert flat["energy_j"] is None and "did not advance" in flat["energy_note"]
     fake.fail["nvmlDeviceGetTotalEnergyConsumption"] = pynvml.NVML_ERROR_NOT_SUPPORTED
     none = sampler.request_end(sampler.request_begin(), 0.5)
     assert none["energy_j"] is None and "no energy counter: Not Supported" in none["energy_note"]
@@ -299,3 +299,53 @@ def test_request_summary_falls_back_to_polled_samples():
     assert t.source == "polled" and t.gpu_util_mean == pytest.approx(90.0) and t.power_mean_w == 350.0
     del telemetry["buffered"]  # a run saved before buffered samples existed
     assert request_telemetry(telemetry, fake_request(90, 210, [10])).source == "polled"
+
+
+def test_multi_gpu_power_is_summed_like_energy_and_a_clock_ramp_is_no_drop():
+    ms = 1_000_000
+    telemetry = {
+        "kind": "nvml",
+        "samples": {
+            "t_ns": [100 * ms, 100 * ms, 150 * ms, 150 * ms],
+            "device": ["0", "1", "0", "1"],
+            "power_w": [340.0, 360.0, 340.0, 360.0],
+            "sm_clock_mhz": [345, 1980, 1980, 1980],  # device 0 ramps up from idle
+        },
+    }
+    t = request_telemetry(telemetry, fake_request(90, 210, [5], {"energy_j": 70.0}))
+    assert t.power_mean_w == pytest.approx(700.0)  # two GPUs: energy / duration is their sum
+    assert not any("dropped" in w for w in t.warnings)
+
+
+class ExplodingSampler(ProcessSampler):
+    def __init__(self, fail_after):
+        super().__init__(interval_s=0.01)
+        self.fail_after, self.probes = fail_after, 0
+
+    def probe(self):
+        self.probes += 1
+        if self.probes > self.fail_after:
+            raise RuntimeError("probe exploded")
+        return super().probe()
+
+
+def test_a_probe_that_raises_keeps_the_thread_alive_and_says_why():
+    sampler = ExplodingSampler(fail_after=2)
+    sampler.start()
+    time.sleep(0.08)
+    probes = sampler.probes
+    time.sleep(0.05)
+    assert sampler.probes > probes  # still sampling
+    sampler.stop()
+    assert sampler.snapshot()["errors"]["probe"] == "RuntimeError: probe exploded"
+
+
+def test_a_sampler_that_cannot_start_leaves_the_model_untouched():
+    sampler = ExplodingSampler(fail_after=0)
+    model = synthetic_model(prefill_ms=1.0, decode_ms=1.0)
+    with pytest.raises(RuntimeError, match="probe exploded"):
+        llmprof.Profiler(model, telemetry=sampler).attach()
+    assert "generate" not in model.__dict__ and not hasattr(model, "_llmprof_profiler")
+    with llmprof.profile(model, telemetry=False) as prof:  # and a later profiler attaches fine
+        model.generate(**synthetic_prompt(1, 4), max_new_tokens=2)
+    assert len(prof.requests) == 1

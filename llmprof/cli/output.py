@@ -32,23 +32,26 @@ def check_output_options(args: argparse.Namespace) -> None:
         raise CliError(f"--format {args.format} writes a PNG: give it a file with -o/--output")
     if args.per_step and args.format != "csv":
         raise CliError("--per-step goes with --format csv")
+    if args.format == "plot":
+        from llmprof.report.plot import PlotUnavailable, check_available
+
+        try:
+            check_available()
+        except PlotUnavailable as exc:
+            raise CliError(str(exc)) from None
 
 
 def emit(run: object, args: argparse.Namespace) -> None:
     """Render ``run`` as asked and write it to the output (or stdout)."""
     from llmprof.report import render
     from llmprof.report.json_format import write_atomic
-    from llmprof.report.plot import PlotUnavailable
 
     if args.format == "table" and args.output is None:
         from llmprof.report.table import render_table
 
         render_table(run)  # straight to the terminal, with its colours
         return
-    try:
-        data = render(run, args.format, per_step=args.per_step)
-    except PlotUnavailable as exc:
-        raise CliError(str(exc)) from None
+    data = render(run, args.format, per_step=args.per_step)
     if args.output is None:
         sys.stdout.write(data)
         return

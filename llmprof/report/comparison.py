@@ -4,12 +4,13 @@ and the verdict, then the setup differences that may confound it. Never imports 
 from __future__ import annotations
 
 import io
+import math
 from dataclasses import dataclass, field
 
 from rich.console import Console
 from rich.table import Table
 
-from llmprof.compare import NO_DIFFERENCE, Comparison
+from llmprof.compare import Comparison
 from llmprof.report.summary import BREAKDOWN, DISPLAY_UNIT, HEADLINE, format_number
 
 LABELS = {**HEADLINE, **BREAKDOWN}
@@ -36,7 +37,7 @@ def _rows(report: ComparisonReport) -> list[list[str]]:
                 format_number(c.median_a * scale),
                 format_number(c.median_b * scale),
                 f"{c.ratio:.3f}",
-                f"{c.ci_low:.3f} - {c.ci_high:.3f}",
+                "-" if math.isnan(c.ci_low) else f"{c.ci_low:.3f} - {c.ci_high:.3f}",
                 c.verdict,
             ]
         )
@@ -58,7 +59,7 @@ def render_comparison_table(reports: list[ComparisonReport], width: int = 140) -
         for i, column in enumerate(COLUMNS):
             table.add_column(column, justify="left" if i in (0, 5) else "right")
         for row in _rows(report):
-            style = None if row[-1] == NO_DIFFERENCE else ("green" if "faster" in row[-1] else "red")
+            style = "green" if row[-1].endswith("faster") else "red" if row[-1].endswith("slower") else None
             table.add_row(*row, style=style)
         console.print(table)
         for warning in report.warnings:

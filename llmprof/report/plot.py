@@ -35,6 +35,11 @@ class PlotUnavailable(Exception):
     """matplotlib is missing; the message says how to get it."""
 
 
+def check_available() -> None:
+    """Raise PlotUnavailable now, before any work, when matplotlib is missing."""
+    _pyplot()
+
+
 def _pyplot() -> Any:
     try:
         import matplotlib
@@ -156,7 +161,7 @@ def _telemetry_panel(ax: Any, run: Run) -> None:
     samples = telemetry.get("samples", {})
     times = samples.get("t_ns", [])
     origin = run.records[0].host_ns[0]
-    left, right = TELEMETRY_SERIES[telemetry.get("kind", "process")]
+    left, right = TELEMETRY_SERIES[telemetry["kind"]]
     axes = [ax, ax.twinx()]
     for axis, (name, label, scale), colour in zip(axes, (left, right), ("#1f77b4", "#d62728")):
         for device in sorted(set(samples.get("device", [])), key=str):
@@ -197,7 +202,10 @@ def render_plot(run: Run) -> bytes:
     metrics = run.metrics()
     if not metrics:
         raise ValueError("the run has no measured request to plot")
-    panels = 3 if run.telemetry and run.telemetry.get("samples", {}).get("t_ns") else 2
+    telemetry = run.telemetry or {}
+    panels = (
+        3 if telemetry.get("kind") in TELEMETRY_SERIES and telemetry.get("samples", {}).get("t_ns") else 2
+    )
     fig, axes = plt.subplots(panels, 1, figsize=(PANEL_SIZE[0], PANEL_SIZE[1] * panels), dpi=DPI)
     fig.suptitle(
         f"llmprof: {run.config.get('model', '?')} on {run.config.get('device', '?')}, "

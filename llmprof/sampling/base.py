@@ -77,9 +77,15 @@ class Sampler:
                 for key, column in self.series.items():
                     column.append(row.get(key))
 
+    def _sample_safely(self) -> None:
+        try:
+            self.sample_once()
+        except Exception as exc:  # noqa: BLE001 - a failing probe must not end the sampling silently
+            self.errors.setdefault("probe", f"{type(exc).__name__}: {exc}")
+
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
-            self.sample_once()
+            self._sample_safely()
 
     def start(self) -> None:
         """Describe the devices, take a first sample and start the thread (idempotent)."""
@@ -100,7 +106,7 @@ class Sampler:
         self._stop.set()
         self._thread.join()
         self._thread = None
-        self.sample_once()
+        self._sample_safely()
 
     def snapshot(self) -> dict[str, Any]:
         """JSON-ready telemetry of the run so far: backend, interval, description and every sample."""
