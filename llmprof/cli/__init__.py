@@ -41,6 +41,10 @@ def main(argv: list[str] | None = None) -> int:
     except CliError as exc:
         print(f"llmprof: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # e.g. an output file that cannot be written
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"llmprof: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("llmprof: interrupted", file=sys.stderr)
         return 130
