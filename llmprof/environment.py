@@ -9,7 +9,8 @@ from importlib import metadata
 from typing import Any
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The CPU's model name."""
     with open("/proc/cpuinfo", encoding="utf-8") as f:
         for line in f:
             if line.startswith("model name"):
@@ -78,7 +79,7 @@ def _model(model: Any) -> dict[str, Any]:
 PROBES: dict[str, Callable[[], Any]] = {
     "python": lambda: sys.version.split()[0],
     "platform": platform.platform,
-    "cpu": _cpu_model,
+    "cpu": cpu_model,
     "versions": _versions,
     "gpu": _gpu,
     "nvml": _nvml,

@@ -222,6 +222,7 @@ def test_steady_state_warm_up_stops_when_three_calls_agree():
     latencies = iter([300.0, 120.0, 60.0, 50.0, 50.5, 49.8, 50.1])
     calls = list(warm_up(lambda: timed(next(latencies)), None))
     assert len(calls) == 6 and is_steady(calls)
-    never = list(warm_up(lambda: timed(random.Random().uniform(10, 100)), None, max_calls=7))
+    alternating = iter([10.0, 100.0] * 10)
+    never = list(warm_up(lambda: timed(next(alternating)), None, max_calls=7))
     assert len(never) == 7
     assert len(list(warm_up(lambda: timed(10.0), 2))) == 2  # a fixed count is a fixed count

@@ -13,7 +13,7 @@ import sys
 
 from llmprof.cli.common import CliError, check_output_path
 from llmprof.cli.compare import add_comparison_output, emit_comparison
-from llmprof.cli.workload import add_workload_options, failure, load_workload, progress
+from llmprof.cli.workload import add_workload_options, failure, load_workload, progress, roofline
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
@@ -56,6 +56,7 @@ def main(args: argparse.Namespace) -> int:
         Run(
             config={**workload.config, "variant": p.variant.describe()},
             environment=capture_environment(p.model),
+            roofline=roofline(p.model, workload.loaded.device, args),
         )
         for p in prepared
     ]

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import re
+from collections.abc import Callable
 from pathlib import Path
+
+SI_PREFIXES = {"": 1.0, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15}
 
 
 class CliError(Exception):
@@ -35,6 +39,21 @@ def positive_float(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
     return value
+
+
+def rate(units: str, example: str) -> Callable[[str], float]:
+    """argparse type: a rate > 0, a plain number (3.35e12) or with an SI prefix and optionally one of ``units``
+    (a regex alternation; prefix and unit in any case): ``rate("B/s", "3350GB/s")`` reads 3350GB/s and 3.35 TB/s."""
+    number = r"(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
+    pattern = re.compile(rf"\s*({number})\s*([kmgtp]?)(?:{units})?\s*", re.IGNORECASE)
+
+    def parse(text: str) -> float:
+        match = pattern.fullmatch(text)
+        if match is None or not float(match[1]) > 0:
+            raise argparse.ArgumentTypeError(f"expected a positive rate like {example}, got {text!r}")
+        return float(match[1]) * SI_PREFIXES[match[2].upper()]
+
+    return parse
 
 
 def seed(text: str) -> int:

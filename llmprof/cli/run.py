@@ -10,7 +10,7 @@ import sys
 
 from llmprof.cli.common import CliError, check_output_path
 from llmprof.cli.output import add_output_options, check_output_options, emit
-from llmprof.cli.workload import add_workload_options, failure, load_workload, progress
+from llmprof.cli.workload import add_workload_options, failure, load_workload, progress, roofline
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
@@ -45,10 +45,12 @@ def main(args: argparse.Namespace) -> int:
             apply_patch(model, args.patch)
     except VariantError as exc:
         raise CliError(str(exc)) from None
+    # after the patch, which may change the weights; before compiling
+    shape_and_peaks = roofline(model, workload.loaded.device, args)
     if args.compile:
         compile_forward(model)
     config = {**workload.config, "compile": args.compile, "patch": args.patch}
-    run = Run(config=config, environment=capture_environment(model))
+    run = Run(config=config, environment=capture_environment(model), roofline=shape_and_peaks)
     profiler = Profiler(model, telemetry=not args.no_telemetry, sample_interval=args.sample_interval)
     status = 0
     with profiler:

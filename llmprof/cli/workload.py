@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from llmprof.cli.common import CliError, non_negative_int, positive_float, positive_int, seed
+from llmprof.cli.common import CliError, non_negative_int, positive_float, positive_int, rate, seed
 
 DEFAULT_PROMPT_LEN = 128
 
@@ -57,6 +57,23 @@ def add_workload_options(parser: argparse.ArgumentParser) -> None:
         help="telemetry sampling interval (default: chosen from the probe's measured cost)",
     )
     parser.add_argument("--no-telemetry", action="store_true", help="no NVML / process sampling")
+    parser.add_argument(
+        "--peak-bandwidth",
+        type=rate("B/s", "3350GB/s"),
+        metavar="BYTES/S",
+        help="the device's peak memory bandwidth for the roofline (e.g. 3.35e12 or 3350GB/s)",
+    )
+    parser.add_argument(
+        "--peak-flops",
+        type=rate("FLOP/s|FLOPS", "989TFLOP/s"),
+        metavar="FLOP/S",
+        help="the device's dense peak FLOP/s in the model's dtype for the roofline (e.g. 989e12 or 989TFLOP/s)",
+    )
+    parser.add_argument(
+        "--measure-peak",
+        action="store_true",
+        help="measure the device's peaks now (a copy and a matmul, under a second) even for a known GPU",
+    )
 
 
 @dataclass
@@ -98,6 +115,30 @@ def load_workload(args: argparse.Namespace) -> Workload:
         "seed": args.seed,
     }
     return Workload(loaded, inputs, _generate_kwargs(loaded, args), config)
+
+
+def roofline(model: Any, device: Any, args: argparse.Namespace) -> dict[str, Any] | None:
+    """The model's shape and the device's peaks, for the run's ``roofline``; None, said on stderr, when the
+    model cannot be sized or the peaks cannot be measured."""
+    from llmprof.model_shape import model_shape
+    from llmprof.peak import resolve_peaks
+    from llmprof.roofline import Roofline, si
+
+    try:
+        shape = model_shape(model)
+        peaks, measurement = resolve_peaks(
+            device, model.dtype, args.peak_bandwidth, args.peak_flops, args.measure_peak
+        )
+    except (ValueError, RuntimeError) as exc:  # an unknown architecture; out of memory while measuring
+        print(f"llmprof: no roofline: {exc}", file=sys.stderr)
+        return None
+    if measurement is not None and measurement.fresh:
+        print(
+            f"peaks measured on {peaks.device} in {measurement.seconds:.2f} s: "
+            f"{si(measurement.bandwidth, 'B/s')} copy, {si(measurement.flops, 'FLOP/s')} {peaks.dtype} matmul",
+            file=sys.stderr,
+        )
+    return Roofline(shape, peaks).to_dict()
 
 
 def _make_inputs(loaded: Any, args: argparse.Namespace) -> tuple[dict[str, Any], int, float | None]:

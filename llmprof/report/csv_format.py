@@ -9,6 +9,7 @@ from typing import Any
 
 from llmprof.metrics import compute_request
 from llmprof.report.json_format import Run
+from llmprof.roofline import ROOFLINE_METRICS, Roofline
 from llmprof.stats import METRICS
 from llmprof.telemetry import RequestTelemetry, request_telemetry
 
@@ -50,6 +51,9 @@ def render_requests_csv(run: Run) -> str:
     header = ["request", "warmup", "batch_size", "prompt_tokens", "tokens_per_sequence", *METRICS]
     if run.telemetry is not None:
         header += TELEMETRY_FIELDS
+    roofline = Roofline.from_dict(run.roofline) if run.roofline is not None else None
+    if roofline is not None:
+        header += list(ROOFLINE_METRICS)
     rows = []
     for i, raw in enumerate(run.records):
         m = compute_request(raw)
@@ -64,29 +68,36 @@ def render_requests_csv(run: Run) -> str:
         if run.telemetry is not None:
             t = request_telemetry(run.telemetry, raw)
             row.update({name: getattr(t, name) for name in TELEMETRY_FIELDS})
+        if roofline is not None:
+            analysis = roofline.analyze(m)
+            row.update({name: get(analysis) for name, (get, _unit, _label) in ROOFLINE_METRICS.items()})
         rows.append(row)
     return _write(header, rows)
 
 
 def render_steps_csv(run: Run) -> str:
-    """One row per decode step (k >= 2) of every request: its interval and the parts of it."""
+    """One row per decode step (k >= 2) of every request: its interval and the parts of it (and, when the run
+    has a roofline, the step's floor and MBU)."""
+    roofline = Roofline.from_dict(run.roofline) if run.roofline is not None else None
     rows = []
     for i, raw in enumerate(run.records):
         m = compute_request(raw)
         b = m.breakdown
+        analysis = roofline.analyze(m) if roofline is not None else None
         for j, itl in enumerate(m.itl):
             step = j + 2
-            rows.append(
-                {
-                    "request": i,
-                    "warmup": int(raw.warmup),
-                    "step": step,
-                    "kv_length": raw.prompt_tokens + step - 1,
-                    "itl_s": itl,
-                    "forward_s": b.step_forward[j],
-                    "sampling_s": b.step_sampling[j],
-                    "host_gap_s": b.step_host_gap[j],
-                    "host_bound": "" if b.step_host_bound is None else int(b.step_host_bound[j]),
-                }
-            )
-    return _write(STEP_FIELDS, rows)
+            row = {
+                "request": i,
+                "warmup": int(raw.warmup),
+                "step": step,
+                "kv_length": raw.prompt_tokens + step - 1,
+                "itl_s": itl,
+                "forward_s": b.step_forward[j],
+                "sampling_s": b.step_sampling[j],
+                "host_gap_s": b.step_host_gap[j],
+                "host_bound": "" if b.step_host_bound is None else int(b.step_host_bound[j]),
+            }
+            if analysis is not None:
+                row.update(floor_s=analysis.step_floor[j], mbu=analysis.step_mbu[j])
+            rows.append(row)
+    return _write(STEP_FIELDS + (["floor_s", "mbu"] if roofline is not None else []), rows)

@@ -16,6 +16,7 @@ from typing import Any
 
 from llmprof.metrics import RequestMetrics, compute_request
 from llmprof.record import RawRequest
+from llmprof.roofline import RequestRoofline, Roofline, summarize_roofline
 from llmprof.stats import summarize_requests
 
 FORMAT_NAME = "llmprof-run"
@@ -34,6 +35,7 @@ class Run:
     environment: dict[str, Any]
     records: list[RawRequest] = field(default_factory=list)
     telemetry: dict[str, Any] | None = None  # a sampler snapshot (llmprof.sampling), None when it was off
+    roofline: dict[str, Any] | None = None  # llmprof.roofline.Roofline.to_dict(); None when not known
     interrupted: bool = False
     created: str = field(default_factory=lambda: datetime.datetime.now(datetime.timezone.utc).isoformat())
 
@@ -46,7 +48,15 @@ class Run:
         """Metrics of the measured repeats, in order."""
         return [compute_request(r) for r in self.measured]
 
+    def roofline_analyses(self) -> list[RequestRoofline]:
+        """The measured repeats against the roofline, in order; empty when the run has no roofline."""
+        if self.roofline is None:
+            return []
+        roofline = Roofline.from_dict(self.roofline)
+        return [roofline.analyze(m) for m in self.metrics()]
+
     def to_dict(self) -> dict[str, Any]:
+        summary = summarize_requests(self.metrics()) | summarize_roofline(self.roofline_analyses())
         return {
             "format": FORMAT_NAME,
             "version": FORMAT_VERSION,
@@ -55,7 +65,8 @@ class Run:
             "config": self.config,
             "environment": self.environment,
             "telemetry": self.telemetry,
-            "summary": {k: s.to_dict() for k, s in summarize_requests(self.metrics()).items()},
+            "roofline": self.roofline,
+            "summary": {k: s.to_dict() for k, s in summary.items()},
             "requests": [r.to_dict() for r in self.records],
         }
 
@@ -71,11 +82,15 @@ class Run:
             )
         try:
             records = [RawRequest.from_dict(r) for r in data["requests"]]
+            roofline = data.get("roofline")
+            if roofline is not None:
+                Roofline.from_dict(roofline)  # fails here, not in a reporter, when malformed
             return cls(
                 config=dict(data.get("config", {})),
                 environment=dict(data.get("environment", {})),
                 records=records,
                 telemetry=data.get("telemetry"),
+                roofline=roofline,
                 interrupted=bool(data.get("interrupted", False)),
                 created=str(data.get("created", "")),
             )

@@ -7,6 +7,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from llmprof.report.json_format import Run
+from llmprof.roofline import ROOFLINE_METRICS, Roofline, si, summarize_roofline, verdict
 from llmprof.stats import METRICS, Summary, summarize, summarize_requests
 from llmprof.telemetry import request_telemetry, run_warnings
 
@@ -91,7 +92,8 @@ def run_header(run: Run) -> str:
 
 
 def summary_sections(run: Run) -> tuple[list[Section], list[str]]:
-    """The tables of ``run`` (metrics, breakdown, telemetry) and the notes and warnings that go below them."""
+    """The tables of ``run`` (metrics, breakdown, roofline, telemetry) and the notes and warnings that go below
+    them."""
     summaries = summarize_requests(run.metrics())
     metrics = Section("Inference metrics (over repeats)", "metric")
     for name, label in HEADLINE.items():
@@ -107,11 +109,37 @@ def summary_sections(run: Run) -> tuple[list[Section], list[str]]:
         notes.append("interrupted: only the repeats completed before the interruption are shown")
     if "host_bound_share" not in summaries and run.measured:
         notes.append(HOST_TIMELINE_NOTE)
+    if run.roofline is not None and run.measured:
+        section, roofline_notes = _roofline_section(run)
+        sections.append(section)
+        notes += roofline_notes
     if run.telemetry is not None:
         section, telemetry_notes = _telemetry_section(run)
         sections.append(section)
         notes += telemetry_notes
     return sections, notes
+
+
+def _roofline_section(run: Run) -> tuple[Section, list[str]]:
+    roofline = Roofline.from_dict(run.roofline or {})
+    shape, peaks = roofline.model, roofline.peaks
+    analyses = run.roofline_analyses()
+    section = Section(
+        f"Roofline (per request; peaks: {si(peaks.bandwidth, 'B/s')} ({peaks.bandwidth_source}), "
+        f"{si(peaks.flops, 'FLOP/s')} {peaks.dtype} ({peaks.flops_source}))",
+        "measure",
+    )
+    summaries = summarize_roofline(analyses)
+    for name, (_get, unit, label) in ROOFLINE_METRICS.items():
+        if name in summaries:
+            section.rows.append(summary_row(label, summaries[name], unit))
+    model = (
+        f"roofline model: {shape.parameters:,} parameters; a decode step reads {si(shape.decode_bytes(1, 0), 'B')}"
+        f" at context 0, + {si(shape.kv_bytes_per_token, 'B')} of KV cache ({shape.cache_dtype}) per token of"
+        f" context and sequence, and does {si(shape.decode_flops(1, 0), 'FLOP')} per token + attention;"
+        f" peaks of {peaks.device}"
+    )
+    return section, [model, verdict(analyses)]
 
 
 def _telemetry_section(run: Run) -> tuple[Section, list[str]]:

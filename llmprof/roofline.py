@@ -1,0 +1,325 @@
+"""How far a run is from what the hardware allows: the roofline floor of TTFT and TPOT, MBU and MFU.
+Pure Python, no torch: ``report`` renders it from the run JSON alone.
+
+A decode step reads every weight once (an embedding table only through the rows it looks up) plus, for each of
+the B sequences, the KV cache of its context; it does 2 FLOPs per matmul weight per token plus the attention
+over the context. Its floor is the larger of bytes / peak bandwidth and FLOPs / peak rate. MBU and MFU are the
+bytes moved and FLOPs done over the measured time, as shares of the peak figures.
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from llmprof.metrics import RequestMetrics
+from llmprof.stats import Summary, summarize
+
+MEMORY_BOUND_MBU = 0.6  # a decode at this share of peak bandwidth or more is bandwidth-bound
+HOST_BOUND_SHARE = 0.5  # a GPU that waited on the host in this share of decode steps or more is host-bound
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """What one forward of a model reads and computes (see :func:`llmprof.model_shape.model_shape`).
+
+    ``weight_bytes``: parameters and buffers on the decode path (output head included, vision tower not) at
+    their storage size, less the embedding tables that are only looked up; ``embedding_bytes_per_token``: the
+    rows those tables give one token. ``matmul_params``: weights that multiply every token (output head
+    included). KV cache and attention grow with the positions each layer attends to: all of the context, or at
+    most ``sliding_window`` tokens in ``sliding_layers`` of the ``layers``.
+    """
+
+    parameters: int
+    weight_bytes: int
+    embedding_bytes_per_token: int
+    matmul_params: int
+    lm_head_params: int
+    layers: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    cache_dtype: str
+    cache_dtype_bytes: int
+    sliding_window: int | None = None
+    sliding_layers: int = 0
+
+    @property
+    def kv_bytes_per_token(self) -> int:
+        """K and V of one token in every layer."""
+        return self.layers * self._kv_bytes_per_position
+
+    @property
+    def _kv_bytes_per_position(self) -> int:
+        return 2 * self.kv_heads * self.head_dim * self.cache_dtype_bytes
+
+    @property
+    def _attention_flops_per_position(self) -> int:
+        return 4 * self.heads * self.head_dim  # QK^T and attention x V, per attended position and layer
+
+    def attended(self, context: int) -> int:
+        """Positions attended to by one token at ``context`` tokens, summed over the layers."""
+        window = min(context, self.sliding_window) if self.sliding_window else context
+        return (self.layers - self.sliding_layers) * context + self.sliding_layers * window
+
+    def _attended_by_prompt(self, prompt: int) -> int:
+        """``attended(i)`` summed over the prompt's causal positions i = 1..prompt."""
+        full = prompt * (prompt + 1) // 2
+        window = self.sliding_window
+        sliding = (
+            full
+            if not window or prompt <= window
+            else window * (window + 1) // 2 + (prompt - window) * window
+        )
+        return (self.layers - self.sliding_layers) * full + self.sliding_layers * sliding
+
+    def decode_bytes(self, batch: int, context: int) -> int:
+        """Bytes one decode step moves: the weights once, and per sequence its embedding rows and KV cache."""
+        per_sequence = self.embedding_bytes_per_token + self._kv_bytes_per_position * self.attended(context)
+        return self.weight_bytes + batch * per_sequence
+
+    def decode_flops(self, batch: int, context: int) -> int:
+        """FLOPs of one decode step of ``batch`` sequences at ``context`` tokens."""
+        per_token = 2 * self.matmul_params + self._attention_flops_per_position * self.attended(context)
+        return batch * per_token
+
+    def prefill_bytes(self, batch: int, prompt: int) -> int:
+        """Bytes the prefill moves: the weights once, the prompt's embedding rows, and the KV cache it writes."""
+        kv = self._kv_bytes_per_position * self.attended(prompt)
+        per_sequence = prompt * self.embedding_bytes_per_token + kv
+        return self.weight_bytes + batch * per_sequence
+
+    def prefill_flops(self, batch: int, prompt: int) -> int:
+        """FLOPs of the prefill: every matmul over the prompt (the output head on its last token only, as
+        generate() asks) and causal attention, which grows with the square of the prompt."""
+        matmul = 2 * (self.matmul_params - self.lm_head_params) * prompt + 2 * self.lm_head_params
+        return batch * (matmul + self._attention_flops_per_position * self._attended_by_prompt(prompt))
+
+
+@dataclass(frozen=True)
+class Card:
+    """A GPU's datasheet figures: memory bandwidth (bytes/s) and dense FLOP/s per dtype."""
+
+    name: str
+    bandwidth: float
+    flops: dict[str, float]
+
+
+def _card(
+    name: str, bandwidth_gb_s: float, bf16_tflops: float | None, fp16_tflops: float, fp32_tflops: float
+) -> Card:
+    flops = {"float16": fp16_tflops * 1e12, "float32": fp32_tflops * 1e12}
+    if bf16_tflops is not None:
+        flops["bfloat16"] = bf16_tflops * 1e12
+    return Card(name, bandwidth_gb_s * 1e9, flops)
+
+
+# (pattern of the name torch/NVML report, card); the first match wins. Vendor datasheets, dense tensor-core
+# rates (half the "with sparsity" figures), FP32 without tensor cores (torch's default for float32 matmuls);
+# GeForce cards at their FP32-accumulate rate. The A10G has no NVIDIA datasheet: AWS's figures.
+CARDS: list[tuple[str, Card]] = [
+    (r"\bH100\b.*\bPCIe\b", _card("H100 PCIe", 2000, 756.5, 756.5, 51)),
+    (r"\bH100\b.*\bNVL\b", _card("H100 NVL", 3900, 835.5, 835.5, 60)),
+    (r"\bH100\b", _card("H100 SXM", 3350, 989.4, 989.4, 67)),
+    (r"\bH200\b.*\bNVL\b", _card("H200 NVL", 4800, 835.5, 835.5, 60)),
+    (r"\bH200\b", _card("H200 SXM", 4800, 989.4, 989.4, 67)),
+    (
+        r"\bA100\b.*80\s*GB.*\bPCIe\b|\bA100\b.*\bPCIe\b.*80\s*GB",
+        _card("A100 PCIe 80GB", 1935, 312, 312, 19.5),
+    ),
+    (r"\bA100\b.*80\s*GB", _card("A100 SXM 80GB", 2039, 312, 312, 19.5)),
+    (r"\bA100\b.*\bPCIe\b", _card("A100 PCIe 40GB", 1555, 312, 312, 19.5)),
+    (r"\bA100\b", _card("A100 SXM 40GB", 1555, 312, 312, 19.5)),
+    (r"\bL40S\b", _card("L40S", 864, 362.05, 362.05, 91.6)),
+    (r"\bL40\b", _card("L40", 864, 181.05, 181.05, 90.5)),
+    (r"\bL4\b", _card("L4", 300, 121, 121, 30.3)),
+    (r"\bA10G\b", _card("A10G", 600, 70, 70, 35)),
+    (r"\bA10\b", _card("A10", 600, 125, 125, 31.2)),
+    (r"\bA40\b", _card("A40", 696, 149.7, 149.7, 37.4)),
+    (r"\bRTX 4090\b(?! D\b)(?! Laptop)", _card("RTX 4090", 1008, 165.2, 165.2, 82.6)),
+    (r"\bT4\b", _card("T4", 320, None, 65, 8.1)),
+]
+
+
+def lookup_card(gpu_name: str) -> Card | None:
+    """The table's card for a GPU name as torch or NVML gives it ("NVIDIA H100 80GB HBM3"); None if unknown."""
+    for pattern, card in CARDS:
+        if re.search(pattern, gpu_name, re.IGNORECASE):
+            return card
+    return None
+
+
+@dataclass(frozen=True)
+class Peaks:
+    """The peak figures a run is measured against, each with its source: ``table: <card>``, ``measured`` or
+    ``override``. ``flops`` is the dense rate of ``dtype``, the model's compute dtype."""
+
+    device: str
+    dtype: str
+    bandwidth: float
+    bandwidth_source: str
+    flops: float
+    flops_source: str
+
+
+@dataclass(frozen=True)
+class Roofline:
+    """What the run JSON keeps under ``roofline``: the model's shape and the peak figures."""
+
+    model: ModelShape
+    peaks: Peaks
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": asdict(self.model), "peaks": asdict(self.peaks)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Roofline:
+        """Inverse of :meth:`to_dict`; raises KeyError/TypeError on a malformed document."""
+        return cls(ModelShape(**data["model"]), Peaks(**data["peaks"]))
+
+    def step_floor(self, batch: int, context: int) -> float:
+        """The shortest a decode step at ``context`` tokens can take: bytes / bandwidth or FLOPs / rate."""
+        return max(
+            self.model.decode_bytes(batch, context) / self.peaks.bandwidth,
+            self.model.decode_flops(batch, context) / self.peaks.flops,
+        )
+
+    def analyze(self, m: RequestMetrics) -> RequestRoofline:
+        """The floors, MBU and MFU of one request."""
+        shape, peaks = self.model, self.peaks
+        batch, prompt = m.batch_size, m.prompt_tokens
+        # decode step k (k >= 2) attends to the prompt and the k - 1 tokens before its own
+        contexts = [prompt + k - 1 for k in range(2, len(m.itl) + 2)]
+        step_bytes = [shape.decode_bytes(batch, c) for c in contexts]
+        step_flops = [shape.decode_flops(batch, c) for c in contexts]
+        step_floor = [self.step_floor(batch, c) for c in contexts]
+        per_sequence = [statistics.fmean(step_floor[: n - 1]) for n in m.output_tokens if n >= 2]
+        forwards = [(b, f) for b, f in zip(step_bytes, m.breakdown.step_forward) if f]
+        decode_time = sum(m.itl)
+        prefill = m.breakdown.prefill
+        return RequestRoofline(
+            floor_tpot=statistics.fmean(per_sequence) if per_sequence else None,
+            floor_ttft=max(
+                shape.prefill_flops(batch, prompt) / peaks.flops,
+                shape.prefill_bytes(batch, prompt) / peaks.bandwidth,
+            ),
+            step_floor=step_floor,
+            step_mbu=[b / (t * peaks.bandwidth) if t > 0 else None for b, t in zip(step_bytes, m.itl)],
+            mbu=sum(step_bytes) / (decode_time * peaks.bandwidth) if decode_time > 0 else None,
+            mbu_forward=(
+                sum(b for b, _ in forwards) / (sum(f for _, f in forwards) * peaks.bandwidth)
+                if forwards
+                else None
+            ),
+            mfu_decode=sum(step_flops) / (decode_time * peaks.flops) if decode_time > 0 else None,
+            mfu_prefill=shape.prefill_flops(batch, prompt) / (prefill * peaks.flops) if prefill else None,
+            compute_bound=(
+                bool(contexts)
+                and shape.decode_flops(batch, contexts[-1]) / peaks.flops
+                > shape.decode_bytes(batch, contexts[-1]) / peaks.bandwidth
+            ),
+            host_bound_share=m.breakdown.host_bound_share,
+        )
+
+
+@dataclass
+class RequestRoofline:
+    """One request against the roofline. Floors in seconds; MBU and MFU as shares of the peaks (0..1 when the
+    peaks are true peaks). Per-step lists follow ``RequestMetrics.itl`` (decode steps k >= 2); MBU uses the
+    token-to-token time, ``mbu_forward`` the forward spans alone."""
+
+    floor_tpot: float | None
+    floor_ttft: float
+    step_floor: list[float]
+    step_mbu: list[float | None]
+    mbu: float | None
+    mbu_forward: float | None
+    mfu_decode: float | None
+    mfu_prefill: float | None
+    compute_bound: bool  # the decode floor is set by FLOPs, not bytes (a large batch)
+    host_bound_share: float | None
+
+
+# name -> (value of one request, unit, label): what the reports show, in this order
+ROOFLINE_METRICS: dict[str, tuple[Callable[[RequestRoofline], float | None], str, str]] = {
+    "floor_tpot": (lambda a: a.floor_tpot, "s", "floor TPOT"),
+    "floor_ttft": (lambda a: a.floor_ttft, "s", "floor TTFT"),
+    "mbu": (lambda a: a.mbu, "ratio", "MBU, decode (token to token)"),
+    "mbu_forward": (lambda a: a.mbu_forward, "ratio", "MBU, decode forwards only"),
+    "mbu_step_max": (
+        lambda a: max((v for v in a.step_mbu if v is not None), default=None),
+        "ratio",
+        "MBU, best decode step",
+    ),
+    "mfu_decode": (lambda a: a.mfu_decode, "ratio", "MFU, decode"),
+    "mfu_prefill": (lambda a: a.mfu_prefill, "ratio", "MFU, prefill forward"),
+}
+
+
+def summarize_roofline(analyses: Sequence[RequestRoofline]) -> dict[str, Summary]:
+    """Summary over requests of every :data:`ROOFLINE_METRICS` entry that has a value."""
+    out = {}
+    for name, (get, _unit, _label) in ROOFLINE_METRICS.items():
+        summary = summarize([get(a) for a in analyses])
+        if summary is not None:
+            out[name] = summary
+    return out
+
+
+def _median(values: Sequence[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
+
+
+def verdict(analyses: Sequence[RequestRoofline]) -> str:
+    """One sentence on what bounds the run's decode: memory bandwidth, compute, the host, or the kernels."""
+    mbu = _median([a.mbu for a in analyses])
+    if mbu is None:
+        mfu = _median([a.mfu_prefill for a in analyses])
+        at = f": the prefill ran at {mfu:.0%} of the peak FLOP/s" if mfu is not None else ""
+        return f"bound: no decode step to judge{at}"
+    forward = _median([a.mbu_forward for a in analyses])
+    host = _median([a.host_bound_share for a in analyses])
+    if host is not None and host >= HOST_BOUND_SHARE:
+        return (
+            f"bound: the host. The GPU waited on it in {host:.0%} of decode steps (decode at {mbu:.0%} of the peak"
+            " bandwidth): a faster kernel cannot move TPOT until the per-step host work shrinks"
+        )
+    if sum(a.compute_bound for a in analyses) * 2 > len(analyses):
+        mfu = _median([a.mfu_decode for a in analyses]) or 0.0
+        return (
+            f"bound: compute. At this batch a decode step does more FLOPs per byte than the device's ridge point;"
+            f" decode runs at {mfu:.0%} of the peak FLOP/s"
+        )
+    if mbu >= MEMORY_BOUND_MBU:
+        return (
+            f"bound: memory bandwidth. Decode moves weights and KV cache at {mbu:.0%} of the peak bandwidth: only"
+            " fewer bytes per token (quantized weights, a smaller KV cache, more sequences per weight read) will"
+            " make it much faster"
+        )
+    if forward is not None and forward >= MEMORY_BOUND_MBU:
+        return (
+            f"bound: the host. The decode forwards move bytes at {forward:.0%} of the peak bandwidth but whole"
+            f" steps at {mbu:.0%}: sampling and the gaps between forwards set TPOT"
+        )
+    if host is not None:
+        return (
+            f"bound: the kernels. The GPU rarely waited on the host ({host:.0%} of decode steps) yet decode moves"
+            f" bytes at {mbu:.0%} of the peak bandwidth: launch overheads, small matmuls or attention set TPOT"
+        )
+    return (
+        f"bound: neither bandwidth nor compute. Decode moves bytes at {mbu:.0%} of the peak bandwidth (the forwards"
+        f" {forward or 0:.0%}); with no device queue to tell host from device, the overhead inside the forward"
+        " (framework dispatch, small ops) is the likely bound"
+    )
+
+
+def si(value: float, unit: str) -> str:
+    """``value`` with a decimal prefix, as datasheets write it: 15.01 GB, 3.35 TB/s, 989.4 TFLOP/s."""
+    for prefix, scale in (("P", 1e15), ("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(value) >= scale:
+            return f"{value / scale:.4g} {prefix}{unit}"
+    return f"{value:.4g} {unit}"
