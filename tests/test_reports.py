@@ -209,3 +209,28 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path, monkeypatc
     with pytest.raises(OSError):
         write_atomic(path, "new")
     assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["out.json"]
+
+
+def test_atomic_write_keeps_permissions_and_symlinks(tmp_path):
+    old = os.umask(0o022)
+    try:
+        write_atomic(tmp_path / "plain.txt", "x")
+        assert (tmp_path / "plain.txt").stat().st_mode & 0o777 == 0o644
+    finally:
+        os.umask(old)
+    (tmp_path / "real.txt").write_text("old")
+    (tmp_path / "link.txt").symlink_to(tmp_path / "real.txt")
+    write_atomic(tmp_path / "link.txt", "new")
+    assert (tmp_path / "link.txt").is_symlink() and (tmp_path / "real.txt").read_text() == "new"
+
+
+def test_a_record_without_its_token_marks_is_a_malformed_run(tmp_path):
+    data = hand_run().to_dict()
+    marks = data["requests"][1]["marks"]
+    keep = [i for i, label in enumerate(marks["label"]) if label != Label.TOKEN]
+    for column in marks:
+        marks[column] = [marks[column][i] for i in keep]
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(RunFormatError, match="request 1: the timeline lacks the token marks"):
+        load_run(path)

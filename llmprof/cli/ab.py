@@ -10,10 +10,28 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from llmprof.cli.common import CliError, check_output_path
 from llmprof.cli.compare import add_comparison_output, emit_comparison
 from llmprof.cli.workload import add_workload_options, failure, load_workload, progress, roofline
+
+VARIABLE_LABELS = {
+    "dtype": "dtype",
+    "attn": "attn",
+    "compile": "compile",
+    "patch": "patch",
+}  # Variant -> setup label
+
+
+def _settings(variant: Any, base: dict[str, Any]) -> dict[str, Any]:
+    """The run config's entries that this variant sets: its dtype, attention, compile and patch."""
+    return {
+        "dtype": variant.dtype or base["dtype"],
+        "attn_implementation": variant.attn or base["attn_implementation"],
+        "compile": variant.compile,
+        "patch": variant.patch,
+    }
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
@@ -35,7 +53,7 @@ def main(args: argparse.Namespace) -> int:
     from llmprof.profiler import Profiler
     from llmprof.report.comparison import ComparisonReport
     from llmprof.report.json_format import Run, save_run
-    from llmprof.runner import profiled_call, warm_up
+    from llmprof.runner import is_steady, profiled_call, warm_up
     from llmprof.variants import Variant, VariantError, prepare
 
     for path, option in ((args.json_a, "--json-a"), (args.json_b, "--json-b"), (args.output, "--output")):
@@ -44,6 +62,8 @@ def main(args: argparse.Namespace) -> int:
         variants = [Variant.parse("A", args.a), Variant.parse("B", args.b)]
         workload = load_workload(args)
         prepared = prepare(workload.loaded.model, variants)
+        for p in prepared:  # a bad setting (e.g. an unknown attention implementation) fails before any work
+            p.activate()
     except VariantError as exc:
         raise CliError(str(exc)) from None
     profilers = {}
@@ -54,7 +74,11 @@ def main(args: argparse.Namespace) -> int:
         )
     runs = [
         Run(
-            config={**workload.config, "variant": p.variant.describe()},
+            config={
+                **workload.config,
+                **_settings(p.variant, workload.config),
+                "variant": p.variant.describe(),
+            },
             environment=capture_environment(p.model),
             roofline=roofline(p.model, workload.loaded.device, args),
         )
@@ -93,13 +117,24 @@ def main(args: argparse.Namespace) -> int:
     for run, p in zip(runs, prepared):
         run.telemetry = profilers[id(p.model)].telemetry
         run.interrupted = status != 0
+        warmups = [r for r in run.records if r.warmup]
+        run.config["warmup_calls"] = len(warmups)
+        if args.warmup is None and status == 0 and not is_steady(warmups):
+            print(
+                f"llmprof: warning: variant {p.variant.name} was not steady after {len(warmups)} warm-up calls",
+                file=sys.stderr,
+            )
     for run, path in zip(runs, (args.json_a, args.json_b)):
         if path:
             save_run(run, path)
             print(f"run saved to {path}", file=sys.stderr)
     if all(r.measured for r in runs):
-        variable = {"dtype"} if variants[0].dtype != variants[1].dtype else set()
-        warnings = [w for w in setup_differences(runs[0], runs[1]) if w.split(" differs")[0] not in variable]
+        variables = [
+            label
+            for key, label in VARIABLE_LABELS.items()
+            if getattr(variants[0], key) != getattr(variants[1], key)
+        ]
+        warnings = setup_differences(runs[0], runs[1], variables)
         emit_comparison(
             [
                 ComparisonReport(

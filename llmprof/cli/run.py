@@ -33,7 +33,7 @@ def main(args: argparse.Namespace) -> int:
     from llmprof.environment import capture_environment
     from llmprof.profiler import Profiler
     from llmprof.report.json_format import Run, save_run
-    from llmprof.runner import repeat_generate
+    from llmprof.runner import is_steady, repeat_generate
     from llmprof.variants import VariantError, apply_patch, compile_forward, load_patch
 
     try:
@@ -65,7 +65,10 @@ def main(args: argparse.Namespace) -> int:
         except (KeyboardInterrupt, Exception) as exc:  # noqa: BLE001 - e.g. out of memory: keep what was measured
             status = 130 if isinstance(exc, KeyboardInterrupt) else 1
             print(failure(exc, len(run.measured), args.repeats), file=sys.stderr)
-    run.config["warmup_calls"] = len(run.records) - len(run.measured)
+    warmups = [r for r in run.records if r.warmup]
+    run.config["warmup_calls"] = len(warmups)
+    if args.warmup is None and status == 0 and not is_steady(warmups):
+        print(f"llmprof: warning: not steady after {len(warmups)} warm-up calls", file=sys.stderr)
     run.telemetry = profiler.telemetry
     run.interrupted = status != 0
     if args.json:

@@ -11,7 +11,7 @@ from llmprof.metrics import compute_request
 from llmprof.report.json_format import Run
 from llmprof.roofline import ROOFLINE_METRICS, Roofline
 from llmprof.stats import METRICS
-from llmprof.telemetry import RequestTelemetry, request_telemetry
+from llmprof.telemetry import RequestTelemetry, requests_telemetry
 
 TELEMETRY_FIELDS = [
     name for name in RequestTelemetry.__dataclass_fields__ if name not in ("samples", "warnings")
@@ -54,6 +54,7 @@ def render_requests_csv(run: Run) -> str:
     roofline = Roofline.from_dict(run.roofline) if run.roofline is not None else None
     if roofline is not None:
         header += list(ROOFLINE_METRICS)
+    telemetry = requests_telemetry(run.telemetry, run.records) if run.telemetry is not None else None
     rows = []
     for i, raw in enumerate(run.records):
         m = compute_request(raw)
@@ -65,9 +66,8 @@ def render_requests_csv(run: Run) -> str:
             "tokens_per_sequence": ";".join(map(str, raw.tokens_per_sequence)),
         }
         row.update({name: get(m) for name, (get, _unit) in METRICS.items()})
-        if run.telemetry is not None:
-            t = request_telemetry(run.telemetry, raw)
-            row.update({name: getattr(t, name) for name in TELEMETRY_FIELDS})
+        if telemetry is not None:
+            row.update({name: getattr(telemetry[i], name) for name in TELEMETRY_FIELDS})
         if roofline is not None:
             analysis = roofline.analyze(m)
             row.update({name: get(analysis) for name, (get, _unit, _label) in ROOFLINE_METRICS.items()})

@@ -85,11 +85,20 @@ class Run:
             roofline = data.get("roofline")
             if roofline is not None:
                 Roofline.from_dict(roofline)  # fails here, not in a reporter, when malformed
+            telemetry = data.get("telemetry")
+            if telemetry is not None and not isinstance(telemetry, dict):
+                raise TypeError(f"'telemetry' is a {type(telemetry).__name__}, not an object")
+            for i, record in enumerate(records):
+                if not record.warmup:
+                    try:
+                        compute_request(record)
+                    except ValueError as exc:
+                        raise ValueError(f"request {i}: {exc}") from None
             return cls(
                 config=dict(data.get("config", {})),
                 environment=dict(data.get("environment", {})),
                 records=records,
-                telemetry=data.get("telemetry"),
+                telemetry=telemetry,
                 roofline=roofline,
                 interrupted=bool(data.get("interrupted", False)),
                 created=str(data.get("created", "")),
@@ -99,12 +108,25 @@ class Run:
 
 
 def write_atomic(path: str | os.PathLike[str], data: str | bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename: never a truncated file."""
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent or ".")
+    """Write ``data`` to ``path`` through a temporary file and a rename: never a truncated file. A symlink is
+    followed (its target is replaced); a target that is not a regular file (a pipe, /dev/stdout) is written
+    directly. The file gets the usual permissions (0666 less the umask), not the temporary file's 0600."""
+    payload = data.encode() if isinstance(data, str) else data
+    target = Path(os.path.realpath(path))
+    if target.exists() and not target.is_file():
+        with open(target, "wb") as f:
+            f.write(payload)
+        return
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)
         with os.fdopen(fd, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
+            f.write(payload)
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from llmprof.report.json_format import Run
 from llmprof.roofline import ROOFLINE_METRICS, Roofline, si, summarize_roofline, verdict
 from llmprof.stats import METRICS, Summary, summarize, summarize_requests
-from llmprof.telemetry import request_telemetry, run_warnings
+from llmprof.telemetry import requests_telemetry, run_warnings
 
 HEADLINE = {
     "ttft": "TTFT",
@@ -87,7 +87,8 @@ def run_header(run: Run) -> str:
         f"model {c.get('model', '?')} on {c.get('device', '?')} ({c.get('dtype', '?')}, timeline: {backend}) | "
         f"batch {c.get('batch_size', '?')} | prompt {c.get('prompt_tokens', '?')} tok | "
         f"output {span} tok/seq (max {c.get('max_new_tokens', '?')}) | {len(measured)} repeats"
-        f" after {c.get('warmup', 0)} warm-up"
+        f" after {c.get('warmup_calls', c.get('warmup', 0))} warm-up"
+        + (" (auto: until steady)" if c.get("warmup") == "auto" else "")
     )
 
 
@@ -144,7 +145,7 @@ def _roofline_section(run: Run) -> tuple[Section, list[str]]:
 
 def _telemetry_section(run: Run) -> tuple[Section, list[str]]:
     telemetry = run.telemetry or {}
-    per_request = [request_telemetry(telemetry, raw) for raw in run.measured]
+    per_request = requests_telemetry(telemetry, run.measured)
     title = f"Telemetry (per request, {telemetry.get('kind')} sampler every {(telemetry.get('interval_s') or 0) * 1e3:.0f} ms"
     if telemetry.get("power_source"):
         title += f", {telemetry['power_source']} power"
