@@ -1,5 +1,6 @@
 """Telemetry: the samplers against a stand-in NVML, energy per request, and the per-request summary."""
 
+import os
 import statistics
 import time
 
@@ -349,3 +350,13 @@ def test_a_sampler_that_cannot_start_leaves_the_model_untouched():
     with llmprof.profile(model, telemetry=False) as prof:  # and a later profiler attaches fine
         model.generate(**synthetic_prompt(1, 4), max_new_tokens=2)
     assert len(prof.requests) == 1
+
+
+def test_own_process_is_never_another_process_in_a_container():
+    from llmprof.sampling.nvml import own_pids
+
+    fake = FakeNvml()
+    fake.other_pids = [*own_pids(), 4242]
+    snap = run_sampler(NvmlSampler([0], interval_s=0.05, nvml=fake), 0.01)
+    assert snap["devices"][0]["other_processes_at_start"] == [4242]
+    assert os.getpid() in own_pids()

@@ -65,6 +65,20 @@ class TelemetryUnavailable(Exception):
     """NVML cannot be used here; the message says why."""
 
 
+def own_pids() -> set[int]:
+    """This process's pids in the PID namespaces /proc shows (Linux NSpid), to recognise it in NVML's list.
+    NVML reports pids of the driver's namespace; a container whose /proc shows only its own namespace cannot
+    map them, and the "already in use" warning may then name this very process (unverified on a GPU)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("NSpid:"):
+                    return {int(pid) for pid in line.split()[1:]} | {os.getpid()}
+    except (OSError, ValueError):
+        pass
+    return {os.getpid()}
+
+
 def _load_nvml() -> Any:
     try:
         import pynvml
@@ -163,7 +177,7 @@ class NvmlSampler(Sampler):
         processes = (
             self._read("processes", lambda: self.nvml.nvmlDeviceGetComputeRunningProcesses(handle)) or []
         )
-        return sorted({p.pid for p in processes} - {os.getpid()})
+        return sorted({p.pid for p in processes} - own_pids())
 
     def probe(self) -> list[dict[str, Any]]:
         nvml, read = self.nvml, self._read
