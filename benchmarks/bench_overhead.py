@@ -15,6 +15,7 @@ import statistics
 import time
 
 import torch
+from fixed_length import fixed_length
 
 from llmprof import profile
 from llmprof.models import load_model
@@ -23,16 +24,7 @@ from llmprof.synthetic import synthetic_model, synthetic_prompt
 
 def wall(model, inputs, tokens: int) -> float:
     start = time.perf_counter()
-    model.generate(
-        **inputs,
-        max_new_tokens=tokens,
-        min_new_tokens=tokens,
-        do_sample=False,
-        temperature=None,
-        top_p=None,
-        top_k=None,
-        pad_token_id=0,
-    )
+    model.generate(**inputs, **fixed_length(tokens))
     return time.perf_counter() - start
 
 

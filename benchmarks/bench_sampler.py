@@ -11,6 +11,7 @@ import statistics
 import time
 
 import torch
+from fixed_length import fixed_length
 
 from llmprof import Profiler
 from llmprof.models import load_model
@@ -33,16 +34,7 @@ def sample_cost(samples: int = 2000) -> tuple[str, float, float]:
 
 def tpot(model, inputs, tokens: int, telemetry: bool) -> float:
     with Profiler(model, telemetry=telemetry) as prof:
-        model.generate(
-            **inputs,
-            max_new_tokens=tokens,
-            min_new_tokens=tokens,
-            do_sample=False,
-            temperature=None,
-            top_p=None,
-            top_k=None,
-            pad_token_id=0,
-        )
+        model.generate(**inputs, **fixed_length(tokens))
     return prof.requests[-1].tpot
 
 

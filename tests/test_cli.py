@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+from run_cli import run_llmprof
 
 from llmprof.report.json_format import load_run
 
@@ -19,15 +20,8 @@ def env(tmp_path_factory):
     return {**os.environ, "LLMPROF_CACHE": str(tmp_path_factory.mktemp("cache"))}
 
 
-def llmprof(env, *args, timeout=180):
-    return subprocess.run(
-        [sys.executable, "-m", "llmprof", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=timeout,
-    )
+def llmprof(env, *args):
+    return run_llmprof(*args, env=env)
 
 
 def test_bare_command_runs_the_demo_and_prints_the_four_metrics(env):

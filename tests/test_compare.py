@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+from run_cli import run_llmprof
 from timelines import host_marks, record
 
 import llmprof
@@ -116,9 +117,7 @@ def synthetic_dir(tmp_path_factory):
 
 
 def llmprof_cli(*args, cwd):
-    return subprocess.run(
-        [sys.executable, "-m", "llmprof", *args], capture_output=True, text=True, check=False, cwd=cwd
-    )
+    return run_llmprof(*args, cwd=cwd)
 
 
 def test_ab_interleaves_and_finds_the_slower_patch(synthetic_dir, tmp_path):

@@ -10,6 +10,7 @@ import sys
 
 import pytest
 import torch
+from run_cli import run_llmprof
 from timelines import host_marks, record
 from tiny_models import TEXT, tiny_llama, tiny_llava
 from transformers import LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM
@@ -452,14 +453,7 @@ def test_demo_run_on_cpu_prints_floor_mbu_and_mfu_from_a_measured_bandwidth(tmp_
     path = tmp_path / "run.json"
 
     def llmprof(*args):
-        return subprocess.run(
-            [sys.executable, "-m", "llmprof", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=300,
-        )
+        return run_llmprof(*args, env=env)
 
     result = llmprof("run", "--repeats", "2", "--max-new-tokens", "8", "--json", str(path))
     assert result.returncode == 0, result.stderr
