@@ -92,7 +92,8 @@ def test_energy_per_request_and_its_limits():
 
 def test_default_interval_follows_the_probe_cost():
     assert default_interval(0.0) == MIN_INTERVAL_S and default_interval(1.0) == MAX_INTERVAL_S
-    assert default_interval(0.002) == pytest.approx(0.2)
+    assert default_interval(0.002) == pytest.approx(0.2) and default_interval(0.0, minimum=0.2) == 0.2
+    assert ProcessSampler().min_interval_s == 0.2  # CPU runs: fewer wake-ups stealing torch's cores
     sampler = NvmlSampler([0], nvml=FakeNvml())
     sampler.start()
     sampler.stop()

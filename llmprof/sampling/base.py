@@ -12,9 +12,9 @@ MAX_INTERVAL_S = 0.5
 DUTY_CYCLE = 0.01  # the default interval keeps the sampler's own work under 1% of one core
 
 
-def default_interval(probe_cost_s: float) -> float:
-    """The sampling interval for a probe of this measured cost: 1% duty cycle, clamped to 50..500 ms."""
-    return min(max(probe_cost_s / DUTY_CYCLE, MIN_INTERVAL_S), MAX_INTERVAL_S)
+def default_interval(probe_cost_s: float, minimum: float = MIN_INTERVAL_S) -> float:
+    """The sampling interval for a probe of this measured cost: 1% duty cycle, clamped to minimum..500 ms."""
+    return min(max(probe_cost_s / DUTY_CYCLE, minimum), MAX_INTERVAL_S)
 
 
 class Sampler:
@@ -26,6 +26,7 @@ class Sampler:
     """
 
     kind = "none"
+    min_interval_s = MIN_INTERVAL_S  # the shortest default interval
 
     def __init__(self, interval_s: float | None = None, reason: str | None = None):
         self.reason = reason
@@ -94,7 +95,7 @@ class Sampler:
         self._stop.clear()
         self.description = self.describe()
         if self.interval_s is None:
-            self.interval_s = default_interval(self.measure_probe_cost())
+            self.interval_s = default_interval(self.measure_probe_cost(), self.min_interval_s)
         self.sample_once()
         self._thread = threading.Thread(target=self._run, name=f"llmprof-{self.kind}-sampler", daemon=True)
         self._thread.start()
