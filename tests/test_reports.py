@@ -234,3 +234,34 @@ def test_a_record_without_its_token_marks_is_a_malformed_run(tmp_path):
     path.write_text(json.dumps(data))
     with pytest.raises(RunFormatError, match="request 1: the timeline lacks the token marks"):
         load_run(path)
+
+
+def test_plot_draws_the_hardware_floor_when_the_run_has_a_roofline(saved_run):
+    from llmprof.roofline import ModelShape, Peaks, Roofline
+
+    shape = ModelShape(
+        parameters=10**6,
+        weight_bytes=4 * 10**6,
+        embedding_bytes_per_token=0,
+        matmul_params=10**6,
+        lm_head_params=10**5,
+        layers=2,
+        heads=4,
+        kv_heads=2,
+        head_dim=16,
+        cache_dtype="float32",
+        cache_dtype_bytes=4,
+    )
+    peaks = Peaks(
+        device="cpu",
+        dtype="float32",
+        bandwidth=1e9,
+        bandwidth_source="override",
+        flops=1e11,
+        flops_source="override",
+    )
+    run = load_run(saved_run)
+    plain = render(run, "plot")
+    run.roofline = Roofline(model=shape, peaks=peaks).to_dict()
+    with_floor = render(run, "plot")
+    assert png_size(with_floor) == png_size(plain) and with_floor != plain

@@ -10,6 +10,7 @@ from typing import Any
 from llmprof.metrics import RequestMetrics
 from llmprof.record import Label
 from llmprof.report.json_format import Run
+from llmprof.roofline import Roofline
 
 DPI = 100
 PANEL_SIZE = (12.0, 4.2)  # inches per panel: 1200 x 420 px
@@ -85,6 +86,18 @@ def _decode_panel(ax: Any, run: Run, metrics: list[RequestMetrics]) -> None:
             lw=1.5,
             label=f"TPOT (median) {statistics.median(tpots) * 1e3:.3f} ms",
         )
+    if run.roofline is not None and xs:
+        roofline = Roofline.from_dict(run.roofline)
+        batch = run.measured[0].batch_size
+        ax.plot(
+            xs,
+            [roofline.step_floor(batch, int(x)) * 1e3 for x in xs],
+            color="#7f7f7f",
+            ls="-.",
+            lw=1.5,
+            label=f"hardware floor ({roofline.peaks.bandwidth / 1e9:.0f} GB/s peak)",
+        )
+        ax.set_ylim(bottom=0)
     fit = fit_context_cost(points)
     if fit is not None and xs:
         intercept, per_k = fit
@@ -94,7 +107,7 @@ def _decode_panel(ax: Any, run: Run, metrics: list[RequestMetrics]) -> None:
             color="black",
             ls=":",
             lw=1.5,
-            label=f"fit: {intercept:.3f} ms + {per_k:.3f} ms per 1k tokens of context",
+            label=f"fit: {intercept:.3f} ms {'+' if per_k >= 0 else '-'} {abs(per_k):.3f} ms per 1k tokens of context",
         )
     ttft = statistics.median(m.ttft for m in metrics) * 1e3
     ax.text(
