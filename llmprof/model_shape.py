@@ -50,7 +50,20 @@ def model_shape(model: Any, cache_dtype: torch.dtype | None = None) -> ModelShap
     layers = _config_int(config, "num_hidden_layers")
     heads = _config_int(config, "num_attention_heads")
     kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    if getattr(config, "multi_query", False) and not getattr(config, "new_decoder_architecture", False):
+        kv_heads = 1  # Falcon's multi-query attention reports num_kv_heads = heads
     head_dim = getattr(config, "head_dim", None) or _config_int(config, "hidden_size") // heads
+    kv_width = None
+    if getattr(config, "kv_lora_rank", None):  # multi-head latent attention caches one compressed latent
+        kv_width = config.kv_lora_rank + config.qk_rope_head_dim
+        head_dim = (config.qk_nope_head_dim + config.qk_rope_head_dim + config.v_head_dim) // 2  # QK and AV
+    experts = (
+        getattr(config, "num_local_experts", None)
+        or getattr(config, "num_experts", None)
+        or getattr(config, "n_routed_experts", None)
+        or 0
+    )
+    experts_per_token = getattr(config, "num_experts_per_tok", None) or 0
     window = getattr(config, "sliding_window", None) or None
     layer_types = getattr(config, "layer_types", None)
     if window is None:
@@ -67,6 +80,16 @@ def model_shape(model: Any, cache_dtype: torch.dtype | None = None) -> ModelShap
     for module in modules:
         tensors.update((id(t), t) for t in module.parameters())
         tensors.update((id(t), t) for t in module.buffers())
+    routed = (
+        {  # the routed experts' tensors (shared experts are dense: they run for every token)
+            id(t): t
+            for module in modules
+            for name, t in module.named_parameters()
+            if ".experts." in f".{name}"
+        }
+        if experts and experts_per_token
+        else {}
+    )
     looked_up = 0
     matmul_params = 0
     for module in {id(m): m for root in modules for m in root.modules()}.values():
@@ -94,4 +117,9 @@ def model_shape(model: Any, cache_dtype: torch.dtype | None = None) -> ModelShap
         cache_dtype_bytes=cache_dtype.itemsize,
         sliding_window=window if sliding else None,
         sliding_layers=sliding,
+        kv_width=kv_width,
+        expert_bytes=sum(storage_bytes(t) for t in routed.values()),
+        expert_params=sum(t.numel() for t in routed.values() if t.dim() >= 2),
+        experts=experts if routed else 0,
+        experts_per_token=experts_per_token if routed else 0,
     )

@@ -9,6 +9,7 @@ bytes moved and FLOPs done over the measured time, as shares of the peak figures
 
 from __future__ import annotations
 
+import math
 import re
 import statistics
 from collections.abc import Callable, Sequence
@@ -46,6 +47,25 @@ class ModelShape:
     cache_dtype_bytes: int
     sliding_window: int | None = None
     sliding_layers: int = 0
+    kv_width: int | None = None  # cached values per position and layer; None: K and V of every KV head
+    expert_bytes: int = 0  # the routed experts' share of weight_bytes (mixture of experts)
+    expert_params: int = 0  # ... and of matmul_params
+    experts: int = 0
+    experts_per_token: int = 0
+
+    def _touched(self, tokens: int) -> float:
+        """Expected share of the routed experts that ``tokens`` tokens reach (uniform routing): 1 - (1 - k/E)^n."""
+        return 1.0 - (1.0 - self.experts_per_token / self.experts) ** tokens if self.experts else 1.0
+
+    def _weights_read(self, tokens: int) -> int:
+        """Weight bytes a forward over ``tokens`` tokens reads: all dense weights, the experts its tokens reach."""
+        return round(self.weight_bytes - self.expert_bytes + self.expert_bytes * self._touched(tokens))
+
+    @property
+    def _active_matmul_params(self) -> float:
+        """Matmul weights one token multiplies: the dense ones and k of the E routed experts."""
+        share = self.experts_per_token / self.experts if self.experts else 1.0
+        return self.matmul_params - self.expert_params + self.expert_params * share
 
     @property
     def kv_bytes_per_token(self) -> int:
@@ -54,7 +74,8 @@ class ModelShape:
 
     @property
     def _kv_bytes_per_position(self) -> int:
-        return 2 * self.kv_heads * self.head_dim * self.cache_dtype_bytes
+        width = self.kv_width if self.kv_width is not None else 2 * self.kv_heads * self.head_dim
+        return width * self.cache_dtype_bytes
 
     @property
     def _attention_flops_per_position(self) -> int:
@@ -79,24 +100,26 @@ class ModelShape:
     def decode_bytes(self, batch: int, context: int) -> int:
         """Bytes one decode step moves: the weights once, and per sequence its embedding rows and KV cache."""
         per_sequence = self.embedding_bytes_per_token + self._kv_bytes_per_position * self.attended(context)
-        return self.weight_bytes + batch * per_sequence
+        return self._weights_read(batch) + batch * per_sequence
 
     def decode_flops(self, batch: int, context: int) -> int:
         """FLOPs of one decode step of ``batch`` sequences at ``context`` tokens."""
-        per_token = 2 * self.matmul_params + self._attention_flops_per_position * self.attended(context)
-        return batch * per_token
+        per_token = 2 * self._active_matmul_params + self._attention_flops_per_position * self.attended(
+            context
+        )
+        return round(batch * per_token)
 
     def prefill_bytes(self, batch: int, prompt: int) -> int:
         """Bytes the prefill moves: the weights once, the prompt's embedding rows, and the KV cache it writes."""
         kv = self._kv_bytes_per_position * self.attended(prompt)
         per_sequence = prompt * self.embedding_bytes_per_token + kv
-        return self.weight_bytes + batch * per_sequence
+        return self._weights_read(batch * prompt) + batch * per_sequence
 
     def prefill_flops(self, batch: int, prompt: int) -> int:
         """FLOPs of the prefill: every matmul over the prompt (the output head on its last token only, as
         generate() asks) and causal attention, which grows with the square of the prompt."""
-        matmul = 2 * (self.matmul_params - self.lm_head_params) * prompt + 2 * self.lm_head_params
-        return batch * (matmul + self._attention_flops_per_position * self._attended_by_prompt(prompt))
+        matmul = 2 * (self._active_matmul_params - self.lm_head_params) * prompt + 2 * self.lm_head_params
+        return round(batch * (matmul + self._attention_flops_per_position * self._attended_by_prompt(prompt)))
 
 
 @dataclass(frozen=True)
@@ -177,8 +200,13 @@ class Roofline:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Roofline:
-        """Inverse of :meth:`to_dict`; raises KeyError/TypeError on a malformed document."""
-        return cls(ModelShape(**data["model"]), Peaks(**data["peaks"]))
+        """Inverse of :meth:`to_dict`; raises KeyError/TypeError/ValueError on a malformed document."""
+        peaks = Peaks(**data["peaks"])
+        if not (0 < peaks.bandwidth < math.inf and 0 < peaks.flops < math.inf):
+            raise ValueError(
+                f"peaks must be positive and finite, got {peaks.bandwidth} B/s and {peaks.flops} FLOP/s"
+            )
+        return cls(ModelShape(**data["model"]), peaks)
 
     def step_floor(self, batch: int, context: int) -> float:
         """The shortest a decode step at ``context`` tokens can take: bytes / bandwidth or FLOPs / rate."""

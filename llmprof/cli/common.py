@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -49,9 +50,10 @@ def rate(units: str, example: str) -> Callable[[str], float]:
 
     def parse(text: str) -> float:
         match = pattern.fullmatch(text)
-        if match is None or not float(match[1]) > 0:
-            raise argparse.ArgumentTypeError(f"expected a positive rate like {example}, got {text!r}")
-        return float(match[1]) * SI_PREFIXES[match[2].upper()]
+        value = float(match[1]) * SI_PREFIXES[match[2].upper()] if match else math.nan
+        if not 0 < value < math.inf:
+            raise argparse.ArgumentTypeError(f"expected a positive, finite rate like {example}, got {text!r}")
+        return value
 
     return parse
 
