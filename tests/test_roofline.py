@@ -498,16 +498,27 @@ def meta_model(config_class, model_class, **config):
 def test_mixture_of_experts_reads_only_the_experts_its_tokens_reach():
     from transformers import MixtralConfig, MixtralForCausalLM
 
-    model = meta_model(MixtralConfig, MixtralForCausalLM, vocab_size=1000, hidden_size=64, intermediate_size=128,
-                       num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, num_local_experts=8,
-                       num_experts_per_tok=2)
+    model = meta_model(
+        MixtralConfig,
+        MixtralForCausalLM,
+        vocab_size=1000,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        num_local_experts=8,
+        num_experts_per_tok=2,
+    )
     shape = model_shape(model)
     expert_bytes = 2 * 8 * 3 * 64 * 128 * 4  # layers x experts x (w1, w2, w3) x hidden x intermediate x fp32
     assert (shape.experts, shape.experts_per_token, shape.expert_bytes) == (8, 2, expert_bytes)
     dense = shape.weight_bytes - expert_bytes
     kv = shape.decode_bytes(1, 0) - shape._weights_read(1)  # the embedding row: no KV at context 0
     assert shape.decode_bytes(1, 0) == round(dense + expert_bytes * 2 / 8) + kv  # top-2 of 8 at batch 1
-    assert shape.decode_bytes(64, 0) - 64 * kv == pytest.approx(shape.weight_bytes, rel=1e-6)  # a big batch: all
+    assert shape.decode_bytes(64, 0) - 64 * kv == pytest.approx(
+        shape.weight_bytes, rel=1e-6
+    )  # a big batch: all
     dense_flops = 2 * (shape.matmul_params - shape.expert_params)
     assert shape.decode_flops(1, 0) == round(dense_flops + 2 * shape.expert_params * 2 / 8)
 
@@ -515,12 +526,38 @@ def test_mixture_of_experts_reads_only_the_experts_its_tokens_reach():
 def test_falcon_multi_query_and_deepseek_latent_attention_cache_sizes():
     from transformers import DeepseekV3Config, DeepseekV3ForCausalLM, FalconConfig, FalconForCausalLM
 
-    falcon = meta_model(FalconConfig, FalconForCausalLM, vocab_size=1000, hidden_size=64, num_hidden_layers=2,
-                        num_attention_heads=4, multi_query=True, new_decoder_architecture=False)
-    assert model_shape(falcon).kv_bytes_per_token == 2 * 2 * 1 * 16 * 4  # layers x K,V x one head x dim x fp32
-    deepseek = meta_model(DeepseekV3Config, DeepseekV3ForCausalLM, vocab_size=1000, hidden_size=64,
-                          intermediate_size=128, moe_intermediate_size=32, num_hidden_layers=2,
-                          num_attention_heads=4, num_key_value_heads=4, kv_lora_rank=32, q_lora_rank=48,
-                          qk_rope_head_dim=8, qk_nope_head_dim=16, v_head_dim=16, n_routed_experts=4,
-                          num_experts_per_tok=2, first_k_dense_replace=1, n_group=1, topk_group=1)
+    falcon = meta_model(
+        FalconConfig,
+        FalconForCausalLM,
+        vocab_size=1000,
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        multi_query=True,
+        new_decoder_architecture=False,
+    )
+    assert (
+        model_shape(falcon).kv_bytes_per_token == 2 * 2 * 1 * 16 * 4
+    )  # layers x K,V x one head x dim x fp32
+    deepseek = meta_model(
+        DeepseekV3Config,
+        DeepseekV3ForCausalLM,
+        vocab_size=1000,
+        hidden_size=64,
+        intermediate_size=128,
+        moe_intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        kv_lora_rank=32,
+        q_lora_rank=48,
+        qk_rope_head_dim=8,
+        qk_nope_head_dim=16,
+        v_head_dim=16,
+        n_routed_experts=4,
+        num_experts_per_tok=2,
+        first_k_dense_replace=1,
+        n_group=1,
+        topk_group=1,
+    )
     assert model_shape(deepseek).kv_bytes_per_token == 2 * (32 + 8) * 4  # layers x (latent + rope key) x fp32

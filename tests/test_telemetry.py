@@ -76,7 +76,9 @@ def test_energy_per_request_and_its_limits():
     time.sleep(0.3)
     counters = sampler.request_end(begin, 0.3)
     elapsed = time.monotonic() - start
-    assert counters["energy_j"] == pytest.approx(elapsed * 350.0, rel=0.02) and counters["energy_note"] is None
+    assert (
+        counters["energy_j"] == pytest.approx(elapsed * 350.0, rel=0.02) and counters["energy_note"] is None
+    )
     begin = sampler.request_begin()
     time.sleep(0.02)  # the counter advances, but the request is shorter than its update period
     short = sampler.request_end(begin, 0.02)
