@@ -134,9 +134,8 @@ class InstalledHooks:
         model._get_stopping_criteria = _wrap_stopping_criteria(model._get_stopping_criteria, recorder)
         if callable(getattr(model, "get_compiled_call", None)):
             model.get_compiled_call = _wrap_compiled_call(model.get_compiled_call, recorder)
-        if callable(
-            getattr(model, "_prefill_chunking", None)
-        ):  # 4.x: chunks run through self.forward, unhooked
+        # transformers 4.x runs prefill chunks through self.forward, which the module hooks cannot see
+        if callable(getattr(model, "_prefill_chunking", None)):
             model._prefill_chunking = _marked_forward(model._prefill_chunking, recorder)
 
     def remove(self) -> None:
@@ -159,9 +158,8 @@ def _wrap_generate(generate: Callable[..., Any], recorder: Recorder) -> Callable
 
     @functools.wraps(generate)
     def profiled_generate(*args: Any, **kwargs: Any) -> Any:
-        if (
-            recorder.active
-        ):  # a generate() inside generate() (e.g. an assistant model) is part of the outer request
+        # a generate() inside generate() (e.g. an assistant model's) is part of the outer request
+        if recorder.active:
             return generate(*args, **kwargs)
         recorder.begin(call_arguments(signature, args, kwargs))
         try:

@@ -191,9 +191,8 @@ class Profiler:
         self._done_flags.append(is_done)
 
     def end(self, output: Any) -> None:
-        """generate() returned: stamp ``t_end``, resolve device times, count real tokens, compute the metrics.
-
-        Never raises into the caller's generate(): a request that cannot be measured is dropped with a warning.
+        """generate() returned: stamp ``t_end``, resolve device times, count real tokens, keep the record (its
+        metrics are computed when :attr:`requests` is read). Never raises into the caller's generate(): a request that cannot be measured is dropped with a warning.
         """
         timeline = self._timeline
         timeline.mark_host(Label.REQUEST_END, self.steps)

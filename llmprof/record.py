@@ -41,9 +41,8 @@ class RawRequest:
     sync_uncertainty_ns: int = 0
     drift_ns: int | None = None
     warmup: bool = False
-    telemetry: dict[str, Any] = field(
-        default_factory=dict
-    )  # per-request counters: energy, CPU time, memory peaks
+    # per-request counters: energy, CPU time, memory peaks
+    telemetry: dict[str, Any] = field(default_factory=dict)
 
     @property
     def batch_size(self) -> int:

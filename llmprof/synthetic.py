@@ -64,9 +64,8 @@ class SyntheticModel(PreTrainedModel, GenerationMixin):
 
     def __init__(self, config: SyntheticConfig):
         super().__init__(config)
-        self.embed = torch.nn.Embedding(
-            config.vocab_size, 1
-        )  # gives the model a vocabulary, a device and a dtype
+        # gives the model a vocabulary, a device and a dtype
+        self.embed = torch.nn.Embedding(config.vocab_size, 1)
         self.forward_log: list[tuple[int, int, int]] = []
         self._forwards = 0
         self._rng = random.Random(config.seed)

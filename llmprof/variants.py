@@ -125,12 +125,10 @@ class PreparedVariant:
         self.variant = variant
         self.model = model
         self._attn = variant.attn or base_attn
-        self._compiled = (
-            torch.compile(model.forward) if variant.compile else None
-        )  # set per turn by activate()
-        self._ours = (
-            compiled_forwards  # ids of every variant's compiled forward: the only ones activate() removes
-        )
+        # set on the model per turn by activate()
+        self._compiled = torch.compile(model.forward) if variant.compile else None
+        # ids of every variant's compiled forward: the only forwards activate() removes
+        self._ours = compiled_forwards
         if self._compiled is not None:
             compiled_forwards.add(id(self._compiled))
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from llmprof.cli.common import CliError, check_output_path
 from llmprof.cli.compare import add_comparison_output, emit_comparison
-from llmprof.cli.workload import add_workload_options, failure, load_workload, progress, roofline
+from llmprof.cli.workload import add_workload_options, close_run, failure, load_workload, progress, roofline
 
 VARIABLE_LABELS = {
     "dtype": "dtype",
@@ -52,8 +52,8 @@ def main(args: argparse.Namespace) -> int:
     from llmprof.environment import capture_environment
     from llmprof.profiler import Profiler
     from llmprof.report.comparison import ComparisonReport
-    from llmprof.report.json_format import Run, save_run
-    from llmprof.runner import is_steady, profiled_call, warm_up
+    from llmprof.report.json_format import Run
+    from llmprof.runner import profiled_call, warm_up
     from llmprof.variants import Variant, VariantError, prepare
 
     for path, option in ((args.json_a, "--json-a"), (args.json_b, "--json-b"), (args.output, "--output")):
@@ -114,20 +114,8 @@ def main(args: argparse.Namespace) -> int:
     finally:
         for profiler in profilers.values():
             profiler.detach()
-    for run, p in zip(runs, prepared):
-        run.telemetry = profilers[id(p.model)].telemetry
-        run.interrupted = status != 0
-        warmups = [r for r in run.records if r.warmup]
-        run.config["warmup_calls"] = len(warmups)
-        if args.warmup is None and status == 0 and not is_steady(warmups):
-            print(
-                f"llmprof: warning: variant {p.variant.name} was not steady after {len(warmups)} warm-up calls",
-                file=sys.stderr,
-            )
-    for run, path in zip(runs, (args.json_a, args.json_b)):
-        if path:
-            save_run(run, path)
-            print(f"run saved to {path}", file=sys.stderr)
+    for run, p, path in zip(runs, prepared, (args.json_a, args.json_b)):
+        close_run(run, profilers[id(p.model)].telemetry, status, args, f"variant {p.variant.name} was ", path)
     if all(r.measured for r in runs):
         variables = [
             label

@@ -10,7 +10,7 @@ import sys
 
 from llmprof.cli.common import CliError, check_output_path
 from llmprof.cli.output import add_output_options, check_output_options, emit
-from llmprof.cli.workload import add_workload_options, failure, load_workload, progress, roofline
+from llmprof.cli.workload import add_workload_options, close_run, failure, load_workload, progress, roofline
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
@@ -32,8 +32,8 @@ def main(args: argparse.Namespace) -> int:
     check_output_options(args)
     from llmprof.environment import capture_environment
     from llmprof.profiler import Profiler
-    from llmprof.report.json_format import Run, save_run
-    from llmprof.runner import is_steady, repeat_generate
+    from llmprof.report.json_format import Run
+    from llmprof.runner import repeat_generate
     from llmprof.variants import VariantError, apply_patch, compile_forward, load_patch
 
     try:
@@ -65,15 +65,7 @@ def main(args: argparse.Namespace) -> int:
         except (KeyboardInterrupt, Exception) as exc:  # noqa: BLE001 - e.g. out of memory: keep what was measured
             status = 130 if isinstance(exc, KeyboardInterrupt) else 1
             print(failure(exc, len(run.measured), args.repeats), file=sys.stderr)
-    warmups = [r for r in run.records if r.warmup]
-    run.config["warmup_calls"] = len(warmups)
-    if args.warmup is None and status == 0 and not is_steady(warmups):
-        print(f"llmprof: warning: not steady after {len(warmups)} warm-up calls", file=sys.stderr)
-    run.telemetry = profiler.telemetry
-    run.interrupted = status != 0
-    if args.json:
-        save_run(run, args.json)
-        print(f"run saved to {args.json}", file=sys.stderr)
+    close_run(run, profiler.telemetry, status, args, path=args.json)
     if run.measured:
         emit(run, args)
     return status

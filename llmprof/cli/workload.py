@@ -213,3 +213,27 @@ def failure(exc: BaseException, measured: int, repeats: int) -> str:
         f"{line_break()}llmprof: error: generate() failed after {measured} of {repeats} repeats: "
         f"{type(exc).__name__}: {text[0] if text else ''}"
     )
+
+
+def close_run(
+    run: Any,
+    telemetry: dict[str, Any] | None,
+    status: int,
+    args: argparse.Namespace,
+    name: str = "",
+    path: str | None = None,
+) -> None:
+    """Finish a run's record after its calls: telemetry, whether it was cut short, how many warm-ups it took
+    (warning when ``--warmup auto`` never settled), then save it to ``path`` if one was given."""
+    from llmprof.report.json_format import save_run
+    from llmprof.runner import is_steady
+
+    run.telemetry = telemetry
+    run.interrupted = status != 0
+    warmups = [r for r in run.records if r.warmup]
+    run.config["warmup_calls"] = len(warmups)
+    if args.warmup is None and status == 0 and not is_steady(warmups):
+        print(f"llmprof: warning: {name}not steady after {len(warmups)} warm-up calls", file=sys.stderr)
+    if path:
+        save_run(run, path)
+        print(f"run saved to {path}", file=sys.stderr)
