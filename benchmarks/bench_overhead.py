@@ -18,8 +18,8 @@ import torch
 from fixed_length import fixed_length
 
 from llmprof import profile
-from llmprof.models import load_model
-from llmprof.synthetic import synthetic_model, synthetic_prompt
+from llmprof.workloads.models import load_model
+from llmprof.workloads.synthetic import synthetic_model, synthetic_prompt
 
 
 def wall(model, inputs, tokens: int) -> float:

@@ -14,8 +14,8 @@ import time
 
 import torch
 
-from llmprof import peak
-from llmprof.models import DTYPES
+from llmprof.capture import peak
+from llmprof.workloads.models import DTYPES
 
 
 def main() -> None:

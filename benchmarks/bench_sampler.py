@@ -14,8 +14,8 @@ import torch
 from fixed_length import fixed_length
 
 from llmprof import Profiler
-from llmprof.models import load_model
-from llmprof.sampling import make_sampler
+from llmprof.capture.sampling import make_sampler
+from llmprof.workloads.models import load_model
 
 
 def sample_cost(samples: int = 2000) -> tuple[str, float, float]:

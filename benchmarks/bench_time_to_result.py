@@ -15,7 +15,7 @@ import time
 
 BARE = """
 import sys, torch
-from llmprof.models import load_model
+from llmprof.workloads.models import load_model
 from llmprof.cli.workload import DEFAULT_PROMPT_LEN
 calls, tokens = int(sys.argv[1]), int(sys.argv[2])
 loaded = load_model("demo", "auto", "auto")

@@ -15,7 +15,7 @@ import sys
 import torch
 
 import llmprof
-from llmprof.synthetic import synthetic_model, synthetic_prompt
+from llmprof.workloads.synthetic import synthetic_model, synthetic_prompt
 
 
 def cycles_per_ms() -> float:

@@ -1,20 +1,31 @@
 """llmprof: precise, low-overhead profiling of LLM and multimodal-LLM inference (TTFT, TPOT, latency, TPS).
 
-``Profiler`` and ``profile`` import torch on first use, so the reporters work on a machine without it.
+``Profiler`` and ``profile`` import torch on first use, so the analysis and the reporters work on a machine
+without it. The layers are described in docs/architecture.md.
 """
 
 from typing import Any
 
-from llmprof.metrics import Breakdown, RequestMetrics
-from llmprof.record import Label, RawRequest
+from llmprof.analysis.metrics import Breakdown, RequestMetrics
+from llmprof.analysis.record import Label, RawRequest
+from llmprof.errors import LlmprofError
 
 __version__ = "0.1.0"
-__all__ = ["Breakdown", "Label", "Profiler", "RawRequest", "RequestMetrics", "__version__", "profile"]
+__all__ = [
+    "Breakdown",
+    "Label",
+    "LlmprofError",
+    "Profiler",
+    "RawRequest",
+    "RequestMetrics",
+    "__version__",
+    "profile",
+]
 
 
 def __getattr__(name: str) -> Any:
     if name in ("Profiler", "profile"):
-        from llmprof import profiler
+        from llmprof.capture import profiler
 
         return getattr(profiler, name)
     raise AttributeError(f"module 'llmprof' has no attribute {name!r}")

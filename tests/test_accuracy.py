@@ -6,7 +6,7 @@ import time
 import pytest
 
 import llmprof
-from llmprof.synthetic import synthetic_model, synthetic_prompt
+from llmprof.workloads.synthetic import synthetic_model, synthetic_prompt
 
 PREFILL_MS, DECODE_MS = 40.0, 15.0
 

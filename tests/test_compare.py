@@ -10,10 +10,10 @@ from run_cli import run_llmprof
 from timelines import host_marks, record
 
 import llmprof
-from llmprof.compare import NO_DIFFERENCE, compare_values, setup_differences
-from llmprof.report.json_format import Run, save_run
-from llmprof.runner import is_steady, warm_up
-from llmprof.synthetic import save_synthetic, synthetic_model, synthetic_prompt
+from llmprof.analysis.compare import NO_DIFFERENCE, compare_values, setup_differences
+from llmprof.runfile import Run, save_run
+from llmprof.workloads.runner import is_steady, warm_up
+from llmprof.workloads.synthetic import save_synthetic, synthetic_model, synthetic_prompt
 
 
 def samples(rng, n, scale, sigma=0.02):
@@ -149,7 +149,7 @@ def test_ab_interleaves_and_finds_the_slower_patch(synthetic_dir, tmp_path):
     low, high = (float(v) for v in forward.split(" | ")[4].split(" - "))
     assert low <= 1.10 <= high
     # A and B alternated: their calls interleave in time
-    a, b = (llmprof.report.json_format.load_run(tmp_path / f"{x}.json") for x in "ab")
+    a, b = (llmprof.runfile.load_run(tmp_path / f"{x}.json") for x in "ab")
     starts = sorted([(r.host_ns[0], "A") for r in a.measured] + [(r.host_ns[0], "B") for r in b.measured])
     assert "".join(name for _, name in starts) == "AB" * 6
     assert b.config["variant"]["patch"] == "kernels:slower"
@@ -201,7 +201,7 @@ def test_patch_is_applied_once_and_recorded(synthetic_dir, tmp_path):
         cwd=synthetic_dir.parent,
     )
     assert result.returncode == 0, result.stderr
-    run = llmprof.report.json_format.load_run(tmp_path / "r.json")
+    run = llmprof.runfile.load_run(tmp_path / "r.json")
     assert run.config["patch"] == "kernels:slower"
     assert run.metrics()[-1].breakdown.decode_forward == pytest.approx(0.0088, rel=0.05)  # 8 ms x 1.1, once
 

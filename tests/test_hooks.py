@@ -191,7 +191,7 @@ def test_vision_language_models_report_the_vision_encoder(build):
 
 
 def test_stop_strings_count_tokens_up_to_the_stop():
-    from llmprof.models import train_demo_tokenizer
+    from llmprof.workloads.demo import train_demo_tokenizer
 
     tokenizer = train_demo_tokenizer()
     model, inputs = tiny_llama(vocab_size=len(tokenizer)), prompt(batch=2, seed=4)

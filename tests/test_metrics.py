@@ -4,8 +4,8 @@ import pytest
 from timelines import host_marks as steady
 from timelines import record
 
-from llmprof.metrics import compute_request
-from llmprof.record import Label
+from llmprof.analysis.metrics import compute_request
+from llmprof.analysis.record import Label
 
 
 def test_single_sequence_metrics_match_definitions():

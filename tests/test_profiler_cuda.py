@@ -5,7 +5,7 @@ import pytest
 
 import llmprof
 from llmprof import _core
-from llmprof.synthetic import synthetic_model, synthetic_prompt
+from llmprof.workloads.synthetic import synthetic_model, synthetic_prompt
 
 DELAY_MS = 5.0
 

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from llmprof.record import Label, RawRequest
+from llmprof.analysis.record import Label, RawRequest
+from llmprof.errors import RunFormatError
 from llmprof.report import render
-from llmprof.report.json_format import Run, RunFormatError, load_run, save_run, write_atomic
+from llmprof.runfile import Run, load_run, save_run, write_atomic
 
 GOLDEN = Path(__file__).parent / "golden"
 MS = 1_000_000
@@ -237,7 +238,7 @@ def test_a_record_without_its_token_marks_is_a_malformed_run(tmp_path):
 
 
 def test_plot_draws_the_hardware_floor_when_the_run_has_a_roofline(saved_run):
-    from llmprof.roofline import ModelShape, Peaks, Roofline
+    from llmprof.analysis.roofline import ModelShape, Peaks, Roofline
 
     shape = ModelShape(
         parameters=10**6,

@@ -15,14 +15,17 @@ from timelines import host_marks, record
 from tiny_models import TEXT, tiny_llama, tiny_llava
 from transformers import LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM
 
-from llmprof import peak
+from llmprof.analysis import registry
+from llmprof.analysis.cards import lookup_card
+from llmprof.analysis.metrics import compute_request
+from llmprof.analysis.record import Label
+from llmprof.analysis.roofline import ModelShape, Peaks, RequestRoofline, Roofline, verdict
+from llmprof.capture import peak
+from llmprof.capture.model_shape import model_shape, storage_bytes
 from llmprof.cli.common import rate
-from llmprof.metrics import compute_request
-from llmprof.model_shape import model_shape, storage_bytes
-from llmprof.record import Label
+from llmprof.errors import RunFormatError
 from llmprof.report import render
-from llmprof.report.json_format import Run, RunFormatError, load_run, save_run
-from llmprof.roofline import ModelShape, Peaks, RequestRoofline, Roofline, lookup_card, verdict
+from llmprof.runfile import Run, load_run, save_run
 
 LLAMA3_8B = {
     "vocab_size": 128256,
@@ -36,6 +39,11 @@ LLAMA3_8B = {
     "tie_word_embeddings": False,
 }
 H100_SXM = "NVIDIA H100 80GB HBM3"
+
+
+def run_summaries(run):
+    """Every request and roofline metric of ``run`` summarized over its measured repeats."""
+    return registry.summaries(run.metrics()) | registry.summaries(run.roofline_analyses(), registry.ROOFLINE)
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +87,7 @@ def test_the_shape_is_the_same_on_transformers_4_and_5(llama3_8b):
     code = (
         "import torch, json\n"
         "from transformers import LlamaConfig, LlamaForCausalLM\n"
-        "from llmprof.model_shape import model_shape\n"
+        "from llmprof.capture.model_shape import model_shape\n"
         "with torch.device('meta'):\n"
         f"    model = LlamaForCausalLM(LlamaConfig(**{LLAMA3_8B!r})).to(torch.bfloat16)\n"
         "s = model_shape(model)\n"
@@ -397,8 +405,8 @@ def test_reports_show_the_roofline_and_round_trip_it(tmp_path):
     assert "| MFU, prefill forward (%) | 25.00 |" in md
     assert "- bound: neither bandwidth nor compute. Decode moves bytes at 50%" in md
     assert "Roofline (per request" in render(loaded, "table")
-    summary = json.loads(path.read_text())["summary"]
-    assert summary["mbu"]["median"] == pytest.approx(0.5)
+    summary = run_summaries(loaded)
+    assert summary["mbu"].median == pytest.approx(0.5)
     steps = render(loaded, "csv", per_step=True).splitlines()
     assert steps[0].endswith(",floor_s,mbu") and len(steps) == 1 + 3 * 5
     assert "mbu" in render(loaded, "csv").splitlines()[0].split(",")
@@ -467,12 +475,12 @@ def test_demo_run_on_cpu_prints_floor_mbu_and_mfu_from_a_measured_bandwidth(tmp_
         assert row in result.stdout
     assert "(measured)" in result.stdout and "bound: " in result.stdout
     data = json.loads(path.read_text())
-    peaks, summary = data["roofline"]["peaks"], data["summary"]
+    peaks, summary = data["roofline"]["peaks"], run_summaries(load_run(path))
     assert peaks["bandwidth_source"] == peaks["flops_source"] == "measured"
     assert 1e9 < peaks["bandwidth"] < 1e13  # a CPU's memory bandwidth, bytes/s
-    assert 0 < summary["mbu"]["max"] < 1  # plausible: below the measured peak
-    assert 0 < summary["floor_tpot"]["median"] < summary["tpot"]["median"]
-    assert 0 < summary["mfu_prefill"]["median"] and math.isfinite(summary["mfu_prefill"]["median"])
+    assert 0 < summary["mbu"].max < 1  # plausible: below the measured peak
+    assert 0 < summary["floor_tpot"].median < summary["tpot"].median
+    assert 0 < summary["mfu_prefill"].median and math.isfinite(summary["mfu_prefill"].median)
     # report renders it without torch
     code = (
         "import sys\n"

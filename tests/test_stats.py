@@ -6,7 +6,7 @@ import statistics
 import numpy as np
 import pytest
 
-from llmprof.stats import bootstrap_ci, percentile, summarize
+from llmprof.analysis.stats import bootstrap_ci, percentile, summarize
 
 
 @pytest.mark.parametrize("q", [0, 10, 50, 90, 99, 100])

@@ -9,11 +9,11 @@ import pytest
 from fake_nvml import FakeNvml
 
 import llmprof
-from llmprof.record import Label, RawRequest
-from llmprof.sampling import NvmlSampler, ProcessSampler, make_sampler
-from llmprof.sampling.base import MAX_INTERVAL_S, MIN_INTERVAL_S, default_interval
-from llmprof.synthetic import synthetic_model, synthetic_prompt
-from llmprof.telemetry import request_telemetry, run_warnings
+from llmprof.analysis.record import Label, RawRequest
+from llmprof.analysis.telemetry import request_telemetry, run_warnings
+from llmprof.capture.sampling import NvmlSampler, ProcessSampler, make_sampler
+from llmprof.capture.sampling.base import MAX_INTERVAL_S, MIN_INTERVAL_S, default_interval
+from llmprof.workloads.synthetic import synthetic_model, synthetic_prompt
 
 
 def run_sampler(sampler, seconds=0.15):
@@ -360,7 +360,7 @@ def test_a_sampler_that_cannot_start_leaves_the_model_untouched():
 
 
 def test_own_process_is_never_another_process_in_a_container():
-    from llmprof.sampling.nvml import own_pids
+    from llmprof.capture.sampling.nvml import own_pids
 
     fake = FakeNvml()
     fake.other_pids = [*own_pids(), 4242]

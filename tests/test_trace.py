@@ -8,10 +8,11 @@ from collections import Counter
 import pytest
 from timelines import MS, host_marks, record
 
-from llmprof.metrics import compute_request
-from llmprof.record import Label
-from llmprof.report.json_format import Run
-from llmprof.report.trace import HOST_BACKEND_NOTE, build_trace, render_trace
+from llmprof.analysis.metrics import compute_request
+from llmprof.analysis.record import Label
+from llmprof.report import render
+from llmprof.report.trace import HOST_BACKEND_NOTE, build_trace
+from llmprof.runfile import Run
 
 PHASES = {"B", "E", "X", "i", "I", "C", "M", "b", "n", "e", "s", "t", "f", "P", "O", "N", "D", "R", "c"}
 THREAD_IDS = {"requests": 1, "host": 2, "device": 3, "tokens": 4}
@@ -98,7 +99,7 @@ def within(items, span):
 
 def test_rendered_trace_is_valid_json_of_the_built_document():
     for run in (host_run(), cuda_run()):
-        doc = json.loads(render_trace(run))
+        doc = json.loads(render(run, "trace"))
         assert_valid_trace(doc)
         assert doc == json.loads(json.dumps(build_trace(run)))
 
@@ -223,7 +224,7 @@ def test_reversed_spans_are_clipped_to_zero():
 def test_truncated_record_still_renders_with_the_reason():
     marks = host_marks(3, start=0.0)[:-3]  # interrupted: no token 3, no request end
     run = Run(config={}, environment={}, records=[record(marks, [3])], interrupted=True)
-    doc = json.loads(render_trace(run))
+    doc = json.loads(render(run, "trace"))
     assert_valid_trace(doc)
     span = events(doc, THREAD_IDS["requests"])[0]
     assert "lacks the request start or end mark" in span["args"]["error"]

@@ -1,6 +1,6 @@
 """Hand-built timelines whose answers are known exactly, shared by the metrics and reporter tests."""
 
-from llmprof.record import Label, RawRequest
+from llmprof.analysis.record import Label, RawRequest
 
 MS = 1_000_000  # ns
 

@@ -1,50 +1,72 @@
-"""``python -m llmprof [SUBCOMMAND]``: one module per subcommand. No subcommand runs the built-in demo."""
+"""``python -m llmprof [SUBCOMMAND]``: one module per subcommand. No subcommand runs the built-in demo.
+
+Every user-facing failure is an :class:`llmprof.errors.LlmprofError`: :func:`main` prints it as one line and
+exits with its code; ``--debug`` shows the full traceback instead."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 from typing import NoReturn
 
 from llmprof.cli import ab, compare, report, run
-from llmprof.cli.common import CliError
+from llmprof.errors import LlmprofError, UsageError
+
+DEBUG = "--debug"
+DEBUG_HELP = "on an error, show the full traceback instead of one line"
 
 
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors (no usage dump) and exit status 2."""
 
     def error(self, message: str) -> NoReturn:
-        raise CliError(message)
+        raise UsageError(message)
 
 
 SUBCOMMANDS = {"run": run, "report": report, "compare": compare, "ab": ab}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="llmprof", description=__doc__)
+    parser = _Parser(prog="llmprof", description=__doc__.split("\n\n")[0])
+    parser.add_argument(DEBUG, action="store_true", help=DEBUG_HELP)
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
     for name, module in SUBCOMMANDS.items():
-        module.add_parser(
-            sub.add_parser(name, help=module.__doc__.splitlines()[0], description=module.__doc__)
-        )
+        command = sub.add_parser(name, help=module.__doc__.splitlines()[0], description=module.__doc__)
+        module.add_parser(command)
+        command.add_argument(DEBUG, action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
     return parser
+
+
+def _with_subcommand(argv: list[str]) -> list[str]:
+    """``llmprof [--debug] [OPTIONS]`` without a subcommand is ``llmprof [--debug] run [OPTIONS]``."""
+    i = 0
+    while i < len(argv) and argv[i] == DEBUG:
+        i += 1
+    if i == len(argv) or argv[i].startswith("-") and argv[i] not in ("-h", "--help"):
+        return [*argv[:i], "run", *argv[i:]]
+    return argv
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the CLI; returns the exit status."""
     argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
-        argv = ["run", *argv]
+    debug = DEBUG in argv  # known before parsing, so that a parse error can show its traceback too
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser().parse_args(_with_subcommand(argv))
         return SUBCOMMANDS[args.command].main(args)
-    except CliError as exc:
-        print(f"llmprof: error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:  # e.g. an output file that cannot be written
-        where = f": {exc.filename}" if exc.filename else ""
-        print(f"llmprof: error: {exc.strerror or exc}{where}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         print("llmprof: interrupted", file=sys.stderr)
         return 130
+    except (LlmprofError, OSError) as exc:  # OSError: e.g. an output file that cannot be written
+        if debug:
+            traceback.print_exc()
+        else:
+            print(f"llmprof: error: {_one_line(exc)}", file=sys.stderr)
+        return exc.exit_code if isinstance(exc, LlmprofError) else 1
+
+
+def _one_line(exc: LlmprofError | OSError) -> str:
+    if isinstance(exc, OSError):
+        return f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
+    return str(exc)

@@ -12,16 +12,10 @@ import argparse
 import sys
 from typing import Any
 
-from llmprof.cli.common import CliError, check_output_path
+from llmprof.cli.common import check_output_path
 from llmprof.cli.compare import add_comparison_output, emit_comparison
 from llmprof.cli.workload import add_workload_options, close_run, failure, load_workload, progress, roofline
-
-VARIABLE_LABELS = {
-    "dtype": "dtype",
-    "attn": "attn",
-    "compile": "compile",
-    "patch": "patch",
-}  # Variant -> setup label
+from llmprof.errors import UsageError
 
 
 def _settings(variant: Any, base: dict[str, Any]) -> dict[str, Any]:
@@ -48,24 +42,21 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Run both variants interleaved and compare them; returns the exit status."""
-    from llmprof.compare import compare_runs, setup_differences
-    from llmprof.environment import capture_environment
-    from llmprof.profiler import Profiler
+    from llmprof.analysis.compare import compare_runs, setup_differences
+    from llmprof.capture.environment import capture_environment
+    from llmprof.capture.profiler import Profiler
     from llmprof.report.comparison import ComparisonReport
-    from llmprof.report.json_format import Run
-    from llmprof.runner import profiled_call, warm_up
-    from llmprof.variants import Variant, VariantError, prepare
+    from llmprof.runfile import Run
+    from llmprof.workloads.runner import profiled_call, warm_up
+    from llmprof.workloads.variants import KEYS, Variant, prepare
 
     for path, option in ((args.json_a, "--json-a"), (args.json_b, "--json-b"), (args.output, "--output")):
         check_output_path(path, option)
-    try:
-        variants = [Variant.parse("A", args.a), Variant.parse("B", args.b)]
-        workload = load_workload(args)
-        prepared = prepare(workload.loaded.model, variants)
-        for p in prepared:  # a bad setting (e.g. an unknown attention implementation) fails before any work
-            p.activate()
-    except VariantError as exc:
-        raise CliError(str(exc)) from None
+    variants = [Variant.parse("A", args.a), Variant.parse("B", args.b)]
+    workload = load_workload(args)
+    prepared = prepare(workload.loaded.model, variants)
+    for p in prepared:  # a bad setting (e.g. an unknown attention implementation) fails before any work
+        p.activate()
     profilers = {}
     for p in prepared:  # one profiler per model instance: variants that share the model share it
         profilers.setdefault(
@@ -87,10 +78,7 @@ def main(args: argparse.Namespace) -> int:
 
     def call(index: int, warmup: bool):
         p = prepared[index]
-        try:
-            p.activate()
-        except VariantError as exc:
-            raise CliError(str(exc)) from None
+        p.activate()
         record = profiled_call(profilers[id(p.model)], workload.inputs, warmup, **workload.generate_kwargs)
         runs[index].records.append(record)
         progress(len(runs[index].records), None, record, name=f"{p.variant.name} ")
@@ -107,21 +95,17 @@ def main(args: argparse.Namespace) -> int:
             for index in range(2):
                 call(index, False)
     except (KeyboardInterrupt, Exception) as exc:
-        if isinstance(exc, CliError):
+        if isinstance(exc, UsageError):  # a variant that cannot be applied: nothing to keep
             raise
         status = 130 if isinstance(exc, KeyboardInterrupt) else 1
-        print(failure(exc, min(len(r.measured) for r in runs), args.repeats), file=sys.stderr)
+        print(failure(exc, min(len(r.measured) for r in runs), args.repeats, args), file=sys.stderr)
     finally:
         for profiler in profilers.values():
             profiler.detach()
     for run, p, path in zip(runs, prepared, (args.json_a, args.json_b)):
         close_run(run, profilers[id(p.model)].telemetry, status, args, f"variant {p.variant.name} was ", path)
     if all(r.measured for r in runs):
-        variables = [
-            label
-            for key, label in VARIABLE_LABELS.items()
-            if getattr(variants[0], key) != getattr(variants[1], key)
-        ]
+        variables = [key for key in KEYS if getattr(variants[0], key) != getattr(variants[1], key)]
         warnings = setup_differences(runs[0], runs[1], variables)
         emit_comparison(
             [

@@ -1,4 +1,4 @@
-"""What the subcommands share: the user-error type and argument checkers."""
+"""What the subcommands share: argument checkers (user errors are :class:`llmprof.errors.UsageError`)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,9 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
+from llmprof.errors import UsageError
+
 SI_PREFIXES = {"": 1.0, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15}
-
-
-class CliError(Exception):
-    """A user error: printed as one line, exit status 2."""
 
 
 def positive_int(text: str) -> int:
@@ -79,6 +77,6 @@ def check_output_path(path: str | None, option: str) -> None:
         return
     target = Path(path)
     if target.is_dir():
-        raise CliError(f"{option} {path}: is a directory")
+        raise UsageError(f"{option} {path}: is a directory")
     if not target.parent.is_dir():
-        raise CliError(f"{option} {path}: directory {str(target.parent)!r} does not exist")
+        raise UsageError(f"{option} {path}: directory {str(target.parent)!r} does not exist")

@@ -6,7 +6,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from llmprof.cli.common import CliError, check_output_path
+from llmprof.cli.common import check_output_path
+from llmprof.errors import UsageError
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
@@ -26,7 +27,7 @@ def add_comparison_output(parser: argparse.ArgumentParser) -> None:
 def emit_comparison(reports: list, args: argparse.Namespace) -> None:
     """Render the comparison reports as asked, to the output or stdout."""
     from llmprof.report.comparison import render_comparison_markdown, render_comparison_table
-    from llmprof.report.json_format import write_atomic
+    from llmprof.runfile import write_atomic
 
     text = render_comparison_markdown(reports) if args.format == "md" else render_comparison_table(reports)
     if args.output is None:
@@ -38,21 +39,18 @@ def emit_comparison(reports: list, args: argparse.Namespace) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Load the runs and compare each with the first; returns the exit status."""
-    from llmprof.compare import compare_runs, setup_differences
+    from llmprof.analysis.compare import compare_runs, setup_differences
     from llmprof.report.comparison import ComparisonReport
-    from llmprof.report.json_format import RunFormatError, load_run
+    from llmprof.runfile import load_run
 
     if len(args.runs) < 2:
-        raise CliError("compare needs at least two runs: A.json B.json [C.json ...]")
+        raise UsageError("compare needs at least two runs: A.json B.json [C.json ...]")
     check_output_path(args.output, "--output")
     runs = []
     for path in args.runs:
-        try:
-            run = load_run(path)
-        except RunFormatError as exc:
-            raise CliError(str(exc)) from None
+        run = load_run(path)
         if not run.measured:
-            raise CliError(f"{path}: the run has no measured request")
+            raise UsageError(f"{path}: the run has no measured request")
         runs.append(run)
     reports = [
         ComparisonReport(args.runs[0], path, compare_runs(runs[0], run), setup_differences(runs[0], run))

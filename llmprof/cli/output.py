@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from llmprof.cli.common import CliError, check_output_path
+from llmprof.cli.common import check_output_path
+from llmprof.errors import UsageError
 from llmprof.report import BINARY_FORMATS, FORMATS
 
 
@@ -29,31 +30,22 @@ def check_output_options(args: argparse.Namespace) -> None:
     """Fail before any work on options that cannot be honoured."""
     check_output_path(args.output, "--output")
     if args.format in BINARY_FORMATS and args.output is None:
-        raise CliError(f"--format {args.format} writes a PNG: give it a file with -o/--output")
+        raise UsageError(f"--format {args.format} writes a PNG: give it a file with -o/--output")
     if args.per_step and args.format != "csv":
-        raise CliError("--per-step goes with --format csv")
+        raise UsageError("--per-step goes with --format csv")
     if args.format == "plot":
-        from llmprof.report.plot import PlotUnavailable, check_available
+        from llmprof.report.plot import check_available
 
-        try:
-            check_available()
-        except PlotUnavailable as exc:
-            raise CliError(str(exc)) from None
+        check_available()
 
 
 def emit(run: object, args: argparse.Namespace) -> None:
     """Render ``run`` as asked and write it to the output (or stdout)."""
-    from llmprof.report import render
-    from llmprof.report.json_format import write_atomic
+    from llmprof.report import render, renderer
+    from llmprof.runfile import write_atomic
 
-    if args.format == "table" and args.output is None:
-        from llmprof.report.table import render_table
-
-        render_table(run)  # straight to the terminal, with its colours
+    if args.output is None:  # straight to the terminal (the table with its colours)
+        renderer(args.format, per_step=args.per_step)(run, sys.stdout)
         return
-    data = render(run, args.format, per_step=args.per_step)
-    if args.output is None:
-        sys.stdout.write(data)
-        return
-    write_atomic(args.output, data)
+    write_atomic(args.output, render(run, args.format, per_step=args.per_step))
     print(f"{args.format} written to {args.output}", file=sys.stderr)

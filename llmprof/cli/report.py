@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from llmprof.cli.common import CliError
 from llmprof.cli.output import add_output_options, check_output_options, emit
+from llmprof.errors import UsageError
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
@@ -16,14 +16,11 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Load the run and render it; returns the exit status."""
-    from llmprof.report.json_format import RunFormatError, load_run
+    from llmprof.runfile import load_run
 
     check_output_options(args)
-    try:
-        run = load_run(args.run)
-    except RunFormatError as exc:
-        raise CliError(str(exc)) from None
+    run = load_run(args.run)
     if not run.measured:
-        raise CliError(f"{args.run}: the run has no measured request")
+        raise UsageError(f"{args.run}: the run has no measured request")
     emit(run, args)
     return 0

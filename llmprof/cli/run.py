@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from llmprof.cli.common import CliError, check_output_path
+from llmprof.cli.common import check_output_path
 from llmprof.cli.output import add_output_options, check_output_options, emit
 from llmprof.cli.workload import add_workload_options, close_run, failure, load_workload, progress, roofline
 
@@ -30,21 +30,18 @@ def main(args: argparse.Namespace) -> int:
     """Run the profile; returns the exit status (130 when interrupted, 1 when generate() failed)."""
     check_output_path(args.json, "--json")
     check_output_options(args)
-    from llmprof.environment import capture_environment
-    from llmprof.profiler import Profiler
-    from llmprof.report.json_format import Run
-    from llmprof.runner import repeat_generate
-    from llmprof.variants import VariantError, apply_patch, compile_forward, load_patch
+    from llmprof.capture.environment import capture_environment
+    from llmprof.capture.profiler import Profiler
+    from llmprof.runfile import Run
+    from llmprof.workloads.runner import repeat_generate
+    from llmprof.workloads.variants import apply_patch, compile_forward, load_patch
 
-    try:
-        if args.patch:
-            load_patch(args.patch)  # a missing module or function fails before the model is loaded
-        workload = load_workload(args)
-        model = workload.loaded.model
-        if args.patch:
-            apply_patch(model, args.patch)
-    except VariantError as exc:
-        raise CliError(str(exc)) from None
+    if args.patch:
+        load_patch(args.patch)  # a missing module or function fails before the model is loaded
+    workload = load_workload(args)
+    model = workload.loaded.model
+    if args.patch:
+        apply_patch(model, args.patch)
     # after the patch, which may change the weights; before compiling
     shape_and_peaks = roofline(model, workload.loaded.device, args)
     if args.compile:
@@ -64,7 +61,7 @@ def main(args: argparse.Namespace) -> int:
                 progress(i, total, record)
         except (KeyboardInterrupt, Exception) as exc:  # noqa: BLE001 - e.g. out of memory: keep what was measured
             status = 130 if isinstance(exc, KeyboardInterrupt) else 1
-            print(failure(exc, len(run.measured), args.repeats), file=sys.stderr)
+            print(failure(exc, len(run.measured), args.repeats, args), file=sys.stderr)
     close_run(run, profiler.telemetry, status, args, path=args.json)
     if run.measured:
         emit(run, args)

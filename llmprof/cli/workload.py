@@ -6,10 +6,12 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import traceback
 from dataclasses import dataclass
 from typing import Any
 
-from llmprof.cli.common import CliError, non_negative_int, positive_float, positive_int, rate, seed
+from llmprof.cli.common import non_negative_int, positive_float, positive_int, rate, seed
+from llmprof.errors import UsageError
 
 DEFAULT_PROMPT_LEN = 128
 
@@ -87,15 +89,12 @@ class Workload:
 
 
 def load_workload(args: argparse.Namespace) -> Workload:
-    """Load the model and build the prompts; user errors become CliError."""
+    """Load the model and build the prompts; raises UsageError (ModelLoadError) for a bad workload."""
     import torch
 
-    from llmprof.models import ModelLoadError, load_model
+    from llmprof.workloads.models import load_model
 
-    try:
-        loaded = load_model(args.model, args.device, args.dtype, args.attn_implementation)
-    except ModelLoadError as exc:
-        raise CliError(str(exc)) from None
+    loaded = load_model(args.model, args.device, args.dtype, args.attn_implementation)
     inputs, prompt_tokens, tokenize_s = _make_inputs(loaded, args)
     torch.manual_seed(args.seed)
     config = {
@@ -120,9 +119,9 @@ def load_workload(args: argparse.Namespace) -> Workload:
 def roofline(model: Any, device: Any, args: argparse.Namespace) -> dict[str, Any] | None:
     """The model's shape and the device's peaks, for the run's ``roofline``; None, said on stderr, when the
     model cannot be sized or the peaks cannot be measured."""
-    from llmprof.model_shape import model_shape
-    from llmprof.peak import resolve_peaks
-    from llmprof.roofline import Roofline, si
+    from llmprof.analysis.roofline import Roofline, si
+    from llmprof.capture.model_shape import model_shape
+    from llmprof.capture.peak import resolve_peaks
 
     try:
         shape = model_shape(model)
@@ -152,7 +151,7 @@ def _make_inputs(loaded: Any, args: argparse.Namespace) -> tuple[dict[str, Any],
         ids = tokenizer(args.prompt, return_tensors="pt").input_ids
         tokenize_s = time.perf_counter() - start
         if ids.shape[1] == 0:
-            raise CliError("--prompt tokenizes to zero tokens")
+            raise UsageError("--prompt tokenizes to zero tokens")
         ids = ids.repeat(args.batch_size, 1)
     else:
         length = args.prompt_len or DEFAULT_PROMPT_LEN
@@ -164,7 +163,7 @@ def _make_inputs(loaded: Any, args: argparse.Namespace) -> tuple[dict[str, Any],
     prompt_tokens = int(ids.shape[1])
     context = loaded.context_length
     if context is not None and prompt_tokens + args.max_new_tokens > context:
-        raise CliError(
+        raise UsageError(
             f"prompt of {prompt_tokens} tokens + --max-new-tokens {args.max_new_tokens} exceeds the "
             f"model's context of {context} tokens"
         )
@@ -189,7 +188,8 @@ def progress(done: int, total: int | None, record: Any, name: str = "") -> None:
     """One progress line per call: rewritten in place on a terminal, a line each in a log."""
     on_terminal = sys.stderr.isatty()
     kind = "warm-up" if record.warmup else "repeat"
-    seconds = (record.host_ns[-1] - record.host_ns[0]) / 1e9
+    start, end = record.window
+    seconds = (end - start) / 1e9
     of = f"/{total}" if total is not None else ""
     print(
         f"[{done}{of}] {name}{kind} done: {sum(record.tokens_per_sequence)} tokens in {seconds:.2f} s",
@@ -204,8 +204,11 @@ def line_break() -> str:
     return "\n" if sys.stderr.isatty() else ""
 
 
-def failure(exc: BaseException, measured: int, repeats: int) -> str:
-    """The one-line message of a generate() that failed (or was interrupted) after ``measured`` repeats."""
+def failure(exc: BaseException, measured: int, repeats: int, args: argparse.Namespace) -> str:
+    """The one-line message of a generate() that failed (or was interrupted) after ``measured`` repeats;
+    with ``--debug`` its traceback is printed first."""
+    if getattr(args, "debug", False):
+        traceback.print_exception(exc)
     if isinstance(exc, KeyboardInterrupt):
         return f"{line_break()}llmprof: interrupted after {measured} of {repeats} repeats"
     text = str(exc).strip().splitlines()
@@ -225,8 +228,8 @@ def close_run(
 ) -> None:
     """Finish a run's record after its calls: telemetry, whether it was cut short, how many warm-ups it took
     (warning when ``--warmup auto`` never settled), then save it to ``path`` if one was given."""
-    from llmprof.report.json_format import save_run
-    from llmprof.runner import is_steady
+    from llmprof.runfile import save_run
+    from llmprof.workloads.runner import is_steady
 
     run.telemetry = telemetry
     run.interrupted = status != 0

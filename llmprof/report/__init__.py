@@ -1,43 +1,46 @@
-"""Reporters: one module per output format. They never import torch or NVML, so a saved run can be rendered
-on any machine."""
+"""Reporters: renderers only, one module per output format, each a function ``render(run, out)`` that writes
+a :class:`~llmprof.runfile.Run` to a stream (a binary one for the PNG plot). They never import torch or NVML,
+so a saved run can be rendered on any machine."""
 
 from __future__ import annotations
 
+import importlib
 import io
+from typing import IO, Any, Protocol
 
-from llmprof.report.json_format import Run
+from llmprof.runfile import Run
 
-FORMATS = ("table", "md", "csv", "json", "trace", "plot")
+# format -> "module:function" of its renderer; per-step CSV is the CSV format's second renderer
+RENDERERS = {
+    "table": "table:render",
+    "md": "markdown:render",
+    "csv": "csv_format:render",
+    "json": "json_format:render",
+    "trace": "trace:render",
+    "plot": "plot:render",
+}
+PER_STEP_CSV = "csv_format:render_steps"
+FORMATS = tuple(RENDERERS)
 BINARY_FORMATS = ("plot",)
 
 
+class Renderer(Protocol):
+    """Writes ``run`` to ``out``: text, or bytes for a binary format."""
+
+    def __call__(self, run: Run, out: IO[Any]) -> None: ...
+
+
+def renderer(fmt: str, per_step: bool = False) -> Renderer:
+    """The renderer of format ``fmt`` (one of FORMATS); ``per_step``: CSV rows per decode step."""
+    if fmt not in RENDERERS:
+        raise ValueError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
+    module, function = (PER_STEP_CSV if per_step and fmt == "csv" else RENDERERS[fmt]).split(":")
+    return getattr(importlib.import_module(f"llmprof.report.{module}"), function)
+
+
 def render(run: Run, fmt: str, per_step: bool = False) -> str | bytes:
-    """``run`` in format ``fmt`` (one of FORMATS): text, or PNG bytes for ``plot``. ``per_step``: CSV rows
-    per decode step instead of per request."""
-    if fmt == "table":
-        from llmprof.report.table import render_table
-
-        out = io.StringIO()
-        render_table(run, file=out)
-        return out.getvalue()
-    if fmt == "md":
-        from llmprof.report.markdown import render_markdown
-
-        return render_markdown(run)
-    if fmt == "csv":
-        from llmprof.report.csv_format import render_requests_csv, render_steps_csv
-
-        return render_steps_csv(run) if per_step else render_requests_csv(run)
-    if fmt == "json":
-        from llmprof.report.json_format import dump_run
-
-        return dump_run(run)
-    if fmt == "trace":
-        from llmprof.report.trace import render_trace
-
-        return render_trace(run)
-    if fmt == "plot":
-        from llmprof.report.plot import render_plot
-
-        return render_plot(run)
-    raise ValueError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
+    """``run`` in format ``fmt``: text, or PNG bytes for ``plot``. ``per_step``: CSV rows per decode step
+    instead of per request."""
+    out: IO[Any] = io.BytesIO() if fmt in BINARY_FORMATS else io.StringIO()
+    renderer(fmt, per_step)(run, out)
+    return out.getvalue()

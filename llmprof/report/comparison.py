@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 from rich.console import Console
 from rich.table import Table
 
-from llmprof.compare import Comparison
-from llmprof.report.summary import BREAKDOWN, DISPLAY_UNIT, HEADLINE, format_number
+from llmprof.analysis import registry
+from llmprof.analysis.compare import Comparison
+from llmprof.report.summary import format_number
 
-LABELS = {**HEADLINE, **BREAKDOWN}
 COLUMNS = ["metric", "A median", "B median", "B / A", "95% CI of B / A", "verdict"]
 
 
@@ -30,10 +30,11 @@ class ComparisonReport:
 def _rows(report: ComparisonReport) -> list[list[str]]:
     rows = []
     for c in report.comparisons:
-        shown, scale = DISPLAY_UNIT.get(c.unit, (c.unit, 1.0))
+        shown, scale = registry.display(c.unit)
+        metric = registry.BY_NAME.get(c.metric)
         rows.append(
             [
-                f"{LABELS.get(c.metric, c.metric)} ({shown})",
+                f"{metric.label if metric else c.metric} ({shown})",
                 format_number(c.median_a * scale),
                 format_number(c.median_b * scale),
                 f"{c.ratio:.3f}",

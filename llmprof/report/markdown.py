@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from llmprof.report.json_format import Run
+from typing import IO
+
 from llmprof.report.summary import COLUMNS, run_header, summary_sections
+from llmprof.runfile import Run
 
 
 def _escape(cell: str) -> str:
     return cell.replace("|", "\\|")
 
 
-def render_markdown(run: Run) -> str:
+def render(run: Run, out: IO[str]) -> None:
     """Header line, one table per section, then the notes as a list."""
     lines = [f"**llmprof** · {_escape(run_header(run))}", ""]
     sections, notes = summary_sections(run)
@@ -23,4 +25,4 @@ def render_markdown(run: Run) -> str:
         lines += ["| " + " | ".join(_escape(c) for c in row) + " |" for row in section.rows]
         lines.append("")
     lines += [f"- {_escape(note)}" for note in notes]
-    return "\n".join(lines).rstrip() + "\n"
+    out.write("\n".join(lines).rstrip() + "\n")

@@ -3,37 +3,28 @@ and the telemetry over time. Needs matplotlib (``pip install 'llmprof[plot]'``);
 
 from __future__ import annotations
 
-import io
 import statistics
-from typing import Any
+from typing import IO, Any
 
-from llmprof.metrics import RequestMetrics
-from llmprof.record import Label
-from llmprof.report.json_format import Run
-from llmprof.roofline import Roofline
+from llmprof.analysis import registry
+from llmprof.analysis.metrics import RequestMetrics
+from llmprof.analysis.roofline import Roofline
+from llmprof.errors import PlotUnavailable
+from llmprof.runfile import Run
 
 DPI = 100
 PANEL_SIZE = (12.0, 4.2)  # inches per panel: 1200 x 420 px
-PARTS = [  # breakdown part -> (label, colour)
-    ("host_prep", "host prep", "#9e9e9e"),
-    ("vision", "vision encoder", "#8e44ad"),
-    ("prefill", "prefill forward", "#1f77b4"),
-    ("first_sample", "first sample", "#aec7e8"),
-    ("decode_forward", "decode forward", "#2ca02c"),
-    ("sampling", "sampling", "#ffbb78"),
-    ("host_gap", "host gap", "#d62728"),
-    ("tail", "after last token", "#dddddd"),
+# the breakdown parts that are shares of a request's time (the registry's, in its order), then the rest
+PARTS = [
+    metric for metric in registry.metrics(section=registry.SECTION_BREAKDOWN) if metric.total is not None
 ]
+TAIL = ("tail", "after last token", "#dddddd")
 
 
 TELEMETRY_SERIES = {  # sampler kind -> the (field, label, scale) on the left and on the right axis
     "nvml": (("gpu_util", "GPU utilization (%)", 1.0), ("power_w", "power (W)", 1.0)),
     "process": (("cpu_percent", "process CPU (%)", 1.0), ("rss_bytes", "RSS (MiB)", 1 / 2**20)),
 }
-
-
-class PlotUnavailable(Exception):
-    """matplotlib is missing; the message says how to get it."""
 
 
 def check_available() -> None:
@@ -138,17 +129,8 @@ def _decode_panel(ax: Any, run: Run, metrics: list[RequestMetrics]) -> None:
 
 
 def _parts_ms(m: RequestMetrics) -> dict[str, float]:
-    b = m.breakdown
-    parts = {
-        "host_prep": b.host_prep or 0.0,
-        "vision": b.vision,
-        "prefill": b.prefill or 0.0,
-        "first_sample": b.first_sample or 0.0,
-        "decode_forward": sum(v for v in b.step_forward if v is not None),
-        "sampling": sum(v for v in b.step_sampling if v is not None),
-        "host_gap": sum(v for v in b.step_host_gap if v is not None),
-    }
-    parts["tail"] = max(m.latency - sum(parts.values()), 0.0)
+    parts = {metric.name: metric.total(m) for metric in PARTS}
+    parts[TAIL[0]] = max(m.latency - sum(parts.values()), 0.0)
     return {k: v * 1e3 for k, v in parts.items()}
 
 
@@ -156,7 +138,7 @@ def _breakdown_panel(ax: Any, metrics: list[RequestMetrics]) -> None:
     parts = [_parts_ms(m) for m in metrics]
     positions = list(range(1, len(metrics) + 1))
     bottom = [0.0] * len(metrics)
-    for key, label, colour in PARTS:
+    for key, label, colour in [(m.name, m.brief, m.colour) for m in PARTS] + [TAIL]:
         heights = [p[key] for p in parts]
         if any(heights):
             ax.bar(positions, heights, bottom=bottom, color=colour, label=label, width=0.6)
@@ -173,7 +155,7 @@ def _telemetry_panel(ax: Any, run: Run) -> None:
     telemetry = run.telemetry or {}
     samples = telemetry.get("samples", {})
     times = samples.get("t_ns", [])
-    origin = run.records[0].host_ns[0]
+    origin = run.records[0].window[0]
     left, right = TELEMETRY_SERIES[telemetry["kind"]]
     axes = [ax, ax.twinx()]
     for axis, (name, label, scale), colour in zip(axes, (left, right), ("#1f77b4", "#d62728")):
@@ -194,8 +176,7 @@ def _telemetry_panel(ax: Any, run: Run) -> None:
             )
         axis.set_ylabel(label, color=colour)
     for raw in run.measured:
-        start = (raw.host_ns[raw.label.index(Label.REQUEST_START)] - origin) / 1e9
-        end = (raw.host_ns[len(raw.label) - 1 - raw.label[::-1].index(Label.REQUEST_END)] - origin) / 1e9
+        start, end = ((t - origin) / 1e9 for t in raw.window)
         ax.axvspan(start, end, color="#2ca02c", alpha=0.08)
     ax.set_xlabel("time since the first request (s); shaded: measured requests")
     ax.set_title(
@@ -209,7 +190,7 @@ def _telemetry_panel(ax: Any, run: Run) -> None:
     ax.grid(alpha=0.3)
 
 
-def render_plot(run: Run) -> bytes:
+def render(run: Run, out: IO[bytes]) -> None:
     """The PNG of ``run``: decode latency, breakdown and (when sampled) telemetry panels."""
     plt = _pyplot()
     metrics = run.metrics()
@@ -231,7 +212,5 @@ def render_plot(run: Run) -> bytes:
     if panels == 3:
         _telemetry_panel(axes[2], run)
     fig.tight_layout(rect=(0.0, 0.0, 1.0, 0.97))
-    out = io.BytesIO()
     fig.savefig(out, format="png")
     plt.close(fig)
-    return out.getvalue()

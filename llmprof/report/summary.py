@@ -6,46 +6,13 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from llmprof.report.json_format import Run
-from llmprof.roofline import ROOFLINE_METRICS, Roofline, si, summarize_roofline, verdict
-from llmprof.stats import METRICS, Summary, summarize, summarize_requests
-from llmprof.telemetry import requests_telemetry, run_warnings
+from llmprof.analysis import registry
+from llmprof.analysis.registry import ROOFLINE, SECTION_BREAKDOWN, SECTION_METRICS, TELEMETRY, Metric
+from llmprof.analysis.roofline import Roofline, si, verdict
+from llmprof.analysis.stats import Summary
+from llmprof.analysis.telemetry import requests_telemetry, run_warnings
+from llmprof.runfile import Run
 
-HEADLINE = {
-    "ttft": "TTFT",
-    "tpot": "TPOT",
-    "latency": "latency (E2E)",
-    "tps": "TPS (output)",
-    "itl_p50": "ITL p50",
-    "itl_p99": "ITL p99",
-    "decode_tps": "decode TPS",
-    "prefill_tps": "prefill throughput",
-}
-BREAKDOWN = {
-    "host_prep": "host prep",
-    "vision": "vision encoder",
-    "prefill": "prefill forward",
-    "first_sample": "first sample",
-    "decode_forward": "decode forward / step",
-    "sampling": "sampling / step",
-    "host_gap": "host gap / step",
-    "host_bound_share": "host-bound decode steps",
-}
-TELEMETRY = {  # RequestTelemetry field -> (label, unit)
-    "gpu_util_mean": ("GPU utilization, mean", "pct"),
-    "gpu_util_max": ("GPU utilization, max", "pct"),
-    "mem_used_peak_bytes": ("GPU memory used (NVML), peak", "bytes"),
-    "torch_peak_allocated_bytes": ("torch allocated, peak", "bytes"),
-    "torch_peak_reserved_bytes": ("torch reserved, peak", "bytes"),
-    "sm_clock_mean_mhz": ("SM clock, mean", "MHz"),
-    "power_mean_w": ("power, mean", "W"),
-    "energy_j": ("energy", "J"),
-    "energy_per_token_j": ("energy per output token", "J"),
-    "cpu_percent": ("process CPU (100% = one core)", "pct"),
-    "peak_rss_bytes": ("process RSS, peak so far", "bytes"),
-}
-# unit of a value -> (shown unit, scale)
-DISPLAY_UNIT = {"s": ("ms", 1e3), "ratio": ("%", 100.0), "bytes": ("MiB", 1 / 2**20), "pct": ("%", 1.0)}
 COLUMNS = ["median", "mean", "stdev", "min", "p90", "p99", "max", "95% CI of median"]
 HOST_TIMELINE_NOTE = (
     "host-bound share: not available on the host timeline (no device queue: CPU ops are synchronous)"
@@ -70,7 +37,7 @@ def format_number(value: float) -> str:
 
 def summary_row(label: str, summary: Summary, unit: str) -> list[str]:
     """A label with its display unit, then the COLUMNS of ``summary`` scaled to that unit."""
-    shown, scale = DISPLAY_UNIT.get(unit, (unit, 1.0))
+    shown, scale = registry.display(unit)
     cells = [summary.median, summary.mean, summary.stdev, summary.min, summary.p90, summary.p99, summary.max]
     ci = f"{format_number(summary.ci95_low * scale)} - {format_number(summary.ci95_high * scale)}"
     return [f"{label} ({shown})"] + [format_number(v * scale) for v in cells] + [ci]
@@ -92,19 +59,23 @@ def run_header(run: Run) -> str:
     )
 
 
+def _section(title: str, first: str, section: str, summaries: dict[str, Summary]) -> Section:
+    """The rows of the registry's metrics of ``section`` that have a summary: headline metrics first."""
+    table = Section(title, first)
+    shown: list[Metric] = registry.metrics(section=section)
+    for metric in sorted(shown, key=lambda m: not m.headline):
+        summary = summaries.get(metric.name)
+        if summary is not None and not (metric.optional and summary.max == 0):
+            table.rows.append(summary_row(metric.label, summary, metric.unit))
+    return table
+
+
 def summary_sections(run: Run) -> tuple[list[Section], list[str]]:
     """The tables of ``run`` (metrics, breakdown, roofline, telemetry) and the notes and warnings that go below
     them."""
-    summaries = summarize_requests(run.metrics())
-    metrics = Section("Inference metrics (over repeats)", "metric")
-    for name, label in HEADLINE.items():
-        if name in summaries:
-            metrics.rows.append(summary_row(label, summaries[name], METRICS[name][1]))
-    breakdown = Section("Breakdown (per request)", "part")
-    for name, label in BREAKDOWN.items():
-        summary = summaries.get(name)
-        if summary is not None and not (name == "vision" and summary.max == 0):
-            breakdown.rows.append(summary_row(label, summary, METRICS[name][1]))
+    summaries = registry.summaries(run.metrics())
+    metrics = _section("Inference metrics (over repeats)", "metric", SECTION_METRICS, summaries)
+    breakdown = _section("Breakdown (per request)", "part", SECTION_BREAKDOWN, summaries)
     sections, notes = [metrics, breakdown], []
     if run.interrupted:
         notes.append("interrupted: only the repeats completed before the interruption are shown")
@@ -125,15 +96,13 @@ def _roofline_section(run: Run) -> tuple[Section, list[str]]:
     roofline = Roofline.from_dict(run.roofline or {})
     shape, peaks = roofline.model, roofline.peaks
     analyses = run.roofline_analyses()
-    section = Section(
+    section = _section(
         f"Roofline (per request; peaks: {si(peaks.bandwidth, 'B/s')} ({peaks.bandwidth_source}), "
         f"{si(peaks.flops, 'FLOP/s')} {peaks.dtype} ({peaks.flops_source}))",
         "measure",
+        ROOFLINE,
+        registry.summaries(analyses, ROOFLINE),
     )
-    summaries = summarize_roofline(analyses)
-    for name, (_get, unit, label) in ROOFLINE_METRICS.items():
-        if name in summaries:
-            section.rows.append(summary_row(label, summaries[name], unit))
     model = (
         f"roofline model: {shape.parameters:,} parameters; a decode step reads {si(shape.decode_bytes(1, 0), 'B')}"
         f" at context 0, + {si(shape.kv_bytes_per_token, 'B')} of KV cache ({shape.cache_dtype}) per token of"
@@ -149,11 +118,7 @@ def _telemetry_section(run: Run) -> tuple[Section, list[str]]:
     title = f"Telemetry (per request, {telemetry.get('kind')} sampler every {(telemetry.get('interval_s') or 0) * 1e3:.0f} ms"
     if telemetry.get("power_source"):
         title += f", {telemetry['power_source']} power"
-    section = Section(title + ")", "measure")
-    for name, (label, unit) in TELEMETRY.items():
-        summary = summarize([getattr(t, name) for t in per_request])
-        if summary is not None:
-            section.rows.append(summary_row(label, summary, unit))
+    section = _section(title + ")", "measure", TELEMETRY, registry.summaries(per_request, TELEMETRY))
     notes = [telemetry["reason"]] if telemetry.get("reason") else []
     notes += run_warnings(telemetry)
     for t in per_request:

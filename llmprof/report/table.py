@@ -8,13 +8,13 @@ from typing import IO
 from rich.console import Console
 from rich.table import Table
 
-from llmprof.report.json_format import Run
 from llmprof.report.summary import COLUMNS, run_header, summary_sections
+from llmprof.runfile import Run
 
 
-def render_table(run: Run, file: IO[str] | None = None, width: int = 140) -> None:
-    """Print the tables of ``run`` to ``file`` (default stdout)."""
-    console = Console(file=file, width=width, highlight=False)
+def render(run: Run, out: IO[str], width: int = 140) -> None:
+    """Print the tables of ``run`` to ``out`` (with colours when it is a terminal)."""
+    console = Console(file=out, width=width, highlight=False)
     console.print(run_header(run))
     sections, notes = summary_sections(run)
     for section in sections:

@@ -1,7 +1,7 @@
 """A run as a Chrome trace-event / Perfetto JSON document (opens in ui.perfetto.dev and chrome://tracing).
 
 Every request of the run (warm-ups included) is drawn on the run's one clock: the host monotonic clock, with
-device (CUDA event) times mapped onto it (DESIGN.md section 3). ``ts`` is in microseconds from the first
+device (CUDA event) times mapped onto it (docs/architecture.md, "Clock"). ``ts`` is in microseconds from the first
 request's start. Layout:
 
 - pid 1 "llmprof": tid 1 "requests" (one span per ``generate()`` call, its metrics in args), tid 2 "host"
@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
+from typing import IO, Any
 
-from llmprof.metrics import compute_request
-from llmprof.record import Label, RawRequest
-from llmprof.report.json_format import Run
-from llmprof.telemetry import THROTTLE_REASONS
+from llmprof.analysis.metrics import compute_request
+from llmprof.analysis.record import Label, RawRequest
+from llmprof.analysis.registry import BY_NAME
+from llmprof.analysis.telemetry import THROTTLE_REASONS
+from llmprof.runfile import Run
 
 PID_RUN, PID_TELEMETRY = 1, 2
 TID_REQUESTS, TID_HOST, TID_DEVICE, TID_TOKENS = 1, 2, 3, 4
@@ -45,6 +46,8 @@ COUNTERS: dict[str, tuple[str, float]] = {
     "rss_bytes": ("RSS (MiB)", 1 / 2**20),
 }
 NOT_COUNTERS = {"t_ns", "device"}
+REQUEST_ARGS = ("ttft", "tpot", "latency", "tps")  # the four numbers, in each request span's args
+ARG_UNITS = {"s": ("ms", 1e3), "tok/s": ("tokens/s", 1.0)}  # unit -> (as the args name it, scale)
 
 Event = dict[str, Any]
 
@@ -75,52 +78,30 @@ def _metadata(pid: int, tid: int, name: str, args: dict[str, Any]) -> Event:
     return {"name": name, "ph": "M", "pid": pid, "tid": tid, "args": args}
 
 
-def _ms(seconds: float | None) -> float | None:
-    """Seconds as milliseconds for an args field (None for a missing or non-finite value)."""
-    return _finite(None if seconds is None else seconds * 1e3)
-
-
 def _finite(value: float | None) -> float | None:
     return None if value is None or not math.isfinite(value) else round(value, 4)
 
 
 # -- one request -------------------------------------------------------------------------------------------
 class _Marks:
-    """The marks of one request on one view of the clock (host stamps, or device times where present)."""
+    """The marks of one request on one view of the clock (host stamps, or device times where present), read
+    through the record's index."""
 
     def __init__(self, raw: RawRequest, device: bool):
-        self.raw = raw
-        self.times = [h if not device or d is None else d for h, d in zip(raw.host_ns, raw.device_ns)]
+        self.index = raw.marks
+        self.times = raw.times if device else raw.host_ns
 
     def pairs(self, begin: Label, end: Label) -> list[tuple[int, int, int]]:
         """(step, begin, end) of each span: a begin mark closed by the next end mark of the same step."""
-        opened: dict[int, int] = {}
-        out = []
-        for label, step, t in zip(self.raw.label, self.raw.step, self.times):
-            if label == begin:
-                opened.setdefault(step, t)
-            elif label == end and step in opened:
-                out.append((step, opened.pop(step), t))
-        return out
+        return [(step, self.times[b], self.times[e]) for step, b, e in self.index.pairs(begin, end)]
 
     def first(self, label: Label) -> dict[int, int]:
         """Per step, the time of the first mark with ``label``."""
-        out: dict[int, int] = {}
-        for mark, step, t in zip(self.raw.label, self.raw.step, self.times):
-            if mark == label:
-                out.setdefault(step, t)
-        return out
+        return {step: self.times[i] for step, i in self.index.first(label).items()}
 
     def last(self, label: Label) -> dict[int, int]:
         """Per step, the time of the last mark with ``label``."""
-        return {step: t for mark, step, t in zip(self.raw.label, self.raw.step, self.times) if mark == label}
-
-    def window(self) -> tuple[int, int]:
-        """Request start and end (host clock), falling back to the first/last mark of a truncated record."""
-        host = self.raw.host_ns
-        starts = [t for mark, t in zip(self.raw.label, host) if mark == Label.REQUEST_START]
-        ends = [t for mark, t in zip(self.raw.label, host) if mark == Label.REQUEST_END]
-        return starts[0] if starts else min(host), ends[-1] if ends else max(host)
+        return {step: self.times[i] for step, i in self.index.last(label).items()}
 
 
 def _request_args(raw: RawRequest) -> dict[str, Any]:
@@ -130,13 +111,12 @@ def _request_args(raw: RawRequest) -> dict[str, Any]:
         m = compute_request(raw)
     except (ValueError, ZeroDivisionError) as exc:
         return {**args, "error": str(exc) or type(exc).__name__}
-    return {
-        **args,
-        "TTFT (ms)": _ms(m.ttft),
-        "TPOT (ms)": _ms(m.tpot),
-        "latency (ms)": _ms(m.latency),
-        "TPS (tokens/s)": _finite(m.tps),
-    }
+    for name in REQUEST_ARGS:
+        metric = BY_NAME[name]
+        unit, scale = ARG_UNITS.get(metric.unit, (metric.unit, 1.0))
+        value = metric.get(m)
+        args[f"{metric.brief} ({unit})"] = _finite(None if value is None else value * scale)
+    return args
 
 
 def _compute_spans(marks: _Marks, tid: int, origin: int) -> list[Event]:
@@ -160,7 +140,7 @@ def _host_spans(raw: RawRequest, origin: int) -> list[Event]:
     events = _compute_spans(marks, TID_HOST, origin)
     launches = marks.first(Label.FORWARD_BEGIN)
     if launches:
-        start, _ = marks.window()
+        start, _ = raw.window
         events.insert(0, _span("host prep", "host", TID_HOST, start, min(launches.values()), origin))
     return events
 
@@ -205,7 +185,7 @@ def has_device_timeline(raw: RawRequest) -> bool:
 
 def _request_events(raw: RawRequest, name: str, origin: int) -> list[Event]:
     """Every event of one request on the "llmprof" process."""
-    start, end = _Marks(raw, device=False).window()
+    start, end = raw.window
     cat = "warm-up" if raw.warmup else "request"
     events = [_span(name, cat, TID_REQUESTS, start, end, origin, **_request_args(raw))]
     events += _host_spans(raw, origin)
@@ -276,7 +256,7 @@ def _counter_events(telemetry: dict[str, Any] | None, origin: int) -> list[Event
 def trace_origin(run: Run) -> int:
     """The trace's time zero (host clock, ns): the first request's start, or an earlier mark time if a mapped
     device time falls before it (within the sync uncertainty), so that no span starts before zero."""
-    starts = [_Marks(raw, device=False).window()[0] for raw in run.records if raw.host_ns]
+    starts = [raw.window[0] for raw in run.records if raw.host_ns]
     devices = [d for raw in run.records for d in raw.device_ns if d is not None]
     samples = ((run.telemetry or {}).get("samples") or {}).get("t_ns") or []
     return min(starts + devices or [t for t in samples if isinstance(t, int)] or [0])
@@ -344,6 +324,6 @@ def build_trace(run: Run) -> dict[str, Any]:
     }
 
 
-def render_trace(run: Run) -> str:
+def render(run: Run, out: IO[str]) -> None:
     """``build_trace(run)`` as JSON text, ready to save as ``*.json`` (or ``*.trace.json``)."""
-    return json.dumps(build_trace(run), separators=(",", ":"), allow_nan=False)
+    out.write(json.dumps(build_trace(run), separators=(",", ":"), allow_nan=False))

@@ -1,5 +1,5 @@
 """``Profiler``: attaches the hooks to a model, drives the compiled timeline, and turns each ``generate()`` call
-into a :class:`~llmprof.record.RawRequest` and its :class:`~llmprof.metrics.RequestMetrics`."""
+into a :class:`~llmprof.analysis.record.RawRequest` and its :class:`~llmprof.analysis.metrics.RequestMetrics`."""
 
 from __future__ import annotations
 
@@ -7,19 +7,20 @@ import contextlib
 import time
 import warnings
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
-from typing_extensions import Self
 
-from llmprof import _core
-from llmprof.hooks import REQUIRED_METHODS, InstalledHooks, unsupported_generation
-from llmprof.metrics import RequestMetrics, compute_request
-from llmprof.record import Label, RawRequest
-from llmprof.sampling import Sampler, make_sampler
+from llmprof.analysis.metrics import RequestMetrics, compute_request
+from llmprof.analysis.record import Label, RawRequest
+from llmprof.capture import timeline as timelines
+from llmprof.capture import tokens
+from llmprof.capture.hooks import REQUIRED_METHODS, InstalledHooks
+from llmprof.capture.sampling import Sampler, make_sampler
+from llmprof.errors import CaptureError
 
-MARKS_PER_STEP = 4  # forward begin/end, token, and room for a vision span or a prefill chunk
-DEFAULT_CAPACITY = 1 << 14
+if TYPE_CHECKING:  # typing.Self is Python 3.11+
+    from typing_extensions import Self
 
 
 class Profiler:
@@ -40,7 +41,7 @@ class Profiler:
         """``timeline``: a prebuilt :class:`llmprof._core.Timeline` to record into (default: one for the model's
         device, with CUDA events when the model is on a GPU). ``telemetry``: sample the GPUs through NVML (the
         process's CPU and memory on a CPU run) every ``sample_interval`` seconds (default: from its cost), or
-        a :class:`llmprof.sampling.Sampler` of your own; False for none."""
+        a :class:`llmprof.capture.sampling.Sampler` of your own; False for none."""
         missing = [name for name in REQUIRED_METHODS if not callable(getattr(model, name, None))]
         if missing or not isinstance(model, torch.nn.Module):
             raise TypeError(
@@ -91,14 +92,15 @@ class Profiler:
         return None if self._timeline is None else self._timeline.backend
 
     def attach(self) -> Profiler:
-        """Install the hooks. Raises RuntimeError if this or another Profiler is already attached to the model."""
+        """Install the hooks. Raises CaptureError (a RuntimeError) if this or another Profiler is already attached
+        to the model, or if the model's GPU cannot be timed."""
         if self.attached:
-            raise RuntimeError("this Profiler is already attached")
+            raise CaptureError("this Profiler is already attached")
         if getattr(self.model, "_llmprof_profiler", None) is not None:
-            raise RuntimeError("another llmprof Profiler is already attached to this model; detach it first")
+            raise CaptureError("another llmprof Profiler is already attached to this model; detach it first")
         self._device = _model_device(self.model)
         if self._timeline is None:
-            self._timeline = self._make_timeline(self._device)
+            self._timeline = timelines.make_timeline(self._device)
         if self._timeline.backend == "cuda":
             self._timeline.calibrate()
         self.mark = self._timeline.mark
@@ -128,17 +130,6 @@ class Profiler:
     def __exit__(self, *exc: object) -> None:
         self.detach()
 
-    @staticmethod
-    def _make_timeline(device: torch.device) -> Any:
-        if device.type != "cuda":
-            return _core.Timeline(DEFAULT_CAPACITY)
-        ok, reason = _core.cuda_driver_status()
-        if not ok:
-            raise RuntimeError(f"the model is on {device} but the CUDA driver cannot be used: {reason}")
-        timeline = _core.Timeline(DEFAULT_CAPACITY, device.index or 0)
-        timeline.set_stream(torch.cuda.current_stream(device).cuda_stream)
-        return timeline
-
     # -- the Recorder interface used by the hooks ------------------------------------------------------
     def mark(self, label: int, step: int) -> None:  # replaced by the timeline's own method on attach
         self._timeline.mark(label, step)
@@ -147,14 +138,13 @@ class Profiler:
         """generate() was entered with these (named) arguments: reset the timeline and stamp ``t0``."""
         timeline = self._timeline
         timeline.clear()
-        inputs = _input_tensor(arguments)
+        inputs = tokens.input_tensor(arguments)
         self._prompt_tokens = int(inputs.shape[1]) if inputs is not None and inputs.dim() >= 2 else 0
         self._prompt_rows = int(inputs.shape[0]) if inputs is not None and inputs.dim() >= 2 else None
         mask = arguments.get("attention_mask")
         self._prompt_mask = mask if isinstance(mask, torch.Tensor) and mask.dim() == 2 else None
-        self._reserve(_max_steps(self.model, arguments, self._prompt_tokens))
-        if self._device is not None and self._device.type == "cuda":
-            timeline.set_stream(torch.cuda.current_stream(self._device).cuda_stream)
+        timelines.reserve(timeline, tokens.max_steps(self.model, arguments, self._prompt_tokens))
+        timelines.follow_stream(timeline, self._device)
         self._done_flags = []
         self._start_length = None
         self._skip_reason = None
@@ -165,19 +155,14 @@ class Profiler:
 
     def configure(self, generation_config: Any) -> bool:
         """generate() built its stopping criteria from the final config: can this call be profiled?"""
-        reason = unsupported_generation(generation_config)
+        reason = tokens.unsupported_generation(generation_config)
         if reason is not None:
             self._skip_reason = f"{reason} is not profiled (only greedy and sampling are)"
             return False
         max_length = getattr(generation_config, "max_length", None)
         if max_length:  # an upper bound on the steps, the prompt included
-            self._reserve(max_length)
+            timelines.reserve(self._timeline, max_length)
         return True
-
-    def _reserve(self, steps: int) -> None:
-        needed = MARKS_PER_STEP * (steps + 4)
-        if needed > self._timeline.capacity:
-            self._timeline.reserve(needed)
 
     def on_token(self, length: int) -> None:
         """Step k's tokens were just appended (the sequences are now ``length`` long): stamp ``T_k``."""
@@ -199,10 +184,8 @@ class Profiler:
         self.active = False
         counters = self._end_counters()
         resolved = timeline.resolve()
-        drift = None
         if timeline.backend == "cuda":
-            timeline.calibrate()
-            drift = timeline.drift_ns()
+            timeline.calibrate()  # a fresh reference for the next call's mapping
         if self._skip_reason is not None:
             warnings.warn(f"llmprof: {self._skip_reason}; the call is not recorded", stacklevel=3)
             return
@@ -214,10 +197,10 @@ class Profiler:
             )
             self._timeline.reserve(2 * self._timeline.capacity)
             return
-        kept = _generated_length(output, self._start_length)
-        tokens = _tokens_per_sequence(self._done_flags, kept)
+        kept = tokens.generated_length(output, self._start_length)
+        generated = tokens.tokens_per_sequence(self._done_flags, kept)
         self._done_flags = []
-        if not tokens or max(tokens) == 0:
+        if not generated or max(generated) == 0:
             warnings.warn("llmprof: generate() produced no token; the call is not recorded", stacklevel=3)
             return
         raw = RawRequest(
@@ -225,12 +208,11 @@ class Profiler:
             step=resolved["step"],
             host_ns=resolved["host_ns"],
             device_ns=resolved["device_ns"],
-            tokens_per_sequence=tokens,
+            tokens_per_sequence=generated,
             prompt_tokens=self._prompt_tokens,
-            prefill_tokens=self._prefill_tokens(),
+            prefill_tokens=tokens.prefill_tokens(self._prompt_mask, self._prompt_rows, self._prompt_tokens),
             backend=resolved["backend"],
             sync_uncertainty_ns=resolved["sync_uncertainty_ns"],
-            drift_ns=drift,
             warmup=self.warmup,
             telemetry=counters,
         )
@@ -251,12 +233,6 @@ class Profiler:
             counters["torch_peak_allocated_bytes"] = torch.cuda.max_memory_allocated(self._device)
             counters["torch_peak_reserved_bytes"] = torch.cuda.max_memory_reserved(self._device)
         return counters
-
-    def _prefill_tokens(self) -> int:
-        """Real prompt tokens of the batch: padding and rows repeated by num_return_sequences not counted."""
-        if self._prompt_mask is not None:
-            return int(self._prompt_mask.sum())  # generate() has returned: this read costs no extra sync
-        return (self._prompt_rows or 1) * self._prompt_tokens
 
     def abort(self) -> None:
         """generate() raised: forget the partial request."""
@@ -287,43 +263,3 @@ def _model_device(model: torch.nn.Module) -> torch.device:
     for tensor in model.parameters():
         return tensor.device
     return torch.device("cpu")
-
-
-def _input_tensor(arguments: dict[str, Any]) -> torch.Tensor | None:
-    for name in ("input_ids", "inputs", "inputs_embeds"):
-        if isinstance(arguments.get(name), torch.Tensor):
-            return arguments[name]
-    return None
-
-
-def _max_steps(model: Any, arguments: dict[str, Any], prompt_tokens: int) -> int:
-    """The most steps the call can run, from its arguments and configs (host-side values only)."""
-    config = arguments.get("generation_config") or getattr(model, "generation_config", None)
-    max_new = arguments.get("max_new_tokens", getattr(config, "max_new_tokens", None))
-    if max_new is None:
-        max_length = arguments.get("max_length", getattr(config, "max_length", None)) or 0
-        max_new = max(max_length - prompt_tokens, 0)
-    return int(max_new)
-
-
-def _generated_length(output: Any, start_length: int | None) -> int | None:
-    """Steps kept in generate()'s output (a deferred stop check may run one extra step and undo it).
-    ``start_length`` is the sequences' length before the first token (prompt, decoder start token, or 0)."""
-    sequences = output if isinstance(output, torch.Tensor) else getattr(output, "sequences", None)
-    if start_length is None or not isinstance(sequences, torch.Tensor) or sequences.dim() != 2:
-        return None
-    return int(sequences.shape[1]) - start_length
-
-
-def _tokens_per_sequence(done_flags: list[torch.Tensor], generated: int | None) -> list[int]:
-    """``n_i``: for each sequence, the step at which a stopping criterion first said it was done (EOS, stop string,
-    length limit, custom criteria), else the number of steps run. Padding after that step is not counted."""
-    if not done_flags:
-        return []
-    done = torch.stack(done_flags).cpu()
-    steps = done.shape[0]
-    first = done.to(torch.int8).argmax(dim=0) + 1
-    n = torch.where(done.any(dim=0), first, torch.full_like(first, steps))
-    if generated is not None and 0 < generated < steps:
-        n = n.clamp(max=generated)
-    return [int(v) for v in n]

@@ -23,7 +23,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from llmprof.sampling.base import Sampler
+from llmprof.capture.sampling.base import Sampler
+from llmprof.errors import TelemetryUnavailable
 
 MIN_ENERGY_WINDOW_S = 0.1  # below this the energy counter's update period makes a reading noise
 
@@ -59,10 +60,6 @@ def measure_wall_offset(tries: int = 5) -> tuple[int, int]:
         if best_width is None or after - before < best_width:
             best_offset, best_width = wall - (before + after) // 2, after - before
     return best_offset, max((best_width or 0) // 2, 1)
-
-
-class TelemetryUnavailable(Exception):
-    """NVML cannot be used here; the message says why."""
 
 
 def own_pids() -> set[int]:

@@ -7,8 +7,9 @@ import statistics
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from llmprof.profiler import Profiler
-from llmprof.record import RawRequest
+from llmprof.analysis.record import RawRequest
+from llmprof.capture.profiler import Profiler
+from llmprof.errors import CaptureError
 
 STEADY_WINDOW = 3  # warm-up calls whose latencies must agree
 STEADY_TOLERANCE = 0.03  # ... within 3% of their median
@@ -20,12 +21,12 @@ def profiled_call(
 ) -> RawRequest:
     """One ``generate()`` on the attached profiler's model; its record (flagged warm-up or not)."""
     if not profiler.attached:
-        raise RuntimeError("attach the profiler first")
+        raise CaptureError("attach the profiler first")
     profiler.warmup = warmup
     before = len(profiler.records)
     profiler.model.generate(**inputs, **generate_kwargs)
     if len(profiler.records) == before:
-        raise RuntimeError("generate() produced no token: nothing to measure")
+        raise CaptureError("generate() produced no token: nothing to measure")
     return profiler.records[-1]
 
 
@@ -35,7 +36,7 @@ def is_steady(
     """Whether the last ``window`` calls took the same time within ``tolerance`` of their median."""
     if len(records) < window:
         return False
-    latencies = [r.host_ns[-1] - r.host_ns[0] for r in records[-window:]]
+    latencies = [end - start for start, end in (r.window for r in records[-window:])]
     middle = statistics.median(latencies)
     return all(abs(v - middle) <= tolerance * middle for v in latencies)
 

@@ -13,13 +13,10 @@ from typing import Any
 
 import torch
 
-from llmprof.models import DTYPE_ALIASES, DTYPES
+from llmprof.errors import VariantError
+from llmprof.workloads.models import DTYPE_ALIASES, DTYPES
 
 KEYS = ("attn", "compile", "dtype", "patch")
-
-
-class VariantError(Exception):
-    """A variant cannot be built or applied; the message is meant for the user as is."""
 
 
 def load_patch(spec: str) -> Callable[[Any], Any]:

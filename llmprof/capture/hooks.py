@@ -1,5 +1,5 @@
 """Hooks on a HF model: a ``generate()`` wrapper, forward pre/post hooks, the vision encoder's hooks, and a
-stopping-criteria list that marks each step's token (DESIGN.md section 2).
+stopping-criteria list that marks each step's token (docs/architecture.md, "Where the timeline comes from").
 
 Nothing here reads a device tensor's value (that would synchronize): the hooks only stamp the timeline.
 """
@@ -14,7 +14,7 @@ from typing import Any, Protocol
 import torch
 from transformers import StoppingCriteriaList
 
-from llmprof.record import Label
+from llmprof.analysis.record import Label
 
 VISION_MODULE_NAMES = ("vision_tower", "visual", "vision_model", "vision_encoder", "image_encoder")
 _PATCHED_ATTRIBUTES = ("generate", "_get_stopping_criteria", "get_compiled_call", "_prefill_chunking")
@@ -22,7 +22,7 @@ REQUIRED_METHODS = ("generate", "_get_stopping_criteria")
 
 
 class Recorder(Protocol):
-    """What the hooks report to (implemented by :class:`llmprof.profiler.Profiler`)."""
+    """What the hooks report to (implemented by :class:`llmprof.capture.profiler.Profiler`)."""
 
     active: bool
     steps: int  # tokens appended so far in the active request
@@ -56,18 +56,6 @@ class TokenMarkingCriteria(StoppingCriteriaList):
         is_done = super().__call__(input_ids, scores, **kwargs)
         recorder.on_stop_flags(is_done)
         return is_done
-
-
-def unsupported_generation(generation_config: Any, arguments: dict[str, Any] | None = None) -> str | None:
-    """Why a generate() call cannot be profiled step by step (None when it can): only greedy and sampling can."""
-    arguments = arguments or {}
-    if (getattr(generation_config, "num_beams", 1) or 1) > 1 or (arguments.get("num_beams") or 1) > 1:
-        return "beam search"
-    if arguments.get("assistant_model") is not None or getattr(
-        generation_config, "prompt_lookup_num_tokens", None
-    ):
-        return "assisted generation"
-    return None
 
 
 def call_arguments(signature: inspect.Signature | None, args: tuple, kwargs: dict) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Raw request timeline -> the four metrics and their breakdown (DESIGN.md section 1). Pure Python, no torch.
+"""Raw request timeline -> the four metrics and their breakdown (docs/architecture.md, "Metrics"). Pure
+Python, no torch.
 
 Every mark's time is its device time mapped onto the host clock where it has one, else its host stamp.
 All results are in seconds.
@@ -9,7 +10,7 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 
-from llmprof.record import Label, RawRequest
+from llmprof.analysis.record import Label, RawRequest
 
 NS = 1e-9
 HOST_BOUND_TOLERANCE_NS = (
@@ -95,39 +96,22 @@ def _span(end: int | None, start: int | None) -> float | None:
 
 def compute_request(raw: RawRequest) -> RequestMetrics:
     """Compute the metrics of one recorded request. Raises ValueError if the timeline lacks a needed mark."""
-    times = [h if d is None else d for h, d in zip(raw.host_ns, raw.device_ns)]
     n = raw.tokens_per_sequence
     steps = max(n, default=0)
     if steps < 1:
         raise ValueError("the request generated no token")
-
-    start = end = None
-    token: dict[int, int] = {}
-    fwd_begin: dict[int, int] = {}  # first forward launch of each step
-    fwd_begin_host: dict[int, int] = {}
-    fwd_begin_device: dict[int, int | None] = {}
-    fwd_end: dict[int, int] = {}  # last forward return of each step (chunked prefill has several)
-    vision_open: int | None = None
-    vision_time = 0.0
-    for label, step, t, host, device in zip(raw.label, raw.step, times, raw.host_ns, raw.device_ns):
-        if label == Label.REQUEST_START:
-            start = host
-        elif label == Label.REQUEST_END:
-            end = host
-        elif label == Label.TOKEN:
-            token.setdefault(step, t)
-        elif label == Label.FORWARD_BEGIN:
-            if step not in fwd_begin:
-                fwd_begin[step], fwd_begin_host[step], fwd_begin_device[step] = t, host, device
-        elif label == Label.FORWARD_END:
-            fwd_end[step] = t
-        elif label == Label.VISION_BEGIN:
-            vision_open = t
-        elif label == Label.VISION_END and vision_open is not None:
-            vision_time += (t - vision_open) * NS
-            vision_open = None
-    if start is None or end is None:
+    marks, times = raw.marks, raw.times
+    if not marks.first(Label.REQUEST_START) or not marks.last(Label.REQUEST_END):
         raise ValueError("the timeline lacks the request start or end mark")
+    start, end = raw.window
+    token = {step: times[i] for step, i in marks.first(Label.TOKEN).items()}
+    begins = marks.first(Label.FORWARD_BEGIN)  # the first forward launch of each step
+    fwd_begin = {step: times[i] for step, i in begins.items()}
+    # the last forward return of each step (chunked prefill has several)
+    fwd_end = {step: times[i] for step, i in marks.last(Label.FORWARD_END).items()}
+    vision_time = sum(
+        ((times[e] - times[b]) * NS for _, b, e in marks.pairs(Label.VISION_BEGIN, Label.VISION_END)), 0.0
+    )
     missing = [k for k in range(1, steps + 1) if k not in token]
     if missing:
         raise ValueError(f"the timeline lacks the token marks of steps {missing[:5]}")
@@ -154,9 +138,10 @@ def compute_request(raw: RawRequest) -> RequestMetrics:
         step_forward.append(_span(fwd_end.get(s), fwd_begin.get(s)))
         step_sampling.append(_span(token[k], fwd_end.get(s)))
         step_gap.append(_span(fwd_begin.get(s), token[k - 1]))
-        device = fwd_begin_device.get(s)
+        i = begins.get(s)
+        device = None if i is None else raw.device_ns[i]
         if on_device and device is not None:
-            step_bound.append(device - fwd_begin_host[s] <= uncertainty)
+            step_bound.append(device - raw.host_ns[i] <= uncertainty)
 
     return RequestMetrics(
         ttft=ttft,
@@ -186,14 +171,8 @@ def compute_request(raw: RawRequest) -> RequestMetrics:
 
 def _vision_inside_prefill(raw: RawRequest) -> bool:
     """Whether the vision encoder ran inside the prefill forward (4.x) rather than before it (5.x pre-encoding)."""
-    begin = end = vision = None
-    for i, (label, step) in enumerate(zip(raw.label, raw.step)):
-        if step != 0:
-            continue
-        if label == Label.FORWARD_BEGIN and begin is None:
-            begin = i
-        elif label == Label.FORWARD_END:
-            end = i
-        elif label == Label.VISION_BEGIN and vision is None:
-            vision = i
+    marks = raw.marks
+    begin = marks.first(Label.FORWARD_BEGIN).get(0)
+    end = marks.last(Label.FORWARD_END).get(0)
+    vision = marks.first(Label.VISION_BEGIN).get(0)
     return None not in (begin, end, vision) and begin < vision < end

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from llmprof.sampling.base import Sampler
-from llmprof.sampling.nvml import NvmlSampler, TelemetryUnavailable
-from llmprof.sampling.process import ProcessSampler
+from llmprof.capture.sampling.base import Sampler
+from llmprof.capture.sampling.nvml import NvmlSampler
+from llmprof.capture.sampling.process import ProcessSampler
+from llmprof.errors import TelemetryUnavailable
 
 __all__ = ["NvmlSampler", "ProcessSampler", "Sampler", "TelemetryUnavailable", "make_sampler"]
 

@@ -7,7 +7,7 @@ import resource
 import time
 from typing import Any
 
-from llmprof.sampling.base import Sampler
+from llmprof.capture.sampling.base import Sampler
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 

@@ -14,17 +14,18 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from llmprof.environment import cpu_model
-from llmprof.models import cache_dir
-from llmprof.report.json_format import write_atomic
-from llmprof.roofline import Peaks, lookup_card
+from llmprof.analysis.cards import lookup_card
+from llmprof.analysis.roofline import Peaks
+from llmprof.cache import cache_dir
+from llmprof.capture.environment import cpu_model
+from llmprof.runfile import write_atomic
 
 COPY_BYTES = {"cuda": 512 << 20, "cpu": 128 << 20}  # each of the two buffers: well beyond L2/L3
 MAX_MATMUL = {"cuda": 8192, "cpu": 4096}  # the matmul grows until one takes MATMUL_TARGET_S, up to this size
 MATMUL_TARGET_S = 0.01
 BUDGET_S = 0.1  # timing of the copy, then of each matmul size: best of the runs within this time
 MIN_RUNS, MAX_RUNS = 3, 50
-CACHE_FILE = "peaks.json"  # in llmprof.models.cache_dir()
+CACHE_FILE = "peaks.json"  # in llmprof.cache.cache_dir()
 
 
 @dataclass(frozen=True)

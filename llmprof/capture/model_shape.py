@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from llmprof.roofline import ModelShape
+from llmprof.analysis.roofline import ModelShape
 
 
 def storage_bytes(tensor: torch.Tensor) -> int:
@@ -44,7 +44,7 @@ def _linear_size(module: torch.nn.Module) -> int | None:
 
 
 def model_shape(model: Any, cache_dtype: torch.dtype | None = None) -> ModelShape:
-    """The :class:`~llmprof.roofline.ModelShape` of a transformers model. ``cache_dtype``: the KV cache's dtype
+    """The :class:`~llmprof.analysis.roofline.ModelShape` of a transformers model. ``cache_dtype``: the KV cache's dtype
     (default: the model's compute dtype). Raises ValueError for a config without layers or heads."""
     config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
     layers = _config_int(config, "num_hidden_layers")

@@ -10,9 +10,7 @@ import math
 import random
 import statistics
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
-
-from llmprof.metrics import RequestMetrics
+from dataclasses import dataclass
 
 BOOTSTRAP_RESAMPLES = 2000
 
@@ -31,9 +29,6 @@ class Summary:
     p99: float
     ci95_low: float
     ci95_high: float
-
-    def to_dict(self) -> dict[str, float]:
-        return asdict(self)
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -82,39 +77,3 @@ def summarize(values: Sequence[float]) -> Summary | None:
         ci95_low=low,
         ci95_high=high,
     )
-
-
-def _itl_percentile(q: float) -> Callable[[RequestMetrics], float | None]:
-    return lambda m: percentile(m.itl, q) if m.itl else None
-
-
-# name -> (value of one request, unit). Seconds are shown in ms by the reporters.
-METRICS: dict[str, tuple[Callable[[RequestMetrics], float | None], str]] = {
-    "ttft": (lambda m: m.ttft, "s"),
-    "tpot": (lambda m: m.tpot, "s"),
-    "itl_p50": (_itl_percentile(50), "s"),
-    "itl_p99": (_itl_percentile(99), "s"),
-    "latency": (lambda m: m.latency, "s"),
-    "tps": (lambda m: m.tps, "tok/s"),
-    "decode_tps": (lambda m: m.decode_tps, "tok/s"),
-    "prefill_tps": (lambda m: m.prefill_tps, "tok/s"),
-    "output_tokens": (lambda m: m.total_output_tokens, "tok"),
-    "host_prep": (lambda m: m.breakdown.host_prep, "s"),
-    "vision": (lambda m: m.breakdown.vision, "s"),
-    "prefill": (lambda m: m.breakdown.prefill, "s"),
-    "first_sample": (lambda m: m.breakdown.first_sample, "s"),
-    "decode_forward": (lambda m: m.breakdown.decode_forward, "s"),
-    "sampling": (lambda m: m.breakdown.sampling, "s"),
-    "host_gap": (lambda m: m.breakdown.host_gap, "s"),
-    "host_bound_share": (lambda m: m.breakdown.host_bound_share, "ratio"),
-}
-
-
-def summarize_requests(requests: Sequence[RequestMetrics]) -> dict[str, Summary]:
-    """Summary of every metric in :data:`METRICS` that has at least one value."""
-    out = {}
-    for name, (get, _unit) in METRICS.items():
-        summary = summarize([get(m) for m in requests])
-        if summary is not None:
-            out[name] = summary
-    return out

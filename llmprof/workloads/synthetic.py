@@ -20,6 +20,8 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, GenerationMixin, PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
+from llmprof.workloads.demo import train_demo_tokenizer
+
 PAD_ID, EOS_ID = 0, 1
 FIRST_CONTENT_ID = 2
 
@@ -117,8 +119,6 @@ def synthetic_model(**config: Any) -> SyntheticModel:
 
 def save_synthetic(path: str | Path, **config: Any) -> Path:
     """Save a :class:`SyntheticModel` (``config`` as for :class:`SyntheticConfig`) with the demo tokenizer."""
-    from llmprof.models import train_demo_tokenizer
-
     synthetic_model(**config).save_pretrained(path)
     train_demo_tokenizer().save_pretrained(path)
     return Path(path)

@@ -7,29 +7,13 @@ import random
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from llmprof.report.json_format import Run
-from llmprof.stats import BOOTSTRAP_RESAMPLES, METRICS, percentile
+from llmprof.analysis.metrics import RequestMetrics
+from llmprof.analysis.record import RawRequest
+from llmprof.analysis.registry import BY_NAME, compared
+from llmprof.analysis.stats import BOOTSTRAP_RESAMPLES, percentile
 
-COMPARED = [
-    "ttft",
-    "tpot",
-    "itl_p50",
-    "itl_p99",
-    "latency",
-    "tps",
-    "decode_tps",
-    "prefill_tps",
-    "host_prep",
-    "vision",
-    "prefill",
-    "first_sample",
-    "decode_forward",
-    "sampling",
-    "host_gap",
-]
-HIGHER_IS_BETTER = {"tps", "decode_tps", "prefill_tps"}
 NO_DIFFERENCE = "no significant difference"
 MIN_REPEATS = 4  # below this per side the bootstrap interval is too narrow to trust (false positives)
 TOO_FEW = f"too few repeats (< {MIN_REPEATS})"
@@ -52,6 +36,18 @@ SETUP_KEYS = [
     ("environment", ("versions", "torch"), "torch version"),
     ("environment", ("versions", "transformers"), "transformers version"),
 ]
+
+
+class ComparedRun(Protocol):
+    """What a comparison reads of a run (:class:`llmprof.runfile.Run` is one)."""
+
+    config: dict[str, Any]
+    environment: dict[str, Any]
+
+    @property
+    def measured(self) -> list[RawRequest]: ...
+
+    def metrics(self) -> list[RequestMetrics]: ...
 
 
 @dataclass(frozen=True)
@@ -107,42 +103,44 @@ def compare_values(
     low, high = ratio_ci(a, b, resamples, seed) if enough else (float("nan"), float("nan"))
     return Comparison(
         metric=metric,
-        unit=METRICS[metric][1] if metric in METRICS else "",
+        unit=BY_NAME[metric].unit if metric in BY_NAME else "",
         median_a=median_a,
         median_b=median_b,
         ratio=ratio,
         ci_low=low,
         ci_high=high,
-        verdict=verdict(ratio, low, high, metric in HIGHER_IS_BETTER) if enough else TOO_FEW,
+        verdict=verdict(ratio, low, high, metric in BY_NAME and BY_NAME[metric].higher_is_better)
+        if enough
+        else TOO_FEW,
         n_a=len(a),
         n_b=len(b),
     )
 
 
-def compare_runs(a: Run, b: Run) -> list[Comparison]:
-    """Every metric of COMPARED that both runs have, B against A."""
+def compare_runs(a: ComparedRun, b: ComparedRun) -> list[Comparison]:
+    """Every compared metric (:func:`llmprof.analysis.registry.compared`) that both runs have, B against A."""
     metrics_a, metrics_b = a.metrics(), b.metrics()
     out = []
-    for name in COMPARED:
-        get = METRICS[name][0]
-        comparison = compare_values(name, [get(m) for m in metrics_a], [get(m) for m in metrics_b])
+    for metric in compared():
+        get = metric.get
+        comparison = compare_values(metric.name, [get(m) for m in metrics_a], [get(m) for m in metrics_b])
         if comparison is not None:
             out.append(comparison)
     return out
 
 
-def _lookup(run: Run, where: str, key: str | tuple[str, ...]) -> Any:
+def _lookup(run: ComparedRun, where: str, key: str | tuple[str, ...]) -> Any:
     value: Any = getattr(run, where)
     for part in (key,) if isinstance(key, str) else key:
         value = value.get(part) if isinstance(value, dict) else None
     return value
 
 
-def _mean_output_tokens(run: Run) -> float:
+def _mean_output_tokens(run: ComparedRun) -> float:
     return statistics.fmean(sum(r.tokens_per_sequence) for r in run.measured) if run.measured else 0.0
 
 
-def setup_differences(a: Run, b: Run, variables: Sequence[str] = ()) -> list[str]:
+def setup_differences(a: ComparedRun, b: ComparedRun, variables: Sequence[str] = ()) -> list[str]:
     """What differs between the runs besides the variables under test (labels of SETUP_KEYS): each is a
     reason to doubt the verdict. Also flags runs that generated different numbers of tokens."""
     out = []

@@ -1,12 +1,14 @@
-"""The raw record of one profiled ``generate()`` call: timeline marks plus what is needed to read them.
+"""The raw record of one profiled ``generate()`` call: timeline marks plus what is needed to read them, and
+the marks indexed once by label and step for everything that reads them (metrics, trace, telemetry).
 
-Pure data, no torch: this is what the JSON run format stores, and everything else is recomputed from it.
+Pure data, no torch: this is what the run file stores, and everything else is recomputed from it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import IntEnum
+from functools import cached_property
 from typing import Any
 
 
@@ -39,7 +41,6 @@ class RawRequest:
     prefill_tokens: int | None = None  # real prompt tokens of the batch (no padding); None: B * prompt_tokens
     backend: str = "host"
     sync_uncertainty_ns: int = 0
-    drift_ns: int | None = None
     warmup: bool = False
     # per-request counters: energy, CPU time, memory peaks
     telemetry: dict[str, Any] = field(default_factory=dict)
@@ -48,8 +49,28 @@ class RawRequest:
     def batch_size(self) -> int:
         return len(self.tokens_per_sequence)
 
+    @cached_property
+    def times(self) -> list[int]:
+        """Each mark's time on the run's clock: its device time where it has one, else its host stamp."""
+        return [h if d is None else d for h, d in zip(self.host_ns, self.device_ns)]
+
+    @cached_property
+    def marks(self) -> MarkIndex:
+        """The marks indexed by label and step (built once)."""
+        return MarkIndex(self.label, self.step)
+
+    @property
+    def window(self) -> tuple[int, int]:
+        """``(t0, t_end)`` on the host clock: the request's start and end marks, or for a truncated record
+        without them its first and last host stamps."""
+        starts, ends = self.marks.first(Label.REQUEST_START), self.marks.last(Label.REQUEST_END)
+        host = self.host_ns
+        start = host[min(starts.values())] if starts else min(host)
+        end = host[max(ends.values())] if ends else max(host)
+        return start, end
+
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form (see :func:`llmprof.report.json_format.save_run`)."""
+        """JSON-ready form (see :func:`llmprof.runfile.save_run`)."""
         return {
             "marks": {
                 "label": self.label,
@@ -62,7 +83,6 @@ class RawRequest:
             "prefill_tokens": self.prefill_tokens,
             "backend": self.backend,
             "sync_uncertainty_ns": self.sync_uncertainty_ns,
-            "drift_ns": self.drift_ns,
             "warmup": self.warmup,
             "telemetry": self.telemetry,
         }
@@ -84,7 +104,40 @@ class RawRequest:
             prefill_tokens=data.get("prefill_tokens"),
             backend=data.get("backend", "host"),
             sync_uncertainty_ns=int(data.get("sync_uncertainty_ns", 0)),
-            drift_ns=data.get("drift_ns"),
             warmup=bool(data.get("warmup", False)),
             telemetry=dict(data.get("telemetry", {})),
         )
+
+
+class MarkIndex:
+    """Positions of a request's marks by label and step: for each (label, step) its first and last mark, and
+    the spans a begin label opens and an end label closes. Positions index ``RawRequest.times`` (or
+    ``host_ns`` for host stamps alone)."""
+
+    def __init__(self, labels: list[int], steps: list[int]):
+        self._labels, self._steps = labels, steps
+        self._first: dict[int, dict[int, int]] = {}
+        self._last: dict[int, dict[int, int]] = {}
+        for i, (label, step) in enumerate(zip(labels, steps)):
+            self._first.setdefault(label, {}).setdefault(step, i)
+            self._last.setdefault(label, {})[step] = i
+
+    def first(self, label: Label) -> dict[int, int]:
+        """Per step, the position of the first mark with ``label``."""
+        return self._first.get(label, {})
+
+    def last(self, label: Label) -> dict[int, int]:
+        """Per step, the position of the last mark with ``label``."""
+        return self._last.get(label, {})
+
+    def pairs(self, begin: Label, end: Label) -> list[tuple[int, int, int]]:
+        """``(step, begin position, end position)`` of each span: a begin mark closed by the next end mark of
+        the same step (a second begin before that end is ignored)."""
+        opened: dict[int, int] = {}
+        out = []
+        for i, (label, step) in enumerate(zip(self._labels, self._steps)):
+            if label == begin:
+                opened.setdefault(step, i)
+            elif label == end and step in opened:
+                out.append((step, opened.pop(step), i))
+        return out

@@ -11,7 +11,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
-from llmprof.record import Label, RawRequest
+from llmprof.analysis.record import RawRequest
 
 THROTTLE_REASONS = {
     0x4: "SW power cap",
@@ -45,12 +45,6 @@ class RequestTelemetry:
     # samples), "polled" (our probes), "mixed" (some fields each way); None without GPU telemetry
     source: str | None = None
     warnings: list[str] = field(default_factory=list)
-
-
-def _window(raw: RawRequest) -> tuple[int, int]:
-    start = raw.host_ns[raw.label.index(Label.REQUEST_START)]
-    end = raw.host_ns[len(raw.label) - 1 - raw.label[::-1].index(Label.REQUEST_END)]
-    return start, end
 
 
 class _Series:
@@ -123,7 +117,7 @@ class TelemetryIndex:
 
     def request(self, raw: RawRequest) -> RequestTelemetry:
         """Summarize the telemetry over ``raw``'s duration, with its counters."""
-        start, end = _window(raw)
+        start, end = raw.window
         samples = bisect.bisect_right(self.sample_times, end) - bisect.bisect_left(self.sample_times, start)
         counters = raw.telemetry
         result = RequestTelemetry(

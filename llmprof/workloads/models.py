@@ -1,97 +1,19 @@
-"""Loading models for the CLI, and the built-in demo model (built locally, no download, cached).
-
-The demo is a small Llama-architecture model with random weights and a byte-level BPE tokenizer trained on a
-generated corpus. It is built once into the cache directory (``$LLMPROF_CACHE`` or ``~/.cache/llmprof``).
-"""
+"""Loading models for the CLI: the built-in demo, a local directory or a hub id, on a device in a dtype."""
 
 from __future__ import annotations
 
-import os
-import random
 import re
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-DEMO_NAME = "demo"
-DEMO_VERSION = 1
+from llmprof.errors import ModelLoadError
+from llmprof.workloads.demo import DEMO_NAME, demo_path
+
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 DTYPE_ALIASES = {"fp32": "float32", "fp16": "float16", "half": "float16", "bf16": "bfloat16"}
-
-_WORDS = (
-    "the",
-    "a",
-    "model",
-    "token",
-    "time",
-    "first",
-    "every",
-    "step",
-    "cache",
-    "layer",
-    "attention",
-    "head",
-    "prefill",
-    "decode",
-    "sample",
-    "kernel",
-    "memory",
-    "bandwidth",
-    "latency",
-    "throughput",
-    "profile",
-    "measure",
-    "clock",
-    "event",
-    "stream",
-    "device",
-    "host",
-    "queue",
-    "batch",
-    "sequence",
-    "prompt",
-    "output",
-    "input",
-    "weight",
-    "matrix",
-    "vector",
-    "fast",
-    "slow",
-    "small",
-    "large",
-    "quiet",
-    "river",
-    "mountain",
-    "light",
-    "morning",
-    "evening",
-    "city",
-    "story",
-    "reader",
-    "writer",
-    "number",
-    "question",
-    "answer",
-    "because",
-    "while",
-    "after",
-    "before",
-    "under",
-    "over",
-    "into",
-    "with",
-    "from",
-    "and",
-    "or",
-)
-
-
-class ModelLoadError(Exception):
-    """A model or its tokenizer could not be loaded; the message is meant for the user as is."""
 
 
 @dataclass
@@ -108,81 +30,6 @@ class LoadedModel:
     def context_length(self) -> int | None:
         config = getattr(self.model.config, "get_text_config", lambda: self.model.config)()
         return getattr(config, "max_position_embeddings", None)
-
-
-def cache_dir() -> Path:
-    """Where llmprof keeps the demo model."""
-    return Path(os.environ.get("LLMPROF_CACHE", Path.home() / ".cache" / "llmprof"))
-
-
-def demo_path() -> Path:
-    """The demo model's directory, built on first use."""
-    path = cache_dir() / f"demo-v{DEMO_VERSION}"
-    if not (path / "config.json").exists():
-        _build_demo(path)
-    return path
-
-
-def _demo_corpus(lines: int = 4000, seed: int = 0) -> list[str]:
-    """English-like sentences: common words plus invented ones, enough for a vocabulary of about 2k tokens."""
-    rng = random.Random(seed)
-    syllables = [c + v for c in "bcdfghklmnprstvwz" for v in ("a", "e", "i", "o", "u", "ar", "en", "on")]
-    words = list(_WORDS) + ["".join(rng.choices(syllables, k=rng.randint(2, 4))) for _ in range(3000)]
-    return [" ".join(rng.choices(words, k=rng.randint(6, 18))).capitalize() + "." for _ in range(lines)]
-
-
-def train_demo_tokenizer() -> Any:
-    """The demo's byte-level BPE tokenizer (2048 tokens), trained here in about a second."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    specials = ["<unk>", "<s>", "</s>", "<pad>"]
-    bpe = Tokenizer(models.BPE(unk_token="<unk>"))
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=2048,
-        special_tokens=specials,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    bpe.train_from_iterator(_demo_corpus(), trainer=trainer)
-    return PreTrainedTokenizerFast(
-        tokenizer_object=bpe, unk_token="<unk>", bos_token="<s>", eos_token="</s>", pad_token="<pad>"
-    )
-
-
-def _build_demo(path: Path) -> None:
-    """Train the tokenizer and save a randomly initialized model into ``path``, atomically."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    tokenizer = train_demo_tokenizer()
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=512,
-        intermediate_size=1376,
-        num_hidden_layers=6,
-        num_attention_heads=8,
-        num_key_value_heads=4,
-        max_position_embeddings=2048,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        tie_word_embeddings=False,
-    )
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(config)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".demo-", dir=path.parent))
-    try:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        tmp.rename(path)
-    except OSError:
-        if not (path / "config.json").exists():  # not a concurrent build that won the race
-            raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -222,7 +69,7 @@ def load_model(
     from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
-    import llmprof.synthetic  # noqa: F401 - registers the synthetic model type with the Auto classes
+    import llmprof.workloads.synthetic  # noqa: F401 - registers the synthetic model type with the Auto classes
 
     hf_logging.disable_progress_bar()
 

@@ -1,0 +1,69 @@
+"""Token counting of a generate() call: which generation modes can be profiled step by step, the prompt's
+real tokens, the most steps a call can run, and ``n_i``, the tokens each sequence really generated."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+
+def unsupported_generation(generation_config: Any, arguments: dict[str, Any] | None = None) -> str | None:
+    """Why a generate() call cannot be profiled step by step (None when it can): only greedy and sampling can."""
+    arguments = arguments or {}
+    if (getattr(generation_config, "num_beams", 1) or 1) > 1 or (arguments.get("num_beams") or 1) > 1:
+        return "beam search"
+    if arguments.get("assistant_model") is not None or getattr(
+        generation_config, "prompt_lookup_num_tokens", None
+    ):
+        return "assisted generation"
+    return None
+
+
+def input_tensor(arguments: dict[str, Any]) -> torch.Tensor | None:
+    """The prompt tensor of generate()'s named arguments (ids or embeddings), if any."""
+    for name in ("input_ids", "inputs", "inputs_embeds"):
+        if isinstance(arguments.get(name), torch.Tensor):
+            return arguments[name]
+    return None
+
+
+def max_steps(model: Any, arguments: dict[str, Any], prompt_tokens: int) -> int:
+    """The most steps the call can run, from its arguments and configs (host-side values only)."""
+    config = arguments.get("generation_config") or getattr(model, "generation_config", None)
+    max_new = arguments.get("max_new_tokens", getattr(config, "max_new_tokens", None))
+    if max_new is None:
+        max_length = arguments.get("max_length", getattr(config, "max_length", None)) or 0
+        max_new = max(max_length - prompt_tokens, 0)
+    return int(max_new)
+
+
+def generated_length(output: Any, start_length: int | None) -> int | None:
+    """Steps kept in generate()'s output (a deferred stop check may run one extra step and undo it).
+    ``start_length`` is the sequences' length before the first token (prompt, decoder start token, or 0)."""
+    sequences = output if isinstance(output, torch.Tensor) else getattr(output, "sequences", None)
+    if start_length is None or not isinstance(sequences, torch.Tensor) or sequences.dim() != 2:
+        return None
+    return int(sequences.shape[1]) - start_length
+
+
+def tokens_per_sequence(done_flags: list[torch.Tensor], generated: int | None) -> list[int]:
+    """``n_i``: for each sequence, the step at which a stopping criterion first said it was done (EOS, stop string,
+    length limit, custom criteria), else the number of steps run. Padding after that step is not counted."""
+    if not done_flags:
+        return []
+    done = torch.stack(done_flags).cpu()
+    steps = done.shape[0]
+    first = done.to(torch.int8).argmax(dim=0) + 1
+    n = torch.where(done.any(dim=0), first, torch.full_like(first, steps))
+    if generated is not None and 0 < generated < steps:
+        n = n.clamp(max=generated)
+    return [int(v) for v in n]
+
+
+def prefill_tokens(mask: torch.Tensor | None, rows: int | None, prompt_tokens: int) -> int:
+    """Real prompt tokens of the batch: padding (from the attention ``mask``, read once generate() has
+    returned, so that it costs no extra sync) and rows repeated by num_return_sequences not counted."""
+    if mask is not None:
+        return int(mask.sum())
+    return (rows or 1) * prompt_tokens
