@@ -81,6 +81,34 @@ def test_bad_input_gives_a_one_line_error(env, args, message):
     assert "Traceback" not in result.stderr and result.stdout == ""
 
 
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--debug", "report", "{missing}"], "RunFormatError: {missing}: no such file"),
+        (["report", "{missing}", "--debug"], "RunFormatError: {missing}: no such file"),
+        (["--debug", "run", "--bogus"], "UsageError: unrecognized arguments: --bogus"),
+        (["--debug", "--max-new-tokens", "0"], "UsageError: argument --max-new-tokens: must be >= 1"),
+    ],
+)
+def test_debug_shows_the_traceback_instead_of_the_one_line(args, message, tmp_path, capsys):
+    from llmprof.cli import main
+
+    missing = str(tmp_path / "missing.json")
+    assert main([a.format(missing=missing) for a in args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("Traceback (most recent call last)") and message.format(missing=missing) in err
+    assert "llmprof: error:" not in err
+
+
+def test_user_errors_are_llmprof_errors_with_their_exit_status():
+    from llmprof import errors
+
+    for kind in (errors.RunFormatError, errors.ModelLoadError, errors.VariantError, errors.PlotUnavailable):
+        assert issubclass(kind, errors.UsageError) and kind.exit_code == 2
+    assert issubclass(errors.CaptureError, RuntimeError) and errors.CaptureError.exit_code == 1
+    assert all(issubclass(k, errors.LlmprofError) for k in (errors.UsageError, errors.TelemetryUnavailable))
+
+
 def test_a_model_without_generate_is_refused(env, tmp_path):
     from transformers import ViTConfig, ViTModel
 

@@ -11,7 +11,7 @@ import sys
 import pytest
 import torch
 from run_cli import run_llmprof
-from timelines import host_marks, record
+from timelines import PEAKS, SYNTHETIC, host_marks, record, synthetic_run
 from tiny_models import TEXT, tiny_llama, tiny_llava
 from transformers import LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM
 
@@ -19,7 +19,7 @@ from llmprof.analysis import registry
 from llmprof.analysis.cards import lookup_card
 from llmprof.analysis.metrics import compute_request
 from llmprof.analysis.record import Label
-from llmprof.analysis.roofline import ModelShape, Peaks, RequestRoofline, Roofline, verdict
+from llmprof.analysis.roofline import ModelShape, RequestRoofline, Roofline, verdict
 from llmprof.capture import peak
 from llmprof.capture.model_shape import model_shape, storage_bytes
 from llmprof.cli.common import rate
@@ -297,31 +297,6 @@ def test_cpu_peaks_are_measured_quickly_and_cached(tmp_path, monkeypatch):
 
 # A synthetic model of known bytes: 50 MB of weights, 1 kB of KV cache per token of context, 1 GFLOP per token;
 # peaks 10 GB/s and 1 TFLOP/s.
-SYNTHETIC = ModelShape(
-    parameters=25_000_000,
-    weight_bytes=50_000_000,
-    embedding_bytes_per_token=0,
-    matmul_params=500_000_000,
-    lm_head_params=0,
-    layers=1,
-    heads=1,
-    kv_heads=1,
-    head_dim=128,
-    cache_dtype="float32",
-    cache_dtype_bytes=4,
-)
-PEAKS = Peaks("test card", "float32", 10e9, "override", 1e12, "override")
-
-
-def synthetic_run(decode_ms: float, kv: bool = True) -> Run:
-    """Three requests of 6 tokens after 10 prompt tokens; each decode step takes exactly ``decode_ms``."""
-    shape = SYNTHETIC if kv else ModelShape(**{**SYNTHETIC.__dict__, "kv_heads": 0})
-    records = [
-        record(host_marks(6, start=1000.0 * i, decode=decode_ms, sample=0.0, gap=0.0), [6]) for i in range(3)
-    ]
-    return Run(config={}, environment={}, records=records, roofline=Roofline(shape, PEAKS).to_dict())
-
-
 def test_mbu_is_bytes_over_time_times_bandwidth_exactly():
     # B = 50 MB per step in T = 10 ms against 10 GB/s: MBU = B / (T x BW) = 0.5
     run = synthetic_run(10.0, kv=False)

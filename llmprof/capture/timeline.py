@@ -5,33 +5,33 @@ from __future__ import annotations
 
 import torch
 
-from llmprof import _core
+from llmprof._core import Timeline, cuda_driver_status
 from llmprof.errors import CaptureError
 
 MARKS_PER_STEP = 4  # forward begin/end, token, and room for a vision span or a prefill chunk
 DEFAULT_CAPACITY = 1 << 14
 
 
-def make_timeline(device: torch.device) -> _core.Timeline:
+def make_timeline(device: torch.device) -> Timeline:
     """Host stamps on the CPU; on a GPU, CUDA events on torch's current stream of ``device``. Raises
     CaptureError when the model is on a GPU whose driver cannot be used."""
     if device.type != "cuda":
-        return _core.Timeline(DEFAULT_CAPACITY)
-    ok, reason = _core.cuda_driver_status()
+        return Timeline(DEFAULT_CAPACITY)
+    ok, reason = cuda_driver_status()
     if not ok:
         raise CaptureError(f"the model is on {device} but the CUDA driver cannot be used: {reason}")
-    timeline = _core.Timeline(DEFAULT_CAPACITY, device.index or 0)
+    timeline = Timeline(DEFAULT_CAPACITY, device.index or 0)
     follow_stream(timeline, device)
     return timeline
 
 
-def follow_stream(timeline: _core.Timeline, device: torch.device | None) -> None:
+def follow_stream(timeline: Timeline, device: torch.device | None) -> None:
     """Record the next events on torch's current stream of ``device`` (a no-op off the GPU)."""
     if device is not None and device.type == "cuda":
         timeline.set_stream(torch.cuda.current_stream(device).cuda_stream)
 
 
-def reserve(timeline: _core.Timeline, steps: int) -> None:
+def reserve(timeline: Timeline, steps: int) -> None:
     """Grow ``timeline`` (outside the hot path) to hold a call of up to ``steps`` steps."""
     needed = MARKS_PER_STEP * (steps + 4)
     if needed > timeline.capacity:
