@@ -6,10 +6,13 @@ import os
 import struct
 import subprocess
 import sys
+from operator import attrgetter
 from pathlib import Path
 
 import pytest
 
+from llmprof.analysis import registry
+from llmprof.analysis.compare import compare_runs
 from llmprof.analysis.record import Label, RawRequest
 from llmprof.errors import RunFormatError
 from llmprof.report import render
@@ -266,3 +269,20 @@ def test_plot_draws_the_hardware_floor_when_the_run_has_a_roofline(saved_run):
     run.roofline = Roofline(model=shape, peaks=peaks).to_dict()
     with_floor = render(run, "plot")
     assert png_size(with_floor) == png_size(plain) and with_floor != plain
+
+
+def test_one_registry_entry_reaches_the_tables_the_csv_and_comparisons(monkeypatch):
+    extra = registry.Metric(
+        "latency_to_last_token",
+        "latency to last token",
+        "s",
+        attrgetter("latency_to_last_token"),
+        better="lower",
+    )
+    monkeypatch.setattr(registry, "METRICS", (*registry.METRICS, extra))
+    monkeypatch.setitem(registry.BY_NAME, extra.name, extra)
+    run = hand_run()
+    assert "| latency to last token (ms) | 108.8 |" in render(run, "md")
+    assert render(run, "csv").splitlines()[0].split(",").count("latency_to_last_token") == 1
+    (comparison,) = [c for c in compare_runs(run, run) if c.metric == extra.name]
+    assert comparison.ratio == 1.0 and comparison.unit == "s"

@@ -91,12 +91,20 @@ def _breakdown(name: str, label: str, phase: str, colour: str, steps: str | None
     """A time part of the breakdown: per request (``steps`` None) or the mean of a per-step series."""
     total = _steps_total(steps) if steps else _part_total(name)
     return Metric(
-        name, label, "s", _part(name), section=SECTION_BREAKDOWN, phase=phase, better="lower", colour=colour,
-        total=total, **kw,
-    )  # fmt: skip
+        name,
+        label,
+        "s",
+        _part(name),
+        section=SECTION_BREAKDOWN,
+        phase=phase,
+        better="lower",
+        colour=colour,
+        total=total,
+        **kw,
+    )
 
 
-def _roofline(name: str, unit: str, label: str, get: Callable[[Any], float | None]) -> Metric:
+def _roofline(name: str, label: str, unit: str, get: Callable[[Any], float | None]) -> Metric:
     return Metric(name, label, unit, get, source=ROOFLINE, section=ROOFLINE, phase="decode")
 
 
@@ -127,13 +135,13 @@ METRICS: tuple[Metric, ...] = (
     _breakdown("host_gap", "host gap / step", "decode", "#d62728", "step_host_gap", short="host gap"),
     Metric("host_bound_share", "host-bound decode steps", "ratio", _part("host_bound_share"),
            section=SECTION_BREAKDOWN, phase="decode"),
-    _roofline("floor_tpot", "s", "floor TPOT", attrgetter("floor_tpot")),
-    _roofline("floor_ttft", "s", "floor TTFT", attrgetter("floor_ttft")),
-    _roofline("mbu", "ratio", "MBU, decode (token to token)", attrgetter("mbu")),
-    _roofline("mbu_forward", "ratio", "MBU, decode forwards only", attrgetter("mbu_forward")),
-    _roofline("mbu_step_max", "ratio", "MBU, best decode step", lambda a: _best_step(a.step_mbu)),
-    _roofline("mfu_decode", "ratio", "MFU, decode", attrgetter("mfu_decode")),
-    _roofline("mfu_prefill", "ratio", "MFU, prefill forward", attrgetter("mfu_prefill")),
+    _roofline("floor_tpot", "floor TPOT", "s", attrgetter("floor_tpot")),
+    _roofline("floor_ttft", "floor TTFT", "s", attrgetter("floor_ttft")),
+    _roofline("mbu", "MBU, decode (token to token)", "ratio", attrgetter("mbu")),
+    _roofline("mbu_forward", "MBU, decode forwards only", "ratio", attrgetter("mbu_forward")),
+    _roofline("mbu_step_max", "MBU, best decode step", "ratio", lambda a: _best_step(a.step_mbu)),
+    _roofline("mfu_decode", "MFU, decode", "ratio", attrgetter("mfu_decode")),
+    _roofline("mfu_prefill", "MFU, prefill forward", "ratio", attrgetter("mfu_prefill")),
     _telemetry("gpu_util_mean", "GPU utilization, mean", "pct"),
     _telemetry("gpu_util_max", "GPU utilization, max", "pct"),
     _telemetry("mem_used_peak_bytes", "GPU memory used (NVML), peak", "bytes"),

@@ -7,7 +7,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from llmprof.analysis import registry
-from llmprof.analysis.registry import ROOFLINE, SECTION_BREAKDOWN, SECTION_METRICS, TELEMETRY, Metric
+from llmprof.analysis.registry import ROOFLINE, SECTION_BREAKDOWN, SECTION_METRICS, TELEMETRY
 from llmprof.analysis.roofline import Roofline, si, verdict
 from llmprof.analysis.stats import Summary
 from llmprof.analysis.telemetry import requests_telemetry, run_warnings
@@ -62,8 +62,7 @@ def run_header(run: Run) -> str:
 def _section(title: str, first: str, section: str, summaries: dict[str, Summary]) -> Section:
     """The rows of the registry's metrics of ``section`` that have a summary: headline metrics first."""
     table = Section(title, first)
-    shown: list[Metric] = registry.metrics(section=section)
-    for metric in sorted(shown, key=lambda m: not m.headline):
+    for metric in sorted(registry.metrics(section=section), key=lambda m: not m.headline):
         summary = summaries.get(metric.name)
         if summary is not None and not (metric.optional and summary.max == 0):
             table.rows.append(summary_row(metric.label, summary, metric.unit))
