@@ -187,7 +187,6 @@ def test_vision_language_models_report_the_vision_encoder(build):
     assert r.output_tokens == [5] and out.shape[1] == inputs["input_ids"].shape[1] + 5
     b = r.breakdown
     assert b.vision > 0 and b.prefill > 0 and b.host_prep >= 0
-    assert b.host_prep + b.vision + b.prefill + b.first_sample == pytest.approx(r.ttft)
 
 
 def test_stop_strings_count_tokens_up_to_the_stop():
