@@ -44,6 +44,8 @@ class RawRequest:
     warmup: bool = False
     # per-request counters: energy, CPU time, memory peaks
     telemetry: dict[str, Any] = field(default_factory=dict)
+    # what the profiler found wrong with this call but could still measure (a missing breakdown, ...)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def batch_size(self) -> int:
@@ -85,6 +87,7 @@ class RawRequest:
             "sync_uncertainty_ns": self.sync_uncertainty_ns,
             "warmup": self.warmup,
             "telemetry": self.telemetry,
+            "warnings": self.warnings,
         }
 
     @classmethod
@@ -106,6 +109,7 @@ class RawRequest:
             sync_uncertainty_ns=int(data.get("sync_uncertainty_ns", 0)),
             warmup=bool(data.get("warmup", False)),
             telemetry=dict(data.get("telemetry", {})),
+            warnings=[str(w) for w in data.get("warnings", [])],
         )
 
 

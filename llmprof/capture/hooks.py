@@ -28,6 +28,8 @@ class Recorder(Protocol):
     steps: int  # tokens appended so far in the active request
 
     def mark(self, label: int, step: int) -> None: ...
+    def enter(self) -> bool: ...
+    def leave(self) -> None: ...
     def begin(self, arguments: dict[str, Any]) -> None: ...
     def configure(self, generation_config: Any) -> bool: ...
     def on_token(self, length: int) -> None: ...
@@ -146,17 +148,19 @@ def _wrap_generate(generate: Callable[..., Any], recorder: Recorder) -> Callable
 
     @functools.wraps(generate)
     def profiled_generate(*args: Any, **kwargs: Any) -> Any:
-        # a generate() inside generate() (e.g. an assistant model's) is part of the outer request
-        if recorder.active:
-            return generate(*args, **kwargs)
-        recorder.begin(call_arguments(signature, args, kwargs))
         try:
-            output = generate(*args, **kwargs)
-        except BaseException:
-            recorder.abort()
-            raise
-        recorder.end(output)
-        return output
+            if not recorder.enter():  # another generate() of this model is running: pass this one through
+                return generate(*args, **kwargs)
+            recorder.begin(call_arguments(signature, args, kwargs))
+            try:
+                output = generate(*args, **kwargs)
+            except BaseException:
+                recorder.abort()
+                raise
+            recorder.end(output)
+            return output
+        finally:
+            recorder.leave()
 
     return profiled_generate
 

@@ -4,6 +4,7 @@ into a :class:`~llmprof.analysis.record.RawRequest` and its :class:`~llmprof.ana
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 import warnings
 from collections.abc import Iterator
@@ -54,6 +55,9 @@ class Profiler:
         self.warmup = False  # while True, recorded requests are flagged as warm-up
         self.active = False
         self.steps = 0
+        self._calls = 0  # generate() calls of the model in flight, on any thread
+        self._calls_lock = threading.Lock()
+        self._owner: int | None = None  # the thread of the recorded call
         self._timeline: Any = timeline
         self._hooks: InstalledHooks | None = None
         self._done_flags: list[torch.Tensor] = []
@@ -62,6 +66,7 @@ class Profiler:
         self._prompt_mask: torch.Tensor | None = None
         self._start_length: int | None = None
         self._skip_reason: str | None = None
+        self._arguments: dict[str, Any] = {}
         self._device: torch.device | None = None
         self._telemetry = telemetry
         self._sample_interval = sample_interval
@@ -134,6 +139,35 @@ class Profiler:
     def mark(self, label: int, step: int) -> None:  # replaced by the timeline's own method on attach
         self._timeline.mark(label, step)
 
+    def enter(self) -> bool:
+        """A generate() call was entered: True when it is the only one in flight (it is then recorded). Any
+        other call, nested inside the recorded one or on another thread, runs unrecorded, and the recorded
+        call is dropped, since its marks would mix both."""
+        with self._calls_lock:
+            self._calls += 1
+            alone = self._calls == 1
+        if alone:
+            return True
+        if self.active and self._skip_reason is None:
+            self._skip_reason = (
+                "a generate() nested inside this one on the same model (assistant early exit, multi-token"
+                " prediction, a generate() that calls itself) is not profiled"
+                if threading.get_ident() == self._owner
+                else "another thread called generate() on the same model during this call, which is not profiled"
+            )
+        if threading.get_ident() != self._owner:
+            warnings.warn(
+                "llmprof: generate() called while another generate() of this model runs; the call is not"
+                " recorded (profile one call at a time per model)",
+                stacklevel=3,
+            )
+        return False
+
+    def leave(self) -> None:
+        """A generate() call returned or raised."""
+        with self._calls_lock:
+            self._calls -= 1
+
     def begin(self, arguments: dict[str, Any]) -> None:
         """generate() was entered with these (named) arguments: reset the timeline and stamp ``t0``."""
         timeline = self._timeline
@@ -148,6 +182,8 @@ class Profiler:
         self._done_flags = []
         self._start_length = None
         self._skip_reason = None
+        self._arguments = arguments  # until the call ends: what decides its generation mode
+        self._owner = threading.get_ident()
         self.steps = 0
         self._start_counters()
         self.active = True
@@ -155,7 +191,9 @@ class Profiler:
 
     def configure(self, generation_config: Any) -> bool:
         """generate() built its stopping criteria from the final config: can this call be profiled?"""
-        reason = tokens.unsupported_generation(generation_config)
+        if self._skip_reason is not None:  # a call that is not recorded marks nothing
+            return False
+        reason = tokens.unsupported_generation(generation_config, self._arguments)
         if reason is not None:
             self._skip_reason = f"{reason} is not profiled (only greedy and sampling are)"
             return False
@@ -182,6 +220,7 @@ class Profiler:
         timeline = self._timeline
         timeline.mark_host(Label.REQUEST_END, self.steps)
         self.active = False
+        self._arguments = {}
         counters = self._end_counters()
         resolved = timeline.resolve()
         if timeline.backend == "cuda":
@@ -200,8 +239,11 @@ class Profiler:
         kept = tokens.generated_length(output, self._start_length)
         generated = tokens.tokens_per_sequence(self._done_flags, kept)
         self._done_flags = []
-        if not generated or max(generated) == 0:
-            warnings.warn("llmprof: generate() produced no token; the call is not recorded", stacklevel=3)
+        broken = _broken_invariant(self.steps, kept, output)
+        if broken is None and (not generated or max(generated) == 0):
+            broken = "generate() produced no token"
+        if broken is not None:
+            warnings.warn(f"llmprof: {broken}; the call is not recorded", stacklevel=3)
             return
         raw = RawRequest(
             label=resolved["label"],
@@ -215,6 +257,7 @@ class Profiler:
             sync_uncertainty_ns=resolved["sync_uncertainty_ns"],
             warmup=self.warmup,
             telemetry=counters,
+            warnings=_flags(resolved["label"]),
         )
         self.records.append(raw)
 
@@ -237,6 +280,7 @@ class Profiler:
     def abort(self) -> None:
         """generate() raised: forget the partial request."""
         self.active = False
+        self._arguments = {}
         self._done_flags = []
         self._timeline.clear()
 
@@ -248,6 +292,33 @@ def profile(model: Any, **options: Any) -> Iterator[Profiler]:
     profiler = Profiler(model, **options)
     with profiler:
         yield profiler
+
+
+def _broken_invariant(steps: int, kept: int | None, output: Any) -> str | None:
+    """Why a call's marks cannot be its tokens, checked after it returned (None when they can): no step was
+    marked although tokens came out, or the sequences grew by more tokens than steps were marked."""
+    if steps == 0 and tokens.output_length(output):
+        return (
+            "generate() ran no generation loop that llmprof hooks (a generate() that delegates to an inner"
+            " model's generate(), as BLIP-2's does, is not profiled yet)"
+        )
+    if kept is not None and kept > steps:
+        return (
+            f"the sequences grew by {kept} tokens in {steps} marked steps (several tokens per step: speculative"
+            " or assisted decoding), which is not profiled"
+        )
+    return None
+
+
+def _flags(labels: list[int]) -> list[str]:
+    """What a recorded call lacks but can be measured without: the flags saved with its record."""
+    if Label.FORWARD_BEGIN not in labels:
+        missing = (
+            "no forward of the model was marked (a forward compiled or wrapped where llmprof's hooks cannot"
+            " see it): the breakdown is missing"
+        )
+        return [missing]
+    return []
 
 
 def _nvml_devices(device: torch.device | None) -> list[int | str]:

@@ -38,6 +38,12 @@ def max_steps(model: Any, arguments: dict[str, Any], prompt_tokens: int) -> int:
     return int(max_new)
 
 
+def output_length(output: Any) -> int:
+    """Length of the sequences generate() returned (0 when it returned none)."""
+    sequences = output if isinstance(output, torch.Tensor) else getattr(output, "sequences", None)
+    return int(sequences.shape[-1]) if isinstance(sequences, torch.Tensor) and sequences.dim() >= 1 else 0
+
+
 def generated_length(output: Any, start_length: int | None) -> int | None:
     """Steps kept in generate()'s output (a deferred stop check may run one extra step and undo it).
     ``start_length`` is the sequences' length before the first token (prompt, decoder start token, or 0)."""

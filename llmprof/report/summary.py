@@ -78,6 +78,7 @@ def summary_sections(run: Run) -> tuple[list[Section], list[str]]:
     sections, notes = [metrics, breakdown], []
     if run.interrupted:
         notes.append("interrupted: only the repeats completed before the interruption are shown")
+    notes += _counted([f"warning: {w}" for raw in run.measured for w in raw.warnings])
     if "host_bound_share" not in summaries and run.measured:
         notes.append(HOST_TIMELINE_NOTE)
     if run.roofline is not None and run.measured:
@@ -124,5 +125,9 @@ def _telemetry_section(run: Run) -> tuple[Section, list[str]]:
         notes += ([f"energy: {t.energy_note}"] if t.energy_note else []) + [
             f"warning: {w}" for w in t.warnings
         ]
-    counted = Counter(notes)
-    return section, [note + (f" ({count} requests)" if count > 1 else "") for note, count in counted.items()]
+    return section, _counted(notes)
+
+
+def _counted(notes: list[str]) -> list[str]:
+    """Each note once, with the number of requests it came from when more than one."""
+    return [note + (f" ({count} requests)" if count > 1 else "") for note, count in Counter(notes).items()]

@@ -107,6 +107,8 @@ class _Marks:
 def _request_args(raw: RawRequest) -> dict[str, Any]:
     """The request's metrics for its span's args (or why they cannot be computed)."""
     args: dict[str, Any] = {"tokens per sequence": list(raw.tokens_per_sequence), "backend": raw.backend}
+    if raw.warnings:
+        args["warnings"] = list(raw.warnings)
     try:
         m = compute_request(raw)
     except (ValueError, ZeroDivisionError) as exc:
