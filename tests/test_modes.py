@@ -10,7 +10,7 @@ import warnings
 
 import pytest
 import torch
-from tiny_models import tiny_llama
+from tiny_models import tiny_bart, tiny_llama, tiny_t5, tiny_whisper
 from transformers import LogitsProcessor, LogitsProcessorList
 
 import llmprof
@@ -101,3 +101,57 @@ def test_a_forward_the_hooks_cannot_see_keeps_the_metrics_and_flags_the_record()
     assert raw.warnings and "no forward of the model was marked" in raw.warnings[0]
     run = Run(config={}, environment={}, records=[raw])
     assert "- warning: no forward of the model was marked" in render(run, "md")
+
+
+class ScriptedEos(LogitsProcessor):
+    """Row i emits ``eos`` at its ``at[i]``-th generated token and never before (0: never)."""
+
+    def __init__(self, at, eos):
+        self.at, self.eos, self.start = at, eos, None
+
+    def __call__(self, input_ids, scores):
+        self.start = input_ids.shape[-1] if self.start is None else self.start
+        step = input_ids.shape[-1] - self.start + 1  # the token this call chooses
+        scores[:, self.eos] = -float("inf")
+        for row, at in enumerate(self.at):
+            if at == step:
+                scores[row, :] = -float("inf")
+                scores[row, self.eos] = 0.0
+        return scores
+
+
+@pytest.mark.parametrize("build", [tiny_t5, tiny_bart, tiny_whisper], ids=["t5", "bart", "whisper"])
+def test_encoder_decoder_models_time_the_encoder_inside_ttft_and_count_real_tokens(build):
+    model, inputs = build()
+    eos = model.generation_config.eos_token_id
+    eos = eos[0] if isinstance(eos, list) else eos
+    processors = LogitsProcessorList([ScriptedEos([0, 4], eos)])
+    options = (
+        {"language": "en"}
+        if build is tiny_whisper
+        else {"forced_bos_token_id": None, "forced_eos_token_id": None}
+    )
+    with llmprof.profile(model) as prof:
+        model.generate(**inputs, max_new_tokens=8, logits_processor=processors, **options, **GREEDY)
+    (r,) = prof.requests
+    assert r.output_tokens == [8, 4]  # Whisper's output drops its 4-token decoder prompt: n_i holds anyway
+    b = r.breakdown
+    assert 0 < b.encoder < r.ttft and b.prefill is not None and b.host_prep >= 0
+    assert len(r.itl) == 7
+
+
+def test_continuous_batching_says_it_is_not_profiled():
+    config = getattr(pytest.importorskip("transformers"), "ContinuousBatchingConfig", None)
+    model = tiny_llama()
+    if config is None or not callable(getattr(model, "generate_batch", None)):
+        pytest.skip("this transformers has no continuous batching config")
+    from transformers import GenerationConfig
+
+    with llmprof.profile(model) as prof, pytest.warns(UserWarning, match="continuous batching"):
+        model.generate_batch(
+            [[1, 5, 9, 13], [1, 3]],
+            generation_config=GenerationConfig(max_new_tokens=4, eos_token_id=2),
+            continuous_batching_config=config(num_blocks=16, max_batch_tokens=64),
+            warmup=False,
+        )
+    assert prof.records == []

@@ -98,3 +98,100 @@ def tiny_qwen2_vl() -> tuple[Qwen2VLForConditionalGeneration, dict]:
         "pixel_values": torch.randn(16, 3 * 2 * 4 * 4),
         "image_grid_thw": torch.tensor([[1, 4, 4]]),
     }
+
+
+SEQ2SEQ_VOCAB = 128
+
+
+def tiny_t5():
+    """A T5 and generate() inputs: a batch of 2 encoder inputs of 6 tokens."""
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    config = T5Config(
+        vocab_size=SEQ2SEQ_VOCAB,
+        d_model=32,
+        d_kv=8,
+        d_ff=64,
+        num_layers=1,
+        num_decoder_layers=1,
+        num_heads=4,
+        decoder_start_token_id=0,
+        pad_token_id=0,
+        eos_token_id=1,
+    )
+    torch.manual_seed(0)
+    ids = torch.randint(2, SEQ2SEQ_VOCAB, (2, 6))
+    return T5ForConditionalGeneration(config).eval(), {
+        "input_ids": ids,
+        "attention_mask": torch.ones_like(ids),
+    }
+
+
+def tiny_bart():
+    """A BART and generate() inputs: a batch of 2 encoder inputs of 6 tokens."""
+    from transformers import BartConfig, BartForConditionalGeneration
+
+    config = BartConfig(
+        vocab_size=SEQ2SEQ_VOCAB,
+        d_model=32,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=4,
+        decoder_attention_heads=4,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+        max_position_embeddings=64,
+        pad_token_id=1,
+        bos_token_id=0,
+        eos_token_id=2,
+        decoder_start_token_id=2,
+        forced_bos_token_id=0,
+        forced_eos_token_id=2,
+    )
+    torch.manual_seed(0)
+    ids = torch.randint(3, SEQ2SEQ_VOCAB, (2, 6))
+    return BartForConditionalGeneration(config).eval(), {
+        "input_ids": ids,
+        "attention_mask": torch.ones_like(ids),
+    }
+
+
+WHISPER_EOS = 120  # also its pad, as in the real vocabulary
+
+
+def tiny_whisper():
+    """A multilingual-layout Whisper and generate() inputs: a batch of 2 short-form clips (8 mel bins x 32)."""
+    from transformers import WhisperConfig, WhisperForConditionalGeneration
+
+    config = WhisperConfig(
+        vocab_size=SEQ2SEQ_VOCAB,
+        num_mel_bins=8,
+        d_model=32,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=4,
+        decoder_attention_heads=4,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+        max_source_positions=16,
+        max_target_positions=64,
+        pad_token_id=WHISPER_EOS,
+        bos_token_id=WHISPER_EOS,
+        eos_token_id=WHISPER_EOS,
+        decoder_start_token_id=121,
+        suppress_tokens=[],
+        begin_suppress_tokens=[],
+    )
+    torch.manual_seed(0)
+    model = WhisperForConditionalGeneration(config).eval()
+    generation = model.generation_config
+    generation.decoder_start_token_id, generation.eos_token_id, generation.pad_token_id = (
+        121,
+        WHISPER_EOS,
+        WHISPER_EOS,
+    )
+    generation.no_timestamps_token_id = 125
+    generation.is_multilingual = True
+    generation.lang_to_id = {"<|en|>": 122}
+    generation.task_to_id = {"transcribe": 123, "translate": 124}
+    return model, {"input_features": torch.randn(2, 8, 32)}

@@ -22,7 +22,7 @@ HOST_BOUND_TOLERANCE_NS = (
 class Breakdown:
     """Where the time of one request went.
 
-    TTFT = host_prep + vision + prefill + first_sample. Each decode step k >= 2 splits its inter-token interval
+    TTFT = host_prep + encoder + vision + prefill + first_sample. Each decode step k >= 2 splits its inter-token interval
     into host_gap (previous token to the forward's start), forward and sampling (forward end to token).
     A part whose marks are missing (e.g. a forward that bypassed the hooks) is None.
     """
@@ -35,6 +35,7 @@ class Breakdown:
     step_sampling: list[float | None]
     step_host_gap: list[float | None]
     step_host_bound: list[bool] | None  # None on the host backend, where there is no device queue
+    encoder: float = 0.0  # the encoder of an encoder-decoder model (0 for a decoder-only one)
 
     @property
     def decode_forward(self) -> float | None:
@@ -109,8 +110,9 @@ def compute_request(raw: RawRequest) -> RequestMetrics:
     fwd_begin = {step: times[i] for step, i in begins.items()}
     # the last forward return of each step (chunked prefill has several)
     fwd_end = {step: times[i] for step, i in marks.last(Label.FORWARD_END).items()}
-    vision_time = sum(
-        ((times[e] - times[b]) * NS for _, b, e in marks.pairs(Label.VISION_BEGIN, Label.VISION_END)), 0.0
+    vision_time, encoder_time = (
+        sum(((times[e] - times[b]) * NS for _, b, e in marks.pairs(begin, end)), 0.0)
+        for begin, end in ((Label.VISION_BEGIN, Label.VISION_END), (Label.ENCODER_BEGIN, Label.ENCODER_END))
     )
     missing = [k for k in range(1, steps + 1) if k not in token]
     if missing:
@@ -127,7 +129,7 @@ def compute_request(raw: RawRequest) -> RequestMetrics:
     if prefill is not None:
         prefill = max(prefill - vision_time, 0.0) if _vision_inside_prefill(raw) else prefill
     first_sample = _span(t_first, fwd_end.get(0))
-    known = vision_time + (prefill or 0.0) + (first_sample or 0.0)
+    known = encoder_time + vision_time + (prefill or 0.0) + (first_sample or 0.0)
     host_prep = ttft - known if prefill is not None else None
 
     uncertainty = raw.sync_uncertainty_ns + HOST_BOUND_TOLERANCE_NS
@@ -159,6 +161,7 @@ def compute_request(raw: RawRequest) -> RequestMetrics:
         breakdown=Breakdown(
             host_prep=host_prep,
             vision=vision_time,
+            encoder=encoder_time,
             prefill=prefill,
             first_sample=first_sample,
             step_forward=step_forward,

@@ -22,6 +22,8 @@ class Label(IntEnum):
     TOKEN = 4  # token(s) of step k appended (T_k)
     VISION_BEGIN = 5  # vision encoder launched (MLLMs)
     VISION_END = 6  # vision encoder returned
+    ENCODER_BEGIN = 7  # encoder of an encoder-decoder model launched (once, before the generation loop)
+    ENCODER_END = 8  # encoder returned
 
 
 @dataclass

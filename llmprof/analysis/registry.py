@@ -127,6 +127,7 @@ METRICS: tuple[Metric, ...] = (
     Metric("prefill_tps", "prefill throughput", "tok/s", attrgetter("prefill_tps"), phase="prefill", better="higher"),
     Metric("output_tokens", "output tokens", "tok", attrgetter("total_output_tokens"), section=None),
     _breakdown("host_prep", "host prep", "prefill", "#9e9e9e"),
+    _breakdown("encoder", "encoder", "prefill", "#17becf", optional=True),
     _breakdown("vision", "vision encoder", "prefill", "#8e44ad", optional=True),
     _breakdown("prefill", "prefill forward", "prefill", "#1f77b4"),
     _breakdown("first_sample", "first sample", "prefill", "#aec7e8"),

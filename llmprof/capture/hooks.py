@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import warnings
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -17,14 +18,21 @@ from transformers import StoppingCriteriaList
 from llmprof.analysis.record import Label
 
 VISION_MODULE_NAMES = ("vision_tower", "visual", "vision_model", "vision_encoder", "image_encoder")
-_PATCHED_ATTRIBUTES = ("generate", "_get_stopping_criteria", "get_compiled_call", "_prefill_chunking")
+_PATCHED_ATTRIBUTES = (
+    "generate",
+    "_get_stopping_criteria",
+    "get_compiled_call",
+    "_prefill_chunking",
+    "generate_batch",
+)
 REQUIRED_METHODS = ("generate", "_get_stopping_criteria")
 
 
 class Recorder(Protocol):
     """What the hooks report to (implemented by :class:`llmprof.capture.profiler.Profiler`)."""
 
-    active: bool
+    active: bool  # a call is being recorded
+    armed: bool  # ... and its generation loop is hooked
     steps: int  # tokens appended so far in the active request
 
     def mark(self, label: int, step: int) -> None: ...
@@ -52,7 +60,7 @@ class TokenMarkingCriteria(StoppingCriteriaList):
 
     def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.BoolTensor:
         recorder = self._recorder
-        if not recorder.active:
+        if not recorder.armed:
             return super().__call__(input_ids, scores, **kwargs)
         recorder.on_token(input_ids.shape[-1])
         is_done = super().__call__(input_ids, scores, **kwargs)
@@ -83,6 +91,19 @@ def call_arguments(signature: inspect.Signature | None, args: tuple, kwargs: dic
     return flat
 
 
+def find_encoder(model: torch.nn.Module) -> torch.nn.Module | None:
+    """The encoder of an encoder-decoder model (T5, BART, Whisper), which generate() runs once before the loop."""
+    config = getattr(model, "config", None)
+    get = getattr(model, "get_encoder", None)
+    if not getattr(config, "is_encoder_decoder", False) or not callable(get):
+        return None
+    try:
+        encoder = get()
+    except (AttributeError, NotImplementedError):
+        return None
+    return encoder if isinstance(encoder, torch.nn.Module) and encoder is not model else None
+
+
 def find_vision_module(model: torch.nn.Module) -> torch.nn.Module | None:
     """The vision encoder of a vision-language model (LLaVA's vision_tower, Qwen2-VL's visual, ...), if any."""
     for name, module in model.named_modules():
@@ -104,6 +125,18 @@ class InstalledHooks:
         mark, compiling = recorder.mark, torch.compiler.is_compiling
 
         def marker(label: Label) -> Callable[..., None]:
+            """A forward's mark: only once the call's generation loop is hooked (a forward before it, such as
+            Whisper's language detection, is not the prefill)."""
+
+            def hook(*_args: Any) -> None:
+                if recorder.armed and not compiling():
+                    mark(label, recorder.steps)
+
+            return hook
+
+        def span_marker(label: Label) -> Callable[..., None]:
+            """An encoder's mark: at any time of a recorded call (an encoder runs before the loop)."""
+
             def hook(*_args: Any) -> None:
                 if recorder.active and not compiling():
                     mark(label, recorder.steps)
@@ -114,12 +147,15 @@ class InstalledHooks:
             model.register_forward_pre_hook(marker(Label.FORWARD_BEGIN)),
             model.register_forward_hook(marker(Label.FORWARD_END)),
         ]
-        vision = find_vision_module(model)
-        if vision is not None:
-            self._handles += [
-                vision.register_forward_pre_hook(marker(Label.VISION_BEGIN)),
-                vision.register_forward_hook(marker(Label.VISION_END)),
-            ]
+        for module, begin, end in (
+            (find_vision_module(model), Label.VISION_BEGIN, Label.VISION_END),
+            (find_encoder(model), Label.ENCODER_BEGIN, Label.ENCODER_END),
+        ):
+            if module is not None:
+                self._handles += [
+                    module.register_forward_pre_hook(span_marker(begin)),
+                    module.register_forward_hook(span_marker(end)),
+                ]
         model.generate = _wrap_generate(model.generate, recorder)
         model._get_stopping_criteria = _wrap_stopping_criteria(model._get_stopping_criteria, recorder)
         if callable(getattr(model, "get_compiled_call", None)):
@@ -127,6 +163,8 @@ class InstalledHooks:
         # transformers 4.x runs prefill chunks through self.forward, which the module hooks cannot see
         if callable(getattr(model, "_prefill_chunking", None)):
             model._prefill_chunking = _marked_forward(model._prefill_chunking, recorder)
+        if callable(getattr(model, "generate_batch", None)):
+            model.generate_batch = _not_profiled(model.generate_batch, "continuous batching (generate_batch)")
 
     def remove(self) -> None:
         """Remove every hook and wrapper."""
@@ -186,10 +224,10 @@ def _marked_forward(forward: Callable[..., Any], recorder: Recorder) -> Callable
 
     @functools.wraps(forward)
     def marked(*args: Any, **kwargs: Any) -> Any:
-        if recorder.active:
+        if recorder.armed:
             mark(Label.FORWARD_BEGIN, recorder.steps)
         output = forward(*args, **kwargs)
-        if recorder.active:
+        if recorder.armed:
             mark(Label.FORWARD_END, recorder.steps)
         return output
 
@@ -204,3 +242,14 @@ def _wrap_compiled_call(get_compiled_call: Callable[..., Any], recorder: Recorde
         return _marked_forward(get_compiled_call(*args, **kwargs), recorder)
 
     return marked_compiled_call
+
+
+def _not_profiled(method: Callable[..., Any], what: str) -> Callable[..., Any]:
+    """``method`` run as it is, with a one-line warning that llmprof does not record it."""
+
+    @functools.wraps(method)
+    def unprofiled(*args: Any, **kwargs: Any) -> Any:
+        warnings.warn(f"llmprof: {what} is not profiled yet; the call is not recorded", stacklevel=2)
+        return method(*args, **kwargs)
+
+    return unprofiled

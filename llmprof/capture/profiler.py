@@ -53,7 +53,8 @@ class Profiler:
         self._metrics: list[RequestMetrics] = []
         self.records: list[RawRequest] = []
         self.warmup = False  # while True, recorded requests are flagged as warm-up
-        self.active = False
+        self.active = False  # a call is being recorded (generate() entered, not yet returned)
+        self.armed = False  # ... and its generation loop is hooked: forward and token marks count
         self.steps = 0
         self._calls = 0  # generate() calls of the model in flight, on any thread
         self._calls_lock = threading.Lock()
@@ -181,7 +182,7 @@ class Profiler:
         timelines.follow_stream(timeline, self._device)
         self._done_flags = []
         self._start_length = None
-        self._skip_reason = None
+        self._skip_reason = tokens.unsupported_call(arguments)
         self._arguments = arguments  # until the call ends: what decides its generation mode
         self._owner = threading.get_ident()
         self.steps = 0
@@ -191,12 +192,19 @@ class Profiler:
 
     def configure(self, generation_config: Any) -> bool:
         """generate() built its stopping criteria from the final config: can this call be profiled?"""
-        if self._skip_reason is not None:  # a call that is not recorded marks nothing
+        if self._skip_reason is None and self.armed:  # a second loop in one call
+            self._skip_reason = (
+                "generate() ran several generation passes (long-form audio, temperature fallback), which are not"
+                " profiled"
+            )
+        if self._skip_reason is not None:  # a call that is not recorded marks nothing more
+            self.armed = False
             return False
         reason = tokens.unsupported_generation(generation_config, self._arguments)
         if reason is not None:
             self._skip_reason = f"{reason} is not profiled (only greedy and sampling are)"
             return False
+        self.armed = True
         max_length = getattr(generation_config, "max_length", None)
         if max_length:  # an upper bound on the steps, the prompt included
             timelines.reserve(self._timeline, max_length)
@@ -219,7 +227,7 @@ class Profiler:
         """
         timeline = self._timeline
         timeline.mark_host(Label.REQUEST_END, self.steps)
-        self.active = False
+        self.active = self.armed = False
         self._arguments = {}
         counters = self._end_counters()
         resolved = timeline.resolve()
@@ -236,7 +244,7 @@ class Profiler:
             )
             self._timeline.reserve(2 * self._timeline.capacity)
             return
-        kept = tokens.generated_length(output, self._start_length)
+        kept = tokens.generated_length(output, self._start_length, self.steps)
         generated = tokens.tokens_per_sequence(self._done_flags, kept)
         self._done_flags = []
         broken = _broken_invariant(self.steps, kept, output)
@@ -279,7 +287,7 @@ class Profiler:
 
     def abort(self) -> None:
         """generate() raised: forget the partial request."""
-        self.active = False
+        self.active = self.armed = False
         self._arguments = {}
         self._done_flags = []
         self._timeline.clear()

@@ -7,16 +7,35 @@ from typing import Any
 
 import torch
 
+PROFILED_MODES = ("greedy_search", "sample")  # transformers' GenerationMode values llmprof times step by step
 
-def unsupported_generation(generation_config: Any, arguments: dict[str, Any] | None = None) -> str | None:
-    """Why a generate() call cannot be profiled step by step (None when it can): only greedy and sampling can."""
-    arguments = arguments or {}
-    if (getattr(generation_config, "num_beams", 1) or 1) > 1 or (arguments.get("num_beams") or 1) > 1:
-        return "beam search"
-    if arguments.get("assistant_model") is not None or getattr(
-        generation_config, "prompt_lookup_num_tokens", None
-    ):
-        return "assisted generation"
+
+def generation_mode(generation_config: Any, arguments: dict[str, Any]) -> str:
+    """transformers' own generation mode of a call ("greedy_search", "sample", "assisted_generation",
+    "beam_search", ...), from its final generation config and its arguments (the draft model is an argument,
+    not a config field)."""
+    try:
+        mode = generation_config.get_generation_mode(arguments.get("assistant_model"))
+    except Exception:  # noqa: BLE001 - a config of a model's own making: judge from its fields
+        if (getattr(generation_config, "num_beams", 1) or 1) > 1:
+            return "beam_search"
+        assisted = arguments.get("assistant_model") is not None or getattr(
+            generation_config, "prompt_lookup_num_tokens", None
+        )
+        return "assisted_generation" if assisted else "sample"
+    return str(getattr(mode, "value", mode))
+
+
+def unsupported_generation(generation_config: Any, arguments: dict[str, Any]) -> str | None:
+    """Why a generate() call cannot be profiled step by step (None when it can): greedy and sampling can."""
+    mode = generation_mode(generation_config, arguments)
+    return None if mode in PROFILED_MODES else mode.replace("_", " ")
+
+
+def unsupported_call(arguments: dict[str, Any]) -> str | None:
+    """Why a generate() call cannot be profiled, known from its arguments alone (None when it may be)."""
+    if arguments.get("cache_implementation") == "paged":
+        return "continuous batching (cache_implementation='paged') is not profiled yet"
     return None
 
 
@@ -44,13 +63,15 @@ def output_length(output: Any) -> int:
     return int(sequences.shape[-1]) if isinstance(sequences, torch.Tensor) and sequences.dim() >= 1 else 0
 
 
-def generated_length(output: Any, start_length: int | None) -> int | None:
-    """Steps kept in generate()'s output (a deferred stop check may run one extra step and undo it).
-    ``start_length`` is the sequences' length before the first token (prompt, decoder start token, or 0)."""
+def generated_length(output: Any, start_length: int | None, steps: int) -> int | None:
+    """Steps kept in generate()'s output, when it tells (a deferred stop check may run one extra step and undo
+    it). ``start_length`` is the sequences' length before the first token (prompt, decoder start token, or 0).
+    An output no longer than the steps has dropped its decoder prompt (Whisper's does): it tells nothing."""
     sequences = output if isinstance(output, torch.Tensor) else getattr(output, "sequences", None)
     if start_length is None or not isinstance(sequences, torch.Tensor) or sequences.dim() != 2:
         return None
-    return int(sequences.shape[1]) - start_length
+    length = int(sequences.shape[1])
+    return length - start_length if length > steps else None
 
 
 def tokens_per_sequence(done_flags: list[torch.Tensor], generated: int | None) -> list[int]:
