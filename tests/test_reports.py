@@ -3,6 +3,7 @@ bad input; atomic writes."""
 
 import json
 import os
+import random
 import struct
 import subprocess
 import sys
@@ -10,6 +11,7 @@ from operator import attrgetter
 from pathlib import Path
 
 import pytest
+from timelines import host_marks, record
 
 from llmprof.analysis import registry
 from llmprof.analysis.compare import compare_runs
@@ -286,3 +288,20 @@ def test_one_registry_entry_reaches_the_tables_the_csv_and_comparisons(monkeypat
     assert render(run, "csv").splitlines()[0].split(",").count("latency_to_last_token") == 1
     (comparison,) = [c for c in compare_runs(run, run) if c.metric == extra.name]
     assert comparison.ratio == 1.0 and comparison.unit == "s"
+
+
+def test_a_noisy_run_says_so_in_one_line_and_a_quiet_one_says_nothing():
+    quiet = render(hand_run(), "md")
+    assert "noisy" not in quiet
+    rng = random.Random(0)
+    records = [
+        record(host_marks(8, start=1000.0 * i, decode=15.0 * rng.lognormvariate(0.0, 0.3)), [8])
+        for i in range(6)
+    ]
+    noisy = render(Run(config={}, environment={}, records=records), "md").splitlines()
+    (line,) = [line for line in noisy if "noisy" in line]
+    assert line.startswith("- noisy: TPOT varies by") and "across the 6 repeats" in line
+    starved = hand_run()
+    for raw in starved.records:
+        raw.telemetry["cpu_percent"] = 30.0
+    assert "- noisy: the process got 30% of a core during its requests" in render(starved, "md")

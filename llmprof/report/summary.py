@@ -7,10 +7,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from llmprof.analysis import registry
+from llmprof.analysis.noise import noise_warnings
 from llmprof.analysis.registry import ROOFLINE, SECTION_BREAKDOWN, SECTION_METRICS, TELEMETRY
 from llmprof.analysis.roofline import Roofline, si, verdict
 from llmprof.analysis.stats import Summary
-from llmprof.analysis.telemetry import requests_telemetry, run_warnings
+from llmprof.analysis.telemetry import RequestTelemetry, requests_telemetry, run_warnings
 from llmprof.runfile import Run
 
 COLUMNS = ["median", "mean", "stdev", "min", "p90", "p99", "max", "95% CI of median"]
@@ -72,13 +73,16 @@ def _section(title: str, first: str, section: str, summaries: dict[str, Summary]
 def summary_sections(run: Run) -> tuple[list[Section], list[str]]:
     """The tables of ``run`` (metrics, breakdown, roofline, telemetry) and the notes and warnings that go below
     them."""
-    summaries = registry.summaries(run.metrics())
+    measured = run.metrics()
+    summaries = registry.summaries(measured)
     metrics = _section("Inference metrics (over repeats)", "metric", SECTION_METRICS, summaries)
     breakdown = _section("Breakdown (per request)", "part", SECTION_BREAKDOWN, summaries)
     sections, notes = [metrics, breakdown], []
     if run.interrupted:
         notes.append("interrupted: only the repeats completed before the interruption are shown")
     notes += _counted([f"warning: {w}" for raw in run.measured for w in raw.warnings])
+    telemetry = requests_telemetry(run.telemetry, run.measured) if run.telemetry is not None else []
+    notes += noise_warnings(measured, telemetry)
     if "host_bound_share" not in summaries and run.measured:
         notes.append(HOST_TIMELINE_NOTE)
     if run.roofline is not None and run.measured:
@@ -86,7 +90,7 @@ def summary_sections(run: Run) -> tuple[list[Section], list[str]]:
         sections.append(section)
         notes += roofline_notes
     if run.telemetry is not None:
-        section, telemetry_notes = _telemetry_section(run)
+        section, telemetry_notes = _telemetry_section(run, telemetry)
         sections.append(section)
         notes += telemetry_notes
     return sections, notes
@@ -112,9 +116,8 @@ def _roofline_section(run: Run) -> tuple[Section, list[str]]:
     return section, [model, verdict(analyses)]
 
 
-def _telemetry_section(run: Run) -> tuple[Section, list[str]]:
+def _telemetry_section(run: Run, per_request: list[RequestTelemetry]) -> tuple[Section, list[str]]:
     telemetry = run.telemetry or {}
-    per_request = requests_telemetry(telemetry, run.measured)
     title = f"Telemetry (per request, {telemetry.get('kind')} sampler every {(telemetry.get('interval_s') or 0) * 1e3:.0f} ms"
     if telemetry.get("power_source"):
         title += f", {telemetry['power_source']} power"

@@ -1,0 +1,44 @@
+"""Is the machine quiet enough to trust the numbers? Warnings, as pyperf gives them, when the repeats spread
+widely or the process got far less CPU than a CPU run needs. Pure Python, no torch."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+
+from llmprof.analysis.metrics import RequestMetrics
+from llmprof.analysis.telemetry import RequestTelemetry
+
+MAX_CV = 0.10  # a coefficient of variation above this across repeats is noise, not a measurement
+MIN_REPEATS = 3  # below this a spread says nothing
+MIN_CPU_PERCENT = 50.0  # a CPU run whose process got less than half a core was waiting for one
+
+
+def coefficient_of_variation(values: Sequence[float]) -> float | None:
+    """stdev / mean, None for fewer than MIN_REPEATS values or a zero mean."""
+    if len(values) < MIN_REPEATS:
+        return None
+    mean = statistics.fmean(values)
+    return statistics.stdev(values) / mean if mean else None
+
+
+def noise_warnings(
+    metrics: Sequence[RequestMetrics], telemetry: Sequence[RequestTelemetry] = ()
+) -> list[str]:
+    """One line per sign of a noisy machine: TTFT or TPOT spreading more than MAX_CV across the repeats, or
+    a CPU run whose process got less than MIN_CPU_PERCENT of a core during its requests."""
+    out = []
+    for name, values in (("TTFT", [m.ttft for m in metrics]), ("TPOT", [m.tpot for m in metrics])):
+        cv = coefficient_of_variation([v for v in values if v is not None])
+        if cv is not None and cv > MAX_CV:
+            out.append(
+                f"noisy: {name} varies by {cv:.0%} across the {len(metrics)} repeats (coefficient of variation"
+                f" > {MAX_CV:.0%}): another busy process, changing clocks or too few warm-ups; compare with care"
+            )
+    cpu = [t.cpu_percent for t in telemetry if t.cpu_percent is not None]
+    if cpu and statistics.median(cpu) < MIN_CPU_PERCENT:
+        out.append(
+            f"noisy: the process got {statistics.median(cpu):.0f}% of a core during its requests (median): the"
+            " machine is busy, and these times are slower than it can do"
+        )
+    return out
