@@ -10,7 +10,15 @@ import warnings
 
 import pytest
 import torch
-from tiny_models import tiny_bart, tiny_llama, tiny_t5, tiny_whisper
+from tiny_models import (
+    tiny_bart,
+    tiny_blip2,
+    tiny_instructblip,
+    tiny_kosmos2,
+    tiny_llama,
+    tiny_t5,
+    tiny_whisper,
+)
 from transformers import LogitsProcessor, LogitsProcessorList
 
 import llmprof
@@ -91,16 +99,50 @@ def test_generate_from_two_threads_at_once_is_never_merged():
 def test_a_forward_the_hooks_cannot_see_keeps_the_metrics_and_flags_the_record():
     model, inputs = tiny_llama(), prompt()
     with llmprof.profile(model) as prof:
-        # what model.compile() does: __call__ runs this instead of the hooked call
-        model._compiled_call_impl = lambda *args, **kwargs: model.forward(*args, **kwargs)
+        hooks = (model._forward_pre_hooks.copy(), model._forward_hooks.copy())
+        model._forward_pre_hooks.clear()  # as a wrapper around the model that bypasses its hooks would
+        model._forward_hooks.clear()
         out = model.generate(**inputs, max_new_tokens=5, eos_token_id=None, **GREEDY)
-        model._compiled_call_impl = None
+        model._forward_pre_hooks.update(hooks[0])
+        model._forward_hooks.update(hooks[1])
     (raw,) = prof.records
     r = prof.requests[0]
     assert r.output_tokens == [out.shape[1] - 8] and r.tpot > 0 and r.breakdown.prefill is None
     assert raw.warnings and "no forward of the model was marked" in raw.warnings[0]
     run = Run(config={}, environment={}, records=[raw])
     assert "- warning: no forward of the model was marked" in render(run, "md")
+
+
+def marked_forwards(raw):
+    return sum(label == llmprof.Label.FORWARD_BEGIN for label in raw.label)
+
+
+def test_a_torch_compile_wrapper_is_profiled_through_the_module_it_wraps():
+    model, inputs = tiny_llama(), prompt()
+    compiled = torch.compile(model, backend="eager")
+    compiled.generate(
+        **inputs, max_new_tokens=2, **GREEDY
+    )  # torch's and transformers' own first-use attributes
+    before = sorted(model.__dict__)
+    with llmprof.profile(compiled) as prof:
+        out = compiled.generate(**inputs, max_new_tokens=5, eos_token_id=None, **GREEDY)
+    (raw,) = prof.records
+    assert prof.requests[0].output_tokens == [out.shape[1] - 8] and marked_forwards(raw) == 5
+    assert not raw.warnings and sorted(model.__dict__) == before  # detach left the wrapped module clean
+    assert "generate" not in model.__dict__ and "generate" not in compiled.__dict__
+
+
+def test_model_compile_is_marked_from_outside_the_compiled_call():
+    model, inputs = tiny_llama(), prompt()
+    model.compile(backend="eager")
+    compiled_call = model._compiled_call_impl
+    with llmprof.profile(model) as prof:
+        for _ in range(2):
+            out = model.generate(**inputs, max_new_tokens=5, eos_token_id=None, **GREEDY)
+    assert [marked_forwards(raw) for raw in prof.records] == [5, 5]  # each forward once: no doubled marks
+    assert all(not raw.warnings for raw in prof.records)
+    assert prof.requests[-1].output_tokens == [out.shape[1] - 8] and prof.requests[-1].breakdown.prefill > 0
+    assert model._compiled_call_impl is compiled_call  # restored on detach
 
 
 class ScriptedEos(LogitsProcessor):
@@ -155,3 +197,29 @@ def test_continuous_batching_says_it_is_not_profiled():
             warmup=False,
         )
     assert prof.records == []
+
+
+@pytest.mark.parametrize(
+    "build", [tiny_blip2, tiny_instructblip, tiny_kosmos2], ids=["blip2", "instructblip", "kosmos2"]
+)
+def test_a_generate_that_hands_its_loop_to_a_language_model_is_one_request(build):
+    model, inputs = build()
+    before = snapshot(model)
+    processors = LogitsProcessorList([ScriptedEos([0, 4], 2)])
+    with llmprof.profile(model) as prof:
+        out = model.generate(**inputs, max_new_tokens=8, logits_processor=processors, **GREEDY)
+    assert snapshot(model) == before  # detached from both models
+    (r,) = prof.requests
+    assert r.output_tokens == [8, 4] and out.shape[1] == inputs["input_ids"].shape[1] + 8
+    b = (
+        r.breakdown
+    )  # the image path (vision tower, Q-former) inside TTFT, before the language model's prefill
+    assert 0 < b.vision < r.ttft and b.prefill is not None and len(r.itl) == 7
+
+
+def snapshot(model):
+    """What a profiler could leave behind on a model and its submodules."""
+    return [
+        (name, sorted(m.__dict__), list(m._forward_hooks), list(m._forward_pre_hooks))
+        for name, m in model.named_modules()
+    ]

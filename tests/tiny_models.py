@@ -195,3 +195,111 @@ def tiny_whisper():
     generation.lang_to_id = {"<|en|>": 122}
     generation.task_to_id = {"transcribe": 123, "translate": 124}
     return model, {"input_features": torch.randn(2, 8, 32)}
+
+
+IMAGE_TOKEN, QUERY_TOKENS = 100, 4
+
+
+def _tiny_vision() -> dict:
+    return {
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 4,
+        "image_size": 30,
+        "patch_size": 15,
+    }
+
+
+def _tiny_qformer() -> dict:
+    return {
+        "hidden_size": 32,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 4,
+        "intermediate_size": 64,
+        "encoder_hidden_size": 32,
+        "vocab_size": SEQ2SEQ_VOCAB,
+        "max_position_embeddings": 64,
+    }
+
+
+def _tiny_opt() -> dict:
+    return {
+        "model_type": "opt",
+        "vocab_size": SEQ2SEQ_VOCAB,
+        "hidden_size": 32,
+        "ffn_dim": 64,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 4,
+        "word_embed_proj_dim": 32,
+        "max_position_embeddings": 64,
+        "pad_token_id": 1,
+        "bos_token_id": 2,
+        "eos_token_id": 2,
+    }
+
+
+def _image_prompt(ids: list[int]) -> dict:
+    input_ids = torch.tensor([ids] * 2)
+    return {
+        "pixel_values": torch.randn(2, 3, 30, 30),
+        "input_ids": input_ids,
+        "attention_mask": torch.ones_like(input_ids),
+    }
+
+
+def tiny_blip2():
+    """A BLIP-2 (OPT language model) and generate() inputs: 2 images, 4 query tokens + bos + 3 text tokens."""
+    from transformers import Blip2Config, Blip2ForConditionalGeneration
+
+    config = Blip2Config(
+        vision_config=_tiny_vision(),
+        qformer_config=_tiny_qformer(),
+        text_config=_tiny_opt(),
+        num_query_tokens=QUERY_TOKENS,
+        image_token_index=IMAGE_TOKEN,
+    )
+    torch.manual_seed(0)
+    model = Blip2ForConditionalGeneration(config).eval()
+    return model, _image_prompt([IMAGE_TOKEN] * QUERY_TOKENS + [2, 10, 11, 12])
+
+
+def tiny_instructblip():
+    """An InstructBLIP (OPT language model) and generate() inputs, with the Q-former's own prompt."""
+    from transformers import InstructBlipConfig, InstructBlipForConditionalGeneration
+
+    config = InstructBlipConfig(
+        vision_config=_tiny_vision(),
+        qformer_config=_tiny_qformer(),
+        text_config=_tiny_opt(),
+        num_query_tokens=QUERY_TOKENS,
+        image_token_index=IMAGE_TOKEN,
+    )
+    torch.manual_seed(0)
+    model = InstructBlipForConditionalGeneration(config).eval()
+    inputs = _image_prompt([IMAGE_TOKEN] * QUERY_TOKENS + [2, 10, 11, 12])
+    query = torch.randint(3, SEQ2SEQ_VOCAB, (2, 5))
+    return model, {**inputs, "qformer_input_ids": query, "qformer_attention_mask": torch.ones_like(query)}
+
+
+def tiny_kosmos2():
+    """A Kosmos-2 and generate() inputs: <s> <image> 4 image slots </image> 3 text tokens."""
+    from transformers import Kosmos2Config, Kosmos2ForConditionalGeneration
+
+    text = {
+        "vocab_size": SEQ2SEQ_VOCAB,
+        "embed_dim": 32,
+        "layers": 1,
+        "attention_heads": 4,
+        "ffn_dim": 64,
+        "max_position_embeddings": 64,
+        "pad_token_id": 1,
+        "bos_token_id": 0,
+        "eos_token_id": 2,
+    }
+    config = Kosmos2Config(text_config=text, vision_config=_tiny_vision(), latent_query_num=QUERY_TOKENS)
+    torch.manual_seed(0)
+    model = Kosmos2ForConditionalGeneration(config).eval()
+    inputs = _image_prompt([0, 90] + [IMAGE_TOKEN] * QUERY_TOKENS + [91, 10, 11, 12])
+    slots = torch.tensor([[0, 0] + [1] * QUERY_TOKENS + [0, 0, 0, 0]] * 2).bool()
+    return model, {**inputs, "image_embeds_position_mask": slots}

@@ -13,11 +13,14 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import torch
-from transformers import StoppingCriteriaList
+from transformers import GenerationMixin, StoppingCriteriaList
 
 from llmprof.analysis.record import Label
 
 VISION_MODULE_NAMES = ("vision_tower", "visual", "vision_model", "vision_encoder", "image_encoder")
+# the rest of the image path that a delegating generate() runs before its language model (timed as vision)
+IMAGE_PATH_NAMES = ("qformer",)
+INNER_LANGUAGE_MODELS = ("language_model", "text_model")  # a delegating generate()'s inner model
 _PATCHED_ATTRIBUTES = (
     "generate",
     "_get_stopping_criteria",
@@ -91,6 +94,22 @@ def call_arguments(signature: inspect.Signature | None, args: tuple, kwargs: dic
     return flat
 
 
+def loop_model(model: torch.nn.Module) -> torch.nn.Module:
+    """The module whose generation loop a generate() of ``model`` runs: the model itself, or the inner language
+    model that its own generate() hands the loop to after the image path (BLIP-2, InstructBLIP, Kosmos-2)."""
+    if getattr(type(model), "generate", None) is GenerationMixin.generate:
+        return model
+    for name in INNER_LANGUAGE_MODELS:
+        inner = getattr(model, name, None)
+        if (
+            isinstance(inner, GenerationMixin)
+            and inner is not model
+            and callable(inner._get_stopping_criteria)
+        ):
+            return inner
+    return model
+
+
 def find_encoder(model: torch.nn.Module) -> torch.nn.Module | None:
     """The encoder of an encoder-decoder model (T5, BART, Whisper), which generate() runs once before the loop."""
     config = getattr(model, "config", None)
@@ -120,8 +139,12 @@ class InstalledHooks:
     """
 
     def __init__(self, model: torch.nn.Module, recorder: Recorder):
-        self._model = model
-        self._saved = {name: model.__dict__[name] for name in _PATCHED_ATTRIBUTES if name in model.__dict__}
+        loop = loop_model(model)  # the model, or the inner language model its generate() hands the loop to
+        self._models = [model] if loop is model else [model, loop]
+        self._saved = [
+            {name: m.__dict__[name] for name in _PATCHED_ATTRIBUTES if name in m.__dict__}
+            for m in self._models
+        ]
         mark, compiling = recorder.mark, torch.compiler.is_compiling
 
         def marker(label: Label) -> Callable[..., None]:
@@ -129,7 +152,9 @@ class InstalledHooks:
             Whisper's language detection, is not the prefill)."""
 
             def hook(*_args: Any) -> None:
-                if recorder.armed and not compiling():
+                # compiling() first: dynamo then keeps this frame as a traced no-op, and never runs it
+                # eagerly inside a compiled forward (which is marked from outside)
+                if not compiling() and recorder.armed:
                     mark(label, recorder.steps)
 
             return hook
@@ -138,47 +163,73 @@ class InstalledHooks:
             """An encoder's mark: at any time of a recorded call (an encoder runs before the loop)."""
 
             def hook(*_args: Any) -> None:
-                if recorder.active and not compiling():
+                if not compiling() and recorder.active:
                     mark(label, recorder.steps)
 
             return hook
 
+        self._loop, self._recorder = loop, recorder
+        self._compiled_call: tuple[Callable[..., Any], Callable[..., Any]] | None = None  # (original, marked)
         self._handles = [
-            model.register_forward_pre_hook(marker(Label.FORWARD_BEGIN)),
-            model.register_forward_hook(marker(Label.FORWARD_END)),
+            loop.register_forward_pre_hook(marker(Label.FORWARD_BEGIN)),
+            loop.register_forward_hook(marker(Label.FORWARD_END)),
         ]
-        for module, begin, end in (
-            (find_vision_module(model), Label.VISION_BEGIN, Label.VISION_END),
-            (find_encoder(model), Label.ENCODER_BEGIN, Label.ENCODER_END),
-        ):
+        image_path = [find_vision_module(model)] + [getattr(model, name, None) for name in IMAGE_PATH_NAMES]
+        spans = [
+            (m, Label.VISION_BEGIN, Label.VISION_END) for m in image_path if isinstance(m, torch.nn.Module)
+        ]
+        spans.append((find_encoder(loop), Label.ENCODER_BEGIN, Label.ENCODER_END))
+        for module, begin, end in spans:
             if module is not None:
                 self._handles += [
                     module.register_forward_pre_hook(span_marker(begin)),
                     module.register_forward_hook(span_marker(end)),
                 ]
-        model.generate = _wrap_generate(model.generate, recorder)
-        model._get_stopping_criteria = _wrap_stopping_criteria(model._get_stopping_criteria, recorder)
-        if callable(getattr(model, "get_compiled_call", None)):
-            model.get_compiled_call = _wrap_compiled_call(model.get_compiled_call, recorder)
+        model.generate = _wrap_generate(model.generate, recorder, self.follow_compile)
+        loop._get_stopping_criteria = _wrap_stopping_criteria(loop._get_stopping_criteria, recorder)
+        if callable(getattr(loop, "get_compiled_call", None)):
+            loop.get_compiled_call = _wrap_compiled_call(loop.get_compiled_call, recorder)
         # transformers 4.x runs prefill chunks through self.forward, which the module hooks cannot see
-        if callable(getattr(model, "_prefill_chunking", None)):
-            model._prefill_chunking = _marked_forward(model._prefill_chunking, recorder)
+        if callable(getattr(loop, "_prefill_chunking", None)):
+            loop._prefill_chunking = _marked_forward(loop._prefill_chunking, recorder)
         if callable(getattr(model, "generate_batch", None)):
             model.generate_batch = _not_profiled(model.generate_batch, "continuous batching (generate_batch)")
+
+    def follow_compile(self) -> None:
+        """Mark from outside the forward that ``model.compile()`` installed (``_compiled_call_impl``: hooks
+        inside it are traced no-ops); checked at every generate(), since it may come after attach."""
+        current = self._loop.__dict__.get("_compiled_call_impl")
+        if current is None or (self._compiled_call is not None and current is self._compiled_call[1]):
+            return
+        self._restore_compiled_call()
+        marked = _marked_forward(current, self._recorder)
+        self._loop._compiled_call_impl = marked
+        self._compiled_call = (current, marked)
+
+    def _restore_compiled_call(self) -> None:
+        if self._compiled_call is not None:
+            original, marked = self._compiled_call
+            if self._loop.__dict__.get("_compiled_call_impl") is marked:
+                self._loop._compiled_call_impl = original
+            self._compiled_call = None
 
     def remove(self) -> None:
         """Remove every hook and wrapper."""
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
-        for name in _PATCHED_ATTRIBUTES:
-            if name in self._saved:
-                setattr(self._model, name, self._saved[name])
-            else:
-                self._model.__dict__.pop(name, None)
+        self._restore_compiled_call()
+        for model, saved in zip(self._models, self._saved):
+            for name in _PATCHED_ATTRIBUTES:
+                if name in saved:
+                    setattr(model, name, saved[name])
+                else:
+                    model.__dict__.pop(name, None)
 
 
-def _wrap_generate(generate: Callable[..., Any], recorder: Recorder) -> Callable[..., Any]:
+def _wrap_generate(
+    generate: Callable[..., Any], recorder: Recorder, on_enter: Callable[[], None]
+) -> Callable[..., Any]:
     try:
         signature: inspect.Signature | None = inspect.signature(generate)
     except (TypeError, ValueError):
@@ -189,6 +240,7 @@ def _wrap_generate(generate: Callable[..., Any], recorder: Recorder) -> Callable
         try:
             if not recorder.enter():  # another generate() of this model is running: pass this one through
                 return generate(*args, **kwargs)
+            on_enter()
             recorder.begin(call_arguments(signature, args, kwargs))
             try:
                 output = generate(*args, **kwargs)

@@ -49,7 +49,7 @@ class Profiler:
                 f"llmprof profiles transformers models with a generate() method (GenerationMixin); "
                 f"{type(model).__name__} is not one"
             )
-        self.model = model
+        self.model = unwrap(model)  # torch.compile(model)'s generate() is the original module's
         self._metrics: list[RequestMetrics] = []
         self.records: list[RawRequest] = []
         self.warmup = False  # while True, recorded requests are flagged as warm-up
@@ -302,13 +302,20 @@ def profile(model: Any, **options: Any) -> Iterator[Profiler]:
         yield profiler
 
 
+def unwrap(model: Any) -> Any:
+    """The module that owns generate(): ``model``, or the original module inside ``torch.compile(model)``."""
+    while isinstance(getattr(model, "_orig_mod", None), torch.nn.Module) and model is not model._orig_mod:
+        model = model._orig_mod
+    return model
+
+
 def _broken_invariant(steps: int, kept: int | None, output: Any) -> str | None:
     """Why a call's marks cannot be its tokens, checked after it returned (None when they can): no step was
     marked although tokens came out, or the sequences grew by more tokens than steps were marked."""
     if steps == 0 and tokens.output_length(output):
         return (
-            "generate() ran no generation loop that llmprof hooks (a generate() that delegates to an inner"
-            " model's generate(), as BLIP-2's does, is not profiled yet)"
+            "generate() ran no generation loop that llmprof hooks (continuous batching, or a generate() that"
+            " hands its loop to an inner model llmprof does not know)"
         )
     if kept is not None and kept > steps:
         return (
