@@ -33,7 +33,10 @@ PYBIND11_MODULE(_core, m) {
         .def("mark", &Timeline::mark, py::arg("label"), py::arg("step"),
              "Host stamp (+ CUDA event on the current stream). Counts a drop when full.")
         .def("mark_host", &Timeline::mark_host, py::arg("label"), py::arg("step"), "Host stamp only.")
-        .def("clear", &Timeline::clear, "Forget the marks and the drop count; keep capacity and calibration.")
+        .def("clear", &Timeline::clear,
+             "Forget the marks, the drop count and the anchor; keep capacity and calibration.")
+        .def("anchor", &Timeline::anchor,
+             "Record the request's anchor event on the current stream, no sync (no-op on the host backend).")
         .def("calibrate", &Timeline::calibrate, py::call_guard<py::gil_scoped_release>(),
              "Synchronize the stream, pin a reference event to the host clock (no-op on the host backend).")
         .def(
@@ -54,7 +57,8 @@ PYBIND11_MODULE(_core, m) {
                 out["dropped"] = r.dropped;
                 return out;
             },
-            "Wait for the events and map them to host ns: a dict of lists (device_ns None if host-only).")
+            "Wait for the events and map them to host ns through the last calibration (or the nearer anchor), "
+            "corrected for the device clock's drift: a dict of lists (device_ns None if host-only).")
         .def("drift_ns", &Timeline::drift_ns,
              "Host minus device time elapsed between the last two calibrations (else None).");
 }

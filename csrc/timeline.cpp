@@ -9,6 +9,7 @@ namespace llmprof {
 namespace {
 
 constexpr int kCalibrationTries = 5;
+constexpr double kMinRateSpanNs = 1e6;  // two calibrations closer than 1 ms tell no drift
 
 // Makes a context current for a scope (pop errors are ignored: a destructor must not throw).
 class CtxScope {
@@ -44,6 +45,7 @@ Timeline::Timeline(std::int64_t capacity, int device) {
     try {
         CtxScope scope(drv, ctx_);
         for (auto& ev : cal_) ev = create_event();
+        anchor_ = create_event();
         events_.reserve(marks_.size());
         while (events_.size() < marks_.size()) events_.push_back(create_event());
     } catch (...) {
@@ -59,6 +61,7 @@ void Timeline::release() noexcept {
     const bool pushed = drv_->cuCtxPushCurrent(ctx_) == cuda::CUDA_SUCCESS;
     for (cuda::CUevent ev : cal_)
         if (ev) drv_->cuEventDestroy(ev);
+    if (anchor_) drv_->cuEventDestroy(anchor_);
     for (cuda::CUevent ev : events_) drv_->cuEventDestroy(ev);
     if (pushed) {
         cuda::CUcontext popped;
@@ -112,6 +115,29 @@ void Timeline::calibrate() {
     uncertainty_ns_ = best_uncertainty;
 }
 
+void Timeline::anchor() {
+    if (!drv_) return;
+    drv_->check(drv_->cuEventRecord(anchor_, stream_), "cuEventRecord");
+    anchored_ = true;
+}
+
+namespace {
+
+// Milliseconds from `from` to `to` (negative when `to` completed first), waiting for `to` if it was recorded
+// on another stream than the last mark and is not complete yet.
+double elapsed_ms(const cuda::Driver& drv, cuda::CUevent from, cuda::CUevent to) {
+    float ms = 0;
+    cuda::CUresult rc = drv.cuEventElapsedTime(&ms, from, to);
+    if (rc == cuda::CUDA_ERROR_NOT_READY) {
+        drv.check(drv.cuEventSynchronize(to), "cuEventSynchronize");
+        rc = drv.cuEventElapsedTime(&ms, from, to);
+    }
+    drv.check(rc, "cuEventElapsedTime");
+    return double(ms);
+}
+
+}  // namespace
+
 Resolved Timeline::resolve() {
     Resolved out;
     out.backend = backend();
@@ -129,6 +155,17 @@ Resolved Timeline::resolve() {
         if (n_events_ > 0)
             drv_->check(drv_->cuEventSynchronize(events_[n_events_ - 1]), "cuEventSynchronize");
     }
+    // Host ns per device ns, from the two last calibrations: 1 until there are two, or if they are too close.
+    double rate = 1.0;
+    if (drv_ && prev_ >= 0) {
+        const double device_ns = elapsed_ms(*drv_, cal_[prev_], cal_[ref_]) * 1e6;
+        const double host_ns = double(ref_host_ns_ - prev_host_ns_);
+        if (device_ns > kMinRateSpanNs && host_ns > kMinRateSpanNs) rate = host_ns / device_ns;
+    }
+    // The anchor's host time, through the reference: events nearer the anchor are mapped from it.
+    double anchor_host_ns = 0;
+    if (drv_ && anchored_)
+        anchor_host_ns = double(ref_host_ns_) + rate * elapsed_ms(*drv_, cal_[ref_], anchor_) * 1e6;
     for (std::size_t i = 0; i < size_; ++i) {
         const Mark& m = marks_[i];
         out.label.push_back(m.label);
@@ -139,15 +176,15 @@ Resolved Timeline::resolve() {
             continue;
         }
         const cuda::CUevent ev = events_[std::size_t(m.event)];
-        float ms = 0;
-        cuda::CUresult rc = drv_->cuEventElapsedTime(&ms, cal_[ref_], ev);
-        if (rc == cuda::CUDA_ERROR_NOT_READY) {  // recorded on another stream than the last mark: wait for it
-            drv_->check(drv_->cuEventSynchronize(ev), "cuEventSynchronize");
-            rc = drv_->cuEventElapsedTime(&ms, cal_[ref_], ev);
+        // ms is a float: resolution ~0.5 us near its origin, coarser far from it (~4 us at 60 s): map each
+        // event from the nearer of the reference and the anchor.
+        const double from_ref = elapsed_ms(*drv_, cal_[ref_], ev) * 1e6;
+        double host = double(ref_host_ns_) + rate * from_ref;
+        if (anchored_) {
+            const double from_anchor = elapsed_ms(*drv_, anchor_, ev) * 1e6;
+            if (std::abs(from_anchor) < std::abs(from_ref)) host = anchor_host_ns + rate * from_anchor;
         }
-        drv_->check(rc, "cuEventElapsedTime");
-        // ms is a float: resolution ~0.5 us near the reference, coarser far from it (~4 us at 60 s).
-        out.device_ns.emplace_back(ref_host_ns_ + std::llround(double(ms) * 1e6));
+        out.device_ns.emplace_back(std::llround(host));
     }
     return out;
 }

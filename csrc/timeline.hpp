@@ -1,7 +1,9 @@
 #pragma once
 // A preallocated timeline of marks (label, step, host_ns, device event). Host backend: host stamps only.
 // CUDA backend: each mark also records the next event of a pool on the current stream; resolve() maps the
-// events' device times onto the host clock through a reference event (calibrate()).
+// events' device times onto the host clock through the last reference event (calibrate()), or through the
+// request's anchor (anchor()) when an event is nearer to it, scaled by the device clock's rate against the
+// host clock between the last two calibrations (drift).
 // Not thread-safe: use a Timeline from one thread (the binding releases the GIL in calibrate/resolve).
 #include <array>
 #include <cstddef>
@@ -67,7 +69,11 @@ class Timeline {
     void clear() {
         size_ = n_events_ = 0;
         dropped_ = 0;
+        anchored_ = false;
     }
+    // Records the anchor event on the current stream (no sync): the start of a request, so that its early
+    // events are mapped through a nearby event rather than a far reference (float ms lose precision).
+    void anchor();
     void calibrate();
     Resolved resolve();
     std::optional<std::int64_t> drift_ns() const;
@@ -101,6 +107,8 @@ class Timeline {
 
     // Calibration: three events rotate so that the previous reference survives a new calibrate() (drift).
     std::array<cuda::CUevent, 3> cal_{};
+    cuda::CUevent anchor_ = nullptr;
+    bool anchored_ = false;  // anchor_ recorded since clear()
     int ref_ = -1, prev_ = -1;  // indices into cal_, -1 = none
     std::int64_t ref_host_ns_ = 0, prev_host_ns_ = 0, uncertainty_ns_ = 0;
 };

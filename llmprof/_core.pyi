@@ -50,10 +50,13 @@ class Timeline:
     def mark_host(self, label: int, step: int) -> None:
         """Host stamp only."""
     def clear(self) -> None:
-        """Forget the marks and the drop count; keep capacity and calibration."""
+        """Forget the marks, the drop count and the anchor; keep capacity and calibration."""
+    def anchor(self) -> None:
+        """Record the request's anchor event on the current stream, no sync (no-op on the host backend)."""
     def calibrate(self) -> None:
         """Synchronize the stream, pin a reference event to the host clock (no-op on the host backend)."""
     def resolve(self) -> Resolved:
-        """Wait for the events and map them to host ns."""
+        """Wait for the events and map them to host ns through the last calibration (or the nearer anchor),
+        corrected for the device clock's drift."""
     def drift_ns(self) -> int | None:
         """Host minus device time elapsed between the last two calibrations (else None)."""

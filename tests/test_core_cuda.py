@@ -145,6 +145,42 @@ def test_drift_measures_a_fast_device_clock(fake_cuda):
     assert tl.drift_ns() == pytest.approx(-0.01 * elapsed, abs=0.1 * 0.01 * elapsed + 50 * US)
 
 
+def test_a_fast_device_clock_is_corrected_by_the_calibrations_around_the_marks(fake_cuda):
+    fake_cuda.set_clock_skew_ppm(10_000)  # device clock 1% fast
+    tl = _core.Timeline(64, device=0)
+    tl.calibrate()  # the previous reference (attach, or the end of the previous request)
+    time.sleep(0.05)
+    tl.anchor()
+    for i in range(20):
+        tl.mark(i, i)
+        time.sleep(0.001)
+    time.sleep(0.02)
+    tl.calibrate()  # the reference after the marks
+    r = tl.resolve()
+    lag = [d - h for d, h in zip(r["device_ns"], r["host_ns"])]
+    # unscaled, the first mark, >= 40 ms of device time before the reference, would be 400 us early
+    far = r["host_ns"][-1] - r["host_ns"][0] + 20 * MS
+    assert 0.01 * far >= 400 * US
+    assert abs(statistics.median(lag)) < 50 * US + r["sync_uncertainty_ns"], lag
+
+
+def test_the_anchor_is_recorded_once_per_request_and_forgotten_by_clear(fake_cuda):
+    tl = _core.Timeline(8, device=0)
+    tl.calibrate()
+    before = fake_cuda.count("cuEventRecord")
+    tl.anchor()
+    tl.mark(1, 0)
+    assert fake_cuda.count("cuEventRecord") == before + 2
+    tl.calibrate()
+    first = tl.resolve()
+    tl.clear()  # the next request has no anchor until it records one: its events map through the reference
+    tl.mark(1, 0)
+    tl.calibrate()
+    second = tl.resolve()
+    for r in (first, second):
+        assert 0 <= r["device_ns"][0] - r["host_ns"][0] < 1 * MS
+
+
 def test_pool_exhausted_counts_drops(fake_cuda):
     tl = _core.Timeline(4, device=0)
     tl.calibrate()

@@ -53,3 +53,13 @@ def test_driver_errors_surface_from_generate_and_leave_the_model_clean(fake_cuda
         model.generate(**synthetic_prompt(1, 4), max_new_tokens=3)
     assert len(prof.requests) == 1 and prof.requests[0].output_tokens == [3]
     assert "generate" not in model.__dict__
+
+
+def test_token_times_are_on_the_host_clock_when_the_device_clock_runs_fast(fake_cuda):
+    fake_cuda.set_clock_skew_ppm(10_000)  # device clock 1% fast: unscaled, TPOT would read 1% long
+    model = synthetic_model(prefill_ms=5.0, decode_ms=10.0)
+    with llmprof.Profiler(model, timeline=_core.Timeline(256, 0)) as prof:
+        model.generate(**synthetic_prompt(1, 4), max_new_tokens=8)
+    r, raw = prof.requests[-1], prof.records[-1]
+    tokens = [h for label, h in zip(raw.label, raw.host_ns) if label == llmprof.Label.TOKEN]
+    assert r.tpot == pytest.approx((tokens[-1] - tokens[0]) / 1e9 / (len(tokens) - 1), rel=0.003)

@@ -376,3 +376,18 @@ def test_own_process_is_never_another_process_in_a_container():
     snap = run_sampler(NvmlSampler([0], interval_s=0.05, nvml=fake), 0.01)
     assert snap["devices"][0]["other_processes_at_start"] == [4242]
     assert os.getpid() in own_pids()
+
+
+def test_every_gpu_a_device_map_model_uses_is_sampled(monkeypatch):
+    from types import SimpleNamespace
+
+    import torch
+
+    from llmprof.capture.profiler import nvml_devices
+
+    on = [SimpleNamespace(device=torch.device(name)) for name in ("cuda:1", "cuda:0", "cuda:1", "cpu")]
+    model = SimpleNamespace(parameters=lambda: on[:3], buffers=lambda: on[3:])
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: SimpleNamespace(uuid=f"uuid-{i}"))
+    assert nvml_devices(model) == ["GPU-uuid-1", "GPU-uuid-0"]  # each GPU once, in order of first use
+    cpu_only = SimpleNamespace(parameters=lambda: on[3:], buffers=list)
+    assert nvml_devices(cpu_only) == []

@@ -113,7 +113,7 @@ class Profiler:
         if isinstance(self._telemetry, Sampler):
             self.sampler = self._telemetry
         elif self._telemetry:
-            self.sampler = make_sampler(_nvml_devices(self._device), self._sample_interval)
+            self.sampler = make_sampler(nvml_devices(self.model), self._sample_interval)
         if self.sampler is not None:
             self.sampler.start()  # before the hooks: if it fails, the model is left untouched
         self._hooks = InstalledHooks(self.model, self)
@@ -188,6 +188,7 @@ class Profiler:
         self.steps = 0
         self._start_counters()
         self.active = True
+        timeline.anchor()  # before t0: recording it is not the request's time
         timeline.mark_host(Label.REQUEST_START, 0)
 
     def configure(self, generation_config: Any) -> bool:
@@ -206,8 +207,8 @@ class Profiler:
             return False
         self.armed = True
         max_length = getattr(generation_config, "max_length", None)
-        if max_length:  # an upper bound on the steps, the prompt included
-            timelines.reserve(self._timeline, max_length)
+        if max_length:  # the final bound, prompt included: room for its new tokens (begin reserved most)
+            timelines.reserve(self._timeline, max(max_length - self._prompt_tokens, 0))
         return True
 
     def on_token(self, length: int) -> None:
@@ -230,9 +231,10 @@ class Profiler:
         self.active = self.armed = False
         self._arguments = {}
         counters = self._end_counters()
+        # the reference after the call: its events are mapped through it (or the call's anchor) with the drift
+        # measured since the previous one (docs/architecture.md, "Clock")
+        timeline.calibrate()
         resolved = timeline.resolve()
-        if timeline.backend == "cuda":
-            timeline.calibrate()  # a fresh reference for the next call's mapping
         if self._skip_reason is not None:
             warnings.warn(f"llmprof: {self._skip_reason}; the call is not recorded", stacklevel=3)
             return
@@ -336,13 +338,19 @@ def _flags(labels: list[int]) -> list[str]:
     return []
 
 
-def _nvml_devices(device: torch.device | None) -> list[int | str]:
-    """How NVML names the model's GPU: its UUID (right under CUDA_VISIBLE_DEVICES), else its index."""
-    if device is None or device.type != "cuda":
-        return []
-    index = device.index if device.index is not None else torch.cuda.current_device()
-    uuid = getattr(torch.cuda.get_device_properties(index), "uuid", None)
-    return [f"GPU-{uuid}" if uuid is not None else index]
+def nvml_devices(model: torch.nn.Module) -> list[int | str]:
+    """How NVML names every GPU the model's parameters and buffers are on (a device_map model spans several),
+    in order of first use: its UUID (right under CUDA_VISIBLE_DEVICES), else its index."""
+    indices: dict[int, None] = {}
+    for tensor in (*model.parameters(), *model.buffers()):
+        if tensor.device.type == "cuda":
+            index = tensor.device.index
+            indices.setdefault(index if index is not None else torch.cuda.current_device())
+    out: list[int | str] = []
+    for index in indices:
+        uuid = getattr(torch.cuda.get_device_properties(index), "uuid", None)
+        out.append(f"GPU-{uuid}" if uuid is not None else index)
+    return out
 
 
 def _model_device(model: torch.nn.Module) -> torch.device:

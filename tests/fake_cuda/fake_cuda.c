@@ -5,7 +5,8 @@
  * to the 4-argument cuGetProcAddress); FAKE_NO_PROC_ADDRESS omits both (the loader falls back to dlsym).
  *
  * Model: one device (ordinal 0) with one primary context; streams are opaque handles. A recorded event
- * completes at its record time + the queue delay (fake_set_queue_delay_ns); its device timestamp is that
+ * completes at its record time + the queue delay (fake_set_queue_delay_ns: work queued ahead of it, until a
+ * cuStreamSynchronize drains the queue, as a real one does, or the delay is set again); its device timestamp is that
  * completion time on CLOCK_MONOTONIC plus a large offset, optionally skewed (fake_set_clock_skew_ppm), so
  * the extension's host <-> device mapping is really exercised. Entry points other than cuInit and the
  * version/error/lookup ones return CUDA_ERROR_NOT_INITIALIZED before a successful cuInit, and
@@ -54,6 +55,7 @@ static struct fake_ctx primary_ctx;
 static CUcontext ctx_stack[16];
 static int ctx_depth, ctx_refcount, initialized, live_events;
 static long long queue_delay_ns, last_done_ns, skew_epoch_ns;
+static int drained; /* a cuStreamSynchronize emptied the queue since the delay was set */
 static double skew_ppm;
 static uintptr_t last_record_stream;
 
@@ -188,7 +190,7 @@ CUresult cuEventRecord(CUevent ev, CUstream stream) {
     ENTER(cuEventRecord);
     REQUIRE_INIT();
     if (!ev) return CUDA_ERROR_INVALID_HANDLE;
-    long long done = now_ns() + queue_delay_ns;
+    long long done = now_ns() + (drained ? 0 : queue_delay_ns);
     ev->recorded = 1;
     ev->done_ns = done;
     ev->device_ns =
@@ -230,6 +232,7 @@ CUresult cuStreamSynchronize(CUstream stream) {
     ENTER(cuStreamSynchronize);
     REQUIRE_INIT();
     sleep_until(last_done_ns);
+    drained = 1;
     return CUDA_SUCCESS;
 }
 
@@ -302,7 +305,10 @@ CUresult cuGetProcAddress_v2(const char* symbol, void** pfn, int cuda_version, u
 
 /* ---- test controls ---- */
 
-void fake_set_queue_delay_ns(long long ns) { queue_delay_ns = ns; }
+void fake_set_queue_delay_ns(long long ns) {
+    queue_delay_ns = ns;
+    drained = 0;
+}
 
 /* Device clock runs fast (ppm > 0) or slow relative to the host clock, from now on. */
 void fake_set_clock_skew_ppm(double ppm) {
@@ -327,6 +333,7 @@ void fake_reset(void) {
     memset(fail_code, 0, sizeof fail_code);
     memset(fail_skip, 0, sizeof fail_skip);
     queue_delay_ns = 0;
+    drained = 0;
     skew_ppm = 0;
 }
 
