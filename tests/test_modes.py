@@ -4,6 +4,7 @@ through with a one-line warning and records nothing; a call it can measure with 
 CI runs this module on the transformers release pip installs today and on 4.57.x.
 """
 
+import copy
 import threading
 import time
 import warnings
@@ -34,21 +35,54 @@ def prompt(batch=1, length=8):
     return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
 
 
-@pytest.mark.parametrize(
-    "options",
-    [{"assistant_model": "draft"}, {"prompt_lookup_num_tokens": 3}],
-    ids=["draft-model", "prompt-lookup"],
-)
-def test_assisted_generation_is_passed_through_with_a_warning(options):
+def assisted(model, inputs, **options):
+    """generate() with assisted generation, EOS never (the steps are the test's, not the random weights')."""
+    processors = LogitsProcessorList([ScriptedEos([0], model.generation_config.eos_token_id)])
+    return model.generate(**inputs, max_new_tokens=16, logits_processor=processors, **options, **GREEDY)
+
+
+def test_a_draft_model_that_drafts_what_the_model_would_say_is_always_accepted():
     model, inputs = tiny_llama(), prompt()
-    options = {k: tiny_llama(num_hidden_layers=1) if v == "draft" else v for k, v in options.items()}
-    bare = model.generate(**inputs, max_new_tokens=12, **options, **GREEDY)
-    with (
-        llmprof.profile(model) as prof,
-        pytest.warns(UserWarning, match="assisted generation is not profiled"),
-    ):
-        out = model.generate(**inputs, max_new_tokens=12, **options, **GREEDY)
-    assert torch.equal(bare, out) and prof.records == []
+    draft = copy.deepcopy(model)  # the same weights: greedy drafts are the model's own tokens
+    draft.generation_config.assistant_confidence_threshold = 0.0  # always 4 drafts a step
+    draft.generation_config.num_assistant_tokens = 4
+    draft.generation_config.num_assistant_tokens_schedule = "constant"
+    bare = assisted(model, inputs, assistant_model=draft)
+    with llmprof.profile(model) as prof:
+        out = assisted(model, inputs, assistant_model=draft)
+    (raw,) = prof.records
+    r = prof.requests[0]
+    assert torch.equal(bare, out) and r.output_tokens == [out.shape[1] - 8] == [16]
+    steps = sum(label == llmprof.Label.TOKEN for label in raw.label)
+    assert len(raw.tokens_per_step) == len(raw.drafted_per_step) == steps < 16  # several tokens a step
+    assert raw.tokens_per_step == [5, 5, 5, 1] and raw.drafted_per_step == [4, 4, 4, 0]  # capped at 16 tokens
+    assert r.acceptance_rate == 1.0 and r.tokens_per_step == pytest.approx(11 / 3)
+    b = r.breakdown
+    assert (
+        b.first_draft > 0 and all(d is not None and d > 0 for d in b.step_draft) and len(r.itl) == steps - 1
+    )
+    assert r.tpot == pytest.approx(sum(r.itl) / (16 - 1))  # T_last - T_1 over the tokens, not the steps
+
+
+@pytest.mark.parametrize("options", [{"assistant_model": "other"}, {"prompt_lookup_num_tokens": 3}], ids=str)
+def test_assisted_generation_counts_every_token_it_appends(options):
+    model, inputs = tiny_llama(), prompt()
+    options = {k: tiny_llama(num_hidden_layers=1) if v == "other" else v for k, v in options.items()}
+    bare = assisted(model, inputs, **options)
+    with llmprof.profile(model) as prof:
+        out = assisted(model, inputs, **options)
+    (raw,) = prof.records
+    r = prof.requests[0]
+    assert torch.equal(bare, out) and r.output_tokens == [out.shape[1] - 8]
+    assert sum(raw.tokens_per_step) == r.output_tokens[0] and min(raw.tokens_per_step) >= 1
+    assert r.acceptance_rate is None or 0 <= r.acceptance_rate <= 1
+
+
+def test_self_speculation_is_passed_through_with_a_warning():
+    model, inputs = tiny_llama(), prompt()
+    with llmprof.profile(model) as prof, pytest.warns(UserWarning, match="early exit"):
+        assisted(model, inputs, assistant_early_exit=1)
+    assert prof.records == []
 
 
 class CallsGenerate(LogitsProcessor):

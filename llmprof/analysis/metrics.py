@@ -7,8 +7,10 @@ All results are in seconds.
 
 from __future__ import annotations
 
+import bisect
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from itertools import accumulate
 
 from llmprof.analysis.record import Label, RawRequest
 
@@ -22,9 +24,10 @@ HOST_BOUND_TOLERANCE_NS = (
 class Breakdown:
     """Where the time of one request went.
 
-    TTFT = host_prep + encoder + vision + prefill + first_sample. Each decode step k >= 2 splits its inter-token interval
-    into host_gap (previous token to the forward's start), forward and sampling (forward end to token).
-    A part whose marks are missing (e.g. a forward that bypassed the hooks) is None.
+    TTFT = host_prep + encoder + vision + first_draft + prefill + first_sample. Each decode step k >= 2 splits
+    its inter-token interval into host_gap (previous token to the forward's start, its draft excluded), draft
+    (assisted generation: drafting the candidates the forward verifies), forward and sampling (forward end to
+    token). A part whose marks are missing (e.g. a forward that bypassed the hooks) is None.
     """
 
     host_prep: float | None
@@ -36,6 +39,13 @@ class Breakdown:
     step_host_gap: list[float | None]
     step_host_bound: list[bool] | None  # None on the host backend, where there is no device queue
     encoder: float = 0.0  # the encoder of an encoder-decoder model (0 for a decoder-only one)
+    first_draft: float = 0.0  # assisted generation: the draft verified by the first forward (0 without one)
+    step_draft: list[float | None] = field(default_factory=list)  # ... and per decode step (empty without)
+
+    @property
+    def draft(self) -> float | None:
+        """Mean drafting time of a decode step (assisted generation; None without)."""
+        return _mean(self.step_draft)
 
     @property
     def decode_forward(self) -> float | None:
@@ -76,6 +86,14 @@ class RequestMetrics:
     output_tokens: list[int]
     prompt_tokens: int
     breakdown: Breakdown
+    # assisted generation: tokens each decode step k >= 2 appended, and the share of drafted tokens accepted
+    step_tokens: list[int] = field(default_factory=list)
+    acceptance_rate: float | None = None
+
+    @property
+    def tokens_per_step(self) -> float | None:
+        """Mean tokens a decode step appended (assisted generation; None without)."""
+        return statistics.fmean(self.step_tokens) if self.step_tokens else None
 
     @property
     def batch_size(self) -> int:
@@ -98,9 +116,13 @@ def _span(end: int | None, start: int | None) -> float | None:
 def compute_request(raw: RawRequest) -> RequestMetrics:
     """Compute the metrics of one recorded request. Raises ValueError if the timeline lacks a needed mark."""
     n = raw.tokens_per_sequence
-    steps = max(n, default=0)
-    if steps < 1:
+    per_step = raw.tokens_per_step or [1] * max(n, default=0)  # tokens each step appended
+    steps = len(per_step)
+    if steps < 1 or max(n, default=0) < 1:
         raise ValueError("the request generated no token")
+    reached = list(accumulate(per_step))  # tokens that exist after each step
+    if min(per_step) < 1 or max(n) > reached[-1]:
+        raise ValueError(f"{max(n)} tokens cannot come from steps of {per_step[:5]}... tokens")
     marks, times = raw.marks, raw.times
     if not marks.first(Label.REQUEST_START) or not marks.last(Label.REQUEST_END):
         raise ValueError("the timeline lacks the request start or end mark")
@@ -121,7 +143,9 @@ def compute_request(raw: RawRequest) -> RequestMetrics:
     t_first, t_last = token[1], token[steps]
     ttft = (t_first - start) * NS
     latency = (end - start) * NS
-    tpot_seq = [(token[k] - t_first) * NS / (k - 1) if k >= 2 else None for k in n]
+    # the step at which a sequence's last token came (its count of tokens, when a step appends one)
+    last = [bisect.bisect_left(reached, k) + 1 for k in n]
+    tpot_seq = [(token[s] - t_first) * NS / (k - 1) if k >= 2 else None for k, s in zip(n, last)]
     itl = [(token[k] - token[k - 1]) * NS for k in range(2, steps + 1)]
     decode_tokens = sum(k - 1 for k in n if k >= 1)
 
@@ -129,7 +153,10 @@ def compute_request(raw: RawRequest) -> RequestMetrics:
     if prefill is not None:
         prefill = max(prefill - vision_time, 0.0) if _vision_inside_prefill(raw) else prefill
     first_sample = _span(t_first, fwd_end.get(0))
-    known = encoder_time + vision_time + (prefill or 0.0) + (first_sample or 0.0)
+    drafts: dict[int, float] = {}  # per step, the time drafting its forward's candidates
+    for step, b, e in marks.pairs(Label.DRAFT_BEGIN, Label.DRAFT_END):
+        drafts[step] = drafts.get(step, 0.0) + (times[e] - times[b]) * NS
+    known = encoder_time + vision_time + drafts.get(0, 0.0) + (prefill or 0.0) + (first_sample or 0.0)
     host_prep = ttft - known if prefill is not None else None
 
     uncertainty = raw.sync_uncertainty_ns + HOST_BOUND_TOLERANCE_NS
@@ -139,7 +166,8 @@ def compute_request(raw: RawRequest) -> RequestMetrics:
         s = k - 1  # the forward producing token k ran with k-1 tokens present
         step_forward.append(_span(fwd_end.get(s), fwd_begin.get(s)))
         step_sampling.append(_span(token[k], fwd_end.get(s)))
-        step_gap.append(_span(fwd_begin.get(s), token[k - 1]))
+        gap = _span(fwd_begin.get(s), token[k - 1])
+        step_gap.append(None if gap is None else gap - drafts.get(s, 0.0))
         i = begins.get(s)
         device = None if i is None else raw.device_ns[i]
         if on_device and device is not None:
@@ -168,8 +196,19 @@ def compute_request(raw: RawRequest) -> RequestMetrics:
             step_sampling=step_sampling,
             step_host_gap=step_gap,
             step_host_bound=step_bound if on_device else None,
+            first_draft=drafts.get(0, 0.0),
+            step_draft=[drafts.get(k - 1) for k in range(2, steps + 1)] if drafts else [],
         ),
+        step_tokens=per_step[1:] if raw.tokens_per_step else [],
+        acceptance_rate=_acceptance(per_step, raw.drafted_per_step),
     )
+
+
+def _acceptance(per_step: list[int], drafted: list[int] | None) -> float | None:
+    """Share of the drafted tokens the model accepted: each step appends its accepted drafts plus one."""
+    if not drafted or not sum(drafted):
+        return None
+    return sum(tokens - 1 for tokens in per_step) / sum(drafted)
 
 
 def _vision_inside_prefill(raw: RawRequest) -> bool:

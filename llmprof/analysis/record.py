@@ -24,6 +24,8 @@ class Label(IntEnum):
     VISION_END = 6  # vision encoder returned
     ENCODER_BEGIN = 7  # encoder of an encoder-decoder model launched (once, before the generation loop)
     ENCODER_END = 8  # encoder returned
+    DRAFT_BEGIN = 9  # assisted generation: drafting the candidates of step k+1 began (a draft model, n-grams)
+    DRAFT_END = 10  # the candidates are drafted
 
 
 @dataclass
@@ -48,6 +50,10 @@ class RawRequest:
     telemetry: dict[str, Any] = field(default_factory=dict)
     # what the profiler found wrong with this call but could still measure (a missing breakdown, ...)
     warnings: list[str] = field(default_factory=list)
+    # assisted generation: tokens appended by each step (accepted draft + one), and draft tokens it verified;
+    # None for one token a step
+    tokens_per_step: list[int] | None = None
+    drafted_per_step: list[int] | None = None
 
     @property
     def batch_size(self) -> int:
@@ -90,6 +96,8 @@ class RawRequest:
             "warmup": self.warmup,
             "telemetry": self.telemetry,
             "warnings": self.warnings,
+            "tokens_per_step": self.tokens_per_step,
+            "drafted_per_step": self.drafted_per_step,
         }
 
     @classmethod
@@ -112,7 +120,13 @@ class RawRequest:
             warmup=bool(data.get("warmup", False)),
             telemetry=dict(data.get("telemetry", {})),
             warnings=[str(w) for w in data.get("warnings", [])],
+            tokens_per_step=_ints(data.get("tokens_per_step")),
+            drafted_per_step=_ints(data.get("drafted_per_step")),
         )
+
+
+def _ints(values: Any) -> list[int] | None:
+    return None if values is None else [int(v) for v in values]
 
 
 class MarkIndex:

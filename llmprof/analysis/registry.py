@@ -18,6 +18,7 @@ from typing import Any
 from llmprof.analysis.stats import Summary, percentile, summarize
 
 REQUEST, ROOFLINE, TELEMETRY = "request", "roofline", "telemetry"  # what a metric is read from
+SPECULATIVE = "speculative"  # a step metric of assisted generation, read from the request's metrics
 # the summary table a metric is shown in
 SECTION_METRICS, SECTION_BREAKDOWN = "metrics", "breakdown"
 # unit of a value -> (shown unit, scale): seconds are shown in ms, ratios in %
@@ -126,12 +127,16 @@ METRICS: tuple[Metric, ...] = (
     Metric("decode_tps", "decode TPS", "tok/s", attrgetter("decode_tps"), phase="decode", better="higher"),
     Metric("prefill_tps", "prefill throughput", "tok/s", attrgetter("prefill_tps"), phase="prefill", better="higher"),
     Metric("output_tokens", "output tokens", "tok", attrgetter("total_output_tokens"), section=None),
+    Metric("acceptance_rate", "draft acceptance", "ratio", attrgetter("acceptance_rate"), phase="decode", better="higher"),
+    Metric("tokens_per_step", "tokens / decode step", "tok", attrgetter("tokens_per_step"), phase="decode", better="higher"),
     _breakdown("host_prep", "host prep", "prefill", "#9e9e9e"),
     _breakdown("encoder", "encoder", "prefill", "#17becf", optional=True),
     _breakdown("vision", "vision encoder", "prefill", "#8e44ad", optional=True),
+    _breakdown("first_draft", "first draft", "prefill", "#bcbd22", optional=True),
     _breakdown("prefill", "prefill forward", "prefill", "#1f77b4"),
     _breakdown("first_sample", "first sample", "prefill", "#aec7e8"),
     _breakdown("decode_forward", "decode forward / step", "decode", "#2ca02c", "step_forward", short="decode forward"),
+    _breakdown("draft", "draft / step", "decode", "#dbdb8d", "step_draft", short="draft"),
     _breakdown("sampling", "sampling / step", "decode", "#ffbb78", "step_sampling", short="sampling"),
     _breakdown("host_gap", "host gap / step", "decode", "#d62728", "step_host_gap", short="host gap"),
     Metric("host_bound_share", "host-bound decode steps", "ratio", _part("host_bound_share"),
@@ -169,6 +174,8 @@ STEP_METRICS: tuple[StepMetric, ...] = (
     StepMetric("sampling_s", "s", lambda m, j: m.breakdown.step_sampling[j]),
     StepMetric("host_gap_s", "s", lambda m, j: m.breakdown.step_host_gap[j]),
     StepMetric("host_bound", "bool", _host_bound),
+    StepMetric("tokens", "tok", lambda m, j: m.step_tokens[j], source=SPECULATIVE),
+    StepMetric("draft_s", "s", lambda m, j: m.breakdown.step_draft[j], source=SPECULATIVE),
     StepMetric("floor_s", "s", lambda a, j: a.step_floor[j], source=ROOFLINE),
     StepMetric("mbu", "ratio", lambda a, j: a.step_mbu[j], source=ROOFLINE),
 )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import sys
 import warnings
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -27,6 +28,7 @@ _PATCHED_ATTRIBUTES = (
     "get_compiled_call",
     "_prefill_chunking",
     "generate_batch",
+    "_get_candidate_generator",
 )
 REQUIRED_METHODS = ("generate", "_get_stopping_criteria")
 
@@ -36,6 +38,7 @@ class Recorder(Protocol):
 
     active: bool  # a call is being recorded
     armed: bool  # ... and its generation loop is hooked
+    speculative: bool  # ... and it is assisted generation: a step may append several tokens
     steps: int  # tokens appended so far in the active request
 
     def mark(self, label: int, step: int) -> None: ...
@@ -45,6 +48,8 @@ class Recorder(Protocol):
     def configure(self, generation_config: Any) -> bool: ...
     def on_token(self, length: int) -> None: ...
     def on_stop_flags(self, is_done: torch.Tensor) -> None: ...
+    def on_length(self, length: int) -> None: ...
+    def on_draft(self, length: int, drafted: int) -> None: ...
     def end(self, output: Any) -> None: ...
     def abort(self) -> None: ...
 
@@ -68,6 +73,20 @@ class TokenMarkingCriteria(StoppingCriteriaList):
         recorder.on_token(input_ids.shape[-1])
         is_done = super().__call__(input_ids, scores, **kwargs)
         recorder.on_stop_flags(is_done)
+        return is_done
+
+
+class SpeculativeMarkingCriteria(TokenMarkingCriteria):
+    """The token-marking list for assisted generation: a step appends the accepted draft tokens and one of the
+    model's own, so each step's sequence length is kept too. transformers 4.x also calls the criteria on the
+    unverified candidates, before the verify forward: that call is no step."""
+
+    def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.BoolTensor:
+        if sys._getframe(1).f_locals.get("candidate_input_ids") is input_ids:
+            return StoppingCriteriaList.__call__(self, input_ids, scores, **kwargs)
+        is_done = super().__call__(input_ids, scores, **kwargs)
+        if self._recorder.armed:
+            self._recorder.on_length(input_ids.shape[-1])
         return is_done
 
 
@@ -192,6 +211,8 @@ class InstalledHooks:
         # transformers 4.x runs prefill chunks through self.forward, which the module hooks cannot see
         if callable(getattr(loop, "_prefill_chunking", None)):
             loop._prefill_chunking = _marked_forward(loop._prefill_chunking, recorder)
+        if callable(getattr(loop, "_get_candidate_generator", None)):
+            loop._get_candidate_generator = _wrap_candidate_generator(loop._get_candidate_generator, recorder)
         if callable(getattr(model, "generate_batch", None)):
             model.generate_batch = _not_profiled(model.generate_batch, "continuous batching (generate_batch)")
 
@@ -264,7 +285,8 @@ def _wrap_stopping_criteria(get_criteria: Callable[..., Any], recorder: Recorder
         criteria = get_criteria(*args, **kwargs)
         config = kwargs.get("generation_config", args[0] if args else None)
         if recorder.active and recorder.configure(config):
-            return TokenMarkingCriteria(criteria, recorder)
+            marking = SpeculativeMarkingCriteria if recorder.speculative else TokenMarkingCriteria
+            return marking(criteria, recorder)
         return criteria
 
     return marking_criteria
@@ -294,6 +316,32 @@ def _wrap_compiled_call(get_compiled_call: Callable[..., Any], recorder: Recorde
         return _marked_forward(get_compiled_call(*args, **kwargs), recorder)
 
     return marked_compiled_call
+
+
+def _wrap_candidate_generator(get_generator: Callable[..., Any], recorder: Recorder) -> Callable[..., Any]:
+    """Assisted generation's candidate generator, with each draft (a draft model's tokens, prompt-lookup
+    n-grams) marked as a span and its size kept (shapes only: no device value is read)."""
+    mark = recorder.mark
+
+    @functools.wraps(get_generator)
+    def marked_generator(*args: Any, **kwargs: Any) -> Any:
+        generator = get_generator(*args, **kwargs)
+        get_candidates = generator.get_candidates
+
+        @functools.wraps(get_candidates)
+        def drafted(input_ids: torch.LongTensor, *rest: Any, **options: Any) -> Any:
+            if recorder.armed:
+                mark(Label.DRAFT_BEGIN, recorder.steps)
+            candidates = get_candidates(input_ids, *rest, **options)
+            if recorder.armed:
+                mark(Label.DRAFT_END, recorder.steps)
+                recorder.on_draft(input_ids.shape[-1], candidates[0].shape[-1] - input_ids.shape[-1])
+            return candidates
+
+        generator.get_candidates = drafted
+        return generator
+
+    return marked_generator
 
 
 def _not_profiled(method: Callable[..., Any], what: str) -> Callable[..., Any]:

@@ -55,6 +55,10 @@ class Profiler:
         self.warmup = False  # while True, recorded requests are flagged as warm-up
         self.active = False  # a call is being recorded (generate() entered, not yet returned)
         self.armed = False  # ... and its generation loop is hooked: forward and token marks count
+        self.speculative = False  # ... and it is assisted generation (several tokens a step)
+        self._lengths: list[int] = []  # assisted generation: the sequences' length after each step
+        self._drafted: list[int] = []  # ... the candidates each step verified
+        self._draft_base: int | None = None  # ... and their length before the first step
         self.steps = 0
         self._calls = 0  # generate() calls of the model in flight, on any thread
         self._calls_lock = threading.Lock()
@@ -183,6 +187,8 @@ class Profiler:
         self._done_flags = []
         self._start_length = None
         self._skip_reason = tokens.unsupported_call(arguments)
+        self.speculative = False
+        self._lengths, self._drafted, self._draft_base = [], [], None
         self._arguments = arguments  # until the call ends: what decides its generation mode
         self._owner = threading.get_ident()
         self.steps = 0
@@ -203,8 +209,9 @@ class Profiler:
             return False
         reason = tokens.unsupported_generation(generation_config, self._arguments)
         if reason is not None:
-            self._skip_reason = f"{reason} is not profiled (only greedy and sampling are)"
+            self._skip_reason = f"{reason} is not profiled (greedy, sampling and assisted generation are)"
             return False
+        self.speculative = tokens.generation_mode(generation_config, self._arguments) == tokens.ASSISTED
         self.armed = True
         max_length = getattr(generation_config, "max_length", None)
         if max_length:  # the final bound, prompt included: room for its new tokens (begin reserved most)
@@ -217,6 +224,16 @@ class Profiler:
         self.mark(Label.TOKEN, self.steps)
         if self._start_length is None:
             self._start_length = length - 1
+
+    def on_length(self, length: int) -> None:
+        """Assisted generation: step k's tokens were appended; the sequences are now ``length`` long."""
+        self._lengths.append(length)
+
+    def on_draft(self, length: int, drafted: int) -> None:
+        """Assisted generation: ``drafted`` candidates were drafted after ``length`` tokens, for the next step."""
+        if self._draft_base is None:
+            self._draft_base = length
+        self._drafted.append(drafted)
 
     def on_stop_flags(self, is_done: torch.Tensor) -> None:
         """Keep step k's per-sequence "done" flags (a device tensor, read only after generate() returns)."""
@@ -246,10 +263,19 @@ class Profiler:
             )
             self._timeline.reserve(2 * self._timeline.capacity)
             return
-        kept = tokens.generated_length(output, self._start_length, self.steps)
-        generated = tokens.tokens_per_sequence(self._done_flags, kept)
+        per_step = None
+        if self.speculative:
+            grown = tokens.output_length(output) - (self._draft_base or 0)
+            counted = tokens.speculative_tokens(
+                self._draft_base, self._lengths, self._done_flags, grown if grown > 0 else None
+            )
+            per_step, generated = counted if counted is not None else (None, [])
+            broken = None if counted is not None else "the steps of assisted generation do not add up"
+        else:
+            kept = tokens.generated_length(output, self._start_length, self.steps)
+            generated = tokens.tokens_per_sequence(self._done_flags, kept)
+            broken = _broken_invariant(self.steps, kept, output)
         self._done_flags = []
-        broken = _broken_invariant(self.steps, kept, output)
         if broken is None and (not generated or max(generated) == 0):
             broken = "generate() produced no token"
         if broken is not None:
@@ -268,6 +294,8 @@ class Profiler:
             warmup=self.warmup,
             telemetry=counters,
             warnings=_flags(resolved["label"]),
+            tokens_per_step=per_step,
+            drafted_per_step=list(self._drafted) if per_step is not None else None,
         )
         self.records.append(raw)
 

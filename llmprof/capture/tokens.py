@@ -3,11 +3,15 @@ real tokens, the most steps a call can run, and ``n_i``, the tokens each sequenc
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import torch
 
 PROFILED_MODES = ("greedy_search", "sample")  # transformers' GenerationMode values llmprof times step by step
+ASSISTED = (
+    "assisted_generation"  # ... and this one, with a draft model or prompt lookup: several tokens a step
+)
 
 
 def generation_mode(generation_config: Any, arguments: dict[str, Any]) -> str:
@@ -22,13 +26,21 @@ def generation_mode(generation_config: Any, arguments: dict[str, Any]) -> str:
         assisted = arguments.get("assistant_model") is not None or getattr(
             generation_config, "prompt_lookup_num_tokens", None
         )
-        return "assisted_generation" if assisted else "sample"
+        return ASSISTED if assisted else "sample"
     return str(getattr(mode, "value", mode))
 
 
 def unsupported_generation(generation_config: Any, arguments: dict[str, Any]) -> str | None:
-    """Why a generate() call cannot be profiled step by step (None when it can): greedy and sampling can."""
+    """Why a generate() call cannot be profiled step by step (None when it can): greedy, sampling, and
+    assisted generation with a draft model or prompt lookup can; self-speculation cannot (its drafts are
+    forwards of the model itself)."""
     mode = generation_mode(generation_config, arguments)
+    if mode == ASSISTED:
+        if getattr(generation_config, "assistant_early_exit", None) is not None:
+            return "assisted generation by early exit (the model drafts for itself)"
+        if getattr(generation_config, "use_mtp", False):
+            return "assisted generation by multi-token prediction"
+        return None
     return None if mode in PROFILED_MODES else mode.replace("_", " ")
 
 
@@ -94,3 +106,21 @@ def prefill_tokens(mask: torch.Tensor | None, rows: int | None, prompt_tokens: i
     if mask is not None:
         return int(mask.sum())
     return (rows or 1) * prompt_tokens
+
+
+def speculative_tokens(
+    base: int | None, lengths: list[int], done_flags: list[torch.Tensor], generated: int | None
+) -> tuple[list[int], list[int]] | None:
+    """Assisted generation: the tokens each step appended (the sequences' length after it, from ``base`` before
+    the first) and ``n_i`` from the step at which each sequence was done; None when they do not add up."""
+    if base is None or not lengths or len(lengths) != len(done_flags):
+        return None
+    per_step = [b - a for a, b in zip([base, *lengths], lengths)]
+    if min(per_step) < 1:
+        return None
+    reached = list(itertools.accumulate(per_step))
+    steps = tokens_per_sequence(done_flags, None)
+    counts = [reached[s - 1] for s in steps]
+    if generated is not None:
+        counts = [min(c, generated) for c in counts]
+    return per_step, counts

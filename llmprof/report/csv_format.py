@@ -8,7 +8,7 @@ from typing import IO, Any
 
 from llmprof.analysis import registry
 from llmprof.analysis.metrics import compute_request
-from llmprof.analysis.registry import REQUEST, ROOFLINE, STEP_METRICS
+from llmprof.analysis.registry import REQUEST, ROOFLINE, SPECULATIVE, STEP_METRICS
 from llmprof.analysis.roofline import Roofline
 from llmprof.analysis.telemetry import RequestTelemetry, requests_telemetry
 from llmprof.runfile import Run
@@ -73,15 +73,20 @@ def render(run: Run, out: IO[str]) -> None:
 
 def render_steps(run: Run, out: IO[str]) -> None:
     """One row per decode step (k >= 2) of every request: its interval and the parts of it (and, when the run
-    has a roofline, the step's floor and MBU)."""
+    has a roofline, the step's floor and MBU; with assisted generation, its tokens and draft time)."""
     roofline = _roofline(run)
-    columns = [
-        s for s in STEP_METRICS if s.source == REQUEST or (roofline is not None and s.source == ROOFLINE)
-    ]
+    shown = {REQUEST} | ({ROOFLINE} if roofline is not None else set())
+    if any(raw.tokens_per_step for raw in run.records):
+        shown.add(SPECULATIVE)
+    columns = [s for s in STEP_METRICS if s.source in shown]
     rows = []
     for i, raw in enumerate(run.records):
         m = compute_request(raw)
-        sources = {REQUEST: m, ROOFLINE: roofline.analyze(m) if roofline is not None else None}
+        sources = {
+            REQUEST: m,
+            SPECULATIVE: m,
+            ROOFLINE: roofline.analyze(m) if roofline is not None else None,
+        }
         for j in range(len(m.itl)):
             step = j + 2
             row = {
