@@ -216,21 +216,28 @@ def test_encoder_decoder_models_time_the_encoder_inside_ttft_and_count_real_toke
     assert len(r.itl) == 7
 
 
-def test_continuous_batching_says_it_is_not_profiled():
+def test_continuous_batching_records_each_request_from_its_own_token_times():
     config = getattr(pytest.importorskip("transformers"), "ContinuousBatchingConfig", None)
     model = tiny_llama()
     if config is None or not callable(getattr(model, "generate_batch", None)):
         pytest.skip("this transformers has no continuous batching config")
     from transformers import GenerationConfig
 
-    with llmprof.profile(model) as prof, pytest.warns(UserWarning, match="continuous batching"):
-        model.generate_batch(
-            [[1, 5, 9, 13], [1, 3]],
+    prompts = [[1, 5, 9, 13], [1, 3]]
+    with llmprof.profile(model) as prof:
+        outputs = model.generate_batch(
+            prompts,
             generation_config=GenerationConfig(max_new_tokens=4, eos_token_id=2),
             continuous_batching_config=config(num_blocks=16, max_batch_tokens=64),
             warmup=False,
         )
-    assert prof.records == []
+    assert len(prof.records) == len(outputs) == 2
+    by_prompt = {r.prompt_tokens: r for r in prof.requests}
+    for output in outputs.values():
+        r = by_prompt[len(output.prompt_ids)]
+        assert r.output_tokens == [len(output.generated_tokens)] and 0 < r.ttft <= r.latency
+        assert output.timestamps is None  # not asked for: the caller's outputs are as they would be
+    assert all(raw.warnings and "continuous batching" in raw.warnings[0] for raw in prof.records)
 
 
 @pytest.mark.parametrize(

@@ -50,6 +50,7 @@ class Recorder(Protocol):
     def on_stop_flags(self, is_done: torch.Tensor) -> None: ...
     def on_length(self, length: int) -> None: ...
     def on_draft(self, length: int, drafted: int) -> None: ...
+    def add_batch(self, outputs: dict[str, Any]) -> None: ...
     def end(self, output: Any) -> None: ...
     def abort(self) -> None: ...
 
@@ -214,7 +215,7 @@ class InstalledHooks:
         if callable(getattr(loop, "_get_candidate_generator", None)):
             loop._get_candidate_generator = _wrap_candidate_generator(loop._get_candidate_generator, recorder)
         if callable(getattr(model, "generate_batch", None)):
-            model.generate_batch = _not_profiled(model.generate_batch, "continuous batching (generate_batch)")
+            model.generate_batch = _wrap_generate_batch(model.generate_batch, recorder)
 
     def follow_compile(self) -> None:
         """Mark from outside the forward that ``model.compile()`` installed (``_compiled_call_impl``: hooks
@@ -344,12 +345,29 @@ def _wrap_candidate_generator(get_generator: Callable[..., Any], recorder: Recor
     return marked_generator
 
 
-def _not_profiled(method: Callable[..., Any], what: str) -> Callable[..., Any]:
-    """``method`` run as it is, with a one-line warning that llmprof does not record it."""
+def _wrap_generate_batch(generate_batch: Callable[..., Any], recorder: Recorder) -> Callable[..., Any]:
+    """Continuous batching: every request of the batch recorded from the token times transformers stamps
+    itself (``record_timestamps``); where it cannot stamp them, passed through with a warning."""
+    try:
+        stamps = "record_timestamps" in inspect.signature(generate_batch).parameters
+    except (TypeError, ValueError):
+        stamps = False
 
-    @functools.wraps(method)
-    def unprofiled(*args: Any, **kwargs: Any) -> Any:
-        warnings.warn(f"llmprof: {what} is not profiled yet; the call is not recorded", stacklevel=2)
-        return method(*args, **kwargs)
+    @functools.wraps(generate_batch)
+    def profiled_batch(*args: Any, **kwargs: Any) -> Any:
+        if not stamps:
+            warnings.warn(
+                "llmprof: continuous batching (generate_batch) is not profiled with this transformers (it stamps"
+                " no token times); the call is not recorded",
+                stacklevel=2,
+            )
+            return generate_batch(*args, **kwargs)
+        asked = kwargs.get("record_timestamps", False)
+        outputs = generate_batch(*args, **{**kwargs, "record_timestamps": True})
+        recorder.add_batch(outputs)
+        if not asked:  # the caller's outputs as they would be
+            for output in outputs.values():
+                output.timestamps = None
+        return outputs
 
-    return unprofiled
+    return profiled_batch

@@ -14,8 +14,8 @@ import torch
 
 from llmprof.analysis.metrics import RequestMetrics, compute_request
 from llmprof.analysis.record import Label, RawRequest
+from llmprof.capture import batching, tokens
 from llmprof.capture import timeline as timelines
-from llmprof.capture import tokens
 from llmprof.capture.hooks import REQUIRED_METHODS, InstalledHooks
 from llmprof.capture.sampling import Sampler, make_sampler
 from llmprof.errors import CaptureError
@@ -234,6 +234,20 @@ class Profiler:
         if self._draft_base is None:
             self._draft_base = length
         self._drafted.append(drafted)
+
+    def add_batch(self, outputs: dict[str, Any]) -> None:
+        """Continuous batching returned: one record per finished request, from its own token times."""
+        if not batching.PERF_COUNTER_IS_MONOTONIC:
+            warnings.warn(
+                "llmprof: continuous batching stamps its token times on a clock other than llmprof's here;"
+                " the batch is not recorded",
+                stacklevel=3,
+            )
+            return
+        for output in outputs.values():
+            record = batching.batch_request(output, self.warmup)
+            if record is not None:
+                self.records.append(record)
 
     def on_stop_flags(self, is_done: torch.Tensor) -> None:
         """Keep step k's per-sequence "done" flags (a device tensor, read only after generate() returns)."""

@@ -47,7 +47,10 @@ def unsupported_generation(generation_config: Any, arguments: dict[str, Any]) ->
 def unsupported_call(arguments: dict[str, Any]) -> str | None:
     """Why a generate() call cannot be profiled, known from its arguments alone (None when it may be)."""
     if arguments.get("cache_implementation") == "paged":
-        return "continuous batching (cache_implementation='paged') is not profiled yet"
+        return (
+            "generate(cache_implementation='paged') runs continuous batching: its requests are recorded one by"
+            " one (through generate_batch), not as this call"
+        )
     return None
 
 
