@@ -10,6 +10,7 @@ namespace {
 
 constexpr int kCalibrationTries = 5;
 constexpr double kMinRateSpanNs = 1e6;  // two calibrations closer than 1 ms tell no drift
+constexpr double kMaxDrift = 0.02;       // clocks drift by ppm: a 2% difference is no drift to correct
 
 // Makes a context current for a scope (pop errors are ignored: a destructor must not throw).
 class CtxScope {
@@ -161,6 +162,7 @@ Resolved Timeline::resolve() {
         const double device_ns = elapsed_ms(*drv_, cal_[prev_], cal_[ref_]) * 1e6;
         const double host_ns = double(ref_host_ns_ - prev_host_ns_);
         if (device_ns > kMinRateSpanNs && host_ns > kMinRateSpanNs) rate = host_ns / device_ns;
+        if (std::abs(rate - 1.0) > kMaxDrift) rate = 1.0;  // not a drift: a clock that jumped
     }
     // The anchor's host time, through the reference: events nearer the anchor are mapped from it.
     double anchor_host_ns = 0;

@@ -297,12 +297,16 @@ def _marked_forward(forward: Callable[..., Any], recorder: Recorder) -> Callable
     """``forward`` with a forward span marked around it (for calls the module hooks cannot see)."""
     mark = recorder.mark
 
+    compiling = torch.compiler.is_compiling
+
     @functools.wraps(forward)
     def marked(*args: Any, **kwargs: Any) -> Any:
-        if recorder.armed:
+        # traced into an outer compiled call (which is marked from outside itself), it marks nothing
+        outside = not compiling() and recorder.armed
+        if outside:
             mark(Label.FORWARD_BEGIN, recorder.steps)
         output = forward(*args, **kwargs)
-        if recorder.armed:
+        if outside:
             mark(Label.FORWARD_END, recorder.steps)
         return output
 
