@@ -101,6 +101,21 @@ def tiny_qwen2_vl() -> tuple[Qwen2VLForConditionalGeneration, dict]:
 
 
 SEQ2SEQ_VOCAB = 128
+SEQ2SEQ_LAYERS = {  # BART's and Whisper's encoder and decoder
+    "d_model": 32,
+    "encoder_layers": 1,
+    "decoder_layers": 1,
+    "encoder_attention_heads": 4,
+    "decoder_attention_heads": 4,
+    "encoder_ffn_dim": 64,
+    "decoder_ffn_dim": 64,
+}
+
+
+def _encoder_inputs(low: int) -> dict:
+    """A batch of 2 encoder inputs of 6 tokens, ids from ``low`` up."""
+    ids = torch.randint(low, SEQ2SEQ_VOCAB, (2, 6))
+    return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
 
 
 def tiny_t5():
@@ -120,11 +135,7 @@ def tiny_t5():
         eos_token_id=1,
     )
     torch.manual_seed(0)
-    ids = torch.randint(2, SEQ2SEQ_VOCAB, (2, 6))
-    return T5ForConditionalGeneration(config).eval(), {
-        "input_ids": ids,
-        "attention_mask": torch.ones_like(ids),
-    }
+    return T5ForConditionalGeneration(config).eval(), _encoder_inputs(2)
 
 
 def tiny_bart():
@@ -133,13 +144,7 @@ def tiny_bart():
 
     config = BartConfig(
         vocab_size=SEQ2SEQ_VOCAB,
-        d_model=32,
-        encoder_layers=1,
-        decoder_layers=1,
-        encoder_attention_heads=4,
-        decoder_attention_heads=4,
-        encoder_ffn_dim=64,
-        decoder_ffn_dim=64,
+        **SEQ2SEQ_LAYERS,
         max_position_embeddings=64,
         pad_token_id=1,
         bos_token_id=0,
@@ -149,11 +154,7 @@ def tiny_bart():
         forced_eos_token_id=2,
     )
     torch.manual_seed(0)
-    ids = torch.randint(3, SEQ2SEQ_VOCAB, (2, 6))
-    return BartForConditionalGeneration(config).eval(), {
-        "input_ids": ids,
-        "attention_mask": torch.ones_like(ids),
-    }
+    return BartForConditionalGeneration(config).eval(), _encoder_inputs(3)
 
 
 WHISPER_EOS = 120  # also its pad, as in the real vocabulary
@@ -166,13 +167,7 @@ def tiny_whisper():
     config = WhisperConfig(
         vocab_size=SEQ2SEQ_VOCAB,
         num_mel_bins=8,
-        d_model=32,
-        encoder_layers=1,
-        decoder_layers=1,
-        encoder_attention_heads=4,
-        decoder_attention_heads=4,
-        encoder_ffn_dim=64,
-        decoder_ffn_dim=64,
+        **SEQ2SEQ_LAYERS,
         max_source_positions=16,
         max_target_positions=64,
         pad_token_id=WHISPER_EOS,
