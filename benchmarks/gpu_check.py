@@ -29,6 +29,7 @@ import traceback
 from collections.abc import Callable
 
 import torch
+from gpu_ground_truth import cycles_per_ms  # this script's folder is on sys.path
 
 import llmprof
 from llmprof.workloads.synthetic import synthetic_model, synthetic_prompt
@@ -93,17 +94,6 @@ def demo(device: str) -> list[str]:
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
     body = result.stdout.strip().splitlines() or result.stderr.strip().splitlines()[-3:]
     return [f"- `{' '.join(command[1:])}`: exit {result.returncode}", "", *body]
-
-
-def cycles_per_ms() -> float:
-    """GPU clock cycles per ms of torch.cuda._sleep, measured with CUDA events."""
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    torch.cuda._sleep(50_000_000)
-    start.record()
-    torch.cuda._sleep(50_000_000)
-    end.record()
-    end.synchronize()
-    return 50_000_000 / start.elapsed_time(end)
 
 
 def ground_truth(device: str, decode_ms: float = 15.0) -> list[str]:
