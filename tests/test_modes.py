@@ -78,11 +78,20 @@ def test_assisted_generation_counts_every_token_it_appends(options):
     assert r.acceptance_rate is None or 0 <= r.acceptance_rate <= 1
 
 
-def test_self_speculation_is_passed_through_with_a_warning():
+def test_early_exit_self_speculation_marks_the_verify_forwards_and_times_the_drafts():
     model, inputs = tiny_llama(), prompt()
-    with llmprof.profile(model) as prof, pytest.warns(UserWarning, match="early exit"):
-        assisted(model, inputs, assistant_early_exit=1)
-    assert prof.records == []
+    bare = assisted(model, inputs, assistant_early_exit=1)
+    with llmprof.profile(model) as prof:
+        out = assisted(model, inputs, assistant_early_exit=1)  # drafts through a nested generate() of itself
+    (raw,) = prof.records
+    r = prof.requests[0]
+    assert torch.equal(bare, out) and r.output_tokens == [out.shape[1] - 8]
+    steps = sum(label == llmprof.Label.TOKEN for label in raw.label)
+    forwards = sum(label == llmprof.Label.FORWARD_BEGIN for label in raw.label)
+    assert (
+        forwards == steps == len(raw.tokens_per_step)
+    )  # one verify forward a step; the drafts' are not steps
+    assert sum(raw.tokens_per_step) == r.output_tokens[0] and r.breakdown.first_draft > 0
 
 
 class CallsGenerate(LogitsProcessor):

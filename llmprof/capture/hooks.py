@@ -50,6 +50,7 @@ class Recorder(Protocol):
     def on_stop_flags(self, is_done: torch.Tensor) -> None: ...
     def on_length(self, length: int) -> None: ...
     def on_draft(self, length: int, drafted: int) -> None: ...
+    def drafting(self, running: bool) -> None: ...
     def add_batch(self, outputs: dict[str, Any]) -> None: ...
     def end(self, output: Any) -> None: ...
     def abort(self) -> None: ...
@@ -335,9 +336,14 @@ def _wrap_candidate_generator(get_generator: Callable[..., Any], recorder: Recor
 
         @functools.wraps(get_candidates)
         def drafted(input_ids: torch.LongTensor, *rest: Any, **options: Any) -> Any:
-            if recorder.armed:
-                mark(Label.DRAFT_BEGIN, recorder.steps)
-            candidates = get_candidates(input_ids, *rest, **options)
+            if not recorder.armed:
+                return get_candidates(input_ids, *rest, **options)
+            mark(Label.DRAFT_BEGIN, recorder.steps)
+            recorder.drafting(True)
+            try:
+                candidates = get_candidates(input_ids, *rest, **options)
+            finally:
+                recorder.drafting(False)
             if recorder.armed:
                 mark(Label.DRAFT_END, recorder.steps)
                 recorder.on_draft(input_ids.shape[-1], candidates[0].shape[-1] - input_ids.shape[-1])

@@ -59,6 +59,7 @@ class Profiler:
         self._lengths: list[int] = []  # assisted generation: the sequences' length after each step
         self._drafted: list[int] = []  # ... the candidates each step verified
         self._draft_base: int | None = None  # ... and their length before the first step
+        self._drafting = False  # ... while a draft runs (marks of the model's own drafting forwards paused)
         self.steps = 0
         self._calls = 0  # generate() calls of the model in flight, on any thread
         self._calls_lock = threading.Lock()
@@ -153,10 +154,12 @@ class Profiler:
             alone = self._calls == 1
         if alone:
             return True
+        if self._drafting and threading.get_ident() == self._owner:
+            return False  # self-speculation: the model drafts for itself, inside the recorded call's draft
         if self.active and self._skip_reason is None:
             self._skip_reason = (
-                "a generate() nested inside this one on the same model (assistant early exit, multi-token"
-                " prediction, a generate() that calls itself) is not profiled"
+                "a generate() nested inside this one on the same model (other than early exit's drafts: a"
+                " generate() that calls itself) is not profiled"
                 if threading.get_ident() == self._owner
                 else "another thread called generate() on the same model during this call, which is not profiled"
             )
@@ -199,6 +202,8 @@ class Profiler:
 
     def configure(self, generation_config: Any) -> bool:
         """generate() built its stopping criteria from the final config: can this call be profiled?"""
+        if self._drafting:  # the draft's own loop (early exit): not this call's
+            return False
         if self._skip_reason is None and self.armed:  # a second loop in one call
             self._skip_reason = (
                 "generate() ran several generation passes (long-form audio, temperature fallback), which are not"
@@ -228,6 +233,12 @@ class Profiler:
     def on_length(self, length: int) -> None:
         """Assisted generation: step k's tokens were appended; the sequences are now ``length`` long."""
         self._lengths.append(length)
+
+    def drafting(self, running: bool) -> None:
+        """Assisted generation: a draft starts or ends. While it runs, the model's forwards are not the step's
+        (early exit drafts with the model itself, through a nested generate())."""
+        self._drafting = running
+        self.armed = not running and self._skip_reason is None
 
     def on_draft(self, length: int, drafted: int) -> None:
         """Assisted generation: ``drafted`` candidates were drafted after ``length`` tokens, for the next step."""
@@ -259,7 +270,7 @@ class Profiler:
         """
         timeline = self._timeline
         timeline.mark_host(Label.REQUEST_END, self.steps)
-        self.active = self.armed = False
+        self.active = self.armed = self._drafting = False
         self._arguments = {}
         counters = self._end_counters()
         # the reference after the call: its events are mapped through it (or the call's anchor) with the drift
@@ -331,7 +342,7 @@ class Profiler:
 
     def abort(self) -> None:
         """generate() raised: forget the partial request."""
-        self.active = self.armed = False
+        self.active = self.armed = self._drafting = False
         self._arguments = {}
         self._done_flags = []
         self._timeline.clear()

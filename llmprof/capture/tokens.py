@@ -32,12 +32,9 @@ def generation_mode(generation_config: Any, arguments: dict[str, Any]) -> str:
 
 def unsupported_generation(generation_config: Any, arguments: dict[str, Any]) -> str | None:
     """Why a generate() call cannot be profiled step by step (None when it can): greedy, sampling, and
-    assisted generation with a draft model or prompt lookup can; self-speculation cannot (its drafts are
-    forwards of the model itself)."""
+    assisted generation with a draft model, prompt lookup or early exit can; multi-token prediction cannot."""
     mode = generation_mode(generation_config, arguments)
     if mode == ASSISTED:
-        if getattr(generation_config, "assistant_early_exit", None) is not None:
-            return "assisted generation by early exit (the model drafts for itself)"
         if getattr(generation_config, "use_mtp", False):
             return "assisted generation by multi-token prediction"
         return None
