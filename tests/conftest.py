@@ -27,6 +27,7 @@ class FakeCuda:
         self.lib = ctypes.CDLL(self.path)
         self.lib.fake_set_queue_delay_ns.argtypes = [ctypes.c_longlong]
         self.lib.fake_set_clock_skew_ppm.argtypes = [ctypes.c_double]
+        self.lib.fake_set_elapsed_bits.argtypes = [ctypes.c_int]
         self.lib.fake_fail_after.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.c_int]
         self.lib.fake_count.argtypes = [ctypes.c_char_p]
         self.lib.fake_last_record_stream.restype = ctypes.c_size_t
@@ -47,6 +48,10 @@ class FakeCuda:
 
     def set_clock_skew_ppm(self, ppm: float) -> None:
         self.lib.fake_set_clock_skew_ppm(ppm)
+
+    def set_elapsed_bits(self, bits: int) -> None:
+        """cuEventElapsedTime keeps ``bits`` significant bits (0: a float's own 24)."""
+        self.lib.fake_set_elapsed_bits(bits)
 
     def reset(self) -> None:
         self.lib.fake_reset()

@@ -164,6 +164,25 @@ def test_a_fast_device_clock_is_corrected_by_the_calibrations_around_the_marks(f
     assert abs(statistics.median(lag)) < 50 * US + r["sync_uncertainty_ns"], lag
 
 
+def test_a_long_running_timeline_keeps_its_resolution_through_the_references_around_a_request(fake_cuda):
+    # 11 significant bits: 2 s from the origin resolve to 1 ms, as float32 milliseconds do after 4 hours
+    fake_cuda.set_elapsed_bits(11)
+    tl = _core.Timeline(64, device=0)
+    tl.calibrate()  # attached "hours" ago
+    time.sleep(2.0)
+    tl.anchor()
+    for i in range(10):
+        tl.mark(i, i)
+        time.sleep(0.001)
+    tl.calibrate()
+    r = tl.resolve()
+    lag = [d - h for d, h in zip(r["device_ns"], r["host_ns"])]
+    # mapped through the attach reference, each would be off by up to 500 us (250 us typically); through the
+    # anchor and the reference right after the marks, ~10 ms away, by ~10 us, beside the calibration's own
+    # uncertainty (the reference is stamped at the end of its bracket)
+    assert statistics.median(abs(x) for x in lag) < 40 * US + r["sync_uncertainty_ns"], lag
+
+
 def test_the_anchor_is_recorded_once_per_request_and_forgotten_by_clear(fake_cuda):
     tl = _core.Timeline(8, device=0)
     tl.calibrate()

@@ -56,6 +56,7 @@ static CUcontext ctx_stack[16];
 static int ctx_depth, ctx_refcount, initialized, live_events;
 static long long queue_delay_ns, last_done_ns, skew_epoch_ns;
 static int drained; /* a cuStreamSynchronize emptied the queue since the delay was set */
+static int elapsed_bits; /* > 0: cuEventElapsedTime keeps this many significant bits (float has 24) */
 static double skew_ppm;
 static uintptr_t last_record_stream;
 
@@ -223,6 +224,13 @@ CUresult cuEventElapsedTime(float* ms, CUevent start, CUevent end) {
     long long now = now_ns();
     if (now < start->done_ns || now < end->done_ns) return CUDA_ERROR_NOT_READY;
     *ms = (float)((double)(end->device_ns - start->device_ns) / 1e6);
+    if (elapsed_bits > 0 && *ms != 0) { /* keep the top elapsed_bits bits of the magnitude */
+        double magnitude = *ms < 0 ? -*ms : *ms, unit = 1;
+        while (unit * 2 <= magnitude) unit *= 2;
+        while (unit > magnitude) unit /= 2;
+        double step = unit / (double)(1LL << (elapsed_bits - 1));
+        *ms = (float)((long long)(*ms / step + (*ms < 0 ? -0.5 : 0.5)) * step);
+    }
     return CUDA_SUCCESS;
 }
 #endif
@@ -305,6 +313,9 @@ CUresult cuGetProcAddress_v2(const char* symbol, void** pfn, int cuda_version, u
 
 /* ---- test controls ---- */
 
+/* A coarser float in cuEventElapsedTime: its precision loss far from the origin, as after hours, in seconds. */
+void fake_set_elapsed_bits(int bits) { elapsed_bits = bits; }
+
 void fake_set_queue_delay_ns(long long ns) {
     queue_delay_ns = ns;
     drained = 0;
@@ -334,6 +345,7 @@ void fake_reset(void) {
     memset(fail_skip, 0, sizeof fail_skip);
     queue_delay_ns = 0;
     drained = 0;
+    elapsed_bits = 0;
     skew_ppm = 0;
 }
 
