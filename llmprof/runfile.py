@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import stat
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,11 +112,15 @@ def write_atomic(path: str | os.PathLike[str], data: str | bytes) -> None:
     followed (its target is replaced); a target that is not a regular file (a pipe, /dev/stdout) is written
     directly. The file gets the usual permissions (0666 less the umask), not the temporary file's 0600."""
     payload = data.encode() if isinstance(data, str) else data
-    target = Path(os.path.realpath(path))
-    if target.exists() and not target.is_file():
-        with open(target, "wb") as f:
+    try:
+        regular = stat.S_ISREG(os.stat(path).st_mode)
+    except FileNotFoundError:
+        regular = True  # a new file
+    if not regular:  # a pipe, a terminal, /dev/stdout: streamed (its real path is no place for a rename)
+        with open(path, "wb") as f:
             f.write(payload)
         return
+    target = Path(os.path.realpath(path))
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     except OSError as exc:

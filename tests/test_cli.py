@@ -68,7 +68,11 @@ def test_json_output_holds_every_raw_timeline(env, tmp_path):
         (["--json", "/nonexistent/dir/run.json"], "does not exist"),
         (["--prompt", "hi", "--prompt-len", "4"], "not allowed with argument"),
         (["--bogus"], "unrecognized arguments"),
-        (["--sample-interval", "0"], "--sample-interval: must be > 0"),
+        (
+            ["--sample-interval", "0"],
+            "--sample-interval: a sampling interval must be between 0.001 and 3600 s",
+        ),
+        (["--sample-interval", "inf"], "--sample-interval: a sampling interval must be a finite number"),
         (["--device", "mps"], "choose auto, cpu, cuda or cuda:N"),
         (["--seed", "-1"], "--seed: must be between 0"),
     ],
@@ -120,8 +124,10 @@ def test_a_model_without_generate_is_refused(env, tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
-def test_ctrl_c_keeps_the_repeats_already_measured(env, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
+def test_ctrl_c_sigterm_and_sighup_keep_the_repeats_already_measured(env, tmp_path, sig):
     path = tmp_path / "run.json"
+    path.write_text("an older file, replaced only by a run that measured something")
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -142,10 +148,80 @@ def test_ctrl_c_keeps_the_repeats_already_measured(env, tmp_path):
     )
     for line in proc.stderr:
         if line.startswith("[3/"):  # the warm-up and two repeats are done
-            proc.send_signal(signal.SIGINT)
+            proc.send_signal(sig)
             break
     out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
-    assert "interrupted after" in err and "TPOT (ms)" in out
+    assert proc.returncode == 128 + sig, err
+    assert "interrupted after" in err and f"({sig.name})" in err and "TPOT (ms)" in out
     run = load_run(path)
     assert run.interrupted and len(run.measured) >= 2
+
+
+def test_a_run_that_measured_nothing_leaves_an_existing_file_as_it_was(env, tmp_path):
+    path = tmp_path / "run.json"
+    path.write_text("a good older run")
+    args = [sys.executable, "-m", "llmprof", *FAST[:4], "--warmup", "50", "--json", str(path)]
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in proc.stderr:
+        if line.startswith("[1/"):  # the first warm-up call is done: nothing measured yet
+            proc.send_signal(signal.SIGINT)
+            break
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and f"nothing was measured: {path} is left as it was" in err, err
+    assert path.read_text() == "a good older run"
+
+
+def test_results_are_printed_even_when_the_run_cannot_be_saved(env):
+    result = llmprof(env, *FAST, "--json", "/dev/full")  # a device that is always full
+    assert result.returncode == 1 and "the run could not be saved to /dev/full" in result.stderr
+    assert "TPOT (ms)" in result.stdout and "Traceback" not in result.stderr
+
+
+@pytest.fixture
+def saved(tmp_path):
+    from timelines import synthetic_run
+
+    from llmprof.runfile import save_run
+
+    paths = tmp_path / "a.json", tmp_path / "b.json"
+    for path, decode in zip(paths, (10.0, 12.0)):
+        save_run(synthetic_run(decode), path)
+    return paths
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["report", "{a}", "--format", "md", "-o", "{a}"],
+        ["compare", "{a}", "{b}", "-o", "{b}"],
+        ["ab", "--b", "attn=eager", "--json-a", "{c}", "--json-b", "{c}"],
+        ["run", "--json", "{c}", "-o", "{c}", "--format", "md"],
+    ],
+    ids=["report", "compare", "ab", "run"],
+)
+def test_an_output_onto_an_input_or_another_output_is_refused_before_any_work(env, saved, command):
+    a, b = saved
+    before = a.read_text(), b.read_text()
+    result = llmprof(env, *[part.format(a=a, b=b, c=a.parent / "c.json") for part in command])
+    assert result.returncode == 2 and "it would be overwritten; choose another path" in result.stderr
+    assert (a.read_text(), b.read_text()) == before and not (a.parent / "c.json").exists()
+
+
+def test_a_pipe_or_a_device_is_written_as_it_is(env, saved):
+    result = llmprof(env, "report", str(saved[0]), "--format", "md", "-o", "/dev/stdout")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("**llmprof**") and "md written to /dev/stdout" in result.stderr
+
+
+@pytest.mark.parametrize("command", [[], ["run"], ["report"], ["compare"], ["ab"]], ids=str)
+def test_help_works_on_every_subcommand_and_there_is_a_version(env, command):
+    result = llmprof(env, *command, "--help")
+    assert result.returncode == 0 and result.stdout.startswith("usage: llmprof") and not result.stderr
+    version = llmprof(env, "--version")
+    assert version.returncode == 0 and version.stdout.strip() == f"llmprof {llmprof_version()}"
+
+
+def llmprof_version():
+    import llmprof as package
+
+    return package.__version__

@@ -391,3 +391,11 @@ def test_every_gpu_a_device_map_model_uses_is_sampled(monkeypatch):
     assert nvml_devices(model) == ["GPU-uuid-1", "GPU-uuid-0"]  # each GPU once, in order of first use
     cpu_only = SimpleNamespace(parameters=lambda: on[3:], buffers=list)
     assert nvml_devices(cpu_only) == []
+
+
+@pytest.mark.parametrize("interval", [0, 1e-9, float("inf"), float("nan"), 1e6, "fast"])
+def test_a_sampling_interval_out_of_bounds_is_refused_by_the_library_too(interval):
+    with pytest.raises(ValueError, match="sampling interval must be"):
+        llmprof.Profiler(synthetic_model(), sample_interval=interval)
+    with pytest.raises(ValueError, match="sampling interval must be"):
+        ProcessSampler(interval)

@@ -18,6 +18,7 @@ from llmprof.capture import batching, tokens
 from llmprof.capture import timeline as timelines
 from llmprof.capture.hooks import REQUIRED_METHODS, InstalledHooks
 from llmprof.capture.sampling import Sampler, make_sampler
+from llmprof.capture.sampling.base import checked_interval
 from llmprof.errors import CaptureError
 
 if TYPE_CHECKING:  # typing.Self is Python 3.11+
@@ -75,7 +76,7 @@ class Profiler:
         self._arguments: dict[str, Any] = {}
         self._device: torch.device | None = None
         self._telemetry = telemetry
-        self._sample_interval = sample_interval
+        self._sample_interval = checked_interval(sample_interval)
         self.sampler: Sampler | None = None
         self._counters: dict[str, Any] = {}
         self._begin_ns = 0

@@ -10,6 +10,7 @@ import sys
 import traceback
 from typing import NoReturn
 
+from llmprof import __version__
 from llmprof.cli import ab, compare, report, run
 from llmprof.errors import LlmprofError, UsageError
 
@@ -29,10 +30,12 @@ SUBCOMMANDS = {"run": run, "report": report, "compare": compare, "ab": ab}
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="llmprof", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--version", action="version", version=f"llmprof {__version__}")
     parser.add_argument(DEBUG, action="store_true", help=DEBUG_HELP)
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
     for name, module in SUBCOMMANDS.items():
-        command = sub.add_parser(name, help=module.__doc__.splitlines()[0], description=module.__doc__)
+        summary = module.__doc__.splitlines()[0].replace("%", "%%")  # help strings are %-formatted
+        command = sub.add_parser(name, help=summary, description=module.__doc__)
         module.add_parser(command)
         command.add_argument(DEBUG, action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
     return parser
@@ -43,7 +46,7 @@ def _with_subcommand(argv: list[str]) -> list[str]:
     i = 0
     while i < len(argv) and argv[i] == DEBUG:
         i += 1
-    if i == len(argv) or argv[i].startswith("-") and argv[i] not in ("-h", "--help"):
+    if i == len(argv) or argv[i].startswith("-") and argv[i] not in ("-h", "--help", "--version"):
         return [*argv[:i], "run", *argv[i:]]
     return argv
 

@@ -12,7 +12,8 @@ import argparse
 import sys
 from typing import Any
 
-from llmprof.cli.common import check_output_path
+from llmprof.cli import interrupts
+from llmprof.cli.common import check_distinct, check_output_path
 from llmprof.cli.compare import add_comparison_output, emit_comparison
 from llmprof.cli.workload import add_workload_options, close_run, failure, load_workload, progress, roofline
 from llmprof.errors import UsageError
@@ -42,16 +43,15 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Run both variants interleaved and compare them; returns the exit status."""
-    from llmprof.analysis.compare import compare_runs, setup_differences
     from llmprof.capture.environment import capture_environment
     from llmprof.capture.profiler import Profiler
-    from llmprof.report.comparison import ComparisonReport
     from llmprof.runfile import Run
     from llmprof.workloads.runner import profiled_call, warm_up
-    from llmprof.workloads.variants import KEYS, Variant, prepare
+    from llmprof.workloads.variants import Variant, prepare
 
     for path, option in ((args.json_a, "--json-a"), (args.json_b, "--json-b"), (args.output, "--output")):
         check_output_path(path, option)
+    check_distinct([], {"--json-a": args.json_a, "--json-b": args.json_b, "--output": args.output})
     variants = [Variant.parse("A", args.a), Variant.parse("B", args.b)]
     workload = load_workload(args)
     prepared = prepare(workload.loaded.model, variants)
@@ -88,34 +88,40 @@ def main(args: argparse.Namespace) -> int:
     for profiler in profilers.values():
         profiler.attach()
     try:
-        for index in range(2):  # warm each variant (its compile and caches), then alternate the repeats
-            for _ in warm_up(lambda index=index: call(index, True), args.warmup):
-                pass
-        for _ in range(args.repeats):
-            for index in range(2):
-                call(index, False)
+        with interrupts.stopping():
+            for index in range(2):  # warm each variant (its compile and caches), then alternate the repeats
+                for _ in warm_up(lambda index=index: call(index, True), args.warmup):
+                    pass
+            for _ in range(args.repeats):
+                for index in range(2):
+                    call(index, False)
     except (KeyboardInterrupt, Exception) as exc:
         if isinstance(exc, UsageError):  # a variant that cannot be applied: nothing to keep
             raise
-        status = 130 if isinstance(exc, KeyboardInterrupt) else 1
+        status = 128 + interrupts.signal_number(exc) if isinstance(exc, KeyboardInterrupt) else 1
         print(failure(exc, min(len(r.measured) for r in runs), args.repeats, args), file=sys.stderr)
     finally:
         for profiler in profilers.values():
             profiler.detach()
-    for run, p, path in zip(runs, prepared, (args.json_a, args.json_b)):
-        close_run(run, profilers[id(p.model)].telemetry, status, args, f"variant {p.variant.name} was ", path)
-    if all(r.measured for r in runs):
-        variables = [key for key in KEYS if getattr(variants[0], key) != getattr(variants[1], key)]
-        warnings = setup_differences(runs[0], runs[1], variables)
-        emit_comparison(
-            [
-                ComparisonReport(
-                    prepared[0].variant.label(),
-                    prepared[1].variant.label(),
-                    compare_runs(runs[0], runs[1]),
-                    warnings,
-                )
-            ],
-            args,
-        )
-    return status
+    with interrupts.deferred() as caught:  # a signal now waits: the saves and the comparison are not cut
+        saved = [
+            close_run(
+                run, profilers[id(p.model)].telemetry, status, args, f"variant {p.variant.name} was ", path
+            )
+            for run, p, path in zip(runs, prepared, (args.json_a, args.json_b))
+        ]
+        if all(r.measured for r in runs):
+            _compare(runs, prepared, variants, args)
+    return status or (128 + caught[0] if caught else 0) or (0 if all(saved) else 1)
+
+
+def _compare(runs: list[Any], prepared: list[Any], variants: list[Any], args: argparse.Namespace) -> None:
+    """B against A, as ``compare`` shows it, with what else differs than the variables under test."""
+    from llmprof.analysis.compare import compare_runs, setup_differences
+    from llmprof.report.comparison import ComparisonReport
+    from llmprof.workloads.variants import KEYS
+
+    variables = [key for key in KEYS if getattr(variants[0], key) != getattr(variants[1], key)]
+    labels = (prepared[0].variant.label(), prepared[1].variant.label())
+    report = ComparisonReport(*labels, compare_runs(runs[0], runs[1]), setup_differences(*runs, variables))
+    emit_comparison([report], args)

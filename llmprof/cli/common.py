@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import re
+import stat
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,17 +28,6 @@ def non_negative_int(text: str) -> int:
     value = _int(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    """argparse type: a number > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
     return value
 
 
@@ -72,11 +63,42 @@ def _int(text: str) -> int:
 
 
 def check_output_path(path: str | None, option: str) -> None:
-    """Fail before any work if ``path`` cannot be written: its directory must exist."""
+    """Fail before any work if ``path`` cannot be written: its directory must exist and take a new file, and
+    the file itself, if there is one, be writable."""
     if path is None:
         return
     target = Path(path)
     if target.is_dir():
         raise UsageError(f"{option} {path}: is a directory")
-    if not target.parent.is_dir():
+    if target.exists():
+        if not os.access(target, os.W_OK):
+            raise UsageError(f"{option} {path}: not writable")
+        if not target.is_file():
+            return  # a pipe or a device: written as it is
+    parent = target.resolve().parent
+    if not parent.is_dir():
         raise UsageError(f"{option} {path}: directory {str(target.parent)!r} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"{option} {path}: directory {str(target.parent)!r} is not writable")
+
+
+def check_distinct(inputs: list[str], outputs: dict[str, str | None]) -> None:
+    """Fail before any work when an output (option -> path) would replace an input or another output."""
+    seen = {os.path.realpath(path): f"the input {path}" for path in inputs}
+    for option, path in outputs.items():
+        if path is None or _is_stream(path):
+            continue
+        key = os.path.realpath(path)
+        if key in seen:
+            raise UsageError(
+                f"{option} {path} is also {seen[key]}: it would be overwritten; choose another path"
+            )
+        seen[key] = option
+
+
+def _is_stream(path: str) -> bool:
+    """A pipe, a terminal or a device: written to, never replaced."""
+    try:
+        return not stat.S_ISREG(os.stat(path).st_mode) and not stat.S_ISDIR(os.stat(path).st_mode)
+    except OSError:
+        return False

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from llmprof.cli.common import check_output_path
+from llmprof.cli.common import check_distinct, check_output_path
 from llmprof.errors import UsageError
 
 
@@ -46,6 +46,7 @@ def main(args: argparse.Namespace) -> int:
     if len(args.runs) < 2:
         raise UsageError("compare needs at least two runs: A.json B.json [C.json ...]")
     check_output_path(args.output, "--output")
+    check_distinct(args.runs, {"--output": args.output})
     runs = []
     for path in args.runs:
         run = load_run(path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from llmprof.cli.common import check_distinct
 from llmprof.cli.output import add_output_options, check_output_options, emit
 from llmprof.errors import UsageError
 
@@ -19,6 +20,7 @@ def main(args: argparse.Namespace) -> int:
     from llmprof.runfile import load_run
 
     check_output_options(args)
+    check_distinct([args.run], {"--output": args.output})
     run = load_run(args.run)
     if not run.measured:
         raise UsageError(f"{args.run}: the run has no measured request")

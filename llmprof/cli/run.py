@@ -8,7 +8,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from llmprof.cli.common import check_output_path
+from llmprof.cli import interrupts
+from llmprof.cli.common import check_distinct, check_output_path
 from llmprof.cli.output import add_output_options, check_output_options, emit
 from llmprof.cli.workload import add_workload_options, close_run, failure, load_workload, progress, roofline
 
@@ -30,6 +31,7 @@ def main(args: argparse.Namespace) -> int:
     """Run the profile; returns the exit status (130 when interrupted, 1 when generate() failed)."""
     check_output_path(args.json, "--json")
     check_output_options(args)
+    check_distinct([], {"--json": args.json, "--output": args.output})
     from llmprof.capture.environment import capture_environment
     from llmprof.capture.profiler import Profiler
     from llmprof.runfile import Run
@@ -50,7 +52,7 @@ def main(args: argparse.Namespace) -> int:
     run = Run(config=config, environment=capture_environment(model), roofline=shape_and_peaks)
     profiler = Profiler(model, telemetry=not args.no_telemetry, sample_interval=args.sample_interval)
     status = 0
-    with profiler:
+    with interrupts.stopping(), profiler:
         try:
             calls = repeat_generate(
                 profiler, workload.inputs, args.repeats, args.warmup, **workload.generate_kwargs
@@ -60,9 +62,10 @@ def main(args: argparse.Namespace) -> int:
                 run.records.append(record)
                 progress(i, total, record)
         except (KeyboardInterrupt, Exception) as exc:  # noqa: BLE001 - e.g. out of memory: keep what was measured
-            status = 130 if isinstance(exc, KeyboardInterrupt) else 1
+            status = 128 + interrupts.signal_number(exc) if isinstance(exc, KeyboardInterrupt) else 1
             print(failure(exc, len(run.measured), args.repeats, args), file=sys.stderr)
-    close_run(run, profiler.telemetry, status, args, path=args.json)
-    if run.measured:
-        emit(run, args)
-    return status
+    with interrupts.deferred() as caught:  # a signal now waits: the save and the table are not cut
+        saved = close_run(run, profiler.telemetry, status, args, path=args.json)
+        if run.measured:
+            emit(run, args)
+    return status or (128 + caught[0] if caught else 0) or (0 if saved else 1)

@@ -4,16 +4,30 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
 import traceback
 from dataclasses import dataclass
 from typing import Any
 
-from llmprof.cli.common import non_negative_int, positive_float, positive_int, rate, seed
+from llmprof.cli.common import non_negative_int, positive_int, rate, seed
+from llmprof.cli.interrupts import signal_number
 from llmprof.errors import UsageError
 
 DEFAULT_PROMPT_LEN = 128
+
+
+def sample_interval(text: str) -> float:
+    """argparse type: a telemetry sampling interval in seconds, within the bounds the sampler takes."""
+    from llmprof.capture.sampling.base import checked_interval
+
+    try:
+        return checked_interval(float(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            str(exc) if "interval" in str(exc) else f"not a number: {text!r}"
+        ) from None
 
 
 def warmup_count(text: str) -> int | None:
@@ -54,7 +68,7 @@ def add_workload_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=seed, default=0, help="seed of the synthetic prompt and of sampling")
     parser.add_argument(
         "--sample-interval",
-        type=positive_float,
+        type=sample_interval,
         metavar="SECONDS",
         help="telemetry sampling interval (default: chosen from the probe's measured cost)",
     )
@@ -210,7 +224,8 @@ def failure(exc: BaseException, measured: int, repeats: int, args: argparse.Name
     if getattr(args, "debug", False):
         traceback.print_exception(exc)
     if isinstance(exc, KeyboardInterrupt):
-        return f"{line_break()}llmprof: interrupted after {measured} of {repeats} repeats"
+        name = signal.Signals(signal_number(exc)).name
+        return f"{line_break()}llmprof: interrupted after {measured} of {repeats} repeats ({name})"
     text = str(exc).strip().splitlines()
     return (
         f"{line_break()}llmprof: error: generate() failed after {measured} of {repeats} repeats: "
@@ -225,9 +240,11 @@ def close_run(
     args: argparse.Namespace,
     name: str = "",
     path: str | None = None,
-) -> None:
+) -> bool:
     """Finish a run's record after its calls: telemetry, whether it was cut short, how many warm-ups it took
-    (warning when ``--warmup auto`` never settled), then save it to ``path`` if one was given."""
+    (warning when ``--warmup auto`` never settled), then save it to ``path`` if one was given and something
+    was measured (a run that measured nothing leaves an existing file as it was). False when saving failed:
+    the reason is printed, and the results are still shown."""
     from llmprof.runfile import save_run
     from llmprof.workloads.runner import is_steady
 
@@ -237,6 +254,15 @@ def close_run(
     run.config["warmup_calls"] = len(warmups)
     if args.warmup is None and status == 0 and not is_steady(warmups):
         print(f"llmprof: warning: {name}not steady after {len(warmups)} warm-up calls", file=sys.stderr)
-    if path:
+    if not path:
+        return True
+    if not run.measured:
+        print(f"llmprof: nothing was measured: {path} is left as it was", file=sys.stderr)
+        return True
+    try:
         save_run(run, path)
-        print(f"run saved to {path}", file=sys.stderr)
+    except OSError as exc:
+        print(f"llmprof: error: the run could not be saved to {path}: {exc.strerror or exc}", file=sys.stderr)
+        return False
+    print(f"run saved to {path}", file=sys.stderr)
+    return True

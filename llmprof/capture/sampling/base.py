@@ -3,6 +3,7 @@ one row per device to columnar series, each row stamped on the timeline's host c
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from typing import Any
@@ -10,6 +11,20 @@ from typing import Any
 MIN_INTERVAL_S = 0.05
 MAX_INTERVAL_S = 0.5
 DUTY_CYCLE = 0.01  # the default interval keeps the sampler's own work under 1% of one core
+USER_INTERVAL_S = (
+    0.001,
+    3600.0,
+)  # the intervals one may ask for: faster floods the run, slower samples nothing
+
+
+def checked_interval(seconds: float | None) -> float | None:
+    """``seconds`` if it is an interval one may sample at (None: the default); ValueError naming the bounds."""
+    low, high = USER_INTERVAL_S
+    if seconds is not None and not (isinstance(seconds, (int, float)) and math.isfinite(seconds)):
+        raise ValueError(f"a sampling interval must be a finite number of seconds, got {seconds!r}")
+    if seconds is not None and not low <= seconds <= high:
+        raise ValueError(f"a sampling interval must be between {low} and {high:.0f} s, got {seconds}")
+    return seconds
 
 
 def default_interval(probe_cost_s: float, minimum: float = MIN_INTERVAL_S) -> float:
@@ -31,7 +46,7 @@ class Sampler:
     def __init__(self, interval_s: float | None = None, reason: str | None = None):
         self.reason = reason
         self.description: dict[str, Any] = {}
-        self.interval_s = interval_s  # None: chosen from the measured probe cost at start()
+        self.interval_s = checked_interval(interval_s)  # None: chosen from the measured probe cost at start()
         self.series: dict[str, list[Any]] = {}
         self.errors: dict[str, str] = {}  # field -> why it is missing
         self._stop = threading.Event()
