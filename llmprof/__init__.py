@@ -9,8 +9,8 @@ from typing import Any
 from llmprof.analysis.metrics import Breakdown, RequestMetrics
 from llmprof.analysis.record import Label, RawRequest
 from llmprof.errors import LlmprofError
+from llmprof.version import __version__
 
-__version__ = "0.1.0"
 __all__ = [
     "Breakdown",
     "Label",

@@ -8,8 +8,10 @@ older documents here (version 1 is the only format so far). Never imports torch.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
+import math
 import os
 import stat
 import tempfile
@@ -18,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from llmprof.analysis.metrics import RequestMetrics, compute_request
-from llmprof.analysis.record import RawRequest
-from llmprof.analysis.roofline import RequestRoofline, Roofline
+from llmprof.analysis.record import Label, RawRequest
+from llmprof.analysis.roofline import ModelShape, Peaks, RequestRoofline, Roofline
 from llmprof.errors import RunFormatError
 
 FORMAT_NAME = "llmprof-run"
@@ -72,39 +74,236 @@ class Run:
 
     @classmethod
     def from_dict(cls, data: Any) -> Run:
-        """Parse a run document; raises RunFormatError if it is not one this version can read."""
-        if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
-            raise RunFormatError("not an llmprof run (no 'format': 'llmprof-run' field)")
-        version = data.get("version")
-        if not isinstance(version, int) or version > FORMAT_VERSION:
-            raise RunFormatError(
-                f"run format version {version} is newer than this llmprof reads ({FORMAT_VERSION}); upgrade llmprof"
-            )
+        """Parse a run document, validated whole (:func:`check_document`); raises RunFormatError naming the
+        first field that is wrong."""
+        check_document(data)
+        records = [RawRequest.from_dict(r) for r in data["requests"]]
+        for i, record in enumerate(records):
+            try:
+                m = compute_request(record)
+            except (ValueError, ZeroDivisionError) as exc:
+                raise RunFormatError(f"malformed llmprof run: requests[{i}]: {exc}") from None
+            _check_physical(m, f"requests[{i}]")
+        return cls(
+            config=dict(data.get("config", {})),
+            environment=dict(data.get("environment", {})),
+            records=records,
+            telemetry=data.get("telemetry"),
+            roofline=data.get("roofline"),
+            interrupted=data.get("interrupted", False),
+            created=data.get("created", ""),
+        )
+
+
+# -- validation on load ------------------------------------------------------------------------------------
+MAX_NS = 2**63 - 1
+MAX_DEPTH = 32  # a run file nests a few levels; deeper is not one
+REQUEST_FIELDS: dict[str, tuple[type, ...]] = {  # optional fields of a request and their JSON types
+    "prefill_tokens": (int, type(None)),
+    "backend": (str,),
+    "sync_uncertainty_ns": (int,),
+    "warmup": (bool,),
+    "telemetry": (dict,),
+    "warnings": (list,),
+    "tokens_per_step": (list, type(None)),
+    "drafted_per_step": (list, type(None)),
+}
+
+
+def _fail(where: str, what: str) -> RunFormatError:
+    return RunFormatError(f"malformed llmprof run: {where}: {what}")
+
+
+def _type_name(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _int(value: Any, where: str, low: int = 0, high: int = MAX_NS) -> int:
+    """``value`` if it is an integer (not a bool, not a float) within low..high."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _fail(where, f"an integer is needed, not {_type_name(value)} {value!r:.40}")
+    if not low <= value <= high:
+        raise _fail(where, f"{value} is out of range ({low}..{high})")
+    return value
+
+
+def _ints(values: Any, where: str, low: int = 0, high: int = MAX_NS, optional: bool = False) -> list[Any]:
+    if not isinstance(values, list):
+        raise _fail(where, f"a list is needed, not {_type_name(values)}")
+    for i, value in enumerate(values):
+        if not (optional and value is None):
+            _int(value, f"{where}[{i}]", low, high)
+    return values
+
+
+def _walk(value: Any, where: str, depth: int = 0) -> None:
+    """Every string encodable, every number finite, nothing nested deeper than MAX_DEPTH."""
+    if depth > MAX_DEPTH:
+        raise _fail(where, f"nested deeper than {MAX_DEPTH} levels")
+    if isinstance(value, str):
         try:
-            records = [RawRequest.from_dict(r) for r in data["requests"]]
-            roofline = data.get("roofline")
-            if roofline is not None:
-                Roofline.from_dict(roofline)  # fails here, not in a reporter, when malformed
-            telemetry = data.get("telemetry")
-            if telemetry is not None and not isinstance(telemetry, dict):
-                raise TypeError(f"'telemetry' is a {type(telemetry).__name__}, not an object")
-            for i, record in enumerate(records):
-                if not record.warmup:
-                    try:
-                        compute_request(record)
-                    except ValueError as exc:
-                        raise ValueError(f"request {i}: {exc}") from None
-            return cls(
-                config=dict(data.get("config", {})),
-                environment=dict(data.get("environment", {})),
-                records=records,
-                telemetry=telemetry,
-                roofline=roofline,
-                interrupted=bool(data.get("interrupted", False)),
-                created=str(data.get("created", "")),
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise RunFormatError(f"malformed llmprof run: {type(exc).__name__}: {exc}") from exc
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise _fail(where, "a string that is not valid Unicode (a lone surrogate)") from None
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise _fail(where, f"{value} is not a finite number")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _walk(key, where, depth + 1)
+            _walk(item, f"{where}.{key}" if where else str(key), depth + 1)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _walk(item, f"{where}[{i}]", depth + 1)
+
+
+def check_document(data: Any) -> None:
+    """Validate a run document whole, warm-ups included: its format and version, the types of every field,
+    finite numbers, and each request's marks (known labels, times on the clock, in order) and token counts
+    (positive, within the request's own marks). Raises RunFormatError naming the first field that is wrong."""
+    if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
+        raise RunFormatError("not an llmprof run (no 'format': 'llmprof-run' field)")
+    version = data.get("version")
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise RunFormatError(
+            f"run format version {version!r:.20} is not a version number: this llmprof writes {FORMAT_VERSION}"
+        )
+    if version > FORMAT_VERSION:
+        raise RunFormatError(
+            f"run format version {version} is newer than this llmprof reads ({FORMAT_VERSION}); upgrade llmprof"
+        )
+    if version < 1:
+        raise RunFormatError(
+            f"run format version {version} does not exist (this llmprof writes {FORMAT_VERSION})"
+        )
+    _walk(data, "")
+    for key, kinds in (
+        ("config", (dict,)),
+        ("environment", (dict,)),
+        ("interrupted", (bool,)),
+        ("created", (str,)),
+        ("telemetry", (dict, type(None))),
+        ("roofline", (dict, type(None))),
+        ("requests", (list,)),
+    ):
+        if key in data and not isinstance(data[key], kinds):
+            raise _fail(key, f"{'/'.join(_type_name(k()) if k is not type(None) else 'null' for k in kinds)}"
+                        f" is needed, not {_type_name(data[key])}")  # fmt: skip
+    if "requests" not in data:
+        raise _fail("requests", "missing")
+    for i, request in enumerate(data["requests"]):
+        _check_request(request, f"requests[{i}]")
+    if data.get("telemetry") is not None:
+        _check_telemetry(data["telemetry"])
+    if data.get("roofline") is not None:
+        _check_roofline(data["roofline"])
+
+
+def _check_roofline(roofline: dict[str, Any]) -> None:
+    """The model's shape (non-negative integers, its cache dtype a string) and the peaks (positive, finite)."""
+    for part, kind in (("model", ModelShape), ("peaks", Peaks)):
+        value = roofline.get(part)
+        if not isinstance(value, dict):
+            raise _fail(f"roofline.{part}", f"an object is needed, not {_type_name(value)}")
+        for spec in dataclasses.fields(kind):
+            where = f"roofline.{part}.{spec.name}"
+            if spec.name not in value:
+                if spec.default is dataclasses.MISSING:
+                    raise _fail(where, "missing")
+                continue
+            item = value[spec.name]
+            if "str" in str(spec.type):
+                if not isinstance(item, str):
+                    raise _fail(where, f"a string is needed, not {_type_name(item)}")
+            elif "float" in str(spec.type):
+                if isinstance(item, bool) or not isinstance(item, (int, float)) or not 0 < item < math.inf:
+                    raise _fail(where, f"a positive number is needed, not {item!r:.20}")
+            elif not ("None" in str(spec.type) and item is None):
+                _int(item, where)
+        unknown = set(value) - {f.name for f in dataclasses.fields(kind)}
+        if unknown:
+            raise _fail(f"roofline.{part}", f"unknown fields {sorted(unknown)}")
+
+
+def _check_request(request: Any, where: str) -> None:
+    if not isinstance(request, dict):
+        raise _fail(where, f"an object is needed, not {_type_name(request)}")
+    marks = request.get("marks")
+    if not isinstance(marks, dict):
+        raise _fail(
+            f"{where}.marks", "missing" if marks is None else f"an object is needed, not {_type_name(marks)}"
+        )
+    columns = {}
+    for name in ("label", "step", "host_ns", "device_ns"):
+        if name not in marks:
+            raise _fail(f"{where}.marks.{name}", "missing")
+        columns[name] = _ints(marks[name], f"{where}.marks.{name}", optional=name == "device_ns")
+    if len({len(c) for c in columns.values()}) != 1:
+        raise _fail(f"{where}.marks", "its columns have different lengths")
+    known = {int(label) for label in Label}
+    for j, label in enumerate(columns["label"]):
+        if label not in known:
+            raise _fail(f"{where}.marks.label[{j}]", f"{label} is no mark llmprof records")
+    host = columns["host_ns"]
+    for j in range(1, len(host)):
+        if host[j] < host[j - 1]:
+            raise _fail(f"{where}.marks.host_ns[{j}]", "not monotone (earlier than the mark before it)")
+    tokens = sum(label == Label.TOKEN for label in columns["label"])
+    per_step = request.get("tokens_per_step")
+    most = tokens if per_step is None else sum(_ints(per_step, f"{where}.tokens_per_step", 1))
+    counts = request.get("tokens_per_sequence")
+    if counts is None:
+        raise _fail(f"{where}.tokens_per_sequence", "missing")
+    if not _ints(counts, f"{where}.tokens_per_sequence", 1):
+        raise _fail(f"{where}.tokens_per_sequence", "empty: a request has at least one sequence")
+    if max(counts) > most:
+        raise _fail(f"{where}.tokens_per_sequence", f"{max(counts)} tokens, more than its {most} token marks")
+    _int(request.get("prompt_tokens"), f"{where}.prompt_tokens")
+    for key, kinds in REQUEST_FIELDS.items():
+        if key in request and not isinstance(request[key], kinds):
+            raise _fail(f"{where}.{key}", f"{_type_name(request[key])} is not its type")
+    if request.get("backend", "host") not in ("host", "cuda"):
+        raise _fail(f"{where}.backend", f"{request['backend']!r:.20} is no timeline backend (host, cuda)")
+    if request.get("prefill_tokens") is not None:
+        _int(request["prefill_tokens"], f"{where}.prefill_tokens")
+    if not all(isinstance(w, str) for w in request.get("warnings", [])):
+        raise _fail(f"{where}.warnings", "a list of strings is needed")
+    if request.get("drafted_per_step") is not None:
+        _ints(request["drafted_per_step"], f"{where}.drafted_per_step")
+
+
+def _check_telemetry(telemetry: dict[str, Any]) -> None:
+    """The sampler snapshot: columns of samples, each a list as long as the time column."""
+    for block in ("samples", "buffered"):
+        series = telemetry.get(block)
+        if series is None:
+            continue
+        if not isinstance(series, dict) or not all(isinstance(c, list) for c in series.values()):
+            raise _fail(f"telemetry.{block}", "an object of lists is needed")
+        times = series.get("t_ns", [])
+        _ints(times, f"telemetry.{block}.t_ns", optional=True)
+        for name, column in series.items():
+            if len(column) != len(times):
+                raise _fail(f"telemetry.{block}.{name}", "not as long as its t_ns column")
+            if name not in ("t_ns", "device", "field") and not all(
+                v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in column
+            ):
+                raise _fail(f"telemetry.{block}.{name}", "a list of numbers is needed")
+    for key in ("devices",):
+        if key in telemetry and not (
+            isinstance(telemetry[key], list) and all(isinstance(d, dict) for d in telemetry[key])
+        ):
+            raise _fail(f"telemetry.{key}", "a list of objects is needed")
+    interval = telemetry.get("interval_s")
+    if interval is not None and (isinstance(interval, bool) or not isinstance(interval, (int, float))):
+        raise _fail("telemetry.interval_s", "a number is needed")
+
+
+def _check_physical(m: RequestMetrics, where: str) -> None:
+    """What a real request cannot be: a negative time, a first token after the end."""
+    if not 0 <= m.ttft <= m.latency:
+        raise _fail(where, f"TTFT {m.ttft:.6g} s is not within 0..latency ({m.latency:.6g} s)")
+    if any(v < 0 for v in m.itl):
+        raise _fail(where, "a token earlier than the one before it")
 
 
 def write_atomic(path: str | os.PathLike[str], data: str | bytes) -> None:
@@ -151,9 +350,20 @@ def load_run(path: str | os.PathLike[str]) -> Run:
     """Load a run saved by :func:`save_run`; raises RunFormatError with a one-line reason."""
     try:
         with open(path, encoding="utf-8") as f:
-            data = json.load(f)
+            data = json.load(f, parse_constant=_no_constant)
     except FileNotFoundError as exc:
         raise RunFormatError(f"{path}: no such file") from exc
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except IsADirectoryError as exc:
+        raise RunFormatError(f"{path}: is a directory") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError, ValueError) as exc:
         raise RunFormatError(f"{path}: not valid JSON (truncated?): {exc}") from exc
-    return Run.from_dict(data)
+    except RecursionError:
+        raise RunFormatError(f"{path}: nested too deeply to be an llmprof run") from None
+    try:
+        return Run.from_dict(data)
+    except RunFormatError as exc:
+        raise RunFormatError(f"{path}: {exc}") from None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON has")

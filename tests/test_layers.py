@@ -17,6 +17,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "llmprof"
 LAYERS = {
     "llmprof.errors": 0,
     "llmprof.cache": 0,
+    "llmprof.version": 0,
     "llmprof._core": 0,
     "llmprof.analysis": 1,
     "llmprof.runfile": 2,

@@ -238,7 +238,7 @@ def test_a_record_without_its_token_marks_is_a_malformed_run(tmp_path):
         marks[column] = [marks[column][i] for i in keep]
     path = tmp_path / "bad.json"
     path.write_text(json.dumps(data))
-    with pytest.raises(RunFormatError, match="request 1: the timeline lacks the token marks"):
+    with pytest.raises(RunFormatError, match=r"requests\[1\].tokens_per_sequence: 6 tokens, more than its 0"):
         load_run(path)
 
 

@@ -10,9 +10,9 @@ import sys
 import traceback
 from typing import NoReturn
 
-from llmprof import __version__
 from llmprof.cli import ab, compare, report, run
 from llmprof.errors import LlmprofError, UsageError
+from llmprof.version import __version__
 
 DEBUG = "--debug"
 DEBUG_HELP = "on an error, show the full traceback instead of one line"

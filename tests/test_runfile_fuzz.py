@@ -1,0 +1,228 @@
+"""Mutants of a real run file through `report` (every format) and `compare`: each gives a clean one-line error
+(exit 2) or a valid render (exit 0) of physically possible numbers; none a traceback, a hang or an unbounded
+allocation. The mutants are generated, seeded: truncation, deleted keys, wrong types, non-finite and huge
+numbers, shuffled, negated and reversed arrays, broken Unicode, deep nesting, other versions."""
+
+import copy
+import json
+import math
+import random
+from collections import Counter
+
+import pytest
+from timelines import synthetic_run
+
+from llmprof.cli import main
+from llmprof.runfile import dump_run, load_run
+
+MUTANTS = 320
+FORMATS = ("table", "md", "csv", "json", "trace")
+BAD_VALUES = [
+    None,
+    True,
+    "x",
+    -1,
+    0,
+    2.5,
+    1e300,
+    -1e300,
+    10**10,
+    10**30,
+    [],
+    {},
+    "\ud800",
+    [1, 2, 3],
+    {"a": 1},
+]
+
+
+def base_document() -> dict:
+    """A run with every part a run file has: warm-up and measured requests, telemetry, roofline."""
+    run = synthetic_run(10.0)
+    run.records[0].warmup = True
+    start = run.records[0].host_ns[0]
+    run.telemetry = {
+        "kind": "process",
+        "reason": "no GPU telemetry: the model runs on the CPU",
+        "interval_s": 0.2,
+        "devices": [{"index": "cpu", "cores": 2}],
+        "errors": {},
+        "samples": {
+            "t_ns": [start + i * 200_000_000 for i in range(20)],
+            "device": ["cpu"] * 20,
+            "cpu_percent": [95.0 + i % 3 for i in range(20)],
+            "rss_bytes": [400 << 20] * 20,
+        },
+    }
+    run.config = {"model": "synthetic", "batch_size": 1, "prompt_tokens": 10, "max_new_tokens": 6}
+    return json.loads(dump_run(run))
+
+
+def paths(value, prefix=()):
+    """Every path (keys and indexes) into a JSON value."""
+    yield prefix
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from paths(item, (*prefix, key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from paths(item, (*prefix, i))
+
+
+def replace(document, path, value):
+    if not path:
+        return value
+    parent = document
+    for part in path[:-1]:
+        parent = parent[part]
+    parent[path[-1]] = value
+    return document
+
+
+def delete(document, path):
+    parent = document
+    for part in path[:-1]:
+        parent = parent[part]
+    del parent[path[-1]]
+    return document
+
+
+def get(document, path):
+    for part in path:
+        document = document[part]
+    return document
+
+
+def rearranged(values, rng):
+    """A list reordered, negated, reversed, cut or doubled."""
+    kind = rng.choice(["shuffle", "negate", "reverse", "cut", "double"])
+    values = list(values)
+    if kind == "shuffle":
+        rng.shuffle(values)
+    elif kind == "negate":
+        values = [-v if isinstance(v, (int, float)) and not isinstance(v, bool) else v for v in values]
+    elif kind == "reverse":
+        values.reverse()
+    elif kind == "cut":
+        values = values[: rng.randrange(len(values) + 1)]
+    else:
+        values = values + values
+    return values
+
+
+def mutant(base: dict, text: str, rng: random.Random) -> str:
+    """One mutant of the run file, as text."""
+    kind = rng.choices(
+        ["leaf", "delete", "list", "truncate", "version", "nest", "constant"], [40, 15, 25, 6, 4, 4, 6]
+    )[0]
+    if kind == "truncate":
+        return text[: rng.randrange(len(text))]
+    document = copy.deepcopy(base)
+    if kind == "version":
+        document["version"] = rng.choice(["1", 1.0, None, 0, 2, True, -1, 10**20])
+        return json.dumps(document)
+    if kind == "constant":  # NaN / Infinity tokens, which Python's json writes and reads by default
+        all_paths = [p for p in paths(document) if p and isinstance(get(document, p), (int, float))]
+        replace(document, rng.choice(all_paths), rng.choice([math.nan, math.inf, -math.inf]))
+        return json.dumps(document)
+    # bias towards the requests, where the numbers are
+    pool = [p for p in paths(document) if p]
+    marks = [p for p in pool if p[0] == "requests"]
+    path = rng.choice(marks if rng.random() < 0.7 else pool)
+    if kind == "delete":
+        delete(document, path)
+    elif kind == "nest":
+        value = get(document, path)
+        for _ in range(rng.choice([5, 40, 200])):
+            value = [value]
+        replace(document, path, value)
+    elif kind == "list":
+        lists = [p for p in pool if isinstance(get(document, p), list)]
+        path = rng.choice(lists)
+        replace(document, path, rearranged(get(document, path), rng))
+    else:
+        replace(document, path, copy.deepcopy(rng.choice(BAD_VALUES)))
+    return json.dumps(document)
+
+
+def physical(path) -> None:
+    """A run that loaded has no impossible number in it."""
+    run = load_run(path)
+    for m in run.metrics():
+        assert 0 <= m.ttft <= m.latency and math.isfinite(m.tps) and m.tps >= 0
+        assert all(t >= 1 for t in m.output_tokens) and all(v >= 0 for v in m.itl)
+        assert m.tpot is None or m.tpot >= 0
+
+
+def test_every_mutant_of_a_run_file_is_a_clean_error_or_a_valid_render(tmp_path, capsys):
+    base = base_document()
+    text = json.dumps(base)
+    original = tmp_path / "original.json"
+    original.write_text(text)
+    rng = random.Random(0)
+    outcomes = Counter()
+    for i in range(MUTANTS):
+        path = tmp_path / f"mutant{i}.json"
+        path.write_text(mutant(base, text, rng))
+        codes = set()
+        for fmt in FORMATS + (("plot",) if i % 40 == 0 else ()):
+            codes.add(main(["report", str(path), "--format", fmt, "-o", str(tmp_path / f"out.{fmt}")]))
+        codes.add(
+            main(["compare", str(original), str(path), "--format", "md", "-o", str(tmp_path / "ab.md")])
+        )
+        err = capsys.readouterr().err
+        assert codes <= {0, 2}, (i, codes, err)
+        assert "Traceback" not in err, (i, err)
+        if 0 in codes:
+            assert codes == {0}, (i, err)  # rendered in one format, rendered in all
+            physical(path)
+            outcomes["rendered"] += 1
+        else:
+            errors = [line for line in err.splitlines() if line.startswith("llmprof: error:")]
+            assert errors and len(errors) == len(err.strip().splitlines()), (i, err)
+            outcomes["refused"] += 1
+    assert outcomes["refused"] >= MUTANTS // 2 and outcomes["rendered"] >= 10, outcomes
+
+
+@pytest.mark.parametrize(
+    "version, message",
+    [
+        ("1", "is not a version number: this llmprof writes 1"),
+        (1.0, "is not a version number: this llmprof writes 1"),
+        (None, "is not a version number: this llmprof writes 1"),
+        (2, "newer than this llmprof reads"),
+        (0, "does not exist"),
+    ],
+)
+def test_a_version_that_is_not_the_integer_this_llmprof_writes_is_its_own_message(tmp_path, version, message):
+    document = base_document()
+    document["version"] = version
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(document))
+    with pytest.raises(Exception, match=message):
+        load_run(path)
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (
+            lambda d: d["requests"][1]["marks"]["host_ns"].reverse(),
+            r"requests\[1\].marks.host_ns\[1\]: not monotone",
+        ),
+        (lambda d: d["requests"][2].update(tokens_per_sequence=[10**10]), "more than its 6 token marks"),
+        (lambda d: d["requests"][1].update(warmup="x"), r"requests\[1\].warmup: str is not its type"),
+        (lambda d: d["requests"][1].update(backend=3), r"requests\[1\].backend"),
+        (lambda d: d["requests"][1]["marks"]["label"].__setitem__(2, 99), "99 is no mark llmprof records"),
+        (lambda d: d["telemetry"]["samples"]["cpu_percent"].pop(), "not as long as its t_ns column"),
+        (lambda d: d["config"].update(model="\ud800"), "config.model: a string that is not valid Unicode"),
+    ],
+    ids=["non-monotone", "huge-count", "warmup-type", "backend-type", "label", "telemetry", "surrogate"],
+)
+def test_a_bad_field_is_named_with_its_request(tmp_path, mutate, message):
+    document = base_document()
+    mutate(document)
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(document))
+    with pytest.raises(Exception, match=message):
+        load_run(path)
