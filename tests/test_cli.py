@@ -75,6 +75,9 @@ def test_json_output_holds_every_raw_timeline(env, tmp_path):
         (["--sample-interval", "inf"], "--sample-interval: a sampling interval must be a finite number"),
         (["--device", "mps"], "choose auto, cpu, cuda or cuda:N"),
         (["--seed", "-1"], "--seed: must be between 0"),
+        (["--batch-size", "100000"], "needs about"),  # refused before allocating (or the OOM killer)
+        (["--prompt-len", "1000000000000"], "exceeds the model's context of 2048"),
+        (["--patch", "nomodule:f"], "--patch nomodule:f: cannot import module 'nomodule'"),
     ],
 )
 def test_bad_input_gives_a_one_line_error(env, args, message):
@@ -225,3 +228,17 @@ def llmprof_version():
     import llmprof as package
 
     return package.__version__
+
+
+def test_a_cache_that_cannot_hold_the_demo_names_llmprof_cache(env, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    result = llmprof({**env, "LLMPROF_CACHE": str(blocker)}, *FAST)
+    assert result.returncode == 2 and "set LLMPROF_CACHE to a writable directory" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_patch_that_exits_is_a_one_line_error(env, tmp_path):
+    (tmp_path / "exits.py").write_text("import sys\ndef install(model):\n    sys.exit(3)\n")
+    result = run_llmprof(*FAST, "--patch", "exits:install", env=env, cwd=tmp_path)
+    assert result.returncode == 2 and "--patch exits:install raised SystemExit: 3" in result.stderr

@@ -520,3 +520,12 @@ def test_falcon_multi_query_and_deepseek_latent_attention_cache_sizes():
         topk_group=1,
     )
     assert model_shape(deepseek).kv_bytes_per_token == 2 * (32 + 8) * 4  # layers x (latent + rope key) x fp32
+
+
+def test_the_memory_estimate_sizes_the_kv_cache_as_the_roofline_does():
+    from llmprof.workloads.memory import estimate
+
+    model = tiny_llama()
+    need = estimate(model, batch=8, prompt=100, new_tokens=28)
+    assert need.kv_cache == model_shape(model).kv_bytes_per_token * 8 * (100 + 28)
+    assert need.logits == 3 * 8 * TEXT["vocab_size"] * 4 and need.total > need.kv_cache

@@ -74,6 +74,11 @@ def add_workload_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-telemetry", action="store_true", help="no NVML / process sampling")
     parser.add_argument(
+        "--no-memory-check",
+        action="store_true",
+        help="run even when the estimate of the memory it needs exceeds what the device has free",
+    )
+    parser.add_argument(
         "--peak-bandwidth",
         type=rate("B/s", "3350GB/s"),
         metavar="BYTES/S",
@@ -166,23 +171,35 @@ def _make_inputs(loaded: Any, args: argparse.Namespace) -> tuple[dict[str, Any],
         tokenize_s = time.perf_counter() - start
         if ids.shape[1] == 0:
             raise UsageError("--prompt tokenizes to zero tokens")
+        _check_room(loaded, args, int(ids.shape[1]))
         ids = ids.repeat(args.batch_size, 1)
     else:
         length = args.prompt_len or DEFAULT_PROMPT_LEN
+        _check_room(loaded, args, length)  # before allocating the prompts
         vocab = min(len(tokenizer), loaded.model.get_input_embeddings().num_embeddings)
         special = torch.tensor(sorted(set(tokenizer.all_special_ids)), dtype=torch.long)
         allowed = torch.arange(vocab)[~torch.isin(torch.arange(vocab), special)]
+        if not len(allowed):
+            raise UsageError(f"the tokenizer of {args.model!r} has no ordinary token to build a prompt from")
         generator = torch.Generator().manual_seed(args.seed)
         ids = allowed[torch.randint(len(allowed), (args.batch_size, length), generator=generator)]
     prompt_tokens = int(ids.shape[1])
+    inputs = {"input_ids": ids.to(loaded.device), "attention_mask": torch.ones_like(ids).to(loaded.device)}
+    return inputs, prompt_tokens, tokenize_s
+
+
+def _check_room(loaded: Any, args: argparse.Namespace, prompt_tokens: int) -> None:
+    """The prompt and its new tokens fit the model's context, and the run the device's memory."""
+    from llmprof.workloads.memory import check_fits
+
     context = loaded.context_length
     if context is not None and prompt_tokens + args.max_new_tokens > context:
         raise UsageError(
             f"prompt of {prompt_tokens} tokens + --max-new-tokens {args.max_new_tokens} exceeds the "
             f"model's context of {context} tokens"
         )
-    inputs = {"input_ids": ids.to(loaded.device), "attention_mask": torch.ones_like(ids).to(loaded.device)}
-    return inputs, prompt_tokens, tokenize_s
+    if not args.no_memory_check:
+        check_fits(loaded.model, loaded.device, args.batch_size, prompt_tokens, args.max_new_tokens)
 
 
 def _generate_kwargs(loaded: Any, args: argparse.Namespace) -> dict[str, Any]:

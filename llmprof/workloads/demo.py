@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from llmprof.cache import cache_dir
+from llmprof.errors import ModelLoadError
 
 DEMO_NAME = "demo"
 DEMO_VERSION = 1
@@ -85,10 +86,21 @@ _WORDS = (
 
 
 def demo_path() -> Path:
-    """The demo model's directory, built on first use."""
+    """The demo model's directory, built on first use. Raises ModelLoadError, naming ``LLMPROF_CACHE``, when
+    the cache directory cannot hold it (a file, read-only, full)."""
     path = cache_dir() / f"demo-v{DEMO_VERSION}"
-    if not (path / "config.json").exists():
-        _build_demo(path)
+    try:
+        if not (path / "config.json").exists():
+            _build_demo(path)
+    except Exception as exc:  # noqa: BLE001 - OSError, and safetensors' own error on a full disk
+        reason = (
+            getattr(exc, "strerror", None) or str(exc).strip().splitlines()[0]
+            if str(exc)
+            else type(exc).__name__
+        )
+        raise ModelLoadError(
+            f"cannot build the demo model in {cache_dir()} ({reason}): set LLMPROF_CACHE to a writable directory"
+        ) from None
     return path
 
 

@@ -19,32 +19,35 @@ from llmprof.workloads.models import DTYPE_ALIASES, DTYPES
 KEYS = ("attn", "compile", "dtype", "patch")
 
 
-def load_patch(spec: str) -> Callable[[Any], Any]:
-    """The function named ``module:function`` (the current directory is importable)."""
+def load_patch(spec: str, flag: str | None = None) -> Callable[[Any], Any]:
+    """The function named ``module:function`` (the current directory is importable). ``flag``: how the user
+    wrote it, for the messages (default ``--patch SPEC``)."""
+    flag = flag or f"--patch {spec}"
     module_name, sep, function_name = spec.partition(":")
     if not sep or not module_name or not function_name:
-        raise VariantError(f"--patch {spec!r}: expected module:function")
+        raise VariantError(f"{flag}: expected module:function")
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
-    except Exception as exc:  # noqa: BLE001 - an import error of any kind is the user's to fix
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - an import error of any kind is the user's to fix
         raise VariantError(
-            f"--patch {spec}: cannot import module {module_name!r}: {type(exc).__name__}: {exc}"
+            f"{flag}: cannot import module {module_name!r}: {type(exc).__name__}: {exc}"
         ) from None
     function = getattr(module, function_name, None)
     if not callable(function):
-        raise VariantError(f"--patch {spec}: module {module_name!r} has no function {function_name!r}")
+        raise VariantError(f"{flag}: module {module_name!r} has no function {function_name!r}")
     return function
 
 
-def apply_patch(model: Any, spec: str) -> None:
+def apply_patch(model: Any, spec: str, flag: str | None = None) -> None:
     """Call the user's patch function once with ``model`` (to install a kernel, replace a module, ...)."""
-    function = load_patch(spec)
+    flag = flag or f"--patch {spec}"
+    function = load_patch(spec, flag)
     try:
         function(model)
-    except Exception as exc:  # noqa: BLE001 - the user's code: report it in one line
-        raise VariantError(f"--patch {spec} raised {type(exc).__name__}: {exc}") from None
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - the user's code: report it in one line
+        raise VariantError(f"{flag} raised {type(exc).__name__}: {exc}") from None
 
 
 def set_attention(model: Any, implementation: str) -> None:
@@ -154,6 +157,6 @@ def prepare(model: Any, variants: list[Variant]) -> list[PreparedVariant]:
             if variant.dtype is not None:
                 instance.to(DTYPES[variant.dtype])
             if variant.patch is not None:
-                apply_patch(instance, variant.patch)
+                apply_patch(instance, variant.patch, f"--{variant.name.lower()} patch={variant.patch}")
         prepared.append(PreparedVariant(variant, instance, base_attn, compiled_forwards))
     return prepared
