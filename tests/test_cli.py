@@ -242,3 +242,10 @@ def test_a_patch_that_exits_is_a_one_line_error(env, tmp_path):
     (tmp_path / "exits.py").write_text("import sys\ndef install(model):\n    sys.exit(3)\n")
     result = run_llmprof(*FAST, "--patch", "exits:install", env=env, cwd=tmp_path)
     assert result.returncode == 2 and "--patch exits:install raised SystemExit: 3" in result.stderr
+
+
+def test_a_hub_id_the_hub_cannot_serve_fails_at_once_in_one_line(env):
+    result = llmprof({**env, "HF_ENDPOINT": "https://hub.invalid"}, *FAST, "--model", "someone/some-model")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    (line,) = result.stderr.strip().splitlines()  # no retries, no download noise
+    assert "'someone/some-model' is not in the local cache and hub.invalid cannot be reached" in line

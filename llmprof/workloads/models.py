@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import socket
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -82,6 +85,8 @@ def load_model(
         local = name.startswith((".", "/", "~")) or name.count("/") > 1 or Path(source).exists()
         if local and not Path(source).is_dir():
             raise ModelLoadError(f"model path {name!r} does not exist or is not a directory")
+        if not local:
+            _check_hub(name)
     kwargs: dict[str, Any] = {"dtype": torch_dtype}
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
@@ -107,6 +112,27 @@ def load_model(
         raise ModelLoadError(f"cannot load the tokenizer of {name!r}: {_first_line(exc)}") from exc
     model.to(torch_device).eval()
     return LoadedModel(model=model, tokenizer=tokenizer, name=name, device=torch_device, dtype=torch_dtype)
+
+
+def _check_hub(repo: str) -> None:
+    """A hub id that is not in the local cache needs the hub: fail at once, in one line, when it cannot be
+    reached (rather than after a minute of retries)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        if isinstance(try_to_load_from_cache(repo, "config.json"), str):
+            return
+    except ValueError as exc:  # not a valid repo id
+        raise ModelLoadError(f"model {repo!r} is neither a local directory nor a hub id: {exc}") from None
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        raise ModelLoadError(f"model {repo!r} is not in the local cache, and HF_HUB_OFFLINE is set")
+    host = urllib.parse.urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or ""
+    try:
+        socket.getaddrinfo(host, 443)
+    except OSError as exc:
+        raise ModelLoadError(
+            f"model {repo!r} is not in the local cache and {host} cannot be reached ({exc.strerror or exc})"
+        ) from None
 
 
 def _first_line(exc: BaseException) -> str:
