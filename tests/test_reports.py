@@ -106,7 +106,8 @@ def saved_run(tmp_path) -> Path:
         ("csv", True, "run.steps.csv"),
     ],
 )
-def test_golden_outputs(saved_run, fmt, per_step, golden):
+def test_golden_outputs(saved_run, fmt, per_step, golden, monkeypatch):
+    monkeypatch.delenv("COLUMNS", raising=False)  # a table for a file: its full width
     text = render(load_run(saved_run), fmt, per_step=per_step)
     path = GOLDEN / golden
     if os.environ.get("LLMPROF_REGEN_GOLDEN"):
@@ -305,3 +306,13 @@ def test_a_noisy_run_says_so_in_one_line_and_a_quiet_one_says_nothing():
     for raw in starved.records:
         raw.telemetry["cpu_percent"] = 30.0
     assert "- noisy: the process got 30% of a core during its requests" in render(starved, "md")
+
+
+@pytest.mark.parametrize("columns", [80, 100])
+def test_a_narrow_terminal_gets_a_table_that_fits_it(monkeypatch, columns):
+    monkeypatch.setenv("COLUMNS", str(columns))
+    lines = render(hand_run(), "table").splitlines()
+    assert max(len(line) for line in lines[1:]) <= columns  # the header line may wrap, the tables do not
+    rows = [line for line in lines if line.startswith("│ TTFT (ms)")]
+    assert len(rows) == 1 and rows[0].split("│")[2].strip() == "45.00"  # one line a row: median first
+    assert "95% CI of median" in "\n".join(lines) and " mean " not in "\n".join(lines)
