@@ -147,7 +147,7 @@ assert not loaded, loaded
     assert result.returncode == 0, result.stderr
     assert all(path.stat().st_size > 100 for path in outputs.values())
     assert "Roofline (per request" in outputs["md"].read_text()
-    assert (tmp_path / "steps.csv").read_text().splitlines()[0].endswith(",floor_s,mbu")
+    assert (tmp_path / "steps.csv").read_text().splitlines()[0].endswith(",floor_s,mbu_ratio")
     comparison = (tmp_path / "ab.md").read_text()
     assert "| TPOT (ms) | 10.00 | 12.00 | 1.200 | - | too few repeats (< 4) |" in comparison
 

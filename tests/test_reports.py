@@ -286,7 +286,7 @@ def test_one_registry_entry_reaches_the_tables_the_csv_and_comparisons(monkeypat
     monkeypatch.setitem(registry.BY_NAME, extra.name, extra)
     run = hand_run()
     assert "| latency to last token (ms) | 108.8 |" in render(run, "md")
-    assert render(run, "csv").splitlines()[0].split(",").count("latency_to_last_token") == 1
+    assert render(run, "csv").splitlines()[0].split(",").count("latency_to_last_token_s") == 1
     (comparison,) = [c for c in compare_runs(run, run) if c.metric == extra.name]
     assert comparison.ratio == 1.0 and comparison.unit == "s"
 

@@ -359,8 +359,8 @@ def test_reports_show_the_roofline_and_round_trip_it(tmp_path):
     summary = run_summaries(loaded)
     assert summary["mbu"].median == pytest.approx(0.5)
     steps = render(loaded, "csv", per_step=True).splitlines()
-    assert steps[0].endswith(",floor_s,mbu") and len(steps) == 1 + 3 * 5
-    assert "mbu" in render(loaded, "csv").splitlines()[0].split(",")
+    assert steps[0].endswith(",floor_s,mbu_ratio") and len(steps) == 1 + 3 * 5
+    assert "mbu_ratio" in render(loaded, "csv").splitlines()[0].split(",")
 
 
 def test_a_run_without_roofline_has_no_roofline_section(tmp_path):

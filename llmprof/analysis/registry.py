@@ -21,6 +21,8 @@ REQUEST, ROOFLINE, TELEMETRY = "request", "roofline", "telemetry"  # what a metr
 SPECULATIVE = "speculative"  # a step metric of assisted generation, read from the request's metrics
 # the summary table a metric is shown in
 SECTION_METRICS, SECTION_BREAKDOWN = "metrics", "breakdown"
+# unit -> the suffix of a CSV column that holds it
+UNIT_SUFFIX = {"s": "s", "tok/s": "tok_per_s", "tok": "tok", "ratio": "ratio", "pct": "pct", "bytes": "bytes"}
 # unit of a value -> (shown unit, scale): seconds are shown in ms, ratios in %
 DISPLAY_UNIT = {"s": ("ms", 1e3), "ratio": ("%", 100.0), "bytes": ("MiB", 1 / 2**20), "pct": ("%", 1.0)}
 
@@ -59,6 +61,14 @@ class Metric:
     @property
     def higher_is_better(self) -> bool:
         return self.better == "higher"
+
+    @property
+    def column(self) -> str:
+        """Its CSV column: the name with its unit (``ttft_s``, ``tps_tok_per_s``, ``mbu_ratio``), unless the
+        name already says it (``output_tokens``, ``acceptance_rate``, ``energy_j``)."""
+        suffix = UNIT_SUFFIX.get(self.unit, self.unit.lower())
+        says = self.name.endswith((f"_{suffix}", "tokens", "_rate", "_share", "_step", "_percent"))
+        return self.name if says or self.source == TELEMETRY else f"{self.name}_{suffix}"
 
 
 @dataclass(frozen=True)
@@ -177,7 +187,7 @@ STEP_METRICS: tuple[StepMetric, ...] = (
     StepMetric("tokens", "tok", lambda m, j: m.step_tokens[j], source=SPECULATIVE),
     StepMetric("draft_s", "s", lambda m, j: m.breakdown.step_draft[j], source=SPECULATIVE),
     StepMetric("floor_s", "s", lambda a, j: a.step_floor[j], source=ROOFLINE),
-    StepMetric("mbu", "ratio", lambda a, j: a.step_mbu[j], source=ROOFLINE),
+    StepMetric("mbu_ratio", "ratio", lambda a, j: a.step_mbu[j], source=ROOFLINE),
 )
 
 

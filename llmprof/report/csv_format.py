@@ -1,4 +1,5 @@
-"""CSV: one row per request with every metric (seconds, tokens per second), or one row per decode step.
+"""CSV: one row per request with every metric, or one row per decode step; each column's name carries its
+unit (``ttft_s``, ``tps_tok_per_s``, ``mbu_ratio``: ratios as 0..1), warm-ups flagged in ``warmup``.
 Never imports torch."""
 
 from __future__ import annotations
@@ -44,12 +45,12 @@ def render(run: Run, out: IO[str]) -> None:
     request_metrics = registry.metrics(REQUEST)
     roofline_metrics = registry.metrics(ROOFLINE)
     header = ["request", "warmup", "batch_size", "prompt_tokens", "tokens_per_sequence"]
-    header += [m.name for m in request_metrics]
+    header += [m.column for m in request_metrics]
     if run.telemetry is not None:
         header += TELEMETRY_FIELDS
     roofline = _roofline(run)
     if roofline is not None:
-        header += [m.name for m in roofline_metrics]
+        header += [m.column for m in roofline_metrics]
     telemetry = requests_telemetry(run.telemetry, run.records) if run.telemetry is not None else None
     rows = []
     for i, raw in enumerate(run.records):
@@ -61,12 +62,12 @@ def render(run: Run, out: IO[str]) -> None:
             "prompt_tokens": raw.prompt_tokens,
             "tokens_per_sequence": ";".join(map(str, raw.tokens_per_sequence)),
         }
-        row.update({metric.name: metric.get(m) for metric in request_metrics})
+        row.update({metric.column: metric.get(m) for metric in request_metrics})
         if telemetry is not None:
             row.update({name: getattr(telemetry[i], name) for name in TELEMETRY_FIELDS})
         if roofline is not None:
             analysis = roofline.analyze(m)
-            row.update({metric.name: metric.get(analysis) for metric in roofline_metrics})
+            row.update({metric.column: metric.get(analysis) for metric in roofline_metrics})
         rows.append(row)
     _write(out, header, rows)
 
