@@ -181,6 +181,8 @@ def test_every_mutant_of_a_run_file_is_a_clean_error_or_a_valid_render(tmp_path,
             errors = [line for line in err.splitlines() if line.startswith("llmprof: error:")]
             assert errors and len(errors) == len(err.strip().splitlines()), (i, err)
             outcomes["refused"] += 1
+    print(f"run-file mutants: {MUTANTS} tried, {outcomes['refused']} refused in one line, {outcomes['rendered']}"
+          " rendered in every format with physical numbers, 0 tracebacks")  # fmt: skip
     assert outcomes["refused"] >= MUTANTS // 2 and outcomes["rendered"] >= 10, outcomes
 
 
