@@ -68,7 +68,7 @@ class Metric:
         name already says it (``output_tokens``, ``acceptance_rate``, ``energy_j``)."""
         suffix = UNIT_SUFFIX.get(self.unit, self.unit.lower())
         says = self.name.endswith((f"_{suffix}", "tokens", "_rate", "_share", "_step", "_percent"))
-        return self.name if says or self.source == TELEMETRY else f"{self.name}_{suffix}"
+        return self.name if says else f"{self.name}_{suffix}"
 
 
 @dataclass(frozen=True)

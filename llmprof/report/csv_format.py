@@ -18,6 +18,10 @@ from llmprof.runfile import Run
 TELEMETRY_FIELDS = [
     name for name in RequestTelemetry.__dataclass_fields__ if name not in ("samples", "warnings")
 ]
+# ... as CSV columns: a metric's with its unit (gpu_util_mean_pct), the others as they are
+TELEMETRY_COLUMNS = {
+    name: registry.BY_NAME[name].column if name in registry.BY_NAME else name for name in TELEMETRY_FIELDS
+}
 STEP_KEYS = ["request", "warmup", "step", "kv_length"]
 
 
@@ -47,7 +51,7 @@ def render(run: Run, out: IO[str]) -> None:
     header = ["request", "warmup", "batch_size", "prompt_tokens", "tokens_per_sequence"]
     header += [m.column for m in request_metrics]
     if run.telemetry is not None:
-        header += TELEMETRY_FIELDS
+        header += list(TELEMETRY_COLUMNS.values())
     roofline = _roofline(run)
     if roofline is not None:
         header += [m.column for m in roofline_metrics]
@@ -64,7 +68,7 @@ def render(run: Run, out: IO[str]) -> None:
         }
         row.update({metric.column: metric.get(m) for metric in request_metrics})
         if telemetry is not None:
-            row.update({name: getattr(telemetry[i], name) for name in TELEMETRY_FIELDS})
+            row.update({column: getattr(telemetry[i], name) for name, column in TELEMETRY_COLUMNS.items()})
         if roofline is not None:
             analysis = roofline.analyze(m)
             row.update({metric.column: metric.get(analysis) for metric in roofline_metrics})
