@@ -529,3 +529,14 @@ def test_the_memory_estimate_sizes_the_kv_cache_as_the_roofline_does():
     need = estimate(model, batch=8, prompt=100, new_tokens=28)
     assert need.kv_cache == model_shape(model).kv_bytes_per_token * 8 * (100 + 28)
     assert need.logits == 3 * 8 * TEXT["vocab_size"] * 4 and need.total > need.kv_cache
+
+
+def test_a_variant_copy_that_cannot_fit_is_refused(monkeypatch):
+    from llmprof.errors import UsageError
+    from llmprof.workloads import memory
+
+    model = tiny_llama()
+    monkeypatch.setattr(memory, "free_bytes", lambda device: 1000)  # a nearly full device
+    with pytest.raises(UsageError, match="variant\\(s\\) B run on their own copy of the model"):
+        memory.check_copies(model, torch.device("cpu"), {"B": torch.float32})
+    memory.check_copies(model, torch.device("cpu"), {})  # no copy, nothing to refuse

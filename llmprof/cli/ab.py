@@ -46,6 +46,8 @@ def main(args: argparse.Namespace) -> int:
     from llmprof.capture.environment import capture_environment
     from llmprof.capture.profiler import Profiler
     from llmprof.runfile import Run
+    from llmprof.workloads.memory import check_copies
+    from llmprof.workloads.models import DTYPES
     from llmprof.workloads.runner import profiled_call, warm_up
     from llmprof.workloads.variants import Variant, prepare
 
@@ -54,6 +56,13 @@ def main(args: argparse.Namespace) -> int:
     check_distinct([], {"--json-a": args.json_a, "--json-b": args.json_b, "--output": args.output})
     variants = [Variant.parse("A", args.a), Variant.parse("B", args.b)]
     workload = load_workload(args)
+    if not args.no_memory_check:
+        model = workload.loaded.model
+        check_copies(
+            model,
+            workload.loaded.device,
+            {v.name: DTYPES[v.dtype] if v.dtype else model.dtype for v in variants if v.needs_own_model},
+        )
     prepared = prepare(workload.loaded.model, variants)
     for p in prepared:  # a bad setting (e.g. an unknown attention implementation) fails before any work
         p.activate()

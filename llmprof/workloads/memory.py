@@ -61,6 +61,18 @@ def free_bytes(device: torch.device) -> int | None:
     return None
 
 
+def check_copies(model: Any, device: torch.device, copies: dict[str, torch.dtype]) -> None:
+    """Raise UsageError when the copies of the model that variants need (name -> its dtype) cannot fit."""
+    free = free_bytes(device)
+    need = sum(sum(p.numel() for p in model.parameters()) * dtype.itemsize for dtype in copies.values())
+    if free is None or need <= HEADROOM * free:
+        return
+    raise UsageError(
+        f"variant(s) {', '.join(copies)} run on their own copy of the model: about {need / GIB:.1f} GiB, and"
+        f" {device} has {free / GIB:.1f} GiB free (or --no-memory-check)"
+    )
+
+
 def check_fits(model: Any, device: torch.device, batch: int, prompt: int, new_tokens: int) -> None:
     """Raise UsageError, with the figures, when the run cannot fit in what the device has free."""
     need = estimate(model, batch, prompt, new_tokens)
