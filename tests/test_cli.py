@@ -249,3 +249,17 @@ def test_a_hub_id_the_hub_cannot_serve_fails_at_once_in_one_line(env):
     assert result.returncode == 2 and "Traceback" not in result.stderr
     (line,) = result.stderr.strip().splitlines()  # no retries, no download noise
     assert "'someone/some-model' is not in the local cache and hub.invalid cannot be reached" in line
+
+
+def test_a_signal_while_saving_waits_for_the_save():
+    import os
+
+    from llmprof.cli import interrupts
+
+    with interrupts.deferred() as caught:
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C, then SIGTERM, in the middle of a write
+        os.kill(os.getpid(), signal.SIGTERM)
+        written = "the write went on"
+    assert written and caught == [signal.SIGINT, signal.SIGTERM]
+    with pytest.raises(KeyboardInterrupt), interrupts.stopping():
+        os.kill(os.getpid(), signal.SIGHUP)  # while measuring: stops the repeats as Ctrl-C does
