@@ -1,6 +1,6 @@
 """llmprof: precise, low-overhead profiling of LLM and multimodal-LLM inference (TTFT, TPOT, latency, TPS).
 
-``Profiler`` and ``profile`` import torch on first use, so the analysis and the reporters work on a machine
+``Profiler``, ``profile`` and ``Recorder`` (a decode loop of one's own) import torch on first use, so the analysis and the reporters work on a machine
 without it. The layers are described in docs/architecture.md.
 """
 
@@ -17,6 +17,7 @@ __all__ = [
     "LlmprofError",
     "Profiler",
     "RawRequest",
+    "Recorder",
     "RequestMetrics",
     "__version__",
     "profile",
@@ -28,4 +29,8 @@ def __getattr__(name: str) -> Any:
         from llmprof.capture import profiler
 
         return getattr(profiler, name)
+    if name == "Recorder":
+        from llmprof.capture.recorder import Recorder
+
+        return Recorder
     raise AttributeError(f"module 'llmprof' has no attribute {name!r}")

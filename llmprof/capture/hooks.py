@@ -33,7 +33,7 @@ _PATCHED_ATTRIBUTES = (
 REQUIRED_METHODS = ("generate", "_get_stopping_criteria")
 
 
-class Recorder(Protocol):
+class HookClient(Protocol):
     """What the hooks report to (implemented by :class:`llmprof.capture.profiler.Profiler`)."""
 
     active: bool  # a call is being recorded
@@ -64,7 +64,7 @@ class TokenMarkingCriteria(StoppingCriteriaList):
     never read here) so the real token count of every sequence is known after the call.
     """
 
-    def __init__(self, criteria: StoppingCriteriaList, recorder: Recorder):
+    def __init__(self, criteria: StoppingCriteriaList, recorder: HookClient):
         super().__init__(criteria)
         self._recorder = recorder
 
@@ -159,7 +159,7 @@ class InstalledHooks:
     the compiled forward generate() uses is marked from outside instead, by wrapping ``get_compiled_call``.
     """
 
-    def __init__(self, model: torch.nn.Module, recorder: Recorder):
+    def __init__(self, model: torch.nn.Module, recorder: HookClient):
         loop = loop_model(model)  # the model, or the inner language model its generate() hands the loop to
         self._models = [model] if loop is model else [model, loop]
         self._saved = [
@@ -251,7 +251,7 @@ class InstalledHooks:
 
 
 def _wrap_generate(
-    generate: Callable[..., Any], recorder: Recorder, on_enter: Callable[[], None]
+    generate: Callable[..., Any], recorder: HookClient, on_enter: Callable[[], None]
 ) -> Callable[..., Any]:
     try:
         signature: inspect.Signature | None = inspect.signature(generate)
@@ -278,7 +278,7 @@ def _wrap_generate(
     return profiled_generate
 
 
-def _wrap_stopping_criteria(get_criteria: Callable[..., Any], recorder: Recorder) -> Callable[..., Any]:
+def _wrap_stopping_criteria(get_criteria: Callable[..., Any], recorder: HookClient) -> Callable[..., Any]:
     """generate() builds its criteria from the final, merged generation config: the place to decide whether the
     call can be profiled, and to hand back the token-marking list."""
 
@@ -294,7 +294,7 @@ def _wrap_stopping_criteria(get_criteria: Callable[..., Any], recorder: Recorder
     return marking_criteria
 
 
-def _marked_forward(forward: Callable[..., Any], recorder: Recorder) -> Callable[..., Any]:
+def _marked_forward(forward: Callable[..., Any], recorder: HookClient) -> Callable[..., Any]:
     """``forward`` with a forward span marked around it (for calls the module hooks cannot see)."""
     mark = recorder.mark
 
@@ -314,7 +314,7 @@ def _marked_forward(forward: Callable[..., Any], recorder: Recorder) -> Callable
     return marked
 
 
-def _wrap_compiled_call(get_compiled_call: Callable[..., Any], recorder: Recorder) -> Callable[..., Any]:
+def _wrap_compiled_call(get_compiled_call: Callable[..., Any], recorder: HookClient) -> Callable[..., Any]:
     """Mark around the compiled forward generate() asks for, since marks inside it are skipped."""
 
     @functools.wraps(get_compiled_call)
@@ -324,7 +324,7 @@ def _wrap_compiled_call(get_compiled_call: Callable[..., Any], recorder: Recorde
     return marked_compiled_call
 
 
-def _wrap_candidate_generator(get_generator: Callable[..., Any], recorder: Recorder) -> Callable[..., Any]:
+def _wrap_candidate_generator(get_generator: Callable[..., Any], recorder: HookClient) -> Callable[..., Any]:
     """Assisted generation's candidate generator, with each draft (a draft model's tokens, prompt-lookup
     n-grams) marked as a span and its size kept (shapes only: no device value is read)."""
     mark = recorder.mark
@@ -355,7 +355,7 @@ def _wrap_candidate_generator(get_generator: Callable[..., Any], recorder: Recor
     return marked_generator
 
 
-def _wrap_generate_batch(generate_batch: Callable[..., Any], recorder: Recorder) -> Callable[..., Any]:
+def _wrap_generate_batch(generate_batch: Callable[..., Any], recorder: HookClient) -> Callable[..., Any]:
     """Continuous batching: every request of the batch recorded from the token times transformers stamps
     itself (``record_timestamps``); where it cannot stamp them, passed through with a warning."""
     try:

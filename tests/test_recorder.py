@@ -1,0 +1,145 @@
+"""The public recording API for a decode loop of one's own: a hand-written greedy loop, a speculative loop, the
+synthetic ground truth, misuse, and run files that report and compare as any other."""
+
+import time
+
+import pytest
+import torch
+from tiny_models import tiny_llama
+
+import llmprof
+from llmprof import Label
+from llmprof.cli import main
+from llmprof.errors import CaptureError
+from llmprof.workloads.synthetic import synthetic_model, synthetic_prompt
+
+NS = 1e-9
+
+
+def greedy_loop(model, ids, new_tokens, rec, eos=2):
+    """A hand-written greedy decode loop with a KV cache, recorded through the API; the generated ids."""
+    done = torch.zeros(ids.shape[0], dtype=torch.bool)
+    out = []
+    with torch.no_grad(), rec.request(batch=ids.shape[0], prompt_tokens=ids.shape[1]):
+        with rec.prefill():
+            result = model(input_ids=ids, use_cache=True)
+        past = result.past_key_values
+        token = result.logits[:, -1].argmax(-1)
+        for step in range(new_tokens):
+            token = torch.where(done, torch.full_like(token, eos), token)  # padding after EOS
+            out.append(token)
+            done = done | (token == eos)
+            rec.token(finished=done)
+            if step == new_tokens - 1 or bool(done.all()):
+                break
+            with rec.forward():
+                result = model(input_ids=token[:, None], past_key_values=past, use_cache=True)
+            past = result.past_key_values
+            token = result.logits[:, -1].argmax(-1)
+    return torch.stack(out, dim=1)
+
+
+def test_a_hand_written_greedy_loop_counts_what_it_generated_as_generate_does():
+    model = tiny_llama()
+    ids = torch.randint(3, 150, (2, 8), generator=torch.Generator().manual_seed(0))
+    rec = llmprof.Recorder.for_model(model)
+    generated = greedy_loop(model, ids, 12, rec)
+    expected = model.generate(
+        input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=12, do_sample=False, eos_token_id=2
+    )[:, 8:]
+    assert torch.equal(generated, expected[:, : generated.shape[1]])  # the same tokens as generate()
+    r = rec.requests[-1]
+    lengths = [(row.tolist().index(2) + 1) if 2 in row.tolist() else len(row) for row in generated]
+    assert r.output_tokens == lengths and r.breakdown.prefill > 0 and len(r.itl) == generated.shape[1] - 1
+
+
+def test_every_stamp_through_the_api_lies_between_the_forwards_that_bracket_it():
+    model = synthetic_model(prefill_ms=20.0, decode_ms=8.0)
+    inputs = synthetic_prompt(1, 4)["input_ids"]
+    rec = llmprof.Recorder()
+    before = time.perf_counter_ns()
+    with rec.request(batch=1, prompt_tokens=4):
+        with rec.prefill():
+            model(inputs)
+        rec.token()
+        for _ in range(5):
+            with rec.forward():
+                model(inputs[:, -1:])
+            rec.token()
+    after = time.perf_counter_ns()
+    raw, r = rec.records[-1], rec.requests[-1]
+    log = [(start, end) for start, end, _ in model.forward_log]
+    tokens = [raw.times[i] for k, i in sorted(raw.marks.first(Label.TOKEN).items())]
+    for k, t in enumerate(tokens):  # T_k after the forward that made it, before the next one
+        assert log[k][1] <= t <= (log[k + 1][0] if k + 1 < len(log) else after)
+    assert before <= raw.window[0] <= log[0][0] and r.output_tokens == [6]
+    assert (log[-1][1] - log[1][0]) * NS / 5 <= r.tpot <= (after - log[0][1]) * NS / 5
+    assert r.breakdown.decode_forward == pytest.approx(8e-3, rel=0.05)
+
+
+def test_a_speculative_loop_counts_real_tokens_and_tpot_over_them():
+    rec = llmprof.Recorder()
+    steps = [1, 3, 2, 1, 3]  # tokens each verify step appended
+    with rec.request(batch=2, prompt_tokens=5):
+        with rec.prefill():
+            time.sleep(0.002)
+        rec.token(finished=[False, False], tokens=steps[0])
+        for i, count in enumerate(steps[1:], 1):
+            with rec.forward():
+                time.sleep(0.001)
+            rec.token(finished=[i >= 2, False], tokens=count)  # the first sequence is done after step 3
+    raw, r = rec.records[-1], rec.requests[-1]
+    assert raw.tokens_per_step == steps and r.output_tokens == [6, 10]
+    t1 = raw.times[raw.marks.first(Label.TOKEN)[1]]
+    last_first = raw.times[raw.marks.first(Label.TOKEN)[3]]  # its 6th token came at step 3
+    assert r.tpot_per_sequence[0] == pytest.approx((last_first - t1) * NS / 5)
+    assert r.tokens_per_step == pytest.approx(9 / 4)
+
+
+def test_misuse_is_an_error_not_a_wrong_number():
+    rec = llmprof.Recorder()
+    with pytest.raises(CaptureError, match="token\\(\\) outside a request"):
+        rec.token()
+    with pytest.raises(CaptureError, match="inside a request"), rec.request(), rec.request():
+        pass
+    with pytest.raises(CaptureError, match="token\\(\\) inside a forward"), rec.request(), rec.forward():
+        rec.token()
+    with pytest.raises(CaptureError, match="prefill\\(\\) after the first token"), rec.request():
+        rec.token()
+        with rec.prefill():
+            pass
+    with pytest.raises(CaptureError, match="recorded no token"), rec.request():
+        pass
+    with pytest.raises(CaptureError, match="at some steps only"), rec.request(batch=2):
+        rec.token(finished=[False, False])
+        rec.token()
+    with pytest.raises(CaptureError, match="one flag per sequence"), rec.request(batch=2):
+        rec.token(finished=[True])
+    assert rec.records == []  # nothing recorded by any of them
+    with rec.request():
+        rec.token()
+    assert len(rec.records) == 1  # and the recorder still works
+
+
+def test_a_recorded_loop_saves_a_run_that_reports_and_compares_with_a_generate_run(tmp_path):
+    model = tiny_llama()
+    ids = torch.randint(3, 150, (1, 8), generator=torch.Generator().manual_seed(1))
+    rec = llmprof.Recorder.for_model(model)
+    for _ in range(2):
+        greedy_loop(model, ids, 6, rec)
+    loop, generated = tmp_path / "loop.json", tmp_path / "generate.json"
+    rec.save(str(loop), config={"model": "tiny-llama", "batch_size": 1})
+    with llmprof.profile(model, telemetry=False) as prof:
+        for _ in range(2):
+            model.generate(
+                input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=6, do_sample=False
+            )
+    from llmprof.runfile import Run, save_run
+
+    save_run(
+        Run(config={"model": "tiny-llama", "batch_size": 1}, environment={}, records=prof.records), generated
+    )
+    for fmt in ("table", "md", "csv", "json", "trace"):
+        assert main(["report", str(loop), "--format", fmt, "-o", str(tmp_path / f"out.{fmt}")]) == 0
+    assert main(["compare", str(generated), str(loop), "--format", "md", "-o", str(tmp_path / "ab.md")]) == 0
+    assert "| TPOT (ms) |" in (tmp_path / "ab.md").read_text()
