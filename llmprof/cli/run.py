@@ -6,7 +6,10 @@ With no --model, profiles the built-in demo model (built locally, no download).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
+from collections.abc import Iterator
+from typing import Any
 
 from llmprof.cli import interrupts
 from llmprof.cli.common import check_distinct, check_output_path
@@ -23,6 +26,12 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
         metavar="MODULE:FUNCTION",
         help="call this function with the loaded model before profiling (install a kernel, ...)",
     )
+    parser.add_argument(
+        "--loop",
+        metavar="MODULE:FUNCTION",
+        help="profile your own decode loop instead of generate(): FUNCTION(model, inputs, recorder), inputs"
+        " holding input_ids, attention_mask and max_new_tokens, recording one request with the llmprof.Recorder",
+    )
     parser.add_argument("--json", metavar="FILE", help="save the run (every raw timeline) as JSON")
     add_output_options(parser)
 
@@ -33,13 +42,12 @@ def main(args: argparse.Namespace) -> int:
     check_output_options(args)
     check_distinct([], {"--json": args.json, "--output": args.output})
     from llmprof.capture.environment import capture_environment
-    from llmprof.capture.profiler import Profiler
     from llmprof.runfile import Run
-    from llmprof.workloads.runner import repeat_generate
-    from llmprof.workloads.variants import apply_patch, compile_forward, load_patch
+    from llmprof.workloads.variants import apply_patch, compile_forward, load_function
 
     if args.patch:
-        load_patch(args.patch)  # a missing module or function fails before the model is loaded
+        load_function(args.patch)  # a missing module or function fails before the model is loaded
+    loop = load_function(args.loop, f"--loop {args.loop}") if args.loop else None
     workload = load_workload(args)
     model = workload.loaded.model
     if args.patch:
@@ -48,15 +56,12 @@ def main(args: argparse.Namespace) -> int:
     shape_and_peaks = roofline(model, workload.loaded.device, args)
     if args.compile:
         compile_forward(model)
-    config = {**workload.config, "compile": args.compile, "patch": args.patch}
+    config = {**workload.config, "compile": args.compile, "patch": args.patch, "loop": args.loop}
     run = Run(config=config, environment=capture_environment(model), roofline=shape_and_peaks)
-    profiler = Profiler(model, telemetry=not args.no_telemetry, sample_interval=args.sample_interval)
+    recording, telemetry = _recording(model, workload, args, loop)
     status = 0
-    with interrupts.stopping(), profiler:
+    with interrupts.stopping(), recording as calls:
         try:
-            calls = repeat_generate(
-                profiler, workload.inputs, args.repeats, args.warmup, **workload.generate_kwargs
-            )
             total = None if args.warmup is None else args.warmup + args.repeats
             for i, record in enumerate(calls, 1):
                 run.records.append(record)
@@ -65,7 +70,44 @@ def main(args: argparse.Namespace) -> int:
             status = 128 + interrupts.signal_number(exc) if isinstance(exc, KeyboardInterrupt) else 1
             print(failure(exc, len(run.measured), args.repeats, args), file=sys.stderr)
     with interrupts.deferred() as caught:  # a signal now waits: the save and the table are not cut
-        saved = close_run(run, profiler.telemetry, status, args, path=args.json)
+        saved = close_run(run, telemetry(), status, args, path=args.json)
         if run.measured:
             emit(run, args)
     return status or (128 + caught[0] if caught else 0) or (0 if saved else 1)
+
+
+def _recording(model: Any, workload: Any, args: argparse.Namespace, loop: Any) -> tuple[Any, Any]:
+    """The recorded calls (a context that yields them as they come) and the run's telemetry: the generate()
+    hooks, or the user's loop with a Recorder."""
+    from llmprof.capture.profiler import Profiler, nvml_devices
+    from llmprof.workloads.runner import repeat_generate, repeat_loop
+
+    if loop is None:
+        profiler = Profiler(model, telemetry=not args.no_telemetry, sample_interval=args.sample_interval)
+
+        @contextlib.contextmanager
+        def hooked() -> Iterator[Any]:
+            with profiler:
+                yield repeat_generate(
+                    profiler, workload.inputs, args.repeats, args.warmup, **workload.generate_kwargs
+                )
+
+        return hooked(), lambda: profiler.telemetry
+    from llmprof.capture.recorder import Recorder
+    from llmprof.capture.sampling import make_sampler
+
+    recorder = Recorder.for_model(model)
+    sampler = None if args.no_telemetry else make_sampler(nvml_devices(model), args.sample_interval)
+    inputs = {**workload.inputs, "max_new_tokens": args.max_new_tokens}
+
+    @contextlib.contextmanager
+    def looped() -> Iterator[Any]:
+        if sampler is not None:
+            sampler.start()
+        try:
+            yield repeat_loop(loop, recorder, model, inputs, args.repeats, args.warmup)
+        finally:
+            if sampler is not None:
+                sampler.stop()
+
+    return looped(), lambda: None if sampler is None else sampler.snapshot()

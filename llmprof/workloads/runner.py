@@ -53,6 +53,39 @@ def warm_up(
         yield records[-1]
 
 
+def recorded_call(
+    loop: Callable[..., Any], recorder: Any, model: Any, inputs: dict[str, Any], warmup: bool = False
+) -> RawRequest:
+    """One call of a user's decode loop ``loop(model, inputs, recorder)``: the request it recorded (flagged
+    warm-up or not). Raises CaptureError when it recorded none, or more than one."""
+    before = len(recorder.records)
+    loop(model, inputs, recorder)
+    new = len(recorder.records) - before
+    if new != 1:
+        raise CaptureError(
+            f"the loop recorded {new} requests in one call: open exactly one with recorder.request() per call"
+        )
+    record = recorder.records[-1]
+    record.warmup = warmup
+    return record
+
+
+def repeat_loop(
+    loop: Callable[..., Any],
+    recorder: Any,
+    model: Any,
+    inputs: dict[str, Any],
+    repeats: int,
+    warmup: int | None,
+) -> Iterator[RawRequest]:
+    """:func:`repeat_generate` for a user's decode loop: warm-ups, then repeats, each record as it comes."""
+    if repeats < 1 or (warmup is not None and warmup < 0):
+        raise ValueError("repeats must be >= 1 and warmup >= 0")
+    yield from warm_up(lambda: recorded_call(loop, recorder, model, inputs, True), warmup)
+    for _ in range(repeats):
+        yield recorded_call(loop, recorder, model, inputs, False)
+
+
 def repeat_generate(
     profiler: Profiler, inputs: dict[str, Any], repeats: int, warmup: int | None = 0, **generate_kwargs: Any
 ) -> Iterator[RawRequest]:

@@ -19,7 +19,7 @@ from llmprof.workloads.models import DTYPE_ALIASES, DTYPES
 KEYS = ("attn", "compile", "dtype", "patch")
 
 
-def load_patch(spec: str, flag: str | None = None) -> Callable[[Any], Any]:
+def load_function(spec: str, flag: str | None = None) -> Callable[[Any], Any]:
     """The function named ``module:function`` (the current directory is importable). ``flag``: how the user
     wrote it, for the messages (default ``--patch SPEC``)."""
     flag = flag or f"--patch {spec}"
@@ -43,7 +43,7 @@ def load_patch(spec: str, flag: str | None = None) -> Callable[[Any], Any]:
 def apply_patch(model: Any, spec: str, flag: str | None = None) -> None:
     """Call the user's patch function once with ``model`` (to install a kernel, replace a module, ...)."""
     flag = flag or f"--patch {spec}"
-    function = load_patch(spec, flag)
+    function = load_function(spec, flag)
     try:
         function(model)
     except (Exception, SystemExit) as exc:  # noqa: BLE001 - the user's code: report it in one line
