@@ -16,8 +16,10 @@ import llmprof
 from llmprof.workloads.models import load_model
 
 
-def greedy(model, ids: torch.Tensor, new_tokens: int, recorder) -> None:
-    """generate()'s greedy loop by hand: prefill, then one token a step through the KV cache."""
+def greedy(model, inputs: dict, recorder) -> None:
+    """generate()'s greedy loop by hand: prefill, then one token a step through the KV cache (a `run --loop`
+    function: ``inputs`` holds ``input_ids`` and ``max_new_tokens``)."""
+    ids, new_tokens = inputs["input_ids"], inputs["max_new_tokens"]
     with torch.no_grad(), recorder.request(batch=ids.shape[0], prompt_tokens=ids.shape[1]):
         with recorder.prefill():
             result = model(input_ids=ids, use_cache=True)
@@ -40,12 +42,13 @@ def main() -> None:
     kwargs = {"max_new_tokens": args.tokens, "min_new_tokens": args.tokens, "do_sample": False}
     recorder = llmprof.Recorder.for_model(model)
     profiler = llmprof.Profiler(model, telemetry=False)
+    inputs = {"input_ids": ids, "max_new_tokens": args.tokens}
     for _ in range(2):  # warm-up both
-        greedy(model, ids, args.tokens, recorder)
+        greedy(model, inputs, recorder)
         model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **kwargs)
     loop, hooked = [], []
     for _ in range(args.pairs):
-        greedy(model, ids, args.tokens, recorder)
+        greedy(model, inputs, recorder)
         loop.append(recorder.requests[-1].tpot)
         with profiler:
             model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **kwargs)

@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from run_cli import run_llmprof
@@ -265,31 +266,17 @@ def test_a_signal_while_saving_waits_for_the_save():
         os.kill(os.getpid(), signal.SIGHUP)  # while measuring: stops the repeats as Ctrl-C does
 
 
-LOOP = """
-import torch
-
-def greedy(model, inputs, recorder):
-    ids, new_tokens = inputs["input_ids"], inputs["max_new_tokens"]
-    with torch.no_grad(), recorder.request(batch=ids.shape[0], prompt_tokens=ids.shape[1]):
-        with recorder.prefill():
-            result = model(input_ids=ids, use_cache=True)
-        for step in range(new_tokens):
-            token = result.logits[:, -1].argmax(-1, keepdim=True)
-            recorder.token()
-            if step < new_tokens - 1:
-                with recorder.forward():
-                    result = model(input_ids=token, past_key_values=result.past_key_values, use_cache=True)
-"""
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
 
 def test_run_profiles_a_decode_loop_of_ones_own(env, tmp_path):
-    (tmp_path / "loops.py").write_text(LOOP)
-    path = tmp_path / "loop.json"
-    result = run_llmprof(*FAST, "--loop", "loops:greedy", "--json", str(path), env=env, cwd=tmp_path)
+    path = tmp_path / "loop.json"  # the benchmark's hand-written greedy loop, from its folder
+    loop = "bench_loop_vs_generate:greedy"
+    result = run_llmprof(*FAST, "--loop", loop, "--json", str(path), env=env, cwd=BENCHMARKS)
     assert result.returncode == 0, result.stderr
     assert "TPOT (ms)" in result.stdout
     run = load_run(path)
-    assert [r.warmup for r in run.records] == [True, False, False] and run.config["loop"] == "loops:greedy"
+    assert [r.warmup for r in run.records] == [True, False, False] and run.config["loop"] == loop
     assert all(r.tokens_per_sequence == [6] for r in run.records)
-    bad = run_llmprof(*FAST, "--loop", "loops:missing", env=env, cwd=tmp_path)
-    assert bad.returncode == 2 and "--loop loops:missing: module 'loops' has no function 'missing'" in bad.stderr
+    bad = run_llmprof(*FAST, "--loop", "bench_loop_vs_generate:missing", env=env, cwd=BENCHMARKS)
+    assert bad.returncode == 2 and "module 'bench_loop_vs_generate' has no function 'missing'" in bad.stderr

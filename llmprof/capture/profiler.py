@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from llmprof.analysis.metrics import RequestMetrics, compute_request
 from llmprof.analysis.record import Label, RawRequest
 from llmprof.capture import batching, tokens
 from llmprof.capture import timeline as timelines
 from llmprof.capture.hooks import REQUIRED_METHODS, InstalledHooks
+from llmprof.capture.recorder import Records
 from llmprof.capture.sampling import Sampler, make_sampler
 from llmprof.capture.sampling.base import checked_interval
 from llmprof.errors import CaptureError
@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # typing.Self is Python 3.11+
     from typing_extensions import Self
 
 
-class Profiler:
+class Profiler(Records):
     """Profile every ``generate()`` call of ``model``: one result per call, in call order.
 
     >>> with llmprof.profile(model) as prof:
@@ -50,9 +50,8 @@ class Profiler:
                 f"llmprof profiles transformers models with a generate() method (GenerationMixin); "
                 f"{type(model).__name__} is not one"
             )
+        super().__init__()
         self.model = unwrap(model)  # torch.compile(model)'s generate() is the original module's
-        self._metrics: list[RequestMetrics] = []
-        self.records: list[RawRequest] = []
         self.warmup = False  # while True, recorded requests are flagged as warm-up
         self.active = False  # a call is being recorded (generate() entered, not yet returned)
         self.armed = False  # ... and its generation loop is hooked: forward and token marks count
@@ -85,13 +84,6 @@ class Profiler:
     def telemetry(self) -> dict[str, Any] | None:
         """The telemetry of the run so far (a sampler snapshot), None when telemetry is off."""
         return None if self.sampler is None else self.sampler.snapshot()
-
-    @property
-    def requests(self) -> list[RequestMetrics]:
-        """Metrics of every recorded generate() call, in call order (computed on first access, outside generate())."""
-        for raw in self.records[len(self._metrics) :]:
-            self._metrics.append(compute_request(raw))
-        return self._metrics
 
     # -- lifecycle -------------------------------------------------------------------------------------
     @property

@@ -34,20 +34,35 @@ from llmprof.capture import tokens as counting
 from llmprof.errors import CaptureError
 
 
-class Recorder:
+class Records:
+    """The records a recording client keeps, in order, and their metrics, computed on first access (outside
+    the recorded calls): shared by :class:`Recorder` and the ``generate()`` profiler."""
+
+    def __init__(self) -> None:
+        self.records: list[RawRequest] = []
+        self._metrics: list[RequestMetrics] = []
+
+    @property
+    def requests(self) -> list[RequestMetrics]:
+        """Metrics of every recorded request, in order."""
+        for raw in self.records[len(self._metrics) :]:
+            self._metrics.append(compute_request(raw))
+        return self._metrics
+
+
+class Recorder(Records):
     """Records the requests of a decode loop: one :class:`~llmprof.analysis.record.RawRequest` per
     :meth:`request` block, in order (``records``), and their metrics (``requests``)."""
 
     def __init__(self, device: str | torch.device = "cpu", timeline: Any = None):
         """``device``: where the loop's work runs (CUDA events on a GPU, host stamps otherwise). ``timeline``:
         a prebuilt :class:`llmprof._core.Timeline` to record into."""
+        super().__init__()
         self.device = torch.device(device)
         self._timeline = timeline if timeline is not None else timelines.make_timeline(self.device)
         if self._timeline.backend == "cuda":
             self._timeline.calibrate()
         self._mark = self._timeline.mark
-        self.records: list[RawRequest] = []
-        self._metrics: list[RequestMetrics] = []
         self._open = False  # inside a request
         self._in_forward = False
         self._steps = 0
@@ -60,13 +75,6 @@ class Recorder:
         """A recorder on the device of ``model``'s parameters."""
         device = next((p.device for p in model.parameters()), torch.device("cpu"))
         return cls(device, **options)
-
-    @property
-    def requests(self) -> list[RequestMetrics]:
-        """Metrics of every recorded request, in order (computed on first access, outside the loop)."""
-        for raw in self.records[len(self._metrics) :]:
-            self._metrics.append(compute_request(raw))
-        return self._metrics
 
     @property
     def backend(self) -> str:

@@ -245,7 +245,8 @@ def failure(exc: BaseException, measured: int, repeats: int, args: argparse.Name
         return f"{line_break()}llmprof: interrupted after {measured} of {repeats} repeats ({name})"
     text = str(exc).strip().splitlines()
     return (
-        f"{line_break()}llmprof: error: generate() failed after {measured} of {repeats} repeats: "
+        f"{line_break()}llmprof: error: {'the loop' if getattr(args, 'loop', None) else 'generate()'} failed"
+        f" after {measured} of {repeats} repeats: "
         f"{type(exc).__name__}: {text[0] if text else ''}"
     )
 
