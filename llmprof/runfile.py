@@ -186,8 +186,8 @@ def check_document(data: Any) -> None:
         ("requests", (list,)),
     ):
         if key in data and not isinstance(data[key], kinds):
-            raise _fail(key, f"{'/'.join(_type_name(k()) if k is not type(None) else 'null' for k in kinds)}"
-                        f" is needed, not {_type_name(data[key])}")  # fmt: skip
+            names = "/".join("null" if kind is type(None) else kind.__name__ for kind in kinds)
+            raise _fail(key, f"{names} is needed, not {_type_name(data[key])}")
     if "requests" not in data:
         raise _fail("requests", "missing")
     for i, request in enumerate(data["requests"]):
