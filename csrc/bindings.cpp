@@ -1,6 +1,11 @@
 // The Python module llmprof._core: the only file of csrc/ that sees Python.
+#include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
+
+#include <cstring>
+#include <string>
+#include <vector>
 
 #include "clock.hpp"
 #include "cuda_driver.hpp"
@@ -9,6 +14,122 @@
 namespace py = pybind11;
 using llmprof::Timeline;
 
+namespace {
+
+// Misuse of the recording API raises llmprof.errors.CaptureError, as the Python side's own checks do.
+[[noreturn]] void misuse(const std::string& message) {
+    static py::object error = py::module_::import("llmprof.errors").attr("CaptureError");
+    PyErr_SetString(error.ptr(), message.c_str());
+    throw py::error_already_set();
+}
+
+// The forward of a model, marked as a span of the current step when the timeline is armed: installed as
+// the instance's `forward` (no nn.Module hook, so torch keeps its fast call path). A call inside an open
+// forward (a forward that calls itself, prefill chunks inside a marked call) passes straight through.
+class TimedCall {
+ public:
+    TimedCall(Timeline& tl, py::object fn) : tl_(tl), fn_(std::move(fn)) {}
+    py::object call(const py::args& args, const py::kwargs& kwargs) {
+        if (tl_.in_forward() || !tl_.armed()) return invoke(args, kwargs);
+        tl_.forward_begin();
+        py::object out;
+        try {
+            out = invoke(args, kwargs);
+        } catch (...) {
+            tl_.forward_abort();
+            throw;
+        }
+        tl_.forward_end();
+        return out;
+    }
+    const py::object& fn() const { return fn_; }
+
+ private:
+    py::object invoke(const py::args& args, const py::kwargs& kwargs) {
+        PyObject* out = PyObject_Call(fn_.ptr(), args.ptr(), kwargs.ptr());
+        if (!out) throw py::error_already_set();
+        return py::reinterpret_steal<py::object>(out);
+    }
+    Timeline& tl_;
+    py::object fn_;
+};
+
+// `with recorder.forward():` / `with recorder.prefill():` of the public API, checked for misuse.
+class Span {
+ public:
+    Span(Timeline& tl, bool prefill) : tl_(tl), prefill_(prefill) {}
+    void enter() {
+        const char* name = prefill_ ? "prefill()" : "forward()";
+        if (!tl_.open()) misuse(std::string(name) + " outside a request: open one with Recorder.request()");
+        if (tl_.in_forward()) misuse(std::string(name) + " inside a forward() or prefill() block");
+        if (prefill_ && tl_.step() > 0) misuse("prefill() after the first token: use forward() for decode steps");
+        tl_.forward_begin();
+    }
+    bool exit(const py::object& exc_type, const py::object&, const py::object&) {
+        if (exc_type.is_none())
+            tl_.forward_end();
+        else
+            tl_.forward_abort();
+        return false;
+    }
+
+ private:
+    Timeline& tl_;
+    bool prefill_;
+};
+
+// A tensor's (data pointer, bytes, on a GPU), read through its Python attributes (no torch headers here).
+struct TensorView {
+    std::uintptr_t ptr;
+    std::size_t nbytes;
+    bool on_device;
+};
+TensorView view(py::handle t) {
+    static const py::str data_ptr("data_ptr"), nbytes("nbytes"), is_cuda("is_cuda");
+    return {t.attr(data_ptr)().cast<std::uintptr_t>(), t.attr(nbytes).cast<std::size_t>(),
+            t.attr(is_cuda).cast<bool>()};
+}
+
+// The strict token() of the public API: misuse raises; flags may be a one-byte tensor or a sequence.
+void checked_token(Timeline& tl, const py::object& finished, std::int64_t tokens) {
+    if (!tl.open()) misuse("token() outside a request: open one with Recorder.request()");
+    if (tl.in_forward()) misuse("token() inside a forward() block: the forward must end before its token");
+    if (tokens < 1) misuse("a step appends at least one token, got " + std::to_string(tokens));
+    if (finished.is_none()) {
+        tl.token(tokens);
+        return;
+    }
+    TensorView v{};
+    std::vector<std::uint8_t> packed;
+    if (py::hasattr(finished, "data_ptr")) {
+        if (finished.attr("element_size")().cast<int>() != 1)
+            misuse("finished flags must be a bool tensor (one byte a flag), got " +
+                   py::str(finished.attr("dtype")).cast<std::string>());
+        if (!finished.attr("is_contiguous")().cast<bool>()) misuse("finished flags must be a contiguous tensor");
+        v = view(finished);
+    } else if (py::isinstance<py::sequence>(finished) && !py::isinstance<py::str>(finished)) {
+        for (py::handle f : finished) packed.push_back(py::bool_(py::reinterpret_borrow<py::object>(f)) ? 1 : 0);
+        v = {reinterpret_cast<std::uintptr_t>(packed.data()), packed.size(), false};
+    } else {
+        misuse("finished flags must be a bool tensor or a sequence of bools");
+    }
+    if (tl.batch() && v.nbytes != tl.batch())
+        misuse("finished flags must hold one flag per sequence (" + std::to_string(tl.batch()) + "), got " +
+               std::to_string(v.nbytes));
+    tl.token(tokens);
+    tl.keep(v.ptr, v.nbytes, v.on_device);
+    if (!tl.flags_error().empty()) misuse(tl.flags_error());
+}
+
+template <typename T>
+py::array_t<T> to_array(std::vector<T>&& values) {
+    auto* heap = new std::vector<T>(std::move(values));
+    py::capsule owner(heap, [](void* p) { delete static_cast<std::vector<T>*>(p); });
+    return py::array_t<T>(heap->size(), heap->data(), owner);
+}
+
+}  // namespace
+
 PYBIND11_MODULE(_core, m) {
     m.doc() = "llmprof's recorder: host clock, preallocated timeline, CUDA events through the driver API.";
     py::register_exception<llmprof::cuda::CudaError>(m, "CudaError", PyExc_RuntimeError);
@@ -16,6 +137,14 @@ PYBIND11_MODULE(_core, m) {
     m.def("host_now_ns", &llmprof::host_now_ns, "CLOCK_MONOTONIC in ns (the clock of time.monotonic_ns()).");
     m.def("cuda_driver_status", &llmprof::cuda::driver_status,
           "(ok, message): can the CUDA driver be loaded and cuInit(0) succeed? Never raises.");
+
+    py::class_<TimedCall>(m, "TimedCall", py::dynamic_attr(),
+                          "A callable marking a forward span around fn when its timeline is armed.")
+        .def("__call__", &TimedCall::call)
+        .def_property_readonly("fn", &TimedCall::fn, "The wrapped callable.");
+    py::class_<Span>(m, "Span", "The context manager of Recorder.forward() / Recorder.prefill().")
+        .def("__enter__", &Span::enter)
+        .def("__exit__", &Span::exit);
 
     py::class_<Timeline>(m, "Timeline",
                          "Preallocated timeline of (label, step) marks; CUDA backend when device >= 0.")
@@ -34,11 +163,62 @@ PYBIND11_MODULE(_core, m) {
              "Host stamp (+ CUDA event on the current stream). Counts a drop when full.")
         .def("mark_host", &Timeline::mark_host, py::arg("label"), py::arg("step"), "Host stamp only.")
         .def("clear", &Timeline::clear,
-             "Forget the marks, the drop count and the anchor; keep capacity and calibration.")
+             "Forget the marks, the drop count, the anchor and the request; keep capacity and calibration.")
         .def("anchor", &Timeline::anchor,
              "Record the request's anchor event on the current stream, no sync (no-op on the host backend).")
         .def("calibrate", &Timeline::calibrate, py::call_guard<py::gil_scoped_release>(),
              "Synchronize the stream, pin a reference event to the host clock (no-op on the host backend).")
+        // the request being recorded
+        .def("begin_request", &Timeline::begin_request, py::arg("max_steps"), py::arg("batch") = 0,
+             "Clear, anchor and stamp REQUEST_START; room for max_steps steps of `batch` flags (0: any).")
+        .def("reserve_steps", &Timeline::reserve_steps, py::arg("max_steps"), py::arg("batch") = 0,
+             "More room for the open request's steps, before its first flags.")
+        .def("end_request", &Timeline::end_request, "Stamp REQUEST_END; stop recording.")
+        .def("arm", &Timeline::arm, py::arg("on"), "Let forward and token marks count (only in a request).")
+        .def_property_readonly("open", &Timeline::open, "A request is being recorded.")
+        .def_property_readonly("armed", &Timeline::armed, "Forward and token marks count.")
+        .def_property_readonly("in_forward", &Timeline::in_forward, "A forward span is open.")
+        .def_property_readonly("step", &Timeline::step, "Steps whose token was marked in the request.")
+        .def("mark_token", [](Timeline& tl) { tl.token(1); },
+             "Hot path: step k's token (k = step + 1) when armed, else nothing.")
+        .def(
+            "keep",
+            [](Timeline& tl, py::handle flags) {
+                if (!tl.armed()) return;
+                const TensorView v = view(flags);
+                tl.keep(v.ptr, v.nbytes, v.on_device);
+            },
+            py::arg("flags"),
+            "Hot path: the current step's per-sequence flags (a contiguous one-byte tensor), copied without a "
+            "sync when armed.")
+        .def("keep_ptr", &Timeline::keep, py::arg("ptr"), py::arg("nbytes"), py::arg("on_device"),
+             "keep() from a raw pointer: host memory, or device memory on the CUDA backend.")
+        .def("token", &checked_token, py::arg("finished") = py::none(), py::arg("tokens") = 1,
+             "The public API's token(): checked for misuse (CaptureError), flags a tensor or a sequence.")
+        .def(
+            "timed", [](Timeline& tl, py::object fn) { return TimedCall(tl, std::move(fn)); }, py::arg("fn"),
+            py::keep_alive<0, 1>(), "fn marked as a forward span of the current step when armed.")
+        .def(
+            "span", [](Timeline& tl, bool prefill) { return Span(tl, prefill); }, py::arg("prefill") = false,
+            py::keep_alive<0, 1>(), "A checked forward (or prefill) span for the public API.")
+        .def_property_readonly(
+            "step_tokens", [](const Timeline& tl) { return tl.step_tokens(); },
+            "Tokens each marked step appended.")
+        .def_property_readonly(
+            "flags",
+            [](const Timeline& tl) -> py::object {
+                if (!tl.flag_rows()) return py::none();
+                const std::size_t n = tl.flag_rows() * tl.flag_row_bytes();
+                return py::bytes(reinterpret_cast<const char*>(tl.flags()), n);
+            },
+            "The kept flags as bytes (steps x batch, row-major), once resolve() has run; None if none.")
+        .def_property_readonly(
+            "flags_shape",
+            [](const Timeline& tl) { return py::make_tuple(tl.flag_rows(), tl.flag_row_bytes()); },
+            "(steps, batch) of the kept flags.")
+        .def_property_readonly(
+            "flags_error", [](const Timeline& tl) { return tl.flags_error(); },
+            "Why the kept flags cannot be used ('' when they can).")
         .def(
             "resolve",
             [](Timeline& tl) {
@@ -47,18 +227,27 @@ PYBIND11_MODULE(_core, m) {
                     py::gil_scoped_release nogil;
                     r = tl.resolve();
                 }
+                std::vector<std::int64_t> device(r.device_ns.size());
+                py::array_t<bool> has_device(r.device_ns.size());
+                auto flags = has_device.mutable_unchecked<1>();
+                for (std::size_t i = 0; i < r.device_ns.size(); ++i) {
+                    flags(i) = r.device_ns[i].has_value();
+                    device[i] = r.device_ns[i].value_or(0);
+                }
                 py::dict out;
-                out["label"] = std::move(r.label);
-                out["step"] = std::move(r.step);
-                out["host_ns"] = std::move(r.host_ns);
-                out["device_ns"] = std::move(r.device_ns);
+                out["label"] = to_array(std::move(r.label));
+                out["step"] = to_array(std::move(r.step));
+                out["host_ns"] = to_array(std::move(r.host_ns));
+                out["device_ns"] = to_array(std::move(device));
+                out["has_device"] = has_device;
                 out["sync_uncertainty_ns"] = r.sync_uncertainty_ns;
                 out["backend"] = r.backend;
                 out["dropped"] = r.dropped;
                 return out;
             },
             "Wait for the events and map them to host ns through the last calibration (or the nearer anchor), "
-            "corrected for the device clock's drift: a dict of lists (device_ns None if host-only).")
+            "corrected for the device clock's drift: int64 arrays per mark field, and has_device (False for "
+            "host-only marks, whose device_ns is 0).")
         .def("drift_ns", &Timeline::drift_ns,
              "Host minus device time elapsed between the last two calibrations (else None).");
 }

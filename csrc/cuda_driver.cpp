@@ -57,6 +57,9 @@ std::unique_ptr<Driver> load(const std::string& path) {
         bind(drv->cuEventSynchronize, "cuEventSynchronize", true);
         bind(drv->cuEventElapsedTime, "cuEventElapsedTime", true);
         bind(drv->cuStreamSynchronize, "cuStreamSynchronize", true);
+        bind(drv->cuMemHostAlloc, "cuMemHostAlloc", true);
+        bind(drv->cuMemFreeHost, "cuMemFreeHost", true);
+        bind(drv->cuMemcpyDtoHAsync, "cuMemcpyDtoHAsync", true, true);
         bind(drv->cuGetErrorName, "cuGetErrorName", false);
         bind(drv->cuGetErrorString, "cuGetErrorString", false);
     } catch (...) {

@@ -1,6 +1,7 @@
 #pragma once
 // Run-time binding to the CUDA driver API: no CUDA headers or toolkit at build time. The library is
 // dlopen'ed from $LLMPROF_CUDA_DRIVER (tests point it at a stand-in) or libcuda.so.1.
+#include <cstddef>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
@@ -17,6 +18,7 @@ using CUdevice = int;
 using CUcontext = CUctx_st*;
 using CUevent = CUevent_st*;
 using CUstream = CUstream_st*;
+using CUdeviceptr = unsigned long long;
 
 constexpr CUresult CUDA_SUCCESS = 0;
 constexpr CUresult CUDA_ERROR_NOT_READY = 600;
@@ -46,6 +48,9 @@ struct Driver {
     CUresult (*cuEventSynchronize)(CUevent ev) = nullptr;
     CUresult (*cuEventElapsedTime)(float* ms, CUevent start, CUevent end) = nullptr;
     CUresult (*cuStreamSynchronize)(CUstream stream) = nullptr;
+    CUresult (*cuMemHostAlloc)(void** host, std::size_t bytes, unsigned flags) = nullptr;
+    CUresult (*cuMemFreeHost)(void* host) = nullptr;
+    CUresult (*cuMemcpyDtoHAsync)(void* dst, CUdeviceptr src, std::size_t bytes, CUstream stream) = nullptr;
     CUresult (*cuGetErrorName)(CUresult err, const char** name) = nullptr;
     CUresult (*cuGetErrorString)(CUresult err, const char** text) = nullptr;
 

@@ -1,7 +1,11 @@
 #include "timeline.hpp"
 
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <algorithm>
 #include <limits>
+#include <new>
 #include <stdexcept>
 #include <utility>
 
@@ -55,7 +59,10 @@ Timeline::Timeline(std::int64_t capacity, int device) {
     }
 }
 
-Timeline::~Timeline() { release(); }
+Timeline::~Timeline() {
+    free_flags();
+    release();
+}
 
 void Timeline::release() noexcept {
     if (!drv_) return;
@@ -86,6 +93,95 @@ void Timeline::reserve(std::size_t n) {
         while (events_.size() < n) events_.push_back(create_event());
     }
     marks_.resize(n);
+}
+
+void Timeline::free_flags() noexcept {
+    if (!flags_) return;
+    if (drv_) {
+        const bool pushed = drv_->cuCtxPushCurrent(ctx_) == cuda::CUDA_SUCCESS;
+        drv_->cuMemFreeHost(flags_);
+        if (pushed) {
+            cuda::CUcontext popped;
+            drv_->cuCtxPopCurrent(&popped);
+        }
+    } else {
+        std::free(flags_);
+    }
+    flags_ = nullptr;
+    flags_capacity_ = 0;
+}
+
+void Timeline::grow_flags(std::size_t bytes) {
+    if (bytes <= flags_capacity_) return;
+    free_flags();
+    void* p = nullptr;
+    if (drv_) {
+        CtxScope scope(*drv_, ctx_);
+        drv_->check(drv_->cuMemHostAlloc(&p, bytes, 0), "cuMemHostAlloc");  // pinned: async device copies
+    } else if (!(p = std::malloc(bytes))) {
+        throw std::bad_alloc();
+    }
+    flags_ = static_cast<std::uint8_t*>(p);
+    flags_capacity_ = bytes;
+}
+
+void Timeline::begin_request(std::size_t max_steps, std::size_t flag_row_bytes) {
+    clear();
+    open_ = true;
+    max_steps_ = 0;
+    batch_ = flag_row_bytes;
+    reserve_steps(max_steps, flag_row_bytes);
+    anchor();  // before t0: recording it is not the request's time
+    mark_host(kRequestStart, 0);
+}
+
+void Timeline::reserve_steps(std::size_t max_steps, std::size_t flag_row_bytes) {
+    if (flag_rows_ > 0) return;
+    max_steps_ = std::max(max_steps_, max_steps);
+    tokens_.reserve(max_steps_ + 1);
+    if (flag_row_bytes) grow_flags(max_steps_ * flag_row_bytes);
+}
+
+void Timeline::end_request() {
+    if (open_) mark_host(kRequestEnd, step_);
+    open_ = armed_ = in_forward_ = false;
+}
+
+void Timeline::keep(std::uintptr_t src, std::size_t nbytes, bool on_device) {
+    if (!armed_ || !flags_error_.empty()) return;
+    auto at = [this] { return " (step " + std::to_string(step_) + ")"; };  // for errors only: no allocation
+    if (step_ < 1 || std::size_t(step_) - 1 != flag_rows_) {
+        flags_error_ = step_ < 1 || std::size_t(step_) - 1 > flag_rows_
+                           ? "finished flags were not given at every step" + at()
+                           : "finished flags were given twice in one step" + at();
+        return;
+    }
+    if (flag_rows_ == 0) {
+        if (nbytes == 0) {
+            flags_error_ = "finished flags hold no flag";
+            return;
+        }
+        flag_row_bytes_ = nbytes;
+        grow_flags(std::max<std::size_t>(max_steps_, 1) * nbytes);  // once, where the guess was too small
+    } else if (nbytes != flag_row_bytes_) {
+        flags_error_ = "finished flags changed size from " + std::to_string(flag_row_bytes_) + " to " +
+                       std::to_string(nbytes) + at();
+        return;
+    }
+    if ((flag_rows_ + 1) * nbytes > flags_capacity_) {
+        flags_error_ = "more steps than the " + std::to_string(max_steps_) + " reserved" + at();
+        return;
+    }
+    std::uint8_t* dst = flags_ + flag_rows_ * nbytes;
+    if (!on_device) {
+        std::memcpy(dst, reinterpret_cast<const void*>(src), nbytes);
+    } else if (!drv_) {
+        flags_error_ = "finished flags on a GPU, but this timeline records host stamps only";
+        return;
+    } else {
+        drv_->check(drv_->cuMemcpyDtoHAsync(dst, cuda::CUdeviceptr(src), nbytes, stream_), "cuMemcpyDtoHAsync");
+    }
+    ++flag_rows_;
 }
 
 void Timeline::calibrate() {

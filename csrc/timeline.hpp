@@ -4,6 +4,9 @@
 // events' device times onto the host clock through the last reference event (calibrate()), or through the
 // request's anchor (anchor()) when an event is nearer to it, scaled by the device clock's rate against the
 // host clock between the last two calibrations (drift).
+// It also keeps the state of the request being recorded, which the per-step calls read (armed, the step
+// counter, an open forward), and each step's per-sequence finished flags, copied without a sync into one
+// preallocated buffer (pinned host memory on the CUDA backend) and read once after the request.
 // Not thread-safe: use a Timeline from one thread (the binding releases the GIL in calibrate/resolve).
 #include <array>
 #include <cstddef>
@@ -31,6 +34,9 @@ struct Resolved {
     std::string backend;
     std::uint64_t dropped = 0;
 };
+
+// Mark labels the timeline itself stamps (the Python side's Label enum holds them all).
+enum Label : std::int64_t { kRequestStart = 0, kRequestEnd = 1, kForwardBegin = 2, kForwardEnd = 3, kToken = 4 };
 
 class Timeline {
  public:
@@ -70,7 +76,54 @@ class Timeline {
         size_ = n_events_ = 0;
         dropped_ = 0;
         anchored_ = false;
+        open_ = armed_ = in_forward_ = false;
+        step_ = 0;
+        tokens_.clear();
+        flag_rows_ = flag_row_bytes_ = 0;
+        flags_error_.clear();
     }
+
+    // -- the request being recorded: its state lives here so that the per-step calls are one call each --
+    // Starts a request (clears the marks, anchors, stamps REQUEST_START), with room for max_steps steps of
+    // flag_row_bytes flags each (grown on the first flags if they are larger; not for the hot path).
+    void begin_request(std::size_t max_steps, std::size_t flag_row_bytes);
+    // More room before the first flags of the open request (a no-op once flags were kept).
+    void reserve_steps(std::size_t max_steps, std::size_t flag_row_bytes);
+    // Stamps REQUEST_END and stops recording (the marks stay until the next begin_request()/clear()).
+    void end_request();
+    bool open() const { return open_; }
+    bool armed() const { return armed_; }
+    void arm(bool on) { armed_ = on && open_; }
+    bool in_forward() const { return in_forward_; }
+    std::int64_t step() const { return step_; }
+    std::size_t batch() const { return batch_; }  // the flag_row_bytes given to begin_request() (0: any)
+
+    // Hot path, each a no-op unless armed: a forward span of the current step, and step k's token(s).
+    void forward_begin() {
+        in_forward_ = true;
+        if (armed_) mark(kForwardBegin, step_);
+    }
+    void forward_end() {
+        in_forward_ = false;
+        if (armed_) mark(kForwardEnd, step_);
+    }
+    void forward_abort() { in_forward_ = false; }  // the forward raised: no end mark
+    void token(std::int64_t tokens = 1) {
+        if (!armed_) return;
+        mark(kToken, ++step_);
+        if (tokens_.size() < tokens_.capacity()) tokens_.push_back(std::int32_t(tokens));
+    }
+    // Step `step()`'s per-sequence flags (one byte each): copied from host memory, or from device memory
+    // on the current stream without a sync. No-op unless armed; problems are kept for flags_error().
+    void keep(std::uintptr_t src, std::size_t nbytes, bool on_device);
+
+    // After the request: the tokens each step appended, the flags kept (rows x row bytes, row-major; complete
+    // once resolve() has waited for the events), and why the flags cannot be used ("" when they can).
+    const std::vector<std::int32_t>& step_tokens() const { return tokens_; }
+    std::size_t flag_rows() const { return flag_rows_; }
+    std::size_t flag_row_bytes() const { return flag_row_bytes_; }
+    const std::uint8_t* flags() const { return flags_; }
+    const std::string& flags_error() const { return flags_error_; }
     // Records the anchor event on the current stream (no sync): the start of a request, so that its early
     // events are mapped through a nearby event rather than a far reference (float ms lose precision).
     void anchor();
@@ -91,10 +144,22 @@ class Timeline {
     }
     cuda::CUevent create_event() const;
     void release() noexcept;
+    void grow_flags(std::size_t bytes);  // flags_ holds at least `bytes` (contents not kept)
+    void free_flags() noexcept;
 
     std::vector<Mark> marks_;
     std::size_t size_ = 0;
     std::uint64_t dropped_ = 0;
+
+    // The request being recorded.
+    bool open_ = false, armed_ = false, in_forward_ = false;
+    std::int64_t step_ = 0;
+    std::vector<std::int32_t> tokens_;  // tokens per step, reserved in begin_request()
+    std::size_t max_steps_ = 0, batch_ = 0;
+    std::uint8_t* flags_ = nullptr;  // flags buffer: pinned on the CUDA backend, malloc'ed on the host one
+    std::size_t flags_capacity_ = 0;  // bytes
+    std::size_t flag_rows_ = 0, flag_row_bytes_ = 0;  // rows kept in this request, bytes per row
+    std::string flags_error_;
 
     // CUDA backend only (drv_ == nullptr on the host backend).
     const cuda::Driver* drv_ = nullptr;

@@ -1,7 +1,10 @@
 """Types of llmprof's compiled recorder (csrc/bindings.cpp): host clock, preallocated timeline, CUDA events
 through the driver API loaded at run time."""
 
-from typing import Literal, TypedDict
+from collections.abc import Callable, Sequence
+from typing import Any, Literal, TypedDict
+
+import numpy as np
 
 DRIVER_ENV: str  # the environment variable naming another CUDA driver library (tests load a stand-in)
 
@@ -9,12 +12,13 @@ class CudaError(RuntimeError):
     """A CUDA driver call failed; the message names the call and the driver's error."""
 
 class Resolved(TypedDict):
-    """What :meth:`Timeline.resolve` returns: one column per mark field, and how to read them."""
+    """What :meth:`Timeline.resolve` returns: one int64 array per mark field, and how to read them."""
 
-    label: list[int]
-    step: list[int]
-    host_ns: list[int]
-    device_ns: list[int | None]  # the device time mapped onto the host clock; None for host-only marks
+    label: np.ndarray
+    step: np.ndarray
+    host_ns: np.ndarray
+    device_ns: np.ndarray  # the device time mapped onto the host clock; 0 for host-only marks
+    has_device: np.ndarray  # bool: the mark has a device time
     sync_uncertainty_ns: int
     backend: Literal["host", "cuda"]
     dropped: int
@@ -24,6 +28,20 @@ def host_now_ns() -> int:
 
 def cuda_driver_status() -> tuple[bool, str]:
     """(ok, message): can the CUDA driver be loaded and cuInit(0) succeed? Never raises."""
+
+class TimedCall:
+    """A callable marking a forward span around fn when its timeline is armed."""
+
+    @property
+    def fn(self) -> Callable[..., Any]:
+        """The wrapped callable."""
+    def __call__(self, *args: Any, **kwargs: Any) -> Any: ...
+
+class Span:
+    """The context manager of Recorder.forward() / Recorder.prefill()."""
+
+    def __enter__(self) -> None: ...
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> bool: ...
 
 class Timeline:
     """Preallocated timeline of (label, step) marks; CUDA backend when device >= 0."""
@@ -50,13 +68,60 @@ class Timeline:
     def mark_host(self, label: int, step: int) -> None:
         """Host stamp only."""
     def clear(self) -> None:
-        """Forget the marks, the drop count and the anchor; keep capacity and calibration."""
+        """Forget the marks, the drop count, the anchor and the request; keep capacity and calibration."""
     def anchor(self) -> None:
         """Record the request's anchor event on the current stream, no sync (no-op on the host backend)."""
     def calibrate(self) -> None:
         """Synchronize the stream, pin a reference event to the host clock (no-op on the host backend)."""
     def resolve(self) -> Resolved:
         """Wait for the events and map them to host ns through the last calibration (or the nearer anchor),
-        corrected for the device clock's drift."""
+        corrected for the device clock's drift: int64 arrays per mark field, and has_device (False for
+        host-only marks, whose device_ns is 0)."""
+    # the request being recorded
+    def begin_request(self, max_steps: int, batch: int = 0) -> None:
+        """Clear, anchor and stamp REQUEST_START; room for max_steps steps of `batch` flags (0: any)."""
+    def reserve_steps(self, max_steps: int, batch: int = 0) -> None:
+        """More room for the open request's steps, before its first flags."""
+    def end_request(self) -> None:
+        """Stamp REQUEST_END; stop recording."""
+    def arm(self, on: bool) -> None:
+        """Let forward and token marks count (only in a request)."""
+    @property
+    def open(self) -> bool:
+        """A request is being recorded."""
+    @property
+    def armed(self) -> bool:
+        """Forward and token marks count."""
+    @property
+    def in_forward(self) -> bool:
+        """A forward span is open."""
+    @property
+    def step(self) -> int:
+        """Steps whose token was marked in the request."""
+    def mark_token(self) -> None:
+        """Hot path: step k's token (k = step + 1) when armed, else nothing."""
+    def keep(self, flags: Any) -> None:
+        """Hot path: the current step's per-sequence flags (a contiguous one-byte tensor), copied without a
+        sync when armed."""
+    def keep_ptr(self, ptr: int, nbytes: int, on_device: bool) -> None:
+        """keep() from a raw pointer: host memory, or device memory on the CUDA backend."""
+    def token(self, finished: Any | Sequence[bool] = None, tokens: int = 1) -> None:
+        """The public API's token(): checked for misuse (CaptureError), flags a tensor or a sequence."""
+    def timed(self, fn: Callable[..., Any]) -> TimedCall:
+        """fn marked as a forward span of the current step when armed."""
+    def span(self, prefill: bool = False) -> Span:
+        """A checked forward (or prefill) span for the public API."""
+    @property
+    def step_tokens(self) -> list[int]:
+        """Tokens each marked step appended."""
+    @property
+    def flags(self) -> bytes | None:
+        """The kept flags as bytes (steps x batch, row-major), once resolve() has run; None if none."""
+    @property
+    def flags_shape(self) -> tuple[int, int]:
+        """(steps, batch) of the kept flags."""
+    @property
+    def flags_error(self) -> str:
+        """Why the kept flags cannot be used ('' when they can)."""
     def drift_ns(self) -> int | None:
         """Host minus device time elapsed between the last two calibrations (else None)."""

@@ -59,6 +59,9 @@ class FakeCuda:
     def live_events(self) -> int:
         return self.lib.fake_live_events()
 
+    def live_host_buffers(self) -> int:
+        return self.lib.fake_live_host_buffers()
+
     def ctx_refcount(self) -> int:
         return self.lib.fake_ctx_refcount()
 

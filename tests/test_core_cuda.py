@@ -10,6 +10,7 @@ import time
 import pytest
 
 from llmprof import _core
+from llmprof.capture.timeline import resolved
 
 MS = 1_000_000
 US = 1_000
@@ -42,7 +43,7 @@ def test_marks_record_events_and_mark_host_does_not(fake_cuda):
     tl.mark_host(5, 15)
     tl.mark(6, 16)
     assert fake_cuda.count("cuEventRecord") - records == 6
-    r = tl.resolve()
+    r = resolved(tl)
     assert r["backend"] == "cuda"
     assert r["label"] == list(range(7))
     assert r["step"] == list(range(10, 17))
@@ -65,7 +66,7 @@ def test_idle_gpu_device_time_matches_host_time(fake_cuda):
     for i in range(20):
         tl.mark(i, i)
         time.sleep(0.0005)
-    r = tl.resolve()
+    r = resolved(tl)
     lag = [d - h for d, h in zip(r["device_ns"], r["host_ns"])]
     # The event is recorded after the host stamp and the reference is stamped after it completed: never early.
     assert min(lag) >= 0, lag
@@ -80,7 +81,7 @@ def test_busy_gpu_device_time_is_later_by_the_queue_delay(fake_cuda):
     fake_cuda.set_queue_delay_ns(5 * MS)
     for i in range(5):
         tl.mark(i, i)
-    r = tl.resolve()
+    r = resolved(tl)
     after = _core.host_now_ns()
     lag = [d - h for d, h in zip(r["device_ns"], r["host_ns"])]
     assert all(abs(x - 5 * MS) < 1 * MS for x in lag), lag
@@ -96,7 +97,7 @@ def test_resolve_waits_for_events_on_other_streams(fake_cuda):
     fake_cuda.set_queue_delay_ns(0)
     tl.set_stream(2)
     tl.mark(2, 0)  # the last event completes first
-    r = tl.resolve()
+    r = resolved(tl)
     lag = [d - h for d, h in zip(r["device_ns"], r["host_ns"])]
     assert abs(lag[0] - 20 * MS) < 2 * MS, lag
     assert lag[1] < 2 * MS, lag
@@ -107,7 +108,7 @@ def test_events_before_calibration_map_too(fake_cuda):
     tl.mark(1, 0)
     time.sleep(0.002)
     tl.calibrate()  # reference after the mark: negative elapsed time
-    r = tl.resolve()
+    r = resolved(tl)
     assert 0 <= r["device_ns"][0] - r["host_ns"][0] < 1 * MS
 
 
@@ -115,7 +116,7 @@ def test_resolve_requires_calibration(fake_cuda):
     tl = _core.Timeline(8, device=0)
     tl.mark(1, 0)
     with pytest.raises(RuntimeError, match="calibrate") as info:
-        tl.resolve()
+        resolved(tl)
     assert not isinstance(info.value, _core.CudaError)
     assert fake_cuda.ctx_depth() == 0
 
@@ -156,7 +157,7 @@ def test_a_fast_device_clock_is_corrected_by_the_calibrations_around_the_marks(f
         time.sleep(0.001)
     time.sleep(0.02)
     tl.calibrate()  # the reference after the marks
-    r = tl.resolve()
+    r = resolved(tl)
     lag = [d - h for d, h in zip(r["device_ns"], r["host_ns"])]
     # unscaled, the first mark, >= 40 ms of device time before the reference, would be 400 us early
     far = r["host_ns"][-1] - r["host_ns"][0] + 20 * MS
@@ -175,7 +176,7 @@ def test_a_long_running_timeline_keeps_its_resolution_through_the_references_aro
         tl.mark(i, i)
         time.sleep(0.001)
     tl.calibrate()
-    r = tl.resolve()
+    r = resolved(tl)
     lag = [d - h for d, h in zip(r["device_ns"], r["host_ns"])]
     # mapped through the attach reference, each would be off by up to 500 us (250 us typically); through the
     # anchor and the reference right after the marks, ~10 ms away, by ~10 us, beside the calibration's own
@@ -191,11 +192,11 @@ def test_the_anchor_is_recorded_once_per_request_and_forgotten_by_clear(fake_cud
     tl.mark(1, 0)
     assert fake_cuda.count("cuEventRecord") == before + 2
     tl.calibrate()
-    first = tl.resolve()
+    first = resolved(tl)
     tl.clear()  # the next request has no anchor until it records one: its events map through the reference
     tl.mark(1, 0)
     tl.calibrate()
-    second = tl.resolve()
+    second = resolved(tl)
     for r in (first, second):
         assert 0 <= r["device_ns"][0] - r["host_ns"][0] < 1 * MS
 
@@ -208,7 +209,7 @@ def test_pool_exhausted_counts_drops(fake_cuda):
         tl.mark(i, 0)
     assert fake_cuda.count("cuEventRecord") - records == 4
     assert tl.dropped == 2
-    r = tl.resolve()
+    r = resolved(tl)
     assert r["label"] == [0, 1, 2, 3] and r["dropped"] == 2
     assert None not in r["device_ns"]
 
@@ -224,7 +225,7 @@ def test_reserve_grows_the_pool_and_clear_reuses_it(fake_cuda):
         tl.clear()
         for i in range(6):
             tl.mark(i, 0)
-        r = tl.resolve()
+        r = resolved(tl)
         assert None not in r["device_ns"] and r["dropped"] == 0
     assert fake_cuda.live_events() - live == 4  # no event created for the second round
 
@@ -248,7 +249,7 @@ def test_timeline_keeps_its_driver_when_the_env_var_changes(fake_cuda, monkeypat
     monkeypatch.setenv(_core.DRIVER_ENV, str(tmp_path / "gone.so"))
     tl.calibrate()
     tl.mark(1, 0)
-    assert tl.resolve()["device_ns"][0] is not None
+    assert resolved(tl)["device_ns"][0] is not None
 
 
 # ---- error paths ----
@@ -333,7 +334,7 @@ def test_event_record_fails_in_mark(fake_cuda):
     fake_cuda.reset()
     tl.mark(4, 0)
     tl.calibrate()
-    r = tl.resolve()
+    r = resolved(tl)
     assert r["label"] == [1, 3, 4]
     assert [d is None for d in r["device_ns"]] == [False, True, False]
 
@@ -344,7 +345,7 @@ def test_event_synchronize_fails_in_resolve(fake_cuda):
     tl.mark(1, 0)
     fake_cuda.fail("cuEventSynchronize", 700)
     with pytest.raises(_core.CudaError, match="cuEventSynchronize failed: CUDA_ERROR_ILLEGAL_ADDRESS"):
-        tl.resolve()
+        resolved(tl)
     assert fake_cuda.ctx_depth() == 0
 
 
@@ -354,7 +355,7 @@ def test_stream_synchronize_fails_in_calibrate(fake_cuda):
     with pytest.raises(_core.CudaError, match="cuStreamSynchronize failed: CUDA_ERROR_UNKNOWN"):
         tl.calibrate()
     with pytest.raises(RuntimeError, match="calibrate"):
-        tl.resolve()
+        resolved(tl)
 
 
 def test_elapsed_time_fails_in_drift(fake_cuda):
@@ -380,6 +381,7 @@ def test_error_without_error_strings(use_fake_cuda):
 CHILD = """
 import ctypes, json, os, sys
 from llmprof import _core
+from llmprof.capture.timeline import resolved
 out = []
 for path in sys.argv[1:]:
     os.environ[_core.DRIVER_ENV] = path
@@ -387,7 +389,7 @@ for path in sys.argv[1:]:
     tl = _core.Timeline(4, device=0)
     tl.calibrate()
     tl.mark(1, 0)
-    out.append({"device_ns": tl.resolve()["device_ns"],
+    out.append({"device_ns": resolved(tl)["device_ns"],
                 "v2": lib.fake_count(b"cuGetProcAddress_v2"), "v1": lib.fake_count(b"cuGetProcAddress")})
 print(json.dumps(out))
 """

@@ -5,6 +5,7 @@ import time
 import pytest
 
 from llmprof import _core
+from llmprof.capture.timeline import resolved
 
 
 def test_host_now_ns_is_the_monotonic_clock():
@@ -27,7 +28,7 @@ def test_marks_round_trip_in_order():
     tl.mark_host(99, -1)
     after = time.monotonic_ns()
     assert len(tl) == tl.size == 11
-    r = tl.resolve()
+    r = resolved(tl)
     assert r["label"] == [i * 7 - 3 for i in range(10)] + [99]
     assert r["step"] == list(range(10)) + [-1]
     assert r["device_ns"] == [None] * 11
@@ -41,7 +42,7 @@ def test_marks_round_trip_in_order():
 def test_large_labels_and_steps():
     tl = _core.Timeline(2)
     tl.mark(2**62, -(2**62))
-    r = tl.resolve()
+    r = resolved(tl)
     assert (r["label"], r["step"]) == ([2**62], [-(2**62)])
 
 
@@ -52,7 +53,7 @@ def test_overflow_counts_drops_and_keeps_first_marks():
     tl.mark_host(7, 7)
     assert len(tl) == 4
     assert tl.dropped == 4
-    r = tl.resolve()
+    r = resolved(tl)
     assert r["label"] == [0, 1, 2, 3]
     assert r["dropped"] == 4
 
@@ -68,7 +69,7 @@ def test_reserve_grows_and_keeps_marks():
     tl.reserve(3)  # never shrinks
     assert tl.capacity == 5
     tl.mark(4, 0)
-    assert tl.resolve()["label"] == [1, 2, 4]
+    assert resolved(tl)["label"] == [1, 2, 4]
 
 
 def test_clear_forgets_marks_and_drops():
@@ -80,7 +81,7 @@ def test_clear_forgets_marks_and_drops():
     assert tl.dropped == 0
     assert tl.capacity == 2
     tl.mark(42, 1)
-    assert tl.resolve()["label"] == [42]
+    assert resolved(tl)["label"] == [42]
 
 
 def test_host_backend_calibration_is_a_noop():
@@ -88,7 +89,7 @@ def test_host_backend_calibration_is_a_noop():
     tl.calibrate()
     tl.calibrate()
     assert tl.drift_ns() is None
-    assert tl.resolve()["sync_uncertainty_ns"] == 0
+    assert resolved(tl)["sync_uncertainty_ns"] == 0
 
 
 def test_defaults_and_keywords():
@@ -97,7 +98,7 @@ def test_defaults_and_keywords():
     assert tl.backend == "host"
     tl = _core.Timeline(capacity=8, device=-1)
     tl.mark(label=1, step=2)
-    assert tl.resolve()["step"] == [2]
+    assert resolved(tl)["step"] == [2]
 
 
 @pytest.mark.parametrize("capacity", [0, -1])

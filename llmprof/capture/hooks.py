@@ -1,11 +1,15 @@
-"""Hooks on a HF model: a ``generate()`` wrapper, forward pre/post hooks, the vision encoder's hooks, and a
-stopping-criteria list that marks each step's token (docs/architecture.md, "Where the timeline comes from").
+"""Hooks on a HF model, one client of the :class:`~llmprof.capture.recorder.Recorder`: a ``generate()`` wrapper,
+the model's ``forward`` replaced on the instance by a compiled marking call (no ``nn.Module`` hook: torch keeps
+its fast call path), the vision encoder's hooks, and a stopping-criteria list that marks each step's token and
+keeps its finished flags (docs/architecture.md, "Where the timeline comes from").
 
-Nothing here reads a device tensor's value (that would synchronize): the hooks only stamp the timeline.
+Per decode step the hooks make three calls into the extension (forward, token, flags) and one Python call (the
+criteria list); nothing here reads a device tensor's value (that would synchronize).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import sys
@@ -26,7 +30,6 @@ _PATCHED_ATTRIBUTES = (
     "generate",
     "_get_stopping_criteria",
     "get_compiled_call",
-    "_prefill_chunking",
     "generate_batch",
     "_get_candidate_generator",
 )
@@ -34,21 +37,18 @@ REQUIRED_METHODS = ("generate", "_get_stopping_criteria")
 
 
 class HookClient(Protocol):
-    """What the hooks report to (implemented by :class:`llmprof.capture.profiler.Profiler`)."""
+    """What the hooks report to (implemented by :class:`llmprof.capture.profiler.Profiler`). The per-step
+    calls go straight to ``timeline``, the compiled timeline of the client's recorder."""
 
+    timeline: Any
     active: bool  # a call is being recorded
-    armed: bool  # ... and its generation loop is hooked
     speculative: bool  # ... and it is assisted generation: a step may append several tokens
-    steps: int  # tokens appended so far in the active request
+    marking: TokenMarkingCriteria | None  # the call's token-marking criteria, once built
 
-    def mark(self, label: int, step: int) -> None: ...
     def enter(self) -> bool: ...
     def leave(self) -> None: ...
     def begin(self, arguments: dict[str, Any]) -> None: ...
     def configure(self, generation_config: Any) -> bool: ...
-    def on_token(self, length: int) -> None: ...
-    def on_stop_flags(self, is_done: torch.Tensor) -> None: ...
-    def on_length(self, length: int) -> None: ...
     def on_draft(self, length: int, drafted: int) -> None: ...
     def drafting(self, running: bool) -> None: ...
     def add_batch(self, outputs: dict[str, Any]) -> None: ...
@@ -60,35 +60,41 @@ class TokenMarkingCriteria(StoppingCriteriaList):
     """The stopping-criteria list generate() built, plus a mark of ``T_k`` as soon as step k's tokens are appended.
 
     generate() calls it exactly once per step, right after appending the tokens: the mark is taken before the
-    criteria run (their own time is not token time). It keeps each step's ``is_done`` flags (a device tensor,
-    never read here) so the real token count of every sequence is known after the call.
+    criteria run (their own time is not token time), and their ``is_done`` flags are then copied into the
+    timeline's buffer (no sync, no tensor kept), so the real token count of every sequence is known after the
+    call. ``start_length``: the sequences' length before the first token.
     """
 
-    def __init__(self, criteria: StoppingCriteriaList, recorder: HookClient):
+    def __init__(self, criteria: StoppingCriteriaList, timeline: Any):
         super().__init__(criteria)
-        self._recorder = recorder
+        self._timeline = timeline
+        self._token, self._keep = timeline.mark_token, timeline.keep
+        self.start_length: int | None = None
 
     def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.BoolTensor:
-        recorder = self._recorder
-        if not recorder.armed:
-            return super().__call__(input_ids, scores, **kwargs)
-        recorder.on_token(input_ids.shape[-1])
-        is_done = super().__call__(input_ids, scores, **kwargs)
-        recorder.on_stop_flags(is_done)
+        self._token()
+        is_done = StoppingCriteriaList.__call__(self, input_ids, scores, **kwargs)
+        self._keep(is_done)
+        if self.start_length is None:
+            self.start_length = input_ids.shape[-1] - 1
         return is_done
 
 
 class SpeculativeMarkingCriteria(TokenMarkingCriteria):
     """The token-marking list for assisted generation: a step appends the accepted draft tokens and one of the
-    model's own, so each step's sequence length is kept too. transformers 4.x also calls the criteria on the
-    unverified candidates, before the verify forward: that call is no step."""
+    model's own, so each step's sequence length is kept too (``lengths``). transformers 4.x also calls the
+    criteria on the unverified candidates, before the verify forward: that call is no step."""
+
+    def __init__(self, criteria: StoppingCriteriaList, timeline: Any):
+        super().__init__(criteria, timeline)
+        self.lengths: list[int] = []
 
     def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.BoolTensor:
         if sys._getframe(1).f_locals.get("candidate_input_ids") is input_ids:
             return StoppingCriteriaList.__call__(self, input_ids, scores, **kwargs)
         is_done = super().__call__(input_ids, scores, **kwargs)
-        if self._recorder.armed:
-            self._recorder.on_length(input_ids.shape[-1])
+        if self._timeline.armed:
+            self.lengths.append(input_ids.shape[-1])
         return is_done
 
 
@@ -155,8 +161,8 @@ def find_vision_module(model: torch.nn.Module) -> torch.nn.Module | None:
 class InstalledHooks:
     """Hooks installed on one model; :meth:`remove` restores the model exactly as it was.
 
-    Hooks inside a graph that torch.compile traces do nothing (a call into the extension would break the graph);
-    the compiled forward generate() uses is marked from outside instead, by wrapping ``get_compiled_call``.
+    A compiled forward (the one generate() asks for, or ``model.compile()``'s) is marked from outside, and runs
+    with the model's own ``forward`` in place, so that torch.compile traces that and never the marking call.
     """
 
     def __init__(self, model: torch.nn.Module, recorder: HookClient):
@@ -166,35 +172,23 @@ class InstalledHooks:
             {name: m.__dict__[name] for name in _PATCHED_ATTRIBUTES if name in m.__dict__}
             for m in self._models
         ]
-        mark, compiling = recorder.mark, torch.compiler.is_compiling
-
-        def marker(label: Label) -> Callable[..., None]:
-            """A forward's mark: only once the call's generation loop is hooked (a forward before it, such as
-            Whisper's language detection, is not the prefill)."""
-
-            def hook(*_args: Any) -> None:
-                # compiling() first: dynamo then keeps this frame as a traced no-op, and never runs it
-                # eagerly inside a compiled forward (which is marked from outside)
-                if not compiling() and recorder.armed:
-                    mark(label, recorder.steps)
-
-            return hook
+        timeline = recorder.timeline
+        compiling = torch.compiler.is_compiling
 
         def span_marker(label: Label) -> Callable[..., None]:
-            """An encoder's mark: at any time of a recorded call (an encoder runs before the loop)."""
+            """An encoder's mark: at any time of a recorded call (an encoder runs once, before the loop)."""
 
             def hook(*_args: Any) -> None:
                 if not compiling() and recorder.active:
-                    mark(label, recorder.steps)
+                    timeline.mark(label, timeline.step)
 
             return hook
 
-        self._loop, self._recorder = loop, recorder
+        self._loop, self._recorder, self._timeline = loop, recorder, timeline
+        self._timed: Any = None  # the marking call installed as the loop model's forward
+        self._inner: Any = None  # ... what it calls: the instance's own forward attribute (None: its class's)
         self._compiled_call: tuple[Callable[..., Any], Callable[..., Any]] | None = None  # (original, marked)
-        self._handles = [
-            loop.register_forward_pre_hook(marker(Label.FORWARD_BEGIN)),
-            loop.register_forward_hook(marker(Label.FORWARD_END)),
-        ]
+        self._handles = []
         image_path = [find_vision_module(model)] + [getattr(model, name, None) for name in IMAGE_PATH_NAMES]
         spans = [
             (m, Label.VISION_BEGIN, Label.VISION_END) for m in image_path if isinstance(m, torch.nn.Module)
@@ -206,17 +200,33 @@ class InstalledHooks:
                     module.register_forward_pre_hook(span_marker(begin)),
                     module.register_forward_hook(span_marker(end)),
                 ]
-        model.generate = _wrap_generate(model.generate, recorder, self.follow_compile)
+        self.follow_forward()
+        model.generate = _wrap_generate(model.generate, recorder, self.follow)
         loop._get_stopping_criteria = _wrap_stopping_criteria(loop._get_stopping_criteria, recorder)
         if callable(getattr(loop, "get_compiled_call", None)):
-            loop.get_compiled_call = _wrap_compiled_call(loop.get_compiled_call, recorder)
-        # transformers 4.x runs prefill chunks through self.forward, which the module hooks cannot see
-        if callable(getattr(loop, "_prefill_chunking", None)):
-            loop._prefill_chunking = _marked_forward(loop._prefill_chunking, recorder)
+            loop.get_compiled_call = _wrap_compiled_call(loop.get_compiled_call, self.compiled)
         if callable(getattr(loop, "_get_candidate_generator", None)):
             loop._get_candidate_generator = _wrap_candidate_generator(loop._get_candidate_generator, recorder)
         if callable(getattr(model, "generate_batch", None)):
             model.generate_batch = _wrap_generate_batch(model.generate_batch, recorder)
+
+    def follow(self) -> None:
+        """At every generate(): mark the forward in place now, which may have changed since attach."""
+        self.follow_forward()
+        self.follow_compile()
+
+    def follow_forward(self) -> None:
+        """Install the marking call as the loop model's ``forward``, around whatever is its forward now (the
+        class's, an accelerate hook's, or one the user assigned since)."""
+        loop = self._loop
+        current = loop.__dict__.get("forward")
+        if current is not None and current is self._timed:
+            return
+        inner = current if current is not None else loop.forward
+        timed = self._timeline.timed(inner)
+        _look_like(timed, inner)
+        loop.__dict__["forward"] = timed
+        self._timed, self._inner = timed, current
 
     def follow_compile(self) -> None:
         """Mark from outside the forward that ``model.compile()`` installed (``_compiled_call_impl``: hooks
@@ -225,9 +235,29 @@ class InstalledHooks:
         if current is None or (self._compiled_call is not None and current is self._compiled_call[1]):
             return
         self._restore_compiled_call()
-        marked = _marked_forward(current, self._recorder)
+        marked = self.compiled(current)
         self._loop._compiled_call_impl = marked
         self._compiled_call = (current, marked)
+
+    def compiled(self, forward: Callable[..., Any]) -> Callable[..., Any]:
+        """A compiled ``forward`` marked as one span, run with the model's own forward in place of the marking
+        call (torch.compile traces the model's forward, never the extension)."""
+        attributes, hooks = self._loop.__dict__, self
+
+        @functools.wraps(forward)
+        def unmarked_inside(*args: Any, **kwargs: Any) -> Any:
+            timed, inner = attributes.get("forward"), hooks._inner
+            if inner is None:
+                attributes.pop("forward", None)
+            else:
+                attributes["forward"] = inner
+            try:
+                return forward(*args, **kwargs)
+            finally:
+                if timed is not None:
+                    attributes["forward"] = timed
+
+        return self._timeline.timed(unmarked_inside)
 
     def _restore_compiled_call(self) -> None:
         if self._compiled_call is not None:
@@ -242,12 +272,31 @@ class InstalledHooks:
             handle.remove()
         self._handles.clear()
         self._restore_compiled_call()
+        attributes = self._loop.__dict__
+        if attributes.get("forward") is self._timed:  # else replaced since the last call: left as it is
+            if self._inner is None:
+                del attributes["forward"]
+            else:
+                attributes["forward"] = self._inner
         for model, saved in zip(self._models, self._saved):
             for name in _PATCHED_ATTRIBUTES:
                 if name in saved:
                     setattr(model, name, saved[name])
                 else:
                     model.__dict__.pop(name, None)
+
+
+def _look_like(wrapper: Any, wrapped: Callable[..., Any]) -> None:
+    """Give ``wrapper`` the name, docs and signature of ``wrapped``. The signature is computed once and set as
+    ``__signature__``: transformers 4.x asks ``inspect.signature(self.forward)`` at every step, which then costs
+    no more than for the model's own bound method."""
+    for name in ("__module__", "__name__", "__qualname__", "__doc__"):
+        with contextlib.suppress(AttributeError):
+            setattr(wrapper, name, getattr(wrapped, name))
+    try:
+        wrapper.__signature__ = inspect.signature(wrapped)
+    except (TypeError, ValueError):  # no signature to copy: let inspect find the wrapped callable's
+        wrapper.__wrapped__ = wrapped
 
 
 def _wrap_generate(
@@ -288,38 +337,21 @@ def _wrap_stopping_criteria(get_criteria: Callable[..., Any], recorder: HookClie
         config = kwargs.get("generation_config", args[0] if args else None)
         if recorder.active and recorder.configure(config):
             marking = SpeculativeMarkingCriteria if recorder.speculative else TokenMarkingCriteria
-            return marking(criteria, recorder)
+            recorder.marking = marking(criteria, recorder.timeline)
+            return recorder.marking
         return criteria
 
     return marking_criteria
 
 
-def _marked_forward(forward: Callable[..., Any], recorder: HookClient) -> Callable[..., Any]:
-    """``forward`` with a forward span marked around it (for calls the module hooks cannot see)."""
-    mark = recorder.mark
-
-    compiling = torch.compiler.is_compiling
-
-    @functools.wraps(forward)
-    def marked(*args: Any, **kwargs: Any) -> Any:
-        # traced into an outer compiled call (which is marked from outside itself), it marks nothing
-        outside = not compiling() and recorder.armed
-        if outside:
-            mark(Label.FORWARD_BEGIN, recorder.steps)
-        output = forward(*args, **kwargs)
-        if outside:
-            mark(Label.FORWARD_END, recorder.steps)
-        return output
-
-    return marked
-
-
-def _wrap_compiled_call(get_compiled_call: Callable[..., Any], recorder: HookClient) -> Callable[..., Any]:
+def _wrap_compiled_call(
+    get_compiled_call: Callable[..., Any], marked: Callable[[Callable[..., Any]], Callable[..., Any]]
+) -> Callable[..., Any]:
     """Mark around the compiled forward generate() asks for, since marks inside it are skipped."""
 
     @functools.wraps(get_compiled_call)
     def marked_compiled_call(*args: Any, **kwargs: Any) -> Callable[..., Any]:
-        return _marked_forward(get_compiled_call(*args, **kwargs), recorder)
+        return marked(get_compiled_call(*args, **kwargs))
 
     return marked_compiled_call
 
@@ -327,7 +359,7 @@ def _wrap_compiled_call(get_compiled_call: Callable[..., Any], recorder: HookCli
 def _wrap_candidate_generator(get_generator: Callable[..., Any], recorder: HookClient) -> Callable[..., Any]:
     """Assisted generation's candidate generator, with each draft (a draft model's tokens, prompt-lookup
     n-grams) marked as a span and its size kept (shapes only: no device value is read)."""
-    mark = recorder.mark
+    timeline = recorder.timeline
 
     @functools.wraps(get_generator)
     def marked_generator(*args: Any, **kwargs: Any) -> Any:
@@ -336,16 +368,16 @@ def _wrap_candidate_generator(get_generator: Callable[..., Any], recorder: HookC
 
         @functools.wraps(get_candidates)
         def drafted(input_ids: torch.LongTensor, *rest: Any, **options: Any) -> Any:
-            if not recorder.armed:
+            if not timeline.armed:
                 return get_candidates(input_ids, *rest, **options)
-            mark(Label.DRAFT_BEGIN, recorder.steps)
+            timeline.mark(Label.DRAFT_BEGIN, timeline.step)
             recorder.drafting(True)
             try:
                 candidates = get_candidates(input_ids, *rest, **options)
             finally:
                 recorder.drafting(False)
-            if recorder.armed:
-                mark(Label.DRAFT_END, recorder.steps)
+            if timeline.armed:
+                timeline.mark(Label.DRAFT_END, timeline.step)
                 recorder.on_draft(input_ids.shape[-1], candidates[0].shape[-1] - input_ids.shape[-1])
             return candidates
 

@@ -12,11 +12,15 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from llmprof.analysis.record import Label, RawRequest
+from llmprof.analysis.record import Label
 from llmprof.capture import batching, tokens
-from llmprof.capture import timeline as timelines
-from llmprof.capture.hooks import REQUIRED_METHODS, InstalledHooks
-from llmprof.capture.recorder import Records
+from llmprof.capture.hooks import (
+    REQUIRED_METHODS,
+    InstalledHooks,
+    SpeculativeMarkingCriteria,
+    TokenMarkingCriteria,
+)
+from llmprof.capture.recorder import Recorder, Records
 from llmprof.capture.sampling import Sampler, make_sampler
 from llmprof.capture.sampling.base import checked_interval
 from llmprof.errors import CaptureError
@@ -54,23 +58,20 @@ class Profiler(Records):
         self.model = unwrap(model)  # torch.compile(model)'s generate() is the original module's
         self.warmup = False  # while True, recorded requests are flagged as warm-up
         self.active = False  # a call is being recorded (generate() entered, not yet returned)
-        self.armed = False  # ... and its generation loop is hooked: forward and token marks count
         self.speculative = False  # ... and it is assisted generation (several tokens a step)
-        self._lengths: list[int] = []  # assisted generation: the sequences' length after each step
-        self._drafted: list[int] = []  # ... the candidates each step verified
+        self.marking: TokenMarkingCriteria | None = None  # ... its token-marking criteria, once built
+        self._drafted: list[int] = []  # assisted generation: the candidates each step verified
         self._draft_base: int | None = None  # ... and their length before the first step
         self._drafting = False  # ... while a draft runs (marks of the model's own drafting forwards paused)
-        self.steps = 0
         self._calls = 0  # generate() calls of the model in flight, on any thread
         self._calls_lock = threading.Lock()
         self._owner: int | None = None  # the thread of the recorded call
         self._timeline: Any = timeline
+        self.recorder: Recorder | None = None  # records the calls, once attached
         self._hooks: InstalledHooks | None = None
-        self._done_flags: list[torch.Tensor] = []
         self._prompt_tokens = 0
         self._prompt_rows: int | None = None
         self._prompt_mask: torch.Tensor | None = None
-        self._start_length: int | None = None
         self._skip_reason: str | None = None
         self._arguments: dict[str, Any] = {}
         self._device: torch.device | None = None
@@ -95,6 +96,21 @@ class Profiler(Records):
         """``"cuda"`` (device events) or ``"host"`` (host stamps only), once attached."""
         return None if self._timeline is None else self._timeline.backend
 
+    @property
+    def timeline(self) -> Any:
+        """The compiled timeline of the recorder (the hooks' per-step calls go straight to it)."""
+        return self._timeline
+
+    @property
+    def armed(self) -> bool:
+        """A call's generation loop is hooked: its forward and token marks count."""
+        return self._timeline is not None and self._timeline.armed
+
+    @property
+    def steps(self) -> int:
+        """Steps whose token was marked in the call being recorded (or the last one)."""
+        return 0 if self._timeline is None else self._timeline.step
+
     def attach(self) -> Profiler:
         """Install the hooks. Raises CaptureError (a RuntimeError) if this or another Profiler is already attached
         to the model, or if the model's GPU cannot be timed."""
@@ -103,11 +119,8 @@ class Profiler(Records):
         if getattr(self.model, "_llmprof_profiler", None) is not None:
             raise CaptureError("another llmprof Profiler is already attached to this model; detach it first")
         self._device = _model_device(self.model)
-        if self._timeline is None:
-            self._timeline = timelines.make_timeline(self._device)
-        if self._timeline.backend == "cuda":
-            self._timeline.calibrate()
-        self.mark = self._timeline.mark
+        self.recorder = Recorder(self._device, timeline=self._timeline)
+        self._timeline = self.recorder.timeline
         if isinstance(self._telemetry, Sampler):
             self.sampler = self._telemetry
         elif self._telemetry:
@@ -134,10 +147,7 @@ class Profiler(Records):
     def __exit__(self, *exc: object) -> None:
         self.detach()
 
-    # -- the Recorder interface used by the hooks ------------------------------------------------------
-    def mark(self, label: int, step: int) -> None:  # replaced by the timeline's own method on attach
-        self._timeline.mark(label, step)
-
+    # -- what the hooks report (once per call; the per-step calls go to the timeline) --------------------
     def enter(self) -> bool:
         """A generate() call was entered: True when it is the only one in flight (it is then recorded). Any
         other call, nested inside the recorded one or on another thread, runs unrecorded, and the recorded
@@ -170,68 +180,53 @@ class Profiler(Records):
             self._calls -= 1
 
     def begin(self, arguments: dict[str, Any]) -> None:
-        """generate() was entered with these (named) arguments: reset the timeline and stamp ``t0``."""
-        timeline = self._timeline
-        timeline.clear()
+        """generate() was entered with these (named) arguments: open the recorder's request, stamping ``t0``."""
         inputs = tokens.input_tensor(arguments)
         self._prompt_tokens = int(inputs.shape[1]) if inputs is not None and inputs.dim() >= 2 else 0
         self._prompt_rows = int(inputs.shape[0]) if inputs is not None and inputs.dim() >= 2 else None
         mask = arguments.get("attention_mask")
         self._prompt_mask = mask if isinstance(mask, torch.Tensor) and mask.dim() == 2 else None
-        timelines.reserve(timeline, tokens.max_steps(self.model, arguments, self._prompt_tokens))
-        timelines.follow_stream(timeline, self._device)
-        self._done_flags = []
-        self._start_length = None
+        self.marking = None
         self._skip_reason = tokens.unsupported_call(arguments)
         self.speculative = False
-        self._lengths, self._drafted, self._draft_base = [], [], None
+        self._drafted, self._draft_base = [], None
         self._arguments = arguments  # until the call ends: what decides its generation mode
         self._owner = threading.get_ident()
-        self.steps = 0
         self._start_counters()
         self.active = True
-        timeline.anchor()  # before t0: recording it is not the request's time
-        timeline.mark_host(Label.REQUEST_START, 0)
+        self.recorder.begin(
+            tokens.max_steps(self.model, arguments, self._prompt_tokens), self._prompt_rows or 0
+        )
 
     def configure(self, generation_config: Any) -> bool:
         """generate() built its stopping criteria from the final config: can this call be profiled?"""
         if self._drafting:  # the draft's own loop (early exit): not this call's
             return False
-        if self._skip_reason is None and self.armed:  # a second loop in one call
+        if self._skip_reason is None and self._timeline.armed:  # a second loop in one call
             self._skip_reason = (
                 "generate() ran several generation passes (long-form audio, temperature fallback), which are not"
                 " profiled"
             )
         if self._skip_reason is not None:  # a call that is not recorded marks nothing more
-            self.armed = False
+            self._timeline.arm(False)
             return False
         reason = tokens.unsupported_generation(generation_config, self._arguments)
         if reason is not None:
             self._skip_reason = f"{reason} is not profiled (greedy, sampling and assisted generation are)"
             return False
         self.speculative = tokens.generation_mode(generation_config, self._arguments) == tokens.ASSISTED
-        self.armed = True
+        self._timeline.arm(True)
         max_length = getattr(generation_config, "max_length", None)
-        if max_length:  # the final bound, prompt included: room for its new tokens (begin reserved most)
-            timelines.reserve(self._timeline, max(max_length - self._prompt_tokens, 0))
+        rows = (self._prompt_rows or 1) * (getattr(generation_config, "num_return_sequences", 1) or 1)
+        # the final bound, prompt included: room for its new tokens (begin reserved most), and their flags
+        self.recorder.reserve(max(max_length - self._prompt_tokens, 0) if max_length else 0, rows)
         return True
-
-    def on_token(self, length: int) -> None:
-        """Step k's tokens were just appended (the sequences are now ``length`` long): stamp ``T_k``."""
-        self.steps += 1
-        self.mark(Label.TOKEN, self.steps)
-        if self._start_length is None:
-            self._start_length = length - 1
-
-    def on_length(self, length: int) -> None:
-        """Assisted generation: step k's tokens were appended; the sequences are now ``length`` long."""
-        self._lengths.append(length)
 
     def drafting(self, running: bool) -> None:
         """Assisted generation: a draft starts or ends. While it runs, the model's forwards are not the step's
         (early exit drafts with the model itself, through a nested generate())."""
         self._drafting = running
-        self.armed = not running and self._skip_reason is None
+        self._timeline.arm(not running and self._skip_reason is None)
 
     def on_draft(self, length: int, drafted: int) -> None:
         """Assisted generation: ``drafted`` candidates were drafted after ``length`` tokens, for the next step."""
@@ -253,69 +248,63 @@ class Profiler(Records):
             if record is not None:
                 self.records.append(record)
 
-    def on_stop_flags(self, is_done: torch.Tensor) -> None:
-        """Keep step k's per-sequence "done" flags (a device tensor, read only after generate() returns)."""
-        self._done_flags.append(is_done)
-
     def end(self, output: Any) -> None:
         """generate() returned: stamp ``t_end``, resolve device times, count real tokens, keep the record (its
-        metrics are computed when :attr:`requests` is read). Never raises into the caller's generate(): a request that cannot be measured is dropped with a warning.
-        """
-        timeline = self._timeline
-        timeline.mark_host(Label.REQUEST_END, self.steps)
-        self.active = self.armed = self._drafting = False
+        metrics are computed when :attr:`requests` is read). Never raises into the caller's generate(): a
+        request that cannot be measured is dropped with a warning."""
+        self.active = self._drafting = False
         self._arguments = {}
         counters = self._end_counters()
-        # the reference after the call: its events are mapped through it (or the call's anchor) with the drift
-        # measured since the previous one (docs/architecture.md, "Clock")
-        timeline.calibrate()
-        resolved = timeline.resolve()
+        capture = self.recorder.finish()
+        marking, self.marking = self.marking, None
         if self._skip_reason is not None:
             warnings.warn(f"llmprof: {self._skip_reason}; the call is not recorded", stacklevel=3)
             return
-        if resolved["dropped"]:
+        if capture.dropped:
             warnings.warn(
-                f"llmprof: the timeline overflowed ({resolved['dropped']} marks dropped); the call is "
-                "not recorded",
+                f"llmprof: the timeline overflowed ({capture.dropped} marks dropped); the call is not recorded",
                 stacklevel=3,
             )
             self._timeline.reserve(2 * self._timeline.capacity)
             return
         per_step = None
-        if self.speculative:
+        if capture.steps and (
+            capture.flags_error or capture.flags is None or len(capture.flags) != capture.steps
+        ):
+            broken = f"its finished flags cannot be read ({capture.flags_error or 'not kept at every step'})"
+            generated: list[int] = []
+        elif self.speculative:
             grown = tokens.output_length(output) - (self._draft_base or 0)
+            lengths = marking.lengths if isinstance(marking, SpeculativeMarkingCriteria) else []
             counted = tokens.speculative_tokens(
-                self._draft_base, self._lengths, self._done_flags, grown if grown > 0 else None
+                self._draft_base, lengths, capture.flags, grown if grown > 0 else None
             )
             per_step, generated = counted if counted is not None else (None, [])
             broken = None if counted is not None else "the steps of assisted generation do not add up"
         else:
-            kept = tokens.generated_length(output, self._start_length, self.steps)
-            generated = tokens.tokens_per_sequence(self._done_flags, kept)
-            broken = _broken_invariant(self.steps, kept, output)
-        self._done_flags = []
+            start = marking.start_length if marking is not None else None
+            kept = tokens.generated_length(output, start, capture.steps)
+            generated = tokens.tokens_per_sequence(capture.flags, kept)
+            broken = _broken_invariant(capture.steps, kept, output)
         if broken is None and (not generated or max(generated) == 0):
             broken = "generate() produced no token"
         if broken is not None:
             warnings.warn(f"llmprof: {broken}; the call is not recorded", stacklevel=3)
             return
-        raw = RawRequest(
-            label=resolved["label"],
-            step=resolved["step"],
-            host_ns=resolved["host_ns"],
-            device_ns=resolved["device_ns"],
-            tokens_per_sequence=generated,
-            prompt_tokens=self._prompt_tokens,
-            prefill_tokens=tokens.prefill_tokens(self._prompt_mask, self._prompt_rows, self._prompt_tokens),
-            backend=resolved["backend"],
-            sync_uncertainty_ns=resolved["sync_uncertainty_ns"],
-            warmup=self.warmup,
-            telemetry=counters,
-            warnings=_flags(resolved["label"]),
-            tokens_per_step=per_step,
-            drafted_per_step=list(self._drafted) if per_step is not None else None,
+        self.records.append(
+            capture.record(
+                generated,
+                self._prompt_tokens,
+                prefill_tokens=tokens.prefill_tokens(
+                    self._prompt_mask, self._prompt_rows, self._prompt_tokens
+                ),
+                warmup=self.warmup,
+                telemetry=counters,
+                warnings=_flags(capture.label),
+                tokens_per_step=per_step,
+                drafted_per_step=list(self._drafted) if per_step is not None else None,
+            )
         )
-        self.records.append(raw)
 
     def _start_counters(self) -> None:
         """Read the counters a request's telemetry is measured against (before ``t0`` is stamped)."""
@@ -335,10 +324,10 @@ class Profiler(Records):
 
     def abort(self) -> None:
         """generate() raised: forget the partial request."""
-        self.active = self.armed = self._drafting = False
+        self.active = self._drafting = False
         self._arguments = {}
-        self._done_flags = []
-        self._timeline.clear()
+        self.marking = None
+        self.recorder.abort()
 
 
 @contextlib.contextmanager

@@ -1,6 +1,6 @@
-"""``Recorder``: the public recording API for a decode loop of one's own (a gpt-fast-style compiled loop, a loop
-around a custom kernel, another engine's step), on the same compiled timeline, metrics and run files as the
-``generate()`` hooks::
+"""``Recorder``: the one way llmprof records a request, on the compiled timeline. Its public API serves a decode
+loop of one's own (a gpt-fast-style compiled loop, a loop around a custom kernel, another engine's step); the
+``generate()`` hooks are another client of the same recorder::
 
     rec = llmprof.Recorder.for_model(model)        # or llmprof.Recorder(device="cuda")
     with rec.request(batch=B, prompt_tokens=P):    # t0 .. t_end
@@ -13,9 +13,11 @@ around a custom kernel, another engine's step), on the same compiled timeline, m
             rec.token(finished=mask, tokens=1)     # T_k; a step may append several tokens (speculative decoding)
     rec.requests[-1].tpot; rec.save("run.json")    # then: llmprof report / compare as usual
 
-The hot path (``forward()``, ``token()``) stamps the timeline and keeps the flags it is given: no sync, no
-device value read. Misuse (a token outside a request, a request inside a request, a token while a forward is
-open) raises CaptureError at once, never records a wrong number.
+The hot path (``forward()``, ``token()``) is one call into the extension each: the request's state (open,
+armed, step counter, open forward) lives in the timeline, and the finished flags are copied there without a
+sync into one preallocated buffer (pinned memory on a GPU), read once after the request. Misuse (a token
+outside a request, a request inside a request, a token while a forward is open) raises CaptureError at once,
+never records a wrong number.
 """
 
 from __future__ import annotations
@@ -23,12 +25,15 @@ from __future__ import annotations
 import contextlib
 import itertools
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
+from llmprof._core import Span
 from llmprof.analysis.metrics import RequestMetrics, compute_request
-from llmprof.analysis.record import Label, RawRequest
+from llmprof.analysis.record import RawRequest
 from llmprof.capture import timeline as timelines
 from llmprof.capture import tokens as counting
 from llmprof.errors import CaptureError
@@ -50,6 +55,43 @@ class Records:
         return self._metrics
 
 
+@dataclass
+class Capture:
+    """What the timeline holds of one finished request, read once after it: the marks (device times mapped
+    onto the host clock, None for host-only marks), the steps and the tokens each appended, and the finished
+    flags (``steps x batch``, None when none were kept, with ``flags_error`` saying why they cannot be used)."""
+
+    label: list[int]
+    step: list[int]
+    host_ns: list[int]
+    device_ns: list[int | None]
+    backend: str
+    sync_uncertainty_ns: int
+    dropped: int
+    steps: int
+    step_tokens: list[int]
+    flags: np.ndarray | None
+    flags_error: str
+
+    def first_finished(self) -> list[int] | None:
+        """Per sequence, the step at which its flag was first set, else the last step (None without flags)."""
+        return None if self.flags is None else counting.first_finished(self.flags)
+
+    def record(self, tokens_per_sequence: list[int], prompt_tokens: int, **fields: Any) -> RawRequest:
+        """The run file's record of this request."""
+        return RawRequest(
+            label=self.label,
+            step=self.step,
+            host_ns=self.host_ns,
+            device_ns=self.device_ns,
+            tokens_per_sequence=tokens_per_sequence,
+            prompt_tokens=prompt_tokens,
+            backend=self.backend,
+            sync_uncertainty_ns=self.sync_uncertainty_ns,
+            **fields,
+        )
+
+
 class Recorder(Records):
     """Records the requests of a decode loop: one :class:`~llmprof.analysis.record.RawRequest` per
     :meth:`request` block, in order (``records``), and their metrics (``requests``)."""
@@ -59,16 +101,12 @@ class Recorder(Records):
         a prebuilt :class:`llmprof._core.Timeline` to record into."""
         super().__init__()
         self.device = torch.device(device)
-        self._timeline = timeline if timeline is not None else timelines.make_timeline(self.device)
-        if self._timeline.backend == "cuda":
-            self._timeline.calibrate()
-        self._mark = self._timeline.mark
-        self._open = False  # inside a request
-        self._in_forward = False
-        self._steps = 0
-        self._tokens: list[int] = []  # tokens each step appended
-        self._finished: list[Any] = []  # each step's per-sequence finished flags, read after the request
-        self._batch = 1
+        self.timeline = timeline if timeline is not None else timelines.make_timeline(self.device)
+        if self.timeline.backend == "cuda":
+            self.timeline.calibrate()
+        self._forward: Span = self.timeline.span(False)
+        self._prefill: Span = self.timeline.span(True)
+        self._token = self.timeline.token
 
     @classmethod
     def for_model(cls, model: torch.nn.Module, **options: Any) -> Recorder:
@@ -79,122 +117,57 @@ class Recorder(Records):
     @property
     def backend(self) -> str:
         """``"cuda"`` (device events) or ``"host"`` (host stamps only)."""
-        return self._timeline.backend
+        return self.timeline.backend
 
+    # -- the public API ----------------------------------------------------------------------------------
     @contextlib.contextmanager
     def request(
         self, batch: int = 1, prompt_tokens: int = 0, max_steps: int = 4096, prefill_tokens: int | None = None
     ) -> Iterator[Recorder]:
         """One request of ``batch`` sequences of ``prompt_tokens`` each: ``t0`` on entry, ``t_end`` on exit.
-        ``max_steps``: room reserved for its steps before ``t0`` (more is still recorded, dropped past the
-        capacity with a warning). A request that raises is forgotten."""
-        if self._open:
+        ``max_steps``: room reserved for its steps before ``t0`` (a request with more raises at its end). A
+        request that raises is forgotten."""
+        if self.timeline.open:
             raise CaptureError("Recorder.request() inside a request: end the first one first")
-        if batch < 1 or prompt_tokens < 0:
+        if batch < 1 or prompt_tokens < 0 or max_steps < 1:
             raise CaptureError(
-                f"a request needs batch >= 1 and prompt_tokens >= 0, got {batch} and {prompt_tokens}"
+                "a request needs batch >= 1, prompt_tokens >= 0 and max_steps >= 1, got"
+                f" {batch}, {prompt_tokens} and {max_steps}"
             )
-        timeline = self._timeline
-        timeline.clear()
-        timelines.reserve(timeline, max_steps)
-        timelines.follow_stream(timeline, self.device)
-        self._open, self._in_forward, self._steps, self._batch = True, False, 0, batch
-        self._tokens, self._finished = [], []
-        timeline.anchor()
-        timeline.mark_host(Label.REQUEST_START, 0)
+        self.begin(max_steps, batch)
+        self.timeline.arm(True)
         try:
             yield self
         except BaseException:
-            self._open = False
-            timeline.clear()
+            self.abort()
             raise
-        if self._in_forward:
-            self._open = False
+        if self.timeline.in_forward:
+            self.abort()
             raise CaptureError("the request ended inside a forward() or prefill() block")
-        timeline.mark_host(Label.REQUEST_END, self._steps)
-        self._open = False
-        self._finish(prompt_tokens, prefill_tokens)
-
-    @contextlib.contextmanager
-    def prefill(self) -> Iterator[None]:
-        """The prefill forward: the span before the first token."""
-        if self._steps:
-            raise CaptureError("prefill() after the first token: use forward() for decode steps")
-        with self.forward():
-            yield
-
-    @contextlib.contextmanager
-    def forward(self) -> Iterator[None]:
-        """A forward span: the forward that produces the next step's tokens."""
-        if not self._open:
-            raise CaptureError("forward() outside a request: open one with Recorder.request()")
-        if self._in_forward:
-            raise CaptureError("forward() inside a forward()")
-        self._in_forward = True
-        self._mark(Label.FORWARD_BEGIN, self._steps)
-        try:
-            yield
-        finally:
-            self._mark(Label.FORWARD_END, self._steps)
-            self._in_forward = False
-
-    def token(self, finished: Any = None, tokens: int = 1) -> None:
-        """``T_k``: the step's tokens exist now. ``finished``: the per-sequence flags of the sequences done
-        after this step (a bool tensor on any device, or a list; read only after the request); ``tokens``: how
-        many this step appended to each sequence (more than one in speculative decoding)."""
-        if not self._open:
-            raise CaptureError("token() outside a request: open one with Recorder.request()")
-        if self._in_forward:
-            raise CaptureError("token() inside a forward() block: the forward must end before its token")
-        if tokens < 1:
-            raise CaptureError(f"a step appends at least one token, got {tokens}")
-        self._steps += 1
-        self._mark(Label.TOKEN, self._steps)
-        self._tokens.append(tokens)
-        if finished is not None:
-            self._finished.append(finished)
-
-    def _finish(self, prompt_tokens: int, prefill_tokens: int | None) -> None:
-        """Resolve the request's marks and count its tokens: a request with no token is not recorded."""
-        timeline = self._timeline
-        timeline.calibrate()
-        resolved = timeline.resolve()
-        if not self._steps:
-            raise CaptureError("the request recorded no token: call token() after each step")
-        if resolved["dropped"]:
-            raise CaptureError(
-                f"the request had more steps than the {timeline.capacity // timelines.MARKS_PER_STEP} reserved:"
-                " give request() a larger max_steps"
-            )
-        counts = self._token_counts()
+        capture = self.finish()
         self.records.append(
-            RawRequest(
-                label=resolved["label"],
-                step=resolved["step"],
-                host_ns=resolved["host_ns"],
-                device_ns=resolved["device_ns"],
-                tokens_per_sequence=counts,
-                prompt_tokens=prompt_tokens,
+            capture.record(
+                self._token_counts(capture, batch),
+                prompt_tokens,
                 prefill_tokens=prefill_tokens,
-                backend=resolved["backend"],
-                sync_uncertainty_ns=resolved["sync_uncertainty_ns"],
-                tokens_per_step=list(self._tokens) if max(self._tokens) > 1 else None,
+                tokens_per_step=capture.step_tokens if max(capture.step_tokens) > 1 else None,
             )
         )
 
-    def _token_counts(self) -> list[int]:
-        """``n_i``: the tokens through the step at which sequence i was first finished, else all of them."""
-        reached = list(itertools.accumulate(self._tokens))
-        if not self._finished:
-            return [reached[-1]] * self._batch
-        if len(self._finished) != self._steps:
-            raise CaptureError(
-                "token(finished=...) was given at some steps only: give it at every step or none"
-            )
-        flags = [torch.as_tensor(f, dtype=torch.bool).reshape(-1).cpu() for f in self._finished]
-        if any(f.numel() != self._batch for f in flags):
-            raise CaptureError(f"finished flags must hold one flag per sequence ({self._batch})")
-        return [reached[step - 1] for step in counting.tokens_per_sequence(flags, None)]
+    def prefill(self) -> Span:
+        """``with rec.prefill():`` the prefill forward, the span before the first token."""
+        return self._prefill
+
+    def forward(self) -> Span:
+        """``with rec.forward():`` a forward span: the forward that produces the next step's tokens."""
+        return self._forward
+
+    def token(self, finished: Any = None, tokens: int = 1) -> None:
+        """``T_k``: the step's tokens exist now. ``finished``: the per-sequence flags of the sequences done
+        after this step (a bool tensor on the loop's device, or a list; copied without a sync, read after the
+        request); ``tokens``: how many this step appended to each sequence (more than one in speculative
+        decoding)."""
+        self._token(finished, tokens)
 
     def save(self, path: str, config: dict[str, Any] | None = None) -> None:
         """Save the recorded requests as a run file (``report`` and ``compare`` read it as any other)."""
@@ -204,3 +177,64 @@ class Recorder(Records):
         save_run(
             Run(config=dict(config or {}), environment=capture_environment(), records=self.records), path
         )
+
+    # -- what a recording client builds on (the generate() hooks) -----------------------------------------
+    def begin(self, max_steps: int, batch: int = 0) -> None:
+        """Open a request with room for ``max_steps`` steps of ``batch`` flags (0: not known yet): stamps
+        ``t0``. The client arms the timeline when its marks start to count."""
+        timelines.reserve(self.timeline, max_steps)
+        timelines.follow_stream(self.timeline, self.device)
+        self.timeline.begin_request(max_steps, batch)
+
+    def reserve(self, max_steps: int, batch: int = 0) -> None:
+        """More room for the open request, once its bound is known (before its first step)."""
+        timelines.reserve(self.timeline, max_steps)
+        self.timeline.reserve_steps(max_steps, batch)
+
+    def finish(self) -> Capture:
+        """Stamp ``t_end``, wait for the device and read what the request recorded."""
+        timeline = self.timeline
+        timeline.end_request()
+        # the reference after the call: its events are mapped through it (or the call's anchor) with the drift
+        # measured since the previous one (docs/architecture.md, "Clock")
+        timeline.calibrate()
+        resolved = timelines.resolved(timeline)
+        flags = timeline.flags
+        rows, batch = timeline.flags_shape
+        return Capture(
+            label=resolved["label"],
+            step=resolved["step"],
+            host_ns=resolved["host_ns"],
+            device_ns=resolved["device_ns"],
+            backend=resolved["backend"],
+            sync_uncertainty_ns=resolved["sync_uncertainty_ns"],
+            dropped=resolved["dropped"],
+            steps=timeline.step,
+            step_tokens=timeline.step_tokens,
+            flags=None if flags is None else np.frombuffer(flags, dtype=np.uint8).reshape(rows, batch),
+            flags_error=timeline.flags_error,
+        )
+
+    def abort(self) -> None:
+        """Forget the open request."""
+        self.timeline.clear()
+
+    def _token_counts(self, capture: Capture, batch: int) -> list[int]:
+        """``n_i``: the tokens through the step at which sequence i was first finished, else all of them."""
+        if not capture.steps:
+            raise CaptureError("the request recorded no token: call token() after each step")
+        if capture.dropped or len(capture.step_tokens) < capture.steps:
+            raise CaptureError(
+                f"the request ran {capture.steps} steps, more than it reserved: give request() a larger max_steps"
+            )
+        if capture.flags_error:
+            raise CaptureError(capture.flags_error)
+        reached = list(itertools.accumulate(capture.step_tokens))
+        first = capture.first_finished()
+        if first is None:
+            return [reached[-1]] * batch
+        if len(capture.flags) != capture.steps:
+            raise CaptureError(
+                "token(finished=...) was given at some steps only: give it at every step or none"
+            )
+        return [reached[step - 1] for step in first]

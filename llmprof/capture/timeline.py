@@ -3,6 +3,9 @@ stream its events are recorded, and how much room a call needs."""
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
 import torch
 
 from llmprof._core import Timeline, cuda_driver_status
@@ -36,3 +39,17 @@ def reserve(timeline: Timeline, steps: int) -> None:
     needed = MARKS_PER_STEP * (steps + 4)
     if needed > timeline.capacity:
         timeline.reserve(needed)
+
+
+def resolved(timeline: Timeline) -> dict[str, Any]:
+    """:meth:`Timeline.resolve` with its columns as lists: ``device_ns`` None for host-only marks."""
+    out: dict[str, Any] = dict(timeline.resolve())
+    has_device = out.pop("has_device")
+    out["device_ns"] = (
+        np.where(has_device, out["device_ns"], None).tolist()
+        if has_device.any()
+        else [None] * len(has_device)
+    )
+    for name in ("label", "step", "host_ns"):
+        out[name] = out[name].tolist()
+    return out

@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+import numpy as np
 import torch
 
 PROFILED_MODES = ("greedy_search", "sample")  # transformers' GenerationMode values llmprof times step by step
@@ -86,18 +87,24 @@ def generated_length(output: Any, start_length: int | None, steps: int) -> int |
     return length - start_length if length > steps else None
 
 
-def tokens_per_sequence(done_flags: list[torch.Tensor], generated: int | None) -> list[int]:
-    """``n_i``: for each sequence, the step at which a stopping criterion first said it was done (EOS, stop string,
-    length limit, custom criteria), else the number of steps run. Padding after that step is not counted."""
-    if not done_flags:
-        return []
-    done = torch.stack(done_flags).cpu()
+def first_finished(flags: np.ndarray) -> list[int]:
+    """Per sequence (column of ``flags``, one row a step), the step at which its flag was first set, else
+    the number of steps."""
+    done = flags != 0
     steps = done.shape[0]
-    first = done.to(torch.int8).argmax(dim=0) + 1
-    n = torch.where(done.any(dim=0), first, torch.full_like(first, steps))
-    if generated is not None and 0 < generated < steps:
-        n = n.clamp(max=generated)
-    return [int(v) for v in n]
+    return np.where(done.any(axis=0), done.argmax(axis=0) + 1, steps).tolist()
+
+
+def tokens_per_sequence(flags: np.ndarray | None, generated: int | None) -> list[int]:
+    """``n_i``: for each sequence, the step at which a stopping criterion first said it was done (EOS, stop
+    string, length limit, custom criteria), else the number of steps run, from the ``steps x batch`` flags.
+    Padding after that step is not counted; neither are steps past the ``generated`` ones kept."""
+    if flags is None or not len(flags):
+        return []
+    n = first_finished(flags)
+    if generated is not None and 0 < generated < len(flags):
+        n = [min(v, generated) for v in n]
+    return n
 
 
 def prefill_tokens(mask: torch.Tensor | None, rows: int | None, prompt_tokens: int) -> int:
@@ -109,18 +116,17 @@ def prefill_tokens(mask: torch.Tensor | None, rows: int | None, prompt_tokens: i
 
 
 def speculative_tokens(
-    base: int | None, lengths: list[int], done_flags: list[torch.Tensor], generated: int | None
+    base: int | None, lengths: list[int], flags: np.ndarray | None, generated: int | None
 ) -> tuple[list[int], list[int]] | None:
     """Assisted generation: the tokens each step appended (the sequences' length after it, from ``base`` before
     the first) and ``n_i`` from the step at which each sequence was done; None when they do not add up."""
-    if base is None or not lengths or len(lengths) != len(done_flags):
+    if base is None or not lengths or flags is None or len(lengths) != len(flags):
         return None
     per_step = [b - a for a, b in zip([base, *lengths], lengths)]
     if min(per_step) < 1:
         return None
     reached = list(itertools.accumulate(per_step))
-    steps = tokens_per_sequence(done_flags, None)
-    counts = [reached[s - 1] for s in steps]
+    counts = [reached[s - 1] for s in first_finished(flags)]
     if generated is not None:
         counts = [min(c, generated) for c in counts]
     return per_step, counts

@@ -92,7 +92,8 @@ class SyntheticModel(PreTrainedModel, GenerationMixin):
         self._forwards += 1
         step = generated + 1  # the step whose token this forward produces
         batch = input_ids.shape[0]
-        logits = torch.zeros(batch, input_ids.shape[1], config.vocab_size, device=input_ids.device)
+        # the last position's logits only (all generate() reads): the cost does not grow with the sequence
+        logits = torch.zeros(batch, 1, config.vocab_size, device=input_ids.device)
         for i in range(batch):  # scalar fills: no host-to-device copy, so no synchronization
             eos = i < len(config.eos_at) and config.eos_at[i] == step
             logits[

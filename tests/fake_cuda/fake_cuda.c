@@ -53,7 +53,7 @@ struct fake_event {
 
 static struct fake_ctx primary_ctx;
 static CUcontext ctx_stack[16];
-static int ctx_depth, ctx_refcount, initialized, live_events;
+static int ctx_depth, ctx_refcount, initialized, live_events, live_host_buffers;
 static long long queue_delay_ns, last_done_ns, skew_epoch_ns;
 static int drained; /* a cuStreamSynchronize emptied the queue since the delay was set */
 static int elapsed_bits; /* > 0: cuEventElapsedTime keeps this many significant bits (float has 24) */
@@ -65,7 +65,8 @@ static uintptr_t last_record_stream;
     X(cuInit) X(cuDriverGetVersion) X(cuDeviceGet) X(cuDevicePrimaryCtxRetain) X(cuDevicePrimaryCtxRelease) \
     X(cuCtxPushCurrent) X(cuCtxPopCurrent) X(cuEventCreate) X(cuEventDestroy) X(cuEventRecord)             \
     X(cuEventQuery) X(cuEventSynchronize) X(cuEventElapsedTime) X(cuStreamSynchronize) X(cuGetErrorName)   \
-    X(cuGetErrorString) X(cuGetProcAddress) X(cuGetProcAddress_v2)
+    X(cuGetErrorString) X(cuGetProcAddress) X(cuGetProcAddress_v2) X(cuMemHostAlloc) X(cuMemFreeHost)         \
+    X(cuMemcpyDtoHAsync)
 #define AS_ENUM(f) F_##f,
 #define AS_NAME(f) #f,
 enum { FAKE_FUNCS(AS_ENUM) F_COUNT };
@@ -244,6 +245,36 @@ CUresult cuStreamSynchronize(CUstream stream) {
     return CUDA_SUCCESS;
 }
 
+/* Pinned host memory is plain heap memory here; a device pointer is a host address (the tests copy from host
+ * tensors), copied at once rather than in stream order. */
+CUresult cuMemHostAlloc(void** host, size_t bytes, unsigned flags) {
+    (void)flags;
+    ENTER(cuMemHostAlloc);
+    REQUIRE_INIT();
+    if (!ctx_depth) return CUDA_ERROR_INVALID_CONTEXT;
+    if (!(*host = malloc(bytes ? bytes : 1))) return CUDA_ERROR_OUT_OF_MEMORY;
+    live_host_buffers++;
+    return CUDA_SUCCESS;
+}
+
+CUresult cuMemFreeHost(void* host) {
+    ENTER(cuMemFreeHost);
+    REQUIRE_INIT();
+    if (!host) return CUDA_ERROR_INVALID_VALUE;
+    free(host);
+    live_host_buffers--;
+    return CUDA_SUCCESS;
+}
+
+CUresult cuMemcpyDtoHAsync(void* dst, unsigned long long src, size_t bytes, CUstream stream) {
+    (void)stream;
+    ENTER(cuMemcpyDtoHAsync);
+    REQUIRE_INIT();
+    if (!dst || !src) return CUDA_ERROR_INVALID_VALUE;
+    memcpy(dst, (const void*)(uintptr_t)src, bytes);
+    return CUDA_SUCCESS;
+}
+
 #ifndef FAKE_NO_ERROR_STRINGS
 static const struct {
     CUresult code;
@@ -355,6 +386,7 @@ int fake_count(const char* fn) {
 }
 
 int fake_live_events(void) { return live_events; }
+int fake_live_host_buffers(void) { return live_host_buffers; }
 int fake_ctx_refcount(void) { return ctx_refcount; }
 int fake_ctx_depth(void) { return ctx_depth; }
 uintptr_t fake_last_record_stream(void) { return last_record_stream; }
