@@ -34,6 +34,7 @@ _PATCHED_ATTRIBUTES = (
     "_get_candidate_generator",
 )
 REQUIRED_METHODS = ("generate", "_get_stopping_criteria")
+_criteria_call = StoppingCriteriaList.__call__
 
 
 class HookClient(Protocol):
@@ -73,7 +74,12 @@ class TokenMarkingCriteria(StoppingCriteriaList):
 
     def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.BoolTensor:
         self._token()
-        is_done = StoppingCriteriaList.__call__(self, input_ids, scores, **kwargs)
+        # generate() passes no keyword: the plain call allocates no argument tuple (less garbage per step)
+        is_done = (
+            _criteria_call(self, input_ids, scores, **kwargs)
+            if kwargs
+            else _criteria_call(self, input_ids, scores)
+        )
         self._keep(is_done)
         if self.start_length is None:
             self.start_length = input_ids.shape[-1] - 1
