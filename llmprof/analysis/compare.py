@@ -29,6 +29,7 @@ SETUP_KEYS = [
     ("config", "attn_implementation", "attn"),
     ("config", "compile", "compile"),
     ("config", "patch", "patch"),
+    ("config", "loop", "loop"),
     ("config", "device", "device"),
     ("environment", ("gpu", "names"), "GPU"),
     ("environment", ("gpu", "torch_cuda"), "CUDA version"),

@@ -299,10 +299,9 @@ def _look_like(wrapper: Any, wrapped: Callable[..., Any]) -> None:
     for name in ("__module__", "__name__", "__qualname__", "__doc__"):
         with contextlib.suppress(AttributeError):
             setattr(wrapper, name, getattr(wrapped, name))
-    try:
+    wrapper.__wrapped__ = wrapped  # who swaps forwards (ab's variants) can see what is inside
+    with contextlib.suppress(TypeError, ValueError):  # else inspect follows __wrapped__
         wrapper.__signature__ = inspect.signature(wrapped)
-    except (TypeError, ValueError):  # no signature to copy: let inspect find the wrapped callable's
-        wrapper.__wrapped__ = wrapped
 
 
 def _wrap_generate(

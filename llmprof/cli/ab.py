@@ -2,8 +2,9 @@
 in one process, alternating A B A B ... so that machine drift hits both alike; then compared as `compare` does.
 
 Variants are KEY=VALUE lists: --a attn=eager --b attn=sdpa; --b compile=on; --b dtype=bf16;
---b patch=my_kernels:install. attn and compile switch on the same loaded model; dtype and patch variants
-run on their own copy.
+--b patch=my_kernels:install; --b loop=my_loop:decode (a decode loop of one's own against generate(), as
+`run --loop` takes it; --loop sets one for both variants, loop=generate goes back to generate()). attn and
+compile switch on the same loaded model; dtype and patch variants run on their own copy.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ def _settings(variant: Any, base: dict[str, Any]) -> dict[str, Any]:
         "attn_implementation": variant.attn or base["attn_implementation"],
         "compile": variant.compile,
         "patch": variant.patch,
+        "loop": variant.loop,
     }
 
 
@@ -36,6 +38,11 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
         "--a", nargs="*", default=[], metavar="KEY=VALUE", help="variant A (default: as loaded)"
     )
     parser.add_argument("--b", nargs="+", required=True, metavar="KEY=VALUE", help="variant B")
+    parser.add_argument(
+        "--loop",
+        metavar="MODULE:FUNCTION",
+        help="both variants run this decode loop instead of generate() (as run --loop), unless they set loop=",
+    )
     parser.add_argument("--json-a", metavar="FILE", help="save variant A's run as JSON")
     parser.add_argument("--json-b", metavar="FILE", help="save variant B's run as JSON")
     add_comparison_output(parser)
@@ -45,16 +52,19 @@ def main(args: argparse.Namespace) -> int:
     """Run both variants interleaved and compare them; returns the exit status."""
     from llmprof.capture.environment import capture_environment
     from llmprof.capture.profiler import Profiler
+    from llmprof.capture.recorder import Recorder
     from llmprof.runfile import Run
     from llmprof.workloads.memory import check_copies
     from llmprof.workloads.models import DTYPES
-    from llmprof.workloads.runner import profiled_call, warm_up
+    from llmprof.workloads.runner import profiled_call, recorded_call, warm_up
     from llmprof.workloads.variants import Variant, prepare
 
     for path, option in ((args.json_a, "--json-a"), (args.json_b, "--json-b"), (args.output, "--output")):
         check_output_path(path, option)
     check_distinct([], {"--json-a": args.json_a, "--json-b": args.json_b, "--output": args.output})
-    variants = [Variant.parse("A", args.a), Variant.parse("B", args.b)]
+    variants = [
+        Variant.parse(name, _with_loop(items, args.loop)) for name, items in (("A", args.a), ("B", args.b))
+    ]
     workload = load_workload(args)
     if not args.no_memory_check:
         model = workload.loaded.model
@@ -72,6 +82,8 @@ def main(args: argparse.Namespace) -> int:
             id(p.model),
             Profiler(p.model, telemetry=not args.no_telemetry, sample_interval=args.sample_interval),
         )
+    recorders = {id(p.model): Recorder.for_model(p.model) for p in prepared if p.loop is not None}
+    loop_inputs = {**workload.inputs, "max_new_tokens": args.max_new_tokens}
     runs = [
         Run(
             config={
@@ -88,7 +100,12 @@ def main(args: argparse.Namespace) -> int:
     def call(index: int, warmup: bool):
         p = prepared[index]
         p.activate()
-        record = profiled_call(profilers[id(p.model)], workload.inputs, warmup, **workload.generate_kwargs)
+        if p.loop is None:
+            record = profiled_call(
+                profilers[id(p.model)], workload.inputs, warmup, **workload.generate_kwargs
+            )
+        else:
+            record = recorded_call(p.loop, recorders[id(p.model)], p.model, loop_inputs, warmup)
         runs[index].records.append(record)
         progress(len(runs[index].records), None, record, name=f"{p.variant.name} ")
         return record
@@ -122,6 +139,13 @@ def main(args: argparse.Namespace) -> int:
         if all(r.measured for r in runs):
             _compare(runs, prepared, variants, args)
     return status or (128 + caught[0] if caught else 0) or (0 if all(saved) else 1)
+
+
+def _with_loop(items: list[str], loop: str | None) -> list[str]:
+    """A variant's items, with ``loop=LOOP`` first when ``--loop`` was given and the variant sets none."""
+    if loop is None or any(item.startswith("loop=") for item in items):
+        return items
+    return [f"loop={loop}", *items]
 
 
 def _compare(runs: list[Any], prepared: list[Any], variants: list[Any], args: argparse.Namespace) -> None:

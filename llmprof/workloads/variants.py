@@ -1,5 +1,5 @@
-"""Kernel swaps without editing code: attention implementation, torch.compile, dtype and a user patch, as
-variants of one loaded model that can be switched between generate() calls (for A/B runs)."""
+"""Kernel swaps without editing code: attention implementation, torch.compile, dtype, a user patch and a decode
+loop of one's own, as variants of one loaded model that can be switched between calls (for A/B runs)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ import torch
 from llmprof.errors import VariantError
 from llmprof.workloads.models import DTYPE_ALIASES, DTYPES
 
-KEYS = ("attn", "compile", "dtype", "patch")
+KEYS = ("attn", "compile", "dtype", "patch", "loop")
+GENERATE = "generate"  # loop=generate: the model's generate(), as without a loop
 
 
 def load_function(spec: str, flag: str | None = None) -> Callable[[Any], Any]:
@@ -68,17 +69,20 @@ def compile_forward(model: Any) -> Any:
 
 @dataclass
 class Variant:
-    """One configuration to profile: the loaded model with some of attn, compile, dtype, patch changed."""
+    """One configuration to profile: the loaded model with some of attn, compile, dtype, patch changed, run
+    through generate() or through ``loop`` (``module:function``, as ``run --loop`` takes)."""
 
     name: str
     attn: str | None = None
     compile: bool = False
     dtype: str | None = None
     patch: str | None = None
+    loop: str | None = None
 
     @classmethod
     def parse(cls, name: str, items: list[str]) -> Variant:
-        """From ``KEY=VALUE`` items, KEY in attn, compile (on/off), dtype, patch (module:function)."""
+        """From ``KEY=VALUE`` items, KEY in attn, compile (on/off), dtype, patch (module:function), loop
+        (module:function, or generate)."""
         fields: dict[str, Any] = {}
         for item in items:
             key, sep, value = item.partition("=")
@@ -95,6 +99,8 @@ class Variant:
                         f"variant {name}: unknown dtype {value!r}; choose from {', '.join(DTYPES)}"
                     )
                 fields[key] = dtype
+            elif key == "loop":
+                fields[key] = None if value == GENERATE else value
             else:
                 fields[key] = value
         return cls(name=name, **fields)
@@ -111,6 +117,7 @@ class Variant:
             "compile": self.compile,
             "dtype": self.dtype,
             "patch": self.patch,
+            "loop": self.loop,
         }
 
     def label(self) -> str:
@@ -124,6 +131,8 @@ class PreparedVariant:
     def __init__(self, variant: Variant, model: Any, base_attn: str | None, compiled_forwards: set[int]):
         self.variant = variant
         self.model = model
+        flag = f"--{variant.name.lower()} loop={variant.loop}"
+        self.loop = load_function(variant.loop, flag) if variant.loop else None  # None: generate()
         self._attn = variant.attn or base_attn
         # set on the model per turn by activate()
         self._compiled = torch.compile(model.forward) if variant.compile else None
@@ -138,8 +147,19 @@ class PreparedVariant:
             set_attention(self.model, self._attn)
         if self._compiled is not None:
             self.model.forward = self._compiled
-        elif id(self.model.__dict__.get("forward")) in self._ours:  # never a forward a user patch installed
-            del self.model.forward
+        elif self._ours.intersection(_unwrapped(self.model.__dict__.get("forward"))):
+            del (
+                self.model.forward
+            )  # a variant's compiled forward (maybe inside the profiler's), never a patch's
+
+
+def _unwrapped(forward: Any, depth: int = 8) -> set[int]:
+    """ids of ``forward`` and of what it wraps (``__wrapped__``), a few levels deep."""
+    ids = set()
+    while forward is not None and depth:
+        ids.add(id(forward))
+        forward, depth = getattr(forward, "__wrapped__", None), depth - 1
+    return ids
 
 
 def prepare(model: Any, variants: list[Variant]) -> list[PreparedVariant]:
