@@ -216,7 +216,8 @@ def test_patch_is_applied_once_and_recorded(synthetic_dir, tmp_path):
 def test_bad_variant_is_a_one_line_error(synthetic_dir):
     result = llmprof_cli("ab", "--model", str(synthetic_dir), "--b", "speed=fast", cwd=synthetic_dir.parent)
     assert (
-        result.returncode == 2 and "is not KEY=VALUE with KEY in attn, compile, dtype, patch, loop" in result.stderr
+        result.returncode == 2
+        and "is not KEY=VALUE with KEY in attn, compile, dtype, patch, loop" in result.stderr
     )
 
 

@@ -115,6 +115,21 @@ def test_misuse_is_an_error_not_a_wrong_number():
         rec.token()
     with pytest.raises(CaptureError, match="one flag per sequence"), rec.request(batch=2):
         rec.token(finished=[True])
+    with (
+        pytest.raises(CaptureError, match="bool tensor \\(one byte a flag\\), got torch.float32"),
+        rec.request(),
+    ):
+        rec.token(finished=torch.zeros(1))
+    with pytest.raises(CaptureError, match="not given at every step \\(step 2\\)"), rec.request():
+        rec.token()
+        rec.token(finished=[True])
+    with pytest.raises(CaptureError, match="more than it reserved"), rec.request(max_steps=2):
+        for _ in range(3):
+            rec.token()
+    forgotten = rec.forward()
+    with pytest.raises(CaptureError, match="token\\(\\) inside a forward"), rec.request():
+        forgotten.__enter__()  # a forward block never exited
+        rec.token()
     assert rec.records == []  # nothing recorded by any of them
     with rec.request():
         rec.token()

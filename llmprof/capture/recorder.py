@@ -147,7 +147,7 @@ class Recorder(Records):
         capture = self.finish()
         self.records.append(
             capture.record(
-                self._token_counts(capture, batch),
+                self._token_counts(capture, batch, max_steps),
                 prompt_tokens,
                 prefill_tokens=prefill_tokens,
                 tokens_per_step=capture.step_tokens if max(capture.step_tokens) > 1 else None,
@@ -219,13 +219,14 @@ class Recorder(Records):
         """Forget the open request."""
         self.timeline.clear()
 
-    def _token_counts(self, capture: Capture, batch: int) -> list[int]:
+    def _token_counts(self, capture: Capture, batch: int, max_steps: int) -> list[int]:
         """``n_i``: the tokens through the step at which sequence i was first finished, else all of them."""
         if not capture.steps:
             raise CaptureError("the request recorded no token: call token() after each step")
-        if capture.dropped or len(capture.step_tokens) < capture.steps:
+        if capture.dropped or len(capture.step_tokens) < capture.steps or capture.steps > max_steps:
             raise CaptureError(
-                f"the request ran {capture.steps} steps, more than it reserved: give request() a larger max_steps"
+                f"the request ran {capture.steps} steps, more than it reserved ({max_steps}): give request() a"
+                " larger max_steps"
             )
         if capture.flags_error:
             raise CaptureError(capture.flags_error)
