@@ -3,6 +3,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cstddef>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -25,34 +26,111 @@ namespace {
 
 // The forward of a model, marked as a span of the current step when the timeline is armed: installed as
 // the instance's `forward` (no nn.Module hook, so torch keeps its fast call path). A call inside an open
-// forward (a forward that calls itself, prefill chunks inside a marked call) passes straight through.
-class TimedCall {
- public:
-    TimedCall(Timeline& tl, py::object fn) : tl_(tl), fn_(std::move(fn)) {}
-    py::object call(const py::args& args, const py::kwargs& kwargs) {
-        if (tl_.in_forward() || !tl_.armed()) return invoke(args, kwargs);
-        tl_.forward_begin();
-        py::object out;
-        try {
-            out = invoke(args, kwargs);
-        } catch (...) {
-            tl_.forward_abort();
-            throw;
-        }
-        tl_.forward_end();
-        return out;
-    }
-    const py::object& fn() const { return fn_; }
-
- private:
-    py::object invoke(const py::args& args, const py::kwargs& kwargs) {
-        PyObject* out = PyObject_Call(fn_.ptr(), args.ptr(), kwargs.ptr());
-        if (!out) throw py::error_already_set();
-        return py::reinterpret_steal<py::object>(out);
-    }
-    Timeline& tl_;
-    py::object fn_;
+// forward (a forward that calls itself, prefill chunks inside a marked call) passes straight through. A
+// CPython type of its own with vectorcall: a call passes its arguments on as they came, allocating nothing.
+struct TimedCallObject {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    PyObject* fn;
+    PyObject* owner;  // the Python Timeline: keeps tl alive
+    Timeline* tl;
+    PyObject* dict;  // attributes: __wrapped__, __signature__, __name__, ...
 };
+
+PyObject* cuda_error_type = nullptr;  // llmprof._core.CudaError, set at import
+
+// Runs a timeline call that may throw (a failing driver call) as a Python error: false when it threw.
+template <typename F>
+bool guarded(F&& f) {
+    try {
+        f();
+        return true;
+    } catch (const std::exception& e) {
+        PyErr_SetString(cuda_error_type ? cuda_error_type : PyExc_RuntimeError, e.what());
+        return false;
+    }
+}
+
+PyObject* timed_vectorcall(PyObject* self, PyObject* const* args, std::size_t nargsf, PyObject* kwnames) {
+    auto* o = reinterpret_cast<TimedCallObject*>(self);
+    Timeline& tl = *o->tl;
+    if (tl.in_forward() || !tl.armed()) return PyObject_Vectorcall(o->fn, args, nargsf, kwnames);
+    if (!guarded([&] { tl.forward_begin(); })) return nullptr;
+    PyObject* out = PyObject_Vectorcall(o->fn, args, nargsf, kwnames);
+    if (!out) {
+        tl.forward_abort();
+        return nullptr;
+    }
+    if (!guarded([&] { tl.forward_end(); })) {
+        Py_DECREF(out);
+        return nullptr;
+    }
+    return out;
+}
+
+int timed_traverse(PyObject* self, visitproc visit, void* arg) {
+    auto* o = reinterpret_cast<TimedCallObject*>(self);
+    Py_VISIT(o->fn);
+    Py_VISIT(o->owner);
+    Py_VISIT(o->dict);
+    return 0;
+}
+
+int timed_clear(PyObject* self) {
+    auto* o = reinterpret_cast<TimedCallObject*>(self);
+    Py_CLEAR(o->fn);
+    Py_CLEAR(o->owner);
+    Py_CLEAR(o->dict);
+    return 0;
+}
+
+void timed_dealloc(PyObject* self) {
+    PyObject_GC_UnTrack(self);
+    timed_clear(self);
+    Py_TYPE(self)->tp_free(self);
+}
+
+PyObject* timed_fn(PyObject* self, void*) {
+    PyObject* fn = reinterpret_cast<TimedCallObject*>(self)->fn;
+    Py_INCREF(fn);
+    return fn;
+}
+
+PyGetSetDef timed_getset[] = {
+    {"fn", timed_fn, nullptr, "The wrapped callable.", nullptr},
+    {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, nullptr, nullptr},
+    {nullptr, nullptr, nullptr, nullptr, nullptr},
+};
+
+PyTypeObject TimedCallType = [] {
+    PyTypeObject t{PyVarObject_HEAD_INIT(nullptr, 0)};
+    t.tp_name = "llmprof._core.TimedCall";
+    t.tp_basicsize = sizeof(TimedCallObject);
+    t.tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL;
+    t.tp_doc = "A callable marking a forward span around fn when its timeline is armed.";
+    t.tp_vectorcall_offset = offsetof(TimedCallObject, vectorcall);
+    t.tp_call = PyVectorcall_Call;
+    t.tp_dictoffset = offsetof(TimedCallObject, dict);
+    t.tp_getattro = PyObject_GenericGetAttr;
+    t.tp_setattro = PyObject_GenericSetAttr;
+    t.tp_traverse = timed_traverse;
+    t.tp_clear = timed_clear;
+    t.tp_dealloc = timed_dealloc;
+    t.tp_getset = timed_getset;
+    return t;
+}();
+
+py::object make_timed(const py::object& timeline, const py::object& fn) {
+    auto* o = PyObject_GC_New(TimedCallObject, &TimedCallType);
+    if (!o) throw py::error_already_set();
+    o->vectorcall = timed_vectorcall;
+    o->fn = fn.inc_ref().ptr();
+    o->owner = timeline.inc_ref().ptr();
+    o->tl = &timeline.cast<Timeline&>();
+    o->dict = nullptr;
+    PyObject_GC_Track(reinterpret_cast<PyObject*>(o));
+    return py::reinterpret_steal<py::object>(reinterpret_cast<PyObject*>(o));
+}
 
 // `with recorder.forward():` / `with recorder.prefill():` of the public API, checked for misuse.
 class Span {
@@ -85,9 +163,20 @@ struct TensorView {
     bool on_device;
 };
 TensorView view(py::handle t) {
-    static const py::str data_ptr("data_ptr"), nbytes("nbytes"), is_cuda("is_cuda");
-    return {t.attr(data_ptr)().cast<std::uintptr_t>(), t.attr(nbytes).cast<std::size_t>(),
-            t.attr(is_cuda).cast<bool>()};
+    static PyObject* const data_ptr = PyUnicode_InternFromString("data_ptr");
+    static PyObject* const nbytes = PyUnicode_InternFromString("nbytes");
+    static PyObject* const is_cuda = PyUnicode_InternFromString("is_cuda");
+    auto get = [](PyObject* value) {  // a new reference, or the Python error raised
+        if (!value) throw py::error_already_set();
+        return py::reinterpret_steal<py::object>(value);
+    };
+    const py::object ptr = get(PyObject_CallMethodNoArgs(t.ptr(), data_ptr));
+    const py::object size = get(PyObject_GetAttr(t.ptr(), nbytes));
+    const py::object cuda = get(PyObject_GetAttr(t.ptr(), is_cuda));
+    const std::uintptr_t address = PyLong_AsUnsignedLongLong(ptr.ptr());
+    const std::size_t bytes = PyLong_AsSize_t(size.ptr());
+    if (PyErr_Occurred()) throw py::error_already_set();
+    return {address, bytes, cuda.ptr() == Py_True};
 }
 
 // The strict token() of the public API: misuse raises; flags may be a one-byte tensor or a sequence.
@@ -132,16 +221,14 @@ py::array_t<T> to_array(std::vector<T>&& values) {
 
 PYBIND11_MODULE(_core, m) {
     m.doc() = "llmprof's recorder: host clock, preallocated timeline, CUDA events through the driver API.";
-    py::register_exception<llmprof::cuda::CudaError>(m, "CudaError", PyExc_RuntimeError);
+    cuda_error_type = py::register_exception<llmprof::cuda::CudaError>(m, "CudaError", PyExc_RuntimeError).ptr();
     m.attr("DRIVER_ENV") = llmprof::cuda::kDriverEnv;
     m.def("host_now_ns", &llmprof::host_now_ns, "CLOCK_MONOTONIC in ns (the clock of time.monotonic_ns()).");
     m.def("cuda_driver_status", &llmprof::cuda::driver_status,
           "(ok, message): can the CUDA driver be loaded and cuInit(0) succeed? Never raises.");
 
-    py::class_<TimedCall>(m, "TimedCall", py::dynamic_attr(),
-                          "A callable marking a forward span around fn when its timeline is armed.")
-        .def("__call__", &TimedCall::call)
-        .def_property_readonly("fn", &TimedCall::fn, "The wrapped callable.");
+    if (PyType_Ready(&TimedCallType) < 0) throw py::error_already_set();
+    m.attr("TimedCall") = py::handle(reinterpret_cast<PyObject*>(&TimedCallType));
     py::class_<Span>(m, "Span", "The context manager of Recorder.forward() / Recorder.prefill().")
         .def("__enter__", &Span::enter)
         .def("__exit__", &Span::exit);
@@ -195,9 +282,7 @@ PYBIND11_MODULE(_core, m) {
              "keep() from a raw pointer: host memory, or device memory on the CUDA backend.")
         .def("token", &checked_token, py::arg("finished") = py::none(), py::arg("tokens") = 1,
              "The public API's token(): checked for misuse (CaptureError), flags a tensor or a sequence.")
-        .def(
-            "timed", [](Timeline& tl, py::object fn) { return TimedCall(tl, std::move(fn)); }, py::arg("fn"),
-            py::keep_alive<0, 1>(), "fn marked as a forward span of the current step when armed.")
+        .def("timed", &make_timed, py::arg("fn"), "fn marked as a forward span of the current step when armed.")
         .def(
             "span", [](Timeline& tl, bool prefill) { return Span(tl, prefill); }, py::arg("prefill") = false,
             py::keep_alive<0, 1>(), "A checked forward (or prefill) span for the public API.")
