@@ -8,6 +8,7 @@ import sys
 import time
 
 import pytest
+import torch
 
 from llmprof import _core
 from llmprof.capture.timeline import resolved
@@ -406,3 +407,77 @@ def test_symbol_lookup_paths(fake_cuda_build):
     for used, out in zip(builds.values(), json.loads(proc.stdout)):
         assert out["device_ns"][0] is not None
         assert (out["v2"] > 0, out["v1"] > 0) == (used == "v2", used == "v1"), (used, out)
+
+
+# ---- the finished flags of a request: kept without a sync, in pinned memory on the CUDA backend ----
+
+
+def test_device_flags_are_copied_asynchronously_into_pinned_memory_and_read_after_the_request(fake_cuda):
+    tl = _core.Timeline(32, device=0)
+    tl.calibrate()
+    buffers = fake_cuda.live_host_buffers()
+    tl.begin_request(4, 2)
+    tl.arm(True)
+    assert fake_cuda.live_host_buffers() - buffers == 1  # one pinned buffer for the request's flags
+    steps = [torch.tensor([False, False]), torch.tensor([True, False]), torch.tensor([True, True])]
+    copies = fake_cuda.count("cuMemcpyDtoHAsync")
+    syncs = fake_cuda.count("cuStreamSynchronize") + fake_cuda.count("cuEventSynchronize")
+    for flags in steps:  # the fake's device pointers are host addresses: a "device" tensor is a CPU one
+        tl.mark_token()
+        tl.keep_ptr(flags.data_ptr(), flags.nbytes, True)
+    assert fake_cuda.count("cuMemcpyDtoHAsync") - copies == 3
+    assert fake_cuda.count("cuStreamSynchronize") + fake_cuda.count("cuEventSynchronize") == syncs  # no sync
+    tl.end_request()
+    tl.calibrate()
+    resolved(tl)
+    assert tl.flags_shape == (3, 2) and tl.flags == bytes([0, 0, 1, 0, 1, 1]) and tl.flags_error == ""
+    tl.begin_request(8, 2)  # a larger request: the buffer is replaced, not added to
+    assert fake_cuda.live_host_buffers() - buffers == 1
+    del tl
+    gc.collect()
+    assert fake_cuda.live_host_buffers() == buffers
+
+
+def test_host_flags_on_the_cuda_backend_are_copied_at_once_and_device_flags_need_the_cuda_backend(fake_cuda):
+    tl = _core.Timeline(32, device=0)
+    tl.calibrate()
+    tl.begin_request(4, 1)
+    tl.arm(True)
+    copies = fake_cuda.count("cuMemcpyDtoHAsync")
+    tl.mark_token()
+    tl.keep(torch.tensor([True]))  # a CPU tensor: a plain memcpy
+    assert fake_cuda.count("cuMemcpyDtoHAsync") == copies and tl.flags == bytes([1])
+    host = _core.Timeline(8)
+    host.begin_request(2, 1)
+    host.arm(True)
+    host.mark_token()
+    host.keep_ptr(torch.tensor([True]).data_ptr(), 1, True)
+    assert "on a GPU, but this timeline records host stamps only" in host.flags_error
+
+
+def test_flags_that_change_size_or_skip_a_step_are_reported_not_kept():
+    tl = _core.Timeline(32)
+    tl.begin_request(4, 2)
+    tl.arm(True)
+    tl.mark_token()
+    tl.keep(torch.zeros(2, dtype=torch.bool))
+    tl.mark_token()
+    tl.keep(torch.zeros(3, dtype=torch.bool))
+    assert tl.flags_error == "finished flags changed size from 2 to 3 (step 2)"
+    tl.begin_request(4, 2)
+    tl.arm(True)
+    tl.mark_token()
+    tl.mark_token()
+    tl.keep(torch.zeros(2, dtype=torch.bool))
+    assert tl.flags_error == "finished flags were not given at every step (step 2)"
+    small = _core.Timeline(32)  # a fresh timeline: its flag buffer is only the 1 step reserved
+    small.begin_request(1, 1)
+    small.arm(True)
+    for _ in range(2):
+        small.mark_token()
+        small.keep(torch.zeros(1, dtype=torch.bool))
+    assert small.flags_error == "more steps than the 1 reserved (step 2)"
+    tl.begin_request(4, 1)  # not armed: nothing is kept
+    tl.mark_token()
+    tl.keep(torch.zeros(1, dtype=torch.bool))
+    assert tl.step == 0 and tl.flags is None
