@@ -10,10 +10,10 @@
 2. The profiler's calls of one step in isolation, the load-proof figure: the marking forward call around a
    forward that does nothing, and the token-marking criteria list around criteria that do nothing, against
    the same without profiling, in tight interleaved loops.
-3. The demo model's per-token time with and without the profiler: (wall(N) - wall(1)) / (N - 1), from bare
-   perf_counter stamps around generate() in both conditions.
+3. The demo model's per-token time with and without the profiler (telemetry off and on), and an A/A control:
+   (wall(N) - wall(1)) / (N - 1), from bare perf_counter stamps around generate() in every condition.
 
-    python benchmarks/bench_overhead.py [--pairs 15] [--tokens 64] [--quick]
+    python benchmarks/bench_overhead.py [--pairs 15] [--tokens 64] [--quick | --demo]
 """
 
 from __future__ import annotations
@@ -39,23 +39,27 @@ def wall(model, inputs, tokens: int) -> float:
     return time.perf_counter() - start
 
 
-def per_token(model, inputs, tokens: int, profiled: bool) -> float:
-    if not profiled:
+def per_token(model, inputs, tokens: int, condition: str) -> float:
+    """(wall(N) - wall(1)) / (N - 1) of one condition: "bare", or "telemetry off" / "telemetry on" profiled."""
+    if condition == "bare":
         return (wall(model, inputs, tokens) - wall(model, inputs, 1)) / (tokens - 1)
-    with Profiler(model):
+    with Profiler(model, telemetry=condition == "telemetry on"):
         return (wall(model, inputs, tokens) - wall(model, inputs, 1)) / (tokens - 1)
 
 
-def compare(model, inputs, tokens: int, pairs: int) -> tuple[list[float], list[float]]:
-    """Per-token times (bare, profiled) over interleaved pairs, after a warm-up of both paths."""
-    for profiled in (False, True):
-        per_token(model, inputs, 8, profiled)
-    bare, prof = [], []
-    for i in range(pairs):
-        order = (False, True) if i % 2 == 0 else (True, False)
-        for profiled in order:
-            (prof if profiled else bare).append(per_token(model, inputs, tokens, profiled))
-    return bare, prof
+def compare(model, inputs, tokens: int, rounds: int) -> dict[str, float]:
+    """Median per-token time of each condition (and of a second bare one, the A/A control), over rounds in
+    rotating order, after a warm-up of every path."""
+    conditions = ["bare", "control", "telemetry off", "telemetry on"]
+    for condition in conditions:
+        per_token(model, inputs, 8, "bare" if condition == "control" else condition)
+    times: dict[str, list[float]] = {c: [] for c in conditions}
+    for i in range(rounds):
+        for condition in conditions[i % 4 :] + conditions[: i % 4]:
+            times[condition].append(
+                per_token(model, inputs, tokens, "bare" if condition == "control" else condition)
+            )
+    return {c: statistics.median(v) for c, v in times.items()}
 
 
 def step_interval(model, inputs, tokens: int, profiler: Profiler | None) -> tuple[float, float | None]:
@@ -147,8 +151,17 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--prompt-len", type=int, default=128)
     parser.add_argument("--quick", action="store_true", help="batch 1 at 64 and 4096 tokens only, no demo")
+    parser.add_argument("--demo", action="store_true", help="the demo model's ratios only")
     args = parser.parse_args()
 
+    if not args.demo:
+        steps(args.quick, args.pairs)
+    if not args.quick:
+        demo(args)
+
+
+def steps(quick: bool, rounds: int) -> None:
+    """Part 1 and 2: the per-step cost in isolation and inside generate() on the synthetic model."""
     print(
         f"synthetic model, 0 ms forward, CPU, {torch.get_num_threads()} threads; medians over interleaved pairs"
     )
@@ -160,8 +173,8 @@ def main() -> None:
     print("| batch | new tokens | rounds | bare step | added per step | A/A control | end of call |")
     print("|---:|---:|---:|---:|---:|---:|---:|")
     figures = {}
-    for batch, tokens in SHAPES if not args.quick else ((1, 64), (1, 4096)):
-        pairs = max(3, args.pairs * 64 // tokens) if tokens > 64 else args.pairs
+    for batch, tokens in SHAPES if not quick else ((1, 64), (1, 4096)):
+        pairs = max(3, rounds * 64 // tokens) if tokens > 64 else rounds
         cost = figures[batch, tokens] = per_step_cost(batch, tokens, pairs)
         print(
             f"| {batch} | {tokens} | {pairs} | {cost['bare_us']:.1f} us | {cost['added_us']:+.2f} us |"
@@ -170,19 +183,21 @@ def main() -> None:
     longest = max(t for b, t in figures if b == 1)
     short, long = figures[1, 64]["added_us"], figures[1, longest]["added_us"]
     print(f"batch 1, {longest} vs 64 tokens: {long:+.2f} vs {short:+.2f} us per step (target: within 1.2x)")
-    if args.quick:
-        return
 
+
+def demo(args: argparse.Namespace) -> None:
+    """Part 3: the demo model's per-token time, profiled (telemetry off and on) and bare."""
     loaded = load_model("demo", "cpu", "float32")
     ids = torch.randint(
         10, len(loaded.tokenizer), (1, args.prompt_len), generator=torch.Generator().manual_seed(0)
     )
     inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
-    bare, prof = compare(loaded.model, inputs, args.tokens, args.pairs)
-    b, p = statistics.median(bare), statistics.median(prof)
+    medians = compare(loaded.model, inputs, args.tokens, args.pairs)
+    bare = medians["bare"]
     print(
-        f"demo model, prompt {args.prompt_len}, {args.tokens} tokens, {args.pairs} interleaved pairs: per-token"
-        f" {b * 1e3:.3f} ms bare, {p * 1e3:.3f} ms profiled (telemetry on): ratio {p / b:.4f} (target <= 1.005)"
+        f"demo model, prompt {args.prompt_len}, {args.tokens} tokens, {args.pairs} rounds: per-token {bare * 1e3:.3f} ms"
+        f" bare; ratios to it: A/A control {medians['control'] / bare:.4f}, profiled telemetry off"
+        f" {medians['telemetry off'] / bare:.4f}, telemetry on {medians['telemetry on'] / bare:.4f} (target <= 1.005)"
     )
 
 

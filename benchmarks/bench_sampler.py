@@ -2,6 +2,8 @@
 on the demo model with the sampler on vs off, interleaved in one process (each condition attaches its own
 profiler; TPOT and ITL are the profiler's own figures), at the default interval and at a fast one (--fast, 10 ms
 by default: the sampler thread wakes 10x more often, so that its GIL use would show in the tail if it had any).
+Then where the fast interval's cost comes from: the same calls (telemetry off) beside a thread that only wakes
+at that interval, one that also takes the GIL for a probe's time, and one that runs the process probe.
 
     python benchmarks/bench_sampler.py [--pairs 20] [--tokens 64] [--fast 0.01]
 """
@@ -9,7 +11,9 @@ by default: the sampler thread wakes 10x more often, so that its GIL use would s
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
+import threading
 import time
 
 import torch
@@ -65,6 +69,47 @@ def on_off(model, inputs, tokens: int, pairs: int, interval: float | None) -> di
     }
 
 
+class Waker:
+    """A thread beside the calls that wakes every ``interval_s`` and then: nothing ("wake"), holds the GIL for
+    ``hold_ns`` ("gil"), or runs the process sampler's probe ("probe")."""
+
+    def __init__(self, work: str, interval_s: float, hold_ns: int):
+        self.work, self.interval_s, self.hold_ns = work, interval_s, hold_ns
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        sampler = make_sampler([], self.interval_s)
+        while not self._stop.wait(self.interval_s):
+            if self.work == "probe":
+                sampler.sample_once()
+            elif self.work == "gil":
+                start = time.perf_counter_ns()
+                while time.perf_counter_ns() - start < self.hold_ns:
+                    pass
+
+    def __enter__(self) -> None:
+        self._thread.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def attribution(model, inputs, tokens: int, rounds: int, interval: float, hold_ns: int) -> dict[str, dict]:
+    """Median TPOT and pooled ITL p99 per neighbour thread ("none": no thread), in rotating order."""
+    names = ["none", "wake", "gil", "probe"]
+    tpots: dict[str, list[float]] = {name: [] for name in names}
+    itls: dict[str, list[float]] = {name: [] for name in names}
+    for i in range(rounds):
+        for name in names[i % 4 :] + names[: i % 4]:
+            with contextlib.nullcontext() if name == "none" else Waker(name, interval, hold_ns):
+                t, itl = tpot(model, inputs, tokens, False)
+            tpots[name].append(t)
+            itls[name].extend(itl)
+    return {name: {"tpot": statistics.median(tpots[name]), "p99": p99(itls[name])} for name in names}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=20)
@@ -89,6 +134,18 @@ def main() -> None:
             f"interval {name}: TPOT off {r['tpot_off'] * 1e3:.3f} ms, on {r['tpot_on'] * 1e3:.3f} ms (ratio"
             f" {r['tpot_on'] / r['tpot_off']:.4f}, target <= 1.01); ITL p99 off {r['p99_off'] * 1e3:.3f} ms,"
             f" on {r['p99_on'] * 1e3:.3f} ms (ratio {r['p99_on'] / r['p99_off']:.4f})"
+        )
+    found = attribution(loaded.model, inputs, args.tokens, args.pairs, args.fast, round(cost * 1e9))
+    base = found["none"]
+    for name, what in (
+        ("wake", "only wakes"),
+        ("gil", f"wakes and holds the GIL {cost * 1e6:.0f} us"),
+        ("probe", "wakes and probes"),
+    ):
+        r = found[name]
+        print(
+            f"a thread that {what} every {args.fast * 1e3:.0f} ms: TPOT ratio {r['tpot'] / base['tpot']:.4f},"
+            f" ITL p99 ratio {r['p99'] / base['p99']:.4f}"
         )
 
 

@@ -10,6 +10,7 @@
 
 #include "clock.hpp"
 #include "cuda_driver.hpp"
+#include "process_sampler.hpp"
 #include "timeline.hpp"
 
 namespace py = pybind11;
@@ -232,6 +233,37 @@ PYBIND11_MODULE(_core, m) {
     py::class_<Span>(m, "Span", "The context manager of Recorder.forward() / Recorder.prefill().")
         .def("__enter__", &Span::enter)
         .def("__exit__", &Span::exit);
+
+    py::class_<llmprof::ProcessSampler>(
+        m, "ProcessSampler",
+        "The process's CPU time and RSS sampled by a native thread (no GIL) every interval_ns, on the host clock.")
+        .def(py::init<std::int64_t>(), py::arg("interval_ns"))
+        .def_property_readonly("interval_ns", &llmprof::ProcessSampler::interval_ns)
+        .def_property_readonly("running", &llmprof::ProcessSampler::running)
+        .def("start", &llmprof::ProcessSampler::start, py::call_guard<py::gil_scoped_release>(),
+             "A first sample now, then one every interval on the native thread (idempotent).")
+        .def("stop", &llmprof::ProcessSampler::stop, py::call_guard<py::gil_scoped_release>(),
+             "Join the thread, then a last sample (idempotent).")
+        .def(
+            "probe",
+            [](const llmprof::ProcessSampler& s) {
+                const llmprof::ProcessSample p = s.probe();
+                return py::make_tuple(p.t_ns, p.cpu_ns, p.rss_bytes);
+            },
+            "(t_ns, cpu_ns, rss_bytes) now, from the calling thread (rss_bytes -1 when unknown).")
+        .def(
+            "take",
+            [](llmprof::ProcessSampler& s) {
+                std::vector<llmprof::ProcessSample> samples;
+                {
+                    py::gil_scoped_release nogil;
+                    samples = s.take();
+                }
+                py::list out;
+                for (const auto& p : samples) out.append(py::make_tuple(p.t_ns, p.cpu_ns, p.rss_bytes));
+                return out;
+            },
+            "The samples kept since the last take(): a list of (t_ns, cpu_ns, rss_bytes).");
 
     py::class_<Timeline>(m, "Timeline",
                          "Preallocated timeline of (label, step) marks; CUDA backend when device >= 0.")

@@ -29,6 +29,23 @@ def host_now_ns() -> int:
 def cuda_driver_status() -> tuple[bool, str]:
     """(ok, message): can the CUDA driver be loaded and cuInit(0) succeed? Never raises."""
 
+class ProcessSampler:
+    """The process's CPU time and RSS sampled by a native thread (no GIL) every interval_ns, on the host clock."""
+
+    def __init__(self, interval_ns: int) -> None: ...
+    @property
+    def interval_ns(self) -> int: ...
+    @property
+    def running(self) -> bool: ...
+    def start(self) -> None:
+        """A first sample now, then one every interval on the native thread (idempotent)."""
+    def stop(self) -> None:
+        """Join the thread, then a last sample (idempotent)."""
+    def probe(self) -> tuple[int, int, int]:
+        """(t_ns, cpu_ns, rss_bytes) now, from the calling thread (rss_bytes -1 when unknown)."""
+    def take(self) -> list[tuple[int, int, int]]:
+        """The samples kept since the last take(): a list of (t_ns, cpu_ns, rss_bytes)."""
+
 class TimedCall:
     """A callable marking a forward span around fn when its timeline is armed."""
 

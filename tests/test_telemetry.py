@@ -2,6 +2,7 @@
 
 import os
 import statistics
+import threading
 import time
 
 import pynvml
@@ -11,7 +12,7 @@ from fake_nvml import FakeNvml
 import llmprof
 from llmprof.analysis.record import Label, RawRequest
 from llmprof.analysis.telemetry import request_telemetry, run_warnings
-from llmprof.capture.sampling import NvmlSampler, ProcessSampler, make_sampler
+from llmprof.capture.sampling import NvmlSampler, ProcessSampler, Sampler, make_sampler
 from llmprof.capture.sampling.base import MAX_INTERVAL_S, MIN_INTERVAL_S, default_interval
 from llmprof.workloads.synthetic import synthetic_model, synthetic_prompt
 
@@ -334,7 +335,11 @@ def test_multi_gpu_power_is_summed_like_energy_and_a_clock_ramp_is_no_drop():
     assert not any("dropped" in w for w in t.warnings)
 
 
-class ExplodingSampler(ProcessSampler):
+class ExplodingSampler(Sampler):
+    """The Python sampling thread (NVML's) with a probe that fails after ``fail_after`` calls."""
+
+    kind = "exploding"
+
     def __init__(self, fail_after):
         super().__init__(interval_s=0.01)
         self.fail_after, self.probes = fail_after, 0
@@ -343,7 +348,21 @@ class ExplodingSampler(ProcessSampler):
         self.probes += 1
         if self.probes > self.fail_after:
             raise RuntimeError("probe exploded")
-        return super().probe()
+        return [{"device": "cpu", "value": self.probes}]
+
+
+def test_the_process_sampler_samples_on_a_native_thread_at_its_interval():
+    sampler = ProcessSampler(interval_s=0.01)
+    sampler.start()
+    assert not any(t.name.startswith("llmprof-") for t in threading.enumerate())  # no Python thread
+    time.sleep(0.1)
+    sampler.stop()
+    samples = sampler.snapshot()["samples"]
+    times = samples["t_ns"]
+    assert 6 <= len(times) <= 14 and times == sorted(times)  # the first, ~9 on the thread, the last
+    assert all(r > 0 for r in samples["rss_bytes"]) and all(0 <= c < 800 for c in samples["cpu_percent"][1:])
+    sampler.stop()  # idempotent
+    assert len(sampler.snapshot()["samples"]["t_ns"]) == len(times)
 
 
 def test_a_probe_that_raises_keeps_the_thread_alive_and_says_why():

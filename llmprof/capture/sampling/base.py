@@ -83,7 +83,10 @@ class Sampler:
     def sample_once(self) -> None:
         """Probe now and append the rows."""
         t_ns = time.monotonic_ns()
-        rows = self.probe()
+        self._append(t_ns, self.probe())
+
+    def _append(self, t_ns: int, rows: list[dict[str, Any]]) -> None:
+        """Append one sample's rows, stamped ``t_ns``, to the columns (a new field gets a column of its own)."""
         with self._lock:
             for row in rows:
                 row = {"t_ns": t_ns, **row}
