@@ -180,6 +180,82 @@ TensorView view(py::handle t) {
     return {address, bytes, cuda.ptr() == Py_True};
 }
 
+// The token-marking criteria list's __call__, in C (no Python frame a step): stamps T_k, runs the criteria
+// (StoppingCriteriaList.__call__, given at install), keeps their flags, and notes the sequences' length before
+// the first token in `start_length`. Installed on the Python class as an instance method.
+PyObject* criteria_call = nullptr;  // StoppingCriteriaList.__call__
+
+PyObject* marking_call(PyObject*, PyObject* const* args, Py_ssize_t nargsf, PyObject* kwnames) {
+    static PyObject* const timeline_name = PyUnicode_InternFromString("_timeline");
+    static PyObject* const start_name = PyUnicode_InternFromString("start_length");
+    static PyObject* const shape_name = PyUnicode_InternFromString("shape");
+    const Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (nargs < 2 || !criteria_call) {
+        PyErr_SetString(PyExc_TypeError, "token-marking criteria: called without input_ids");
+        return nullptr;
+    }
+    PyObject* self = args[0];
+    PyObject* owner = PyObject_GetAttr(self, timeline_name);
+    if (!owner) return nullptr;
+    Timeline* tl = nullptr;
+    try {
+        tl = &py::handle(owner).cast<Timeline&>();
+    } catch (const std::exception& e) {
+        Py_DECREF(owner);
+        PyErr_SetString(PyExc_TypeError, e.what());
+        return nullptr;
+    }
+    PyObject* done = nullptr;
+    if (guarded([&] { tl->token(1); })) done = PyObject_Vectorcall(criteria_call, args, nargs, kwnames);
+    if (done && tl->armed()) {
+        try {
+            const TensorView v = view(done);
+            tl->keep(v.ptr, v.nbytes, v.on_device);
+        } catch (py::error_already_set& e) {
+            e.restore();
+            Py_CLEAR(done);
+        } catch (const std::exception& e) {
+            PyErr_SetString(cuda_error_type ? cuda_error_type : PyExc_RuntimeError, e.what());
+            Py_CLEAR(done);
+        }
+    }
+    Py_DECREF(owner);
+    if (!done) return nullptr;
+    PyObject* start = PyObject_GetAttr(self, start_name);
+    if (start == Py_None) {  // the first step: the length before it
+        PyObject* shape = PyObject_GetAttr(args[1], shape_name);
+        const Py_ssize_t rank = shape ? PySequence_Size(shape) : -1;
+        PyObject* last = rank > 0 ? PySequence_GetItem(shape, rank - 1) : nullptr;
+        const long length = last ? PyLong_AsLong(last) : -1;
+        PyObject* before = length > 0 ? PyLong_FromLong(length - 1) : nullptr;
+        if (!before || PyObject_SetAttr(self, start_name, before) < 0) PyErr_Clear();  // then unknown: None
+        Py_XDECREF(before);
+        Py_XDECREF(last);
+        Py_XDECREF(shape);
+        PyErr_Clear();
+    }
+    Py_XDECREF(start);
+    if (!start) PyErr_Clear();
+    return done;
+}
+
+PyMethodDef marking_call_def = {"__call__", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(marking_call)),
+                                METH_FASTCALL | METH_KEYWORDS,
+                                "Mark T_k, run the criteria, keep their flags (the hot path of a decode step)."};
+
+void install_marking_call(const py::object& cls, const py::object& list_call) {
+    Py_XDECREF(criteria_call);
+    criteria_call = list_call.inc_ref().ptr();
+    PyObject* fn = PyCFunction_New(&marking_call_def, nullptr);
+    if (!fn) throw py::error_already_set();
+    PyObject* method = PyInstanceMethod_New(fn);
+    Py_DECREF(fn);
+    if (!method) throw py::error_already_set();
+    const int rc = PyObject_SetAttrString(cls.ptr(), "__call__", method);
+    Py_DECREF(method);
+    if (rc < 0) throw py::error_already_set();
+}
+
 // The strict token() of the public API: misuse raises; flags may be a one-byte tensor or a sequence.
 void checked_token(Timeline& tl, const py::object& finished, std::int64_t tokens) {
     if (!tl.open()) misuse("token() outside a request: open one with Recorder.request()");
@@ -229,6 +305,8 @@ PYBIND11_MODULE(_core, m) {
           "(ok, message): can the CUDA driver be loaded and cuInit(0) succeed? Never raises.");
 
     if (PyType_Ready(&TimedCallType) < 0) throw py::error_already_set();
+    m.def("install_marking_call", &install_marking_call, py::arg("cls"), py::arg("criteria_call"),
+          "Give the token-marking criteria class its __call__ in C, running criteria_call for the criteria.");
     m.attr("TimedCall") = py::handle(reinterpret_cast<PyObject*>(&TimedCallType));
     py::class_<Span>(m, "Span", "The context manager of Recorder.forward() / Recorder.prefill().")
         .def("__enter__", &Span::enter)

@@ -91,9 +91,7 @@ def test_a_variant_turn_takes_its_compiled_forward_back_out_of_the_profilers_wra
     with llmprof.profile(model, telemetry=False) as prof:
         compiled.activate()
         prof._hooks.follow_forward()  # what each generate() does: the marking call now wraps B's compiled forward
-        assert model.forward.__wrapped__ is compiled._compiled
+        assert model.forward.fn is compiled._compiled
         plain.activate()
         prof._hooks.follow_forward()
-        assert model.forward.__wrapped__ == type(model).forward.__get__(
-            model
-        )  # A runs the model's own forward
+        assert model.forward.fn == type(model).forward.__get__(model)  # A runs the model's own forward

@@ -12,8 +12,11 @@ import llmprof
 from llmprof.workloads.synthetic import synthetic_model, synthetic_prompt
 
 SHORT, LONG = 20, 120
-PY_BUDGET = 1  # Python frames added per step: the token-marking criteria list
-TOTAL_BUDGET = 3  # ... and calls of C functions from Python (mark the token, keep the flags)
+# What profiling a generate() adds per decode step, as sys.setprofile sees it: nothing. The marked forward and the
+# token-marking criteria list are the extension's callables (a vectorcall type, an instance method in C), which
+# run no Python frame and are no C-function call of Python's; any frame or C call added to the hot path shows.
+PY_BUDGET = 0
+TOTAL_BUDGET = 0
 
 
 def fixed(tokens: int) -> dict:
@@ -55,17 +58,23 @@ def generate_calls(model, inputs) -> dict[int, collections.Counter]:
     return {n: calls(lambda n=n: model.generate(**inputs, **fixed(n))) for n in (SHORT, LONG)}
 
 
-def test_profiling_a_generate_adds_one_python_frame_and_two_c_calls_per_decode_step():
+def test_profiling_a_generate_adds_no_python_level_call_per_decode_step():
     model, inputs = synthetic_model(prefill_ms=0, decode_ms=0), synthetic_prompt(2, 4)
     bare = per_step(generate_calls(model, inputs))
     with llmprof.profile(model, telemetry=False) as prof:
         profiled = per_step(generate_calls(model, inputs))
-    assert len(prof.records) == 3 and prof.records[-1].tokens_per_sequence == [LONG, LONG]
+    # every step was recorded: a token mark and a forward span each, and the flags of both sequences
+    raw = prof.records[-1]
+    assert len(prof.records) == 3 and raw.tokens_per_sequence == [LONG, LONG]
+    assert (
+        raw.label.count(llmprof.Label.TOKEN) == LONG and raw.label.count(llmprof.Label.FORWARD_BEGIN) == LONG
+    )
+    assert (
+        sum(n for (kind, _), n in bare.items() if kind == "py") > 20
+    )  # the count sees generate()'s own steps
     extra = added(bare, profiled)
-    frames = sum(n for (kind, _), n in extra.items() if kind == "py")
-    assert frames <= PY_BUDGET, extra
+    assert sum(n for (kind, _), n in extra.items() if kind == "py") <= PY_BUDGET, extra
     assert sum(extra.values()) <= TOTAL_BUDGET, extra
-    assert sum(extra.values()) > 0  # the count sees the profiler at all
 
 
 def test_a_recorded_loop_costs_two_python_frames_and_two_c_calls_per_step():

@@ -3,8 +3,8 @@ the model's ``forward`` replaced on the instance by a compiled marking call (no 
 its fast call path), the vision encoder's hooks, and a stopping-criteria list that marks each step's token and
 keeps its finished flags (docs/architecture.md, "Where the timeline comes from").
 
-Per decode step the hooks make three calls into the extension (forward, token, flags) and one Python call (the
-criteria list); nothing here reads a device tensor's value (that would synchronize).
+Per decode step the hooks make two calls into the extension (the marked forward, the criteria list's call) and
+no Python call of their own; nothing here reads a device tensor's value (that would synchronize).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import Any, Protocol
 import torch
 from transformers import GenerationMixin, StoppingCriteriaList
 
+from llmprof import _core
 from llmprof.analysis.record import Label
 
 VISION_MODULE_NAMES = ("vision_tower", "visual", "vision_model", "vision_encoder", "image_encoder")
@@ -34,7 +35,6 @@ _PATCHED_ATTRIBUTES = (
     "_get_candidate_generator",
 )
 REQUIRED_METHODS = ("generate", "_get_stopping_criteria")
-_criteria_call = StoppingCriteriaList.__call__
 
 
 class HookClient(Protocol):
@@ -63,27 +63,17 @@ class TokenMarkingCriteria(StoppingCriteriaList):
     generate() calls it exactly once per step, right after appending the tokens: the mark is taken before the
     criteria run (their own time is not token time), and their ``is_done`` flags are then copied into the
     timeline's buffer (no sync, no tensor kept), so the real token count of every sequence is known after the
-    call. ``start_length``: the sequences' length before the first token.
+    call. ``start_length``: the sequences' length before the first token. Its ``__call__`` is the extension's
+    (``_core.install_marking_call``, below): no Python frame per step.
     """
 
     def __init__(self, criteria: StoppingCriteriaList, timeline: Any):
         super().__init__(criteria)
         self._timeline = timeline
-        self._token, self._keep = timeline.mark_token, timeline.keep
         self.start_length: int | None = None
 
-    def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.BoolTensor:
-        self._token()
-        # generate() passes no keyword: the plain call allocates no argument tuple (less garbage per step)
-        is_done = (
-            _criteria_call(self, input_ids, scores, **kwargs)
-            if kwargs
-            else _criteria_call(self, input_ids, scores)
-        )
-        self._keep(is_done)
-        if self.start_length is None:
-            self.start_length = input_ids.shape[-1] - 1
-        return is_done
+
+_core.install_marking_call(TokenMarkingCriteria, StoppingCriteriaList.__call__)
 
 
 class SpeculativeMarkingCriteria(TokenMarkingCriteria):
@@ -299,9 +289,10 @@ def _look_like(wrapper: Any, wrapped: Callable[..., Any]) -> None:
     for name in ("__module__", "__name__", "__qualname__", "__doc__"):
         with contextlib.suppress(AttributeError):
             setattr(wrapper, name, getattr(wrapped, name))
-    wrapper.__wrapped__ = wrapped  # who swaps forwards (ab's variants) can see what is inside
-    with contextlib.suppress(TypeError, ValueError):  # else inspect follows __wrapped__
+    try:  # no __wrapped__ then: inspect would call a stop-check per step (what is inside is wrapper.fn)
         wrapper.__signature__ = inspect.signature(wrapped)
+    except (TypeError, ValueError):  # no signature to copy: let inspect find the wrapped callable's
+        wrapper.__wrapped__ = wrapped
 
 
 def _wrap_generate(

@@ -154,11 +154,13 @@ class PreparedVariant:
 
 
 def _unwrapped(forward: Any, depth: int = 8) -> set[int]:
-    """ids of ``forward`` and of what it wraps (``__wrapped__``), a few levels deep."""
+    """ids of ``forward`` and of what it wraps (``__wrapped__``, or ``fn`` of the profiler's marking call), a few
+    levels deep."""
     ids = set()
     while forward is not None and depth:
         ids.add(id(forward))
-        forward, depth = getattr(forward, "__wrapped__", None), depth - 1
+        inner = getattr(forward, "__wrapped__", None)
+        forward, depth = inner if inner is not None else getattr(forward, "fn", None), depth - 1
     return ids
 
 
