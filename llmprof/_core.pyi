@@ -29,6 +29,9 @@ def host_now_ns() -> int:
 def cuda_driver_status() -> tuple[bool, str]:
     """(ok, message): can the CUDA driver be loaded and cuInit(0) succeed? Never raises."""
 
+def install_marking_call(cls: type, criteria_call: Callable[..., Any]) -> None:
+    """Give the token-marking criteria class its __call__ in C, running criteria_call for the criteria."""
+
 class ProcessSampler:
     """The process's CPU time and RSS sampled by a native thread (no GIL) every interval_ns, on the host clock."""
 
