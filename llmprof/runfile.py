@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from llmprof.analysis.kernels import KernelCapture, check_capture
 from llmprof.analysis.metrics import RequestMetrics, compute_request
 from llmprof.analysis.record import Label, RawRequest
 from llmprof.analysis.roofline import ModelShape, Peaks, RequestRoofline, Roofline
@@ -39,6 +40,7 @@ class Run:
     roofline: dict[str, Any] | None = (
         None  # llmprof.analysis.roofline.Roofline.to_dict(); None when not known
     )
+    kernels: KernelCapture | None = None  # the kernel-profiled call after the repeats (run --kernels)
     interrupted: bool = False
     created: str = field(default_factory=lambda: datetime.datetime.now(datetime.timezone.utc).isoformat())
 
@@ -70,6 +72,7 @@ class Run:
             "telemetry": self.telemetry,
             "roofline": self.roofline,
             "requests": [r.to_dict() for r in self.records],
+            **({"kernels": self.kernels.to_dict()} if self.kernels is not None else {}),
         }
 
     @classmethod
@@ -90,6 +93,7 @@ class Run:
             records=records,
             telemetry=data.get("telemetry"),
             roofline=data.get("roofline"),
+            kernels=KernelCapture.from_dict(data["kernels"]) if data.get("kernels") is not None else None,
             interrupted=data.get("interrupted", False),
             created=data.get("created", ""),
         )
@@ -196,6 +200,10 @@ def check_document(data: Any) -> None:
         _check_telemetry(data["telemetry"])
     if data.get("roofline") is not None:
         _check_roofline(data["roofline"])
+    if data.get("kernels") is not None:
+        check_capture(data["kernels"])
+        if data["kernels"].get("request") is not None:
+            _check_request(data["kernels"]["request"], "kernels.request")
 
 
 def _check_roofline(roofline: dict[str, Any]) -> None:

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from llmprof.analysis.kernels import KernelDiff, kernel_diff
 from llmprof.analysis.metrics import RequestMetrics
 from llmprof.analysis.record import RawRequest
 from llmprof.analysis.registry import BY_NAME, compared
@@ -157,3 +158,14 @@ def setup_differences(a: ComparedRun, b: ComparedRun, variables: Sequence[str] =
             f"output tokens per request differ: {tokens_a:.1f} vs {tokens_b:.1f} (EOS moved? see --ignore-eos)"
         )
     return out
+
+
+def compare_kernels(a: ComparedRun, b: ComparedRun) -> KernelDiff | None:
+    """The decode kernel diff of B against A when both runs captured kernels (``--kernels``), with the change
+    of the median TPOT of their measured repeats; None otherwise."""
+    capture_a, capture_b = getattr(a, "kernels", None), getattr(b, "kernels", None)
+    if capture_a is None or capture_b is None:
+        return None
+    tpots = [[m.tpot for m in run.metrics() if m.tpot is not None] for run in (a, b)]
+    change = statistics.median(tpots[1]) - statistics.median(tpots[0]) if all(tpots) else None
+    return kernel_diff(capture_a, capture_b, "decode", None if change is None else change * 1e9)

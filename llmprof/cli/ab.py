@@ -16,7 +16,16 @@ from typing import Any
 from llmprof.cli import interrupts
 from llmprof.cli.common import check_distinct, check_output_path
 from llmprof.cli.compare import add_comparison_output, emit_comparison
-from llmprof.cli.workload import add_workload_options, close_run, failure, load_workload, progress, roofline
+from llmprof.cli.workload import (
+    add_workload_options,
+    capture_kernels,
+    close_run,
+    failure,
+    kernel_window,
+    load_workload,
+    progress,
+    roofline,
+)
 from llmprof.errors import UsageError
 
 
@@ -62,6 +71,7 @@ def main(args: argparse.Namespace) -> int:
     for path, option in ((args.json_a, "--json-a"), (args.json_b, "--json-b"), (args.output, "--output")):
         check_output_path(path, option)
     check_distinct([], {"--json-a": args.json_a, "--json-b": args.json_b, "--output": args.output})
+    kernel_window(args)
     variants = [
         Variant.parse(name, _with_loop(items, args.loop)) for name, items in (("A", args.a), ("B", args.b))
     ]
@@ -97,15 +107,16 @@ def main(args: argparse.Namespace) -> int:
         for p in prepared
     ]
 
-    def call(index: int, warmup: bool):
+    def unmeasured(index: int, warmup: bool = True):
         p = prepared[index]
         p.activate()
         if p.loop is None:
-            record = profiled_call(
-                profilers[id(p.model)], workload.inputs, warmup, **workload.generate_kwargs
-            )
-        else:
-            record = recorded_call(p.loop, recorders[id(p.model)], p.model, loop_inputs, warmup)
+            return profiled_call(profilers[id(p.model)], workload.inputs, warmup, **workload.generate_kwargs)
+        return recorded_call(p.loop, recorders[id(p.model)], p.model, loop_inputs, warmup)
+
+    def call(index: int, warmup: bool):
+        p = prepared[index]
+        record = unmeasured(index, warmup)
         runs[index].records.append(record)
         progress(len(runs[index].records), None, record, name=f"{p.variant.name} ")
         return record
@@ -121,6 +132,9 @@ def main(args: argparse.Namespace) -> int:
             for _ in range(args.repeats):
                 for index in range(2):
                     call(index, False)
+            for index in range(2 if args.kernels else 0):  # after the repeats, which it would perturb
+                name = f"variant {prepared[index].variant.name}: "
+                runs[index].kernels = capture_kernels(lambda index=index: unmeasured(index), args, name)
     except (KeyboardInterrupt, Exception) as exc:
         if isinstance(exc, UsageError):  # a variant that cannot be applied: nothing to keep
             raise
@@ -150,11 +164,13 @@ def _with_loop(items: list[str], loop: str | None) -> list[str]:
 
 def _compare(runs: list[Any], prepared: list[Any], variants: list[Any], args: argparse.Namespace) -> None:
     """B against A, as ``compare`` shows it, with what else differs than the variables under test."""
-    from llmprof.analysis.compare import compare_runs, setup_differences
+    from llmprof.analysis.compare import compare_kernels, compare_runs, setup_differences
     from llmprof.report.comparison import ComparisonReport
     from llmprof.workloads.variants import KEYS
 
     variables = [key for key in KEYS if getattr(variants[0], key) != getattr(variants[1], key)]
     labels = (prepared[0].variant.label(), prepared[1].variant.label())
-    report = ComparisonReport(*labels, compare_runs(runs[0], runs[1]), setup_differences(*runs, variables))
+    report = ComparisonReport(
+        *labels, compare_runs(runs[0], runs[1]), setup_differences(*runs, variables), compare_kernels(*runs)
+    )
     emit_comparison([report], args)

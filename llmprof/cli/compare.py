@@ -39,7 +39,7 @@ def emit_comparison(reports: list, args: argparse.Namespace) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Load the runs and compare each with the first; returns the exit status."""
-    from llmprof.analysis.compare import compare_runs, setup_differences
+    from llmprof.analysis.compare import compare_kernels, compare_runs, setup_differences
     from llmprof.report.comparison import ComparisonReport
     from llmprof.runfile import load_run
 
@@ -54,7 +54,13 @@ def main(args: argparse.Namespace) -> int:
             raise UsageError(f"{path}: the run has no measured request")
         runs.append(run)
     reports = [
-        ComparisonReport(args.runs[0], path, compare_runs(runs[0], run), setup_differences(runs[0], run))
+        ComparisonReport(
+            args.runs[0],
+            path,
+            compare_runs(runs[0], run),
+            setup_differences(runs[0], run),
+            compare_kernels(runs[0], run),
+        )
         for path, run in zip(args.runs[1:], runs[1:])
     ]
     emit_comparison(reports, args)

@@ -10,8 +10,11 @@ from llmprof.errors import UsageError
 from llmprof.report import BINARY_FORMATS, FORMATS
 
 
-def add_output_options(parser: argparse.ArgumentParser, default_format: str = "table") -> None:
-    """Declare --format, -o/--output and --per-step."""
+def add_output_options(
+    parser: argparse.ArgumentParser, default_format: str = "table", kernel_rows: bool = False
+) -> None:
+    """Declare --format, -o/--output and --per-step (and, with ``kernel_rows``, --kernels: CSV rows per
+    captured step and operator/kernel)."""
     parser.add_argument(
         "--format",
         choices=FORMATS,
@@ -24,6 +27,13 @@ def add_output_options(parser: argparse.ArgumentParser, default_format: str = "t
     parser.add_argument(
         "--per-step", action="store_true", help="CSV: one row per decode step, not per request"
     )
+    if kernel_rows:
+        parser.add_argument(
+            "--kernels",
+            dest="kernel_rows",
+            action="store_true",
+            help="CSV: one row per captured step and operator/kernel (of a run --kernels)",
+        )
 
 
 def check_output_options(args: argparse.Namespace) -> None:
@@ -33,6 +43,8 @@ def check_output_options(args: argparse.Namespace) -> None:
         raise UsageError(f"--format {args.format} writes a PNG: give it a file with -o/--output")
     if args.per_step and args.format != "csv":
         raise UsageError("--per-step goes with --format csv")
+    if getattr(args, "kernel_rows", False) and (args.format != "csv" or args.per_step):
+        raise UsageError("--kernels goes with --format csv (and not with --per-step)")
     if args.format == "plot":
         from llmprof.report.plot import check_available
 
@@ -44,8 +56,9 @@ def emit(run: object, args: argparse.Namespace) -> None:
     from llmprof.report import render, renderer
     from llmprof.runfile import write_atomic
 
+    kernels = getattr(args, "kernel_rows", False)
     if args.output is None:  # straight to the terminal (the table with its colours)
-        renderer(args.format, per_step=args.per_step)(run, sys.stdout)
+        renderer(args.format, per_step=args.per_step, kernels=kernels)(run, sys.stdout)
         return
-    write_atomic(args.output, render(run, args.format, per_step=args.per_step))
+    write_atomic(args.output, render(run, args.format, per_step=args.per_step, kernels=kernels))
     print(f"{args.format} written to {args.output}", file=sys.stderr)

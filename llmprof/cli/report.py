@@ -12,7 +12,7 @@ from llmprof.errors import UsageError
 def add_parser(parser: argparse.ArgumentParser) -> None:
     """Declare the options of ``report``."""
     parser.add_argument("run", metavar="RUN.json", help="a run saved by `llmprof run --json`")
-    add_output_options(parser)
+    add_output_options(parser, kernel_rows=True)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -24,5 +24,7 @@ def main(args: argparse.Namespace) -> int:
     run = load_run(args.run)
     if not run.measured:
         raise UsageError(f"{args.run}: the run has no measured request")
+    if args.kernel_rows and run.kernels is None:
+        raise UsageError(f"{args.run}: the run has no kernels (run it with --kernels N)")
     emit(run, args)
     return 0

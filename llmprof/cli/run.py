@@ -14,7 +14,16 @@ from typing import Any
 from llmprof.cli import interrupts
 from llmprof.cli.common import check_distinct, check_output_path
 from llmprof.cli.output import add_output_options, check_output_options, emit
-from llmprof.cli.workload import add_workload_options, close_run, failure, load_workload, progress, roofline
+from llmprof.cli.workload import (
+    add_workload_options,
+    capture_kernels,
+    close_run,
+    failure,
+    kernel_window,
+    load_workload,
+    progress,
+    roofline,
+)
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
@@ -41,6 +50,7 @@ def main(args: argparse.Namespace) -> int:
     check_output_path(args.json, "--json")
     check_output_options(args)
     check_distinct([], {"--json": args.json, "--output": args.output})
+    kernel_window(args)
     from llmprof.capture.environment import capture_environment
     from llmprof.runfile import Run
     from llmprof.workloads.variants import apply_patch, compile_forward, load_function
@@ -60,12 +70,14 @@ def main(args: argparse.Namespace) -> int:
     run = Run(config=config, environment=capture_environment(model), roofline=shape_and_peaks)
     recording, telemetry = _recording(model, workload, args, loop)
     status = 0
-    with interrupts.stopping(), recording as calls:
+    with interrupts.stopping(), recording as (calls, one_call):
         try:
             total = None if args.warmup is None else args.warmup + args.repeats
             for i, record in enumerate(calls, 1):
                 run.records.append(record)
                 progress(i, total, record)
+            if args.kernels:  # after the repeats, which it would perturb
+                run.kernels = capture_kernels(one_call, args)
         except (KeyboardInterrupt, Exception) as exc:  # noqa: BLE001 - e.g. out of memory: keep what was measured
             status = 128 + interrupts.signal_number(exc) if isinstance(exc, KeyboardInterrupt) else 1
             print(failure(exc, len(run.measured), args.repeats, args), file=sys.stderr)
@@ -77,10 +89,11 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _recording(model: Any, workload: Any, args: argparse.Namespace, loop: Any) -> tuple[Any, Any]:
-    """The recorded calls (a context that yields them as they come) and the run's telemetry: the generate()
-    hooks, or the user's loop with a Recorder."""
+    """The recorded calls and one more call (a context that yields the calls as they come, and a function
+    making one unmeasured call), and the run's telemetry: the generate() hooks, or the user's loop with a
+    Recorder."""
     from llmprof.capture.profiler import Profiler, nvml_devices
-    from llmprof.workloads.runner import repeat_generate, repeat_loop
+    from llmprof.workloads.runner import profiled_call, recorded_call, repeat_generate, repeat_loop
 
     if loop is None:
         profiler = Profiler(model, telemetry=not args.no_telemetry, sample_interval=args.sample_interval)
@@ -88,8 +101,10 @@ def _recording(model: Any, workload: Any, args: argparse.Namespace, loop: Any) -
         @contextlib.contextmanager
         def hooked() -> Iterator[Any]:
             with profiler:
-                yield repeat_generate(
-                    profiler, workload.inputs, args.repeats, args.warmup, **workload.generate_kwargs
+                kwargs = workload.generate_kwargs
+                yield (
+                    repeat_generate(profiler, workload.inputs, args.repeats, args.warmup, **kwargs),
+                    lambda: profiled_call(profiler, workload.inputs, True, **kwargs),
                 )
 
         return hooked(), lambda: profiler.telemetry
@@ -105,7 +120,10 @@ def _recording(model: Any, workload: Any, args: argparse.Namespace, loop: Any) -
         if sampler is not None:
             sampler.start()
         try:
-            yield repeat_loop(loop, recorder, model, inputs, args.repeats, args.warmup)
+            yield (
+                repeat_loop(loop, recorder, model, inputs, args.repeats, args.warmup),
+                lambda: recorded_call(loop, recorder, model, inputs, True),
+            )
         finally:
             if sampler is not None:
                 sampler.stop()

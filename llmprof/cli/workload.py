@@ -91,6 +91,19 @@ def add_workload_options(parser: argparse.ArgumentParser) -> None:
         help="the device's dense peak FLOP/s in the model's dtype for the roofline (e.g. 989e12 or 989TFLOP/s)",
     )
     parser.add_argument(
+        "--kernels",
+        type=non_negative_int,
+        default=0,
+        metavar="N",
+        help="after the repeats, one more call under torch.profiler: the operators/kernels of the prefill and"
+        " of N decode steps (from the middle of the generation), per step",
+    )
+    parser.add_argument(
+        "--kernels-steps",
+        metavar="A:B",
+        help="with --kernels: capture decode steps A..B instead (the steps producing tokens A..B)",
+    )
+    parser.add_argument(
         "--measure-peak",
         action="store_true",
         help="measure the device's peaks now (a copy and a matmul, under a second) even for a known GPU",
@@ -213,6 +226,30 @@ def _generate_kwargs(loaded: Any, args: argparse.Namespace) -> dict[str, Any]:
     if args.ignore_eos:
         kwargs["min_new_tokens"] = args.max_new_tokens
     return kwargs
+
+
+def kernel_window(args: argparse.Namespace) -> tuple[int, int] | None:
+    """``--kernels-steps`` parsed (None when not given); raises UsageError when it comes without --kernels."""
+    from llmprof.capture.kernels import parse_window
+
+    if args.kernels_steps is None:
+        return None
+    if not args.kernels:
+        raise UsageError("--kernels-steps goes with --kernels N")
+    return parse_window(args.kernels_steps)
+
+
+def capture_kernels(call: Any, args: argparse.Namespace, name: str = "") -> Any:
+    """The kernel-profiled call of ``--kernels`` (None, said on stderr, when it cannot be taken)."""
+    from llmprof.capture.kernels import profile_call
+    from llmprof.errors import CaptureError
+
+    print(f"llmprof: {name}one more call under torch.profiler (--kernels {args.kernels})", file=sys.stderr)
+    try:
+        return profile_call(call, args.kernels, kernel_window(args))
+    except CaptureError as exc:
+        print(f"llmprof: no kernels: {exc}", file=sys.stderr)
+        return None
 
 
 def progress(done: int, total: int | None, record: Any, name: str = "") -> None:

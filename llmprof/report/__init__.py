@@ -20,6 +20,7 @@ RENDERERS = {
     "plot": "plot:render",
 }
 PER_STEP_CSV = "csv_format:render_steps"
+KERNELS_CSV = "kernels:render_csv"
 FORMATS = tuple(RENDERERS)
 BINARY_FORMATS = ("plot",)
 
@@ -30,17 +31,19 @@ class Renderer(Protocol):
     def __call__(self, run: Run, out: IO[Any]) -> None: ...
 
 
-def renderer(fmt: str, per_step: bool = False) -> Renderer:
-    """The renderer of format ``fmt`` (one of FORMATS); ``per_step``: CSV rows per decode step."""
+def renderer(fmt: str, per_step: bool = False, kernels: bool = False) -> Renderer:
+    """The renderer of format ``fmt`` (one of FORMATS); ``per_step``: CSV rows per decode step; ``kernels``:
+    CSV rows per captured step and operator/kernel."""
     if fmt not in RENDERERS:
         raise ValueError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
-    module, function = (PER_STEP_CSV if per_step and fmt == "csv" else RENDERERS[fmt]).split(":")
+    csv_kind = KERNELS_CSV if kernels else PER_STEP_CSV if per_step else RENDERERS[fmt]
+    module, function = (csv_kind if fmt == "csv" else RENDERERS[fmt]).split(":")
     return getattr(importlib.import_module(f"llmprof.report.{module}"), function)
 
 
-def render(run: Run, fmt: str, per_step: bool = False) -> str | bytes:
+def render(run: Run, fmt: str, per_step: bool = False, kernels: bool = False) -> str | bytes:
     """``run`` in format ``fmt``: text, or PNG bytes for ``plot``. ``per_step``: CSV rows per decode step
-    instead of per request."""
+    instead of per request; ``kernels``: CSV rows per captured step and operator/kernel."""
     out: IO[Any] = io.BytesIO() if fmt in BINARY_FORMATS else io.StringIO()
-    renderer(fmt, per_step)(run, out)
+    renderer(fmt, per_step, kernels)(run, out)
     return out.getvalue()

@@ -12,7 +12,9 @@ from rich.table import Table
 
 from llmprof.analysis import registry
 from llmprof.analysis.compare import Comparison
-from llmprof.report.summary import format_number
+from llmprof.analysis.kernels import KernelDiff
+from llmprof.report.kernels import diff_section
+from llmprof.report.summary import Section, format_number
 
 COLUMNS = ["metric", "A median", "B median", "B / A", "95% CI of B / A", "verdict"]
 
@@ -25,6 +27,7 @@ class ComparisonReport:
     name_b: str
     comparisons: list[Comparison]
     warnings: list[str] = field(default_factory=list)
+    kernels: KernelDiff | None = None  # when both runs captured kernels
 
 
 def _rows(report: ComparisonReport) -> list[list[str]]:
@@ -65,7 +68,28 @@ def render_comparison_table(reports: list[ComparisonReport], width: int = 140) -
         console.print(table)
         for warning in report.warnings:
             console.print(f"warning: {warning}", markup=False)
+        if report.kernels is not None:
+            section, notes = diff_section(report.kernels, report.name_a, report.name_b)
+            console.print(_kernel_table(section))
+            for note in notes:
+                console.print(note, markup=False)
     return out.getvalue()
+
+
+def _kernel_table(section: Section) -> Table:
+    table = Table(title=section.title, title_justify="left")
+    for i, column in enumerate([section.first, *(section.columns or [])]):
+        table.add_column(column, justify="left" if i in (0, 5) else "right")
+    for row in section.rows:
+        style = (
+            "red"
+            if row[-1] == "changed" and row[3].startswith("+")
+            else "green"
+            if row[-1] == "changed"
+            else None
+        )
+        table.add_row(*row, style=style)
+    return table
 
 
 def render_comparison_markdown(reports: list[ComparisonReport]) -> str:
@@ -80,4 +104,14 @@ def render_comparison_markdown(reports: list[ComparisonReport]) -> str:
         ]
         lines += ["| " + " | ".join(row) + " |" for row in _rows(report)]
         lines += [""] + [f"- warning: {w}" for w in report.warnings] + ([""] if report.warnings else [])
+        if report.kernels is not None:
+            section, notes = diff_section(report.kernels, report.name_a, report.name_b)
+            lines += [
+                f"#### {section.title}",
+                "",
+                "| " + " | ".join([section.first, *(section.columns or [])]) + " |",
+            ]
+            lines.append("| --- | ---: | ---: | ---: | ---: | --- |")
+            lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in section.rows]
+            lines += [""] + [f"- {note}" for note in notes] + [""]
     return "\n".join(lines).rstrip() + "\n"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import IO
 
+from llmprof.report.kernels import kernel_sections
 from llmprof.report.summary import COLUMNS, run_header, summary_sections
 from llmprof.runfile import Run
 
@@ -16,12 +17,15 @@ def render(run: Run, out: IO[str]) -> None:
     """Header line, one table per section, then the notes as a list."""
     lines = [f"**llmprof** · {_escape(run_header(run))}", ""]
     sections, notes = summary_sections(run)
-    for section in sections:
+    kernels, kernel_notes = kernel_sections(run)
+    notes += kernel_notes
+    for section in sections + kernels:
         if not section.rows:
             continue
-        header = [section.first, *COLUMNS]
+        columns = section.columns or COLUMNS
+        header = [section.first, *columns]
         lines += [f"#### {section.title}", "", "| " + " | ".join(header) + " |"]
-        lines.append("| --- |" + " ---: |" * len(COLUMNS))
+        lines.append("| --- |" + " ---: |" * len(columns))
         lines += ["| " + " | ".join(_escape(c) for c in row) + " |" for row in section.rows]
         lines.append("")
     lines += [f"- {_escape(note)}" for note in notes]

@@ -1,5 +1,5 @@
 """Plots of a run in one PNG: per-step decode latency against context length, the breakdown of every request,
-and the telemetry over time. Needs matplotlib (``pip install 'llmprof[plot]'``); never imports torch."""
+the telemetry over time, and (with ``--kernels``) each captured decode step stacked by its top kernels. Needs matplotlib (``pip install 'llmprof[plot]'``); never imports torch."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import statistics
 from typing import IO, Any
 
 from llmprof.analysis import registry
+from llmprof.analysis.kernels import kernel_table
 from llmprof.analysis.metrics import RequestMetrics
 from llmprof.analysis.roofline import Roofline
 from llmprof.errors import PlotUnavailable
@@ -19,6 +20,8 @@ PARTS = [
     metric for metric in registry.metrics(section=registry.SECTION_BREAKDOWN) if metric.total is not None
 ]
 TAIL = ("tail", "after last token", "#dddddd")
+KERNEL_SERIES = 8  # operators/kernels stacked by name in the kernels panel; the rest as one
+KERNEL_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
 
 
 TELEMETRY_SERIES = {  # sampler kind -> the (field, label, scale) on the left and on the right axis
@@ -190,16 +193,50 @@ def _telemetry_panel(ax: Any, run: Run) -> None:
     ax.grid(alpha=0.3)
 
 
+def _kernels_panel(ax: Any, run: Run) -> None:
+    """Stacked time per captured decode step by the top operators/kernels, the rest, and the uncovered part."""
+    capture = run.kernels
+    if capture is None:
+        return
+    table = kernel_table(capture, "decode")
+    steps = table.steps
+    per_step = capture.per_step("decode")
+    top = [row.name for row in table.rows[:KERNEL_SERIES]]
+    series = [(name, [per_step[name].get(s, (0, 0))[1] / 1e6 for s in steps]) for name in top]
+    others = [sum(v.get(s, (0, 0))[1] for n, v in per_step.items() if n not in top) / 1e6 for s in steps]
+    series.append((f"{len(per_step) - len(top)} others", others))
+    covered = [sum(values[i] for _, values in series) for i in range(len(steps))]
+    outside = "device idle" if capture.has_device else "outside operators"
+    series.append((outside, [max(capture.step_time(s) / 1e6 - c, 0.0) for s, c in zip(steps, covered)]))
+    colours = [KERNEL_COLOURS[i % len(KERNEL_COLOURS)] for i in range(len(series) - 2)] + [
+        "#bbbbbb",
+        "#eeeeee",
+    ]
+    bottom = [0.0] * len(steps)
+    positions = list(range(len(steps)))
+    for (name, values), colour in zip(series, colours):
+        ax.bar(positions, values, bottom=bottom, color=colour, label=name, width=0.7)
+        bottom = [b + v for b, v in zip(bottom, values)]
+    ax.set_xticks(positions, [str(s) for s in steps])
+    ax.set_xlabel("decode step of the kernel-profiled call (after the repeats)")
+    ax.set_ylabel("time per step (ms)")
+    what = "device kernels" if capture.has_device else "host operators, by self time"
+    ax.set_title(f"Kernels: where each captured decode step went ({what})")
+    ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+
+
 def render(run: Run, out: IO[bytes]) -> None:
-    """The PNG of ``run``: decode latency, breakdown and (when sampled) telemetry panels."""
+    """The PNG of ``run``: decode latency, breakdown, (when sampled) telemetry and (with a kernel capture)
+    kernels panels."""
     plt = _pyplot()
     metrics = run.metrics()
     if not metrics:
         raise ValueError("the run has no measured request to plot")
     telemetry = run.telemetry or {}
-    panels = (
-        3 if telemetry.get("kind") in TELEMETRY_SERIES and telemetry.get("samples", {}).get("t_ns") else 2
-    )
+    with_telemetry = telemetry.get("kind") in TELEMETRY_SERIES and telemetry.get("samples", {}).get("t_ns")
+    with_kernels = run.kernels is not None and bool(run.kernels.phase_steps("decode"))
+    panels = 2 + bool(with_telemetry) + with_kernels
     fig, axes = plt.subplots(panels, 1, figsize=(PANEL_SIZE[0], PANEL_SIZE[1] * panels), dpi=DPI)
     fig.suptitle(
         f"llmprof: {run.config.get('model', '?')} on {run.config.get('device', '?')}, "
@@ -209,8 +246,10 @@ def render(run: Run, out: IO[bytes]) -> None:
     )
     _decode_panel(axes[0], run, metrics)
     _breakdown_panel(axes[1], metrics)
-    if panels == 3:
+    if with_telemetry:
         _telemetry_panel(axes[2], run)
+    if with_kernels:
+        _kernels_panel(axes[-1], run)
     fig.tight_layout(rect=(0.0, 0.0, 1.0, 0.97))
     fig.savefig(out, format="png")
     plt.close(fig)

@@ -22,11 +22,13 @@ HOST_TIMELINE_NOTE = (
 
 @dataclass
 class Section:
-    """One table: a title, the name of its first column, and rows of formatted cells (see COLUMNS)."""
+    """One table: a title, the name of its first column, and rows of formatted cells: COLUMNS (a summary), or
+    ``columns`` of its own (a kernel table)."""
 
     title: str
     first: str
     rows: list[list[str]] = field(default_factory=list)
+    columns: list[str] | None = None
 
 
 def format_number(value: float) -> str:

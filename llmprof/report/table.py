@@ -11,7 +11,8 @@ from typing import IO
 from rich.console import Console
 from rich.table import Table
 
-from llmprof.report.summary import COLUMNS, run_header, summary_sections
+from llmprof.report.kernels import kernel_sections
+from llmprof.report.summary import COLUMNS, Section, run_header, summary_sections
 from llmprof.runfile import Run
 
 FILE_WIDTH = 140  # a table written to a file or a pipe (no terminal, no COLUMNS)
@@ -41,15 +42,20 @@ def render(run: Run, out: IO[str], width: int | None = None) -> None:
     keep = [0] + [1 + COLUMNS.index(column) for column in shown]  # the label, then the columns shown
     console.print(run_header(run))
     sections, notes = summary_sections(run)
-    for section in sections:
-        if not section.rows:
-            continue
-        table = Table(title=section.title, title_justify="left")
-        table.add_column(section.first, justify="left")
-        for column in shown:
-            table.add_column(column, justify="right")
-        for row in section.rows:
-            table.add_row(*[row[i] for i in keep])
-        console.print(table)
-    for note in notes:
+    kernels, kernel_notes = kernel_sections(run)
+    for section in sections + kernels:
+        if section.rows:
+            console.print(_table(section, shown, keep))
+    for note in notes + kernel_notes:
         console.print(note, markup=False)
+
+
+def _table(section: Section, shown: list[str], keep: list[int]) -> Table:
+    """A section as a rich table: a summary's ``shown`` columns (cells ``keep``), or all of its own."""
+    table = Table(title=section.title, title_justify="left")
+    table.add_column(section.first, justify="left")
+    for column in section.columns or shown:
+        table.add_column(column, justify="right")
+    for row in section.rows:
+        table.add_row(*(row if section.columns else [row[i] for i in keep]))
+    return table

@@ -8,6 +8,9 @@ request's start. Layout:
   (host prep, forward launches, sampling, vision encoder from host stamps), tid 3 "device" (CUDA records only:
   the same spans from device times, plus the host gaps where the device waited), tid 4 "tokens" (one instant
   per step).
+- with a kernel capture (``run --kernels``): the profiled call as a request "kernel capture" on the threads
+  above, tid 5 "operators" (its host operators, nested) and tid 10+N "kernels (device N)", each event with
+  its llmprof step in args, on the same clock as the step spans.
 - pid 2 "telemetry": one counter track per sampled field, one series per device.
 
 Pure Python and json: never imports torch or NVML.
@@ -19,6 +22,7 @@ import json
 import math
 from typing import IO, Any
 
+from llmprof.analysis.kernels import HOST
 from llmprof.analysis.metrics import compute_request
 from llmprof.analysis.record import Label, RawRequest
 from llmprof.analysis.registry import BY_NAME
@@ -27,6 +31,7 @@ from llmprof.runfile import Run
 
 PID_RUN, PID_TELEMETRY = 1, 2
 TID_REQUESTS, TID_HOST, TID_DEVICE, TID_TOKENS = 1, 2, 3, 4
+TID_OPERATORS, TID_KERNELS = 5, 10  # kernels of device N: TID_KERNELS + N
 TID_COUNTERS = 0
 THREADS = {TID_REQUESTS: "requests", TID_HOST: "host", TID_DEVICE: "device", TID_TOKENS: "tokens"}
 HOST_BACKEND_NOTE = "host backend: host spans are the compute"
@@ -264,13 +269,32 @@ def trace_origin(run: Run) -> int:
     return min(starts + devices or [t for t in samples if isinstance(t, int)] or [0])
 
 
-def _thread_metadata(with_device: bool, with_telemetry: bool) -> list[Event]:
-    """Names and order of the processes and threads."""
+def _kernel_events(run: Run, origin: int) -> tuple[list[Event], dict[int, str]]:
+    """The kernel capture's request, operators and kernels, and the names of the threads they add."""
+    capture = run.kernels
+    if capture is None:
+        return [], {}
+    events = []
+    if capture.request is not None:
+        events += _request_events(RawRequest.from_dict(capture.request), "kernel capture", origin)
+    threads = {}
+    e = capture.events
+    for name, dev, step, start, dur in zip(e["name"], e["device"], e["step"], e["start_ns"], e["dur_ns"]):
+        host = dev == HOST
+        tid = TID_OPERATORS if host else TID_KERNELS + dev
+        threads[tid] = "operators" if host else f"kernels (device {dev})"
+        cat = "operator" if host else "kernel"
+        events.append(_span(capture.names[name], cat, tid, start, start + dur, origin, step=step))
+    return events, threads
+
+
+def _thread_metadata(with_device: bool, with_telemetry: bool, extra: dict[int, str]) -> list[Event]:
+    """Names and order of the processes and threads (``extra``: more threads of the run's process)."""
     events = [
         _metadata(PID_RUN, 0, "process_name", {"name": "llmprof"}),
         _metadata(PID_RUN, 0, "process_sort_index", {"sort_index": 1}),
     ]
-    for tid, name in THREADS.items():
+    for tid, name in {**THREADS, **extra}.items():
         if tid != TID_DEVICE or with_device:
             events.append(_metadata(PID_RUN, tid, "thread_name", {"name": name}))
             events.append(_metadata(PID_RUN, tid, "thread_sort_index", {"sort_index": tid}))
@@ -315,12 +339,13 @@ def build_trace(run: Run) -> dict[str, Any]:
     origin = trace_origin(run)
     with_device = any(has_device_timeline(raw) for raw in run.records)
     counters = _counter_events(run.telemetry, origin)
-    events = _thread_metadata(with_device, bool(counters))
+    kernels, threads = _kernel_events(run, origin)
+    events = _thread_metadata(with_device, bool(counters), threads)
     for raw, name in zip(run.records, _request_names(run.records)):
         if raw.label:
             events += _request_events(raw, name, origin)
     return {
-        "traceEvents": events + counters,
+        "traceEvents": events + kernels + counters,
         "displayTimeUnit": "ms",
         "otherData": _other_data(run, origin, with_device),
     }

@@ -1,7 +1,8 @@
 """A generate()-capable model whose forward takes a known time: the ground truth that llmprof is checked against.
 
-Prefill (no generated token yet) takes ``prefill_ms``, every decode step ``decode_ms``. On CPU the forward
-busy-waits on the host; with ``device_sleep=True`` it spins the GPU (``torch.cuda._sleep``) while the host
+Prefill (no generated token yet) takes ``prefill_ms``, every decode step ``decode_ms``, and every forward
+then runs the named operators of ``ops`` (name -> ms, each a ``record_function`` range: what a kernel profile
+attributes). On CPU the forward busy-waits on the host; with ``device_sleep=True`` it spins the GPU (``torch.cuda._sleep``) while the host
 returns at once, so that only an event-based timeline reports the right times. Row ``i`` emits EOS at step
 ``eos_at[i]`` (0 or missing: never). The model has no cache: it counts its forwards since generate() began,
 so nothing in its forward reads a device value (which would synchronize). Saved by :func:`save_synthetic`,
@@ -41,6 +42,7 @@ class SyntheticConfig(PretrainedConfig):
         cycles_per_ms: float = 1.4e6,
         jitter: float = 0.0,
         seed: int = 0,
+        ops: dict[str, float] | None = None,
         **kwargs: Any,
     ):
         kwargs.setdefault("eos_token_id", EOS_ID)
@@ -56,6 +58,7 @@ class SyntheticConfig(PretrainedConfig):
         self.cycles_per_ms = cycles_per_ms
         self.jitter = jitter  # each forward's time is scaled by exp(N(0, jitter)): run-to-run noise, seeded
         self.seed = seed
+        self.ops = dict(ops or {})  # named operators every forward also runs: name -> ms (host busy-wait)
 
 
 class SyntheticModel(PreTrainedModel, GenerationMixin):
@@ -71,6 +74,7 @@ class SyntheticModel(PreTrainedModel, GenerationMixin):
         self.forward_log: list[tuple[int, int, int]] = []
         self._forwards = 0
         self._rng = random.Random(config.seed)
+        self.op_ms = dict(config.ops)  # the named operators' cost, per instance (a patch may change it)
         self.post_init()
 
     def _init_weights(self, module: torch.nn.Module) -> None:
@@ -109,8 +113,19 @@ class SyntheticModel(PreTrainedModel, GenerationMixin):
             deadline = start + int(duration_ms * 1e6)
             while time.perf_counter_ns() < deadline:
                 pass
+        if self.op_ms:
+            _named_operators(self.op_ms)
         self.forward_log.append((start, time.perf_counter_ns(), generated))
         return CausalLMOutputWithPast(logits=logits)
+
+
+def _named_operators(op_ms: dict[str, float]) -> None:
+    """Each operator busy-waits its time inside a range of its own name (what a kernel profile attributes)."""
+    for name, ms in op_ms.items():
+        with torch.profiler.record_function(name):
+            deadline = time.perf_counter_ns() + int(ms * 1e6)
+            while time.perf_counter_ns() < deadline:
+                pass
 
 
 def synthetic_model(**config: Any) -> SyntheticModel:

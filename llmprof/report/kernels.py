@@ -1,0 +1,133 @@
+"""The kernel tables of a run (per phase: the top operators/kernels of a step) and the kernel diff of two runs,
+as plain rows for the terminal table and Markdown, and as CSV. Never imports torch."""
+
+from __future__ import annotations
+
+import statistics
+from typing import IO
+
+from llmprof.analysis.kernels import MIN_EFFECT, PHASES, KernelDiff, kernel_table
+from llmprof.report.summary import Section, format_number
+from llmprof.runfile import Run
+
+TOP = 12  # operators/kernels shown per phase
+TABLE_COLUMNS = ["calls / step", "time / step (ms)", "share of step"]
+DIFF_COLUMNS = ["A (ms/step)", "B (ms/step)", "B - A (ms/step)", "95% CI of B - A", "verdict"]
+
+
+def _ms(ns: float) -> str:
+    return format_number(ns / 1e6)
+
+
+def _steps(steps: list[int]) -> str:
+    return str(steps[0]) if len(steps) == 1 else f"{steps[0]}..{steps[-1]}"
+
+
+def kernel_sections(run: Run, top: int = TOP) -> tuple[list[Section], list[str]]:
+    """One table per phase of the run's kernel capture (none without one), and the notes below them."""
+    capture = run.kernels
+    if capture is None:
+        return [], []
+    what = "device kernels" if capture.has_device else "host operators, by self time"
+    sections = []
+    for phase in PHASES:
+        table = kernel_table(capture, phase)
+        if not table.steps:
+            continue
+        count = len(table.steps)
+        section = Section(
+            f"Kernels: {phase} (per step, median over {count} captured step{'s' * (count > 1)}"
+            f" {_steps(table.steps)}; {what})",
+            "operator" if not capture.has_device else "kernel",
+            columns=TABLE_COLUMNS,
+        )
+        for row in table.rows[:top]:
+            section.rows.append([row.name, f"{row.calls:g}", _ms(row.time_ns), f"{row.share:.1%}"])
+        rest = table.rows[top:]
+        if rest:
+            rest_ns = sum(r.time_ns for r in rest)
+            section.rows.append([f"({len(rest)} others)", "", _ms(rest_ns), f"{rest_ns / table.step_ns:.1%}"])
+        covered = table.total_ns / table.step_ns if table.step_ns else 0.0
+        section.rows.append(
+            [
+                "all " + ("kernels" if capture.has_device else "operators"),
+                "",
+                _ms(table.total_ns),
+                f"{covered:.1%}",
+            ]
+        )
+        section.rows.append(["step (captured call's timeline)", "", _ms(table.step_ns), "100.0%"])
+        idle = (
+            "device idle (launch gaps, host waits)"
+            if capture.has_device
+            else "outside operators (Python, loop)"
+        )
+        section.rows.append([idle, "", _ms(table.step_ns * table.idle_share), f"{table.idle_share:.1%}"])
+        sections.append(section)
+    notes = [
+        (
+            f"kernels: one call under {capture.source} after the repeats (its steps are slower than the measured"
+            f" ones: profiler overhead); its clock aligned with llmprof's within {capture.alignment_ns / 1e3:.1f} us"
+        )
+    ]
+    measured = [m.tpot for m in run.metrics() if m.tpot is not None]
+    decode = kernel_table(capture, "decode")
+    if measured and decode.steps:
+        notes.append(
+            f"kernels: captured decode step {_ms(decode.step_ns)} ms against the measured TPOT"
+            f" {format_number(statistics.median(measured) * 1e3)} ms (median)"
+        )
+    return sections, notes
+
+
+def diff_section(diff: KernelDiff, name_a: str, name_b: str, top: int = TOP) -> tuple[Section, list[str]]:
+    """The kernel diff as a table, ranked by absolute change, and the line on how much of the TPOT change the
+    listed operators/kernels explain."""
+    section = Section(
+        f"Kernel diff: {diff.phase} (B = {name_b} against A = {name_a})",
+        "operator/kernel",
+        columns=DIFF_COLUMNS,
+    )
+    for c in diff.changes[:top]:
+        verdict = diff.verdict(c)
+        section.rows.append(
+            [
+                c.name,
+                _ms(c.a_ns),
+                _ms(c.b_ns),
+                f"{c.change_ns / 1e6:+.3f}",
+                f"{c.ci_low_ns / 1e6:+.3f} .. {c.ci_high_ns / 1e6:+.3f}",
+                verdict,
+            ]
+        )
+    notes = [
+        f"kernel diff: a change under {MIN_EFFECT:.0%} of A's step ({_ms(MIN_EFFECT * diff.step_ns_a)} ms) is negligible"
+    ]
+    explained = diff.explained(top)
+    if diff.tpot_change_ns is not None and explained is not None:
+        leading = next((c for c in diff.changes if c.status or diff.changed(c)), None)
+        line = f"TPOT {diff.tpot_change_ns / 1e6:+.3f} ms/step"
+        if leading is not None:
+            share = leading.change_ns / diff.tpot_change_ns
+            line += f"; {leading.name} {leading.change_ns / 1e6:+.3f} ms explains {share:.0%}"
+        notes.append(line + f"; the {min(top, len(diff.changes))} listed explain {explained:.0%}")
+    return section, notes
+
+
+def render_csv(run: Run, out: IO[str]) -> None:
+    """One row per captured step and operator/kernel: phase, step, name, device (-1: host), calls, time."""
+    import csv
+
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["phase", "step", "name", "device", "calls", "time_ns", "step_ns"])
+    capture = run.kernels
+    if capture is None:
+        return
+    totals = capture.totals()
+    for phase in PHASES:
+        for step in capture.phase_steps(phase):
+            rows = sorted(
+                ((k, v) for k, v in totals.items() if k[2] == step), key=lambda kv: (-kv[1][1], kv[0])
+            )
+            for (name, dev, _), (calls, time) in rows:
+                writer.writerow([phase, step, name, dev, calls, time, capture.step_time(step)])

@@ -1,0 +1,321 @@
+"""The kernels of a step: a Kineto trace put on llmprof's clock and attributed to steps (hand-built GPU traces,
+where kernels run after the step that launched them), the tables and the kernel diff, the run file's
+``kernels``, and `run --kernels` / `ab --kernels` on the demo and on a synthetic model with named operators of
+known cost."""
+
+import json
+import os
+import random
+
+import pytest
+from run_cli import run_llmprof
+from timelines import MS, host_marks, record
+
+from llmprof.analysis.kernels import HOST, KernelCapture, kernel_diff, kernel_table
+from llmprof.analysis.record import RawRequest
+from llmprof.capture.kernels import CALIBRATION, choose_steps, from_kineto, parse_window, profile_call
+from llmprof.capture.profiler import Profiler
+from llmprof.errors import CaptureError, RunFormatError, UsageError
+from llmprof.runfile import Run, load_run
+from llmprof.workloads.runner import profiled_call
+from llmprof.workloads.synthetic import save_synthetic, synthetic_model, synthetic_prompt
+
+BASE = 50_000_000  # the trace's baseTimeNanoseconds
+OFFSET = 5_000  # llmprof's clock - Kineto's (ns)
+
+
+def kineto_us(host_ns: int) -> float:
+    """A host time as a Kineto ``ts`` (us from BASE)."""
+    return (host_ns - OFFSET - BASE) / 1000
+
+
+def x(name, cat, host_ns, dur_ns, tid=7, **args):
+    return {
+        "ph": "X",
+        "cat": cat,
+        "name": name,
+        "ts": kineto_us(host_ns),
+        "dur": dur_ns / 1000,
+        "tid": tid,
+        "args": args,
+    }
+
+
+def gpu_trace(raw: RawRequest, steps: int):
+    """A GPU-like trace: per step a host op launching a matmul kernel (1 ms) that runs 20 ms later, after the
+    step's token, and a child op; a memcpy in the prefill; calibration ranges at exact stamps."""
+    t_first = raw.host_ns[raw.marks.first(4)[1]]
+    stamps = [raw.window[0] - 3 * MS + i * 1000 for i in range(3)] + [
+        raw.window[1] + i * 1000 for i in range(3)
+    ]
+    events = [x(CALIBRATION, "user_annotation", s, 100) for s in stamps]
+    for k in range(1, steps + 1):
+        start = t_first - 20 * MS if k == 1 else raw.host_ns[raw.marks.first(4)[k - 1]] + MS
+        events.append(x("aten::linear", "cpu_op", start, 2 * MS, **{"External id": k}))
+        events.append(x("aten::mm", "cpu_op", start + MS // 2, MS))
+        events.append(x("cudaLaunchKernel", "cuda_runtime", start + MS, 5000, correlation=100 + k))
+        events.append(x("gemm_kernel", "kernel", start + 20 * MS, MS, tid=8, device=0, correlation=100 + k))
+    events.append(x("cudaMemcpyAsync", "cuda_runtime", t_first - 30 * MS, 5000, correlation=1))
+    events.append(x("Memcpy HtoD", "gpu_memcpy", t_first - 29 * MS, 200_000, tid=8, device=0, correlation=1))
+    return {"baseTimeNanoseconds": BASE, "traceEvents": events}, stamps
+
+
+def test_kineto_trace_is_aligned_and_kernels_go_to_the_step_that_launched_them():
+    raw = record(host_marks(10), [10])  # T_1 = 143 ms, then a token every 16.5 ms
+    doc, stamps = gpu_trace(raw, 10)
+    capture = from_kineto(doc, raw, stamps, count=4)
+    assert capture.steps == [1, 4, 5, 6, 7] and capture.alignment_ns == 0
+    assert capture.step_ns == [43 * MS] + [round(16.5 * MS)] * 4
+    assert capture.has_device
+    e = capture.events
+    kernels = [i for i, d in enumerate(e["device"]) if d == 0]
+    # each kernel ran after its step's token, yet is its launching step's; start on llmprof's clock exactly
+    assert sorted(e["step"][i] for i in kernels) == [1, 1, 4, 5, 6, 7]
+    for i in kernels:
+        if capture.names[e["name"][i]] == "gemm_kernel":
+            k = e["step"][i]
+            launch = (
+                raw.host_ns[raw.marks.first(4)[k - 1]] + MS
+                if k > 1
+                else raw.host_ns[raw.marks.first(4)[1]] - 20 * MS
+            )
+            assert e["start_ns"][i] == launch + 20 * MS
+    decode = kernel_table(capture, "decode")
+    assert [(r.name, r.calls, r.time_ns) for r in decode.rows] == [("gemm_kernel", 1, MS)]
+    assert decode.idle_share == pytest.approx(1 - 1 / 16.5)
+    prefill = kernel_table(capture, "prefill")
+    assert {r.name: r.time_ns for r in prefill.rows} == {"gemm_kernel": MS, "Memcpy HtoD": 200_000}
+    # host operators are kept too, each by its self time (the child's time is the child's)
+    host = {
+        (capture.names[n], s): o
+        for n, d, s, o in zip(e["name"], e["device"], e["step"], e["self_ns"])
+        if d == HOST
+    }
+    assert host[("aten::linear", 5)] == MS and host[("aten::mm", 5)] == MS
+
+
+def test_an_unaligned_trace_and_a_window_past_the_generation_are_errors():
+    raw = record(host_marks(6), [6])
+    doc, stamps = gpu_trace(raw, 6)
+    with pytest.raises(CaptureError, match="calibration ranges"):
+        from_kineto(doc, raw, stamps[:-1])
+    with pytest.raises(CaptureError, match="no decode step in --kernels-steps 40:50"):
+        from_kineto(doc, raw, stamps, window=(40, 50))
+
+
+def test_steps_are_chosen_from_the_middle_or_the_window():
+    assert choose_steps(21, 4, None) == [10, 11, 12, 13]
+    assert choose_steps(3, 8, None) == [2, 3]
+    assert choose_steps(30, 4, (28, 40)) == [28, 29, 30]
+    assert choose_steps(1, 4, None) == []
+    assert parse_window("10:17") == (10, 17)
+    for bad in ("1:4", "9:3", "x", "4"):
+        with pytest.raises(UsageError):
+            parse_window(bad)
+
+
+def capture_of(times: dict[str, list[float]], steps: list[int]) -> KernelCapture:
+    """A host-operator capture with the given per-step times (ms) of each name."""
+    names = list(times)
+    events = {k: [] for k in ("name", "device", "step", "start_ns", "dur_ns", "self_ns")}
+    for n, name in enumerate(names):
+        for step, ms in zip(steps, times[name]):
+            for key, value in zip(events, (n, HOST, step, 0, round(ms * MS), round(ms * MS))):
+                events[key].append(value)
+    return KernelCapture(names, events, steps, [10 * MS] * len(steps))
+
+
+def test_kernel_diff_ranks_the_changed_operator_first_with_a_ci_that_excludes_zero():
+    rng = random.Random(1)
+    steps = list(range(2, 10))
+
+    def noisy(ms):
+        return [ms * (1 + rng.gauss(0, 0.03)) for _ in steps]
+
+    a = capture_of({"mm": noisy(2.0), "sdpa": noisy(1.0), "old_norm": noisy(0.3), "tiny": [0.1] * 8}, steps)
+    b = capture_of(
+        {"mm": noisy(2.0), "sdpa": noisy(2.0), "fused_norm": noisy(0.1), "tiny": [0.15] * 8}, steps
+    )
+    diff = kernel_diff(a, b, tpot_change_ns=0.8 * MS)
+    first = diff.changes[0]
+    assert first.name == "sdpa" and first.significant and first.ci_low_ns > 0
+    assert first.change_ns == pytest.approx(MS, rel=0.1)
+    status = {c.name: c.status for c in diff.changes}
+    assert status == {"sdpa": "", "old_norm": "removed", "fused_norm": "added", "mm": "", "tiny": ""}
+    verdicts = {c.name: diff.verdict(c) for c in diff.changes}
+    # +0.05 ms on every step is significant, but under 2% of A's 10 ms step
+    assert verdicts == {
+        "sdpa": "changed",
+        "old_norm": "removed",
+        "fused_norm": "added",
+        "mm": "no significant change",
+        "tiny": "negligible",
+    }
+    # sdpa +1.0, old_norm -0.3, fused_norm +0.1: 0.8 of the 0.8 ms TPOT change
+    assert diff.explained(4) == pytest.approx(1.0, abs=0.1)
+
+
+def test_the_run_file_keeps_the_capture_and_rejects_a_broken_one():
+    raw = record(host_marks(10), [10])
+    doc, stamps = gpu_trace(raw, 10)
+    run = Run(config={}, environment={}, records=[raw], kernels=from_kineto(doc, raw, stamps, 4))
+    data = json.loads(json.dumps(run.to_dict()))
+    again = Run.from_dict(data)
+    assert again.kernels == run.kernels
+    for mutate, message in [
+        (lambda k: k["events"]["step"].__setitem__(0, 3), "a step that was not captured"),
+        (lambda k: k["events"]["name"].__setitem__(0, 99), "out of kernels.names"),
+        (lambda k: k["events"]["dur_ns"].pop(), "different lengths"),
+        (lambda k: k.__setitem__("steps", [1, 1, 5, 6, 7]), "distinct steps"),
+        (lambda k: k["request"]["marks"].__setitem__("label", "x"), "kernels.request.marks.label"),
+    ]:
+        broken = json.loads(json.dumps(data))
+        mutate(broken["kernels"])
+        with pytest.raises(RunFormatError, match=message):
+            Run.from_dict(broken)
+
+
+def test_operators_are_on_llmprofs_clock_inside_the_forwards_that_ran_them():
+    """Ground truth on the host clock: the synthetic model logs each forward's start and end; its op_a range
+    (after 1 ms of the forward, before op_b) must lie inside the forward of its step."""
+    model = synthetic_model(prefill_ms=2.0, decode_ms=1.0, ops={"op_a": 1.0, "op_b": 1.0})
+    profiler = Profiler(model, telemetry=False)
+    inputs = synthetic_prompt(1, 4)
+    with profiler:
+        capture = profile_call(
+            lambda: profiled_call(profiler, inputs, True, max_new_tokens=12, min_new_tokens=12), 4
+        )
+    forwards = {generated + 1: (start, end) for start, end, generated in model.forward_log[-12:]}
+    e = capture.events
+    checked = 0
+    for name, step, start, dur in zip(e["name"], e["step"], e["start_ns"], e["dur_ns"]):
+        if capture.names[name] == "op_a":
+            begin, end = forwards[step]
+            assert begin < start and start + dur < end
+            checked += 1
+    assert checked == len(capture.steps) == 5
+
+
+def test_run_kernels_on_the_demo_lists_its_matmuls_and_attention(tmp_path):
+    out = tmp_path / "run.json"
+    result = run_llmprof(
+        "run", "--kernels", "4", "--max-new-tokens", "12", "--repeats", "2", "--prompt-len", "16",
+        "--ignore-eos", "--no-telemetry", "--format", "md", "--json", str(out),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert (
+        "#### Kernels: decode (per step, median over 4 captured steps 5..8; host operators" in result.stdout
+    )
+    run = load_run(out)
+    assert len(run.records) == 3  # the warm-up and the repeats: the profiled call is not one of them
+    decode = kernel_table(run.kernels, "decode")
+    names = {r.name for r in decode.rows}
+    assert "aten::mm" in names and any("scaled_dot_product" in n for n in names)
+    assert 0 < decode.total_ns <= decode.step_ns
+    csv = run_llmprof("report", str(out), "--format", "csv", "--kernels")
+    assert csv.returncode == 0, csv.stderr
+    lines = csv.stdout.splitlines()
+    assert lines[0] == "phase,step,name,device,calls,time_ns,step_ns"
+    assert {line.split(",")[1] for line in lines[1:]} == {"1", "5", "6", "7", "8"}
+    table = run_llmprof("report", str(out))
+    assert "Kernels: prefill" in table.stdout and "outside operators" in table.stdout
+    bare = tmp_path / "bare.json"
+    assert run_llmprof("run", "--max-new-tokens", "4", "--repeats", "1", "--json", str(bare)).returncode == 0
+    refused = run_llmprof("report", str(bare), "--format", "csv", "--kernels")
+    assert refused.returncode == 2 and "has no kernels (run it with --kernels N)" in refused.stderr
+
+
+@pytest.fixture(scope="module")
+def ops_model(tmp_path_factory):
+    path = tmp_path_factory.mktemp("models") / "ops"
+    save_synthetic(path, prefill_ms=2.0, decode_ms=1.0, ops={"op_a": 1.0, "op_b": 1.0, "op_c": 1.0})
+    (path.parent / "slow_op.py").write_text(
+        "def slow_b(model):\n    model.op_ms = {**model.op_ms, 'op_b': model.op_ms['op_b'] * 2}\n"
+    )
+    (path.parent / "watch.py").write_text(
+        "import os, torch\n"
+        "def watch(model):\n"
+        "    generate = model.generate\n"
+        "    def watched(*args, **kwargs):\n"
+        "        with open(os.environ['WATCH'], 'a') as f:\n"
+        "            f.write('1' if torch.autograd.profiler._is_profiler_enabled else '0')\n"
+        "        return generate(*args, **kwargs)\n"
+        "    model.generate = watched\n"
+    )
+    return path
+
+
+def test_ab_kernels_finds_the_one_slower_operator(ops_model, tmp_path):
+    result = run_llmprof(
+        "ab", "--model", str(ops_model), "--b", "patch=slow_op:slow_b", "--kernels", "8", "--repeats", "4",
+        "--prompt-len", "4", "--max-new-tokens", "24", "--ignore-eos", "--no-telemetry", "--format", "md",
+        "--json-a", str(tmp_path / "a.json"), "--json-b", str(tmp_path / "b.json"),
+        cwd=ops_model.parent,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    top = lines[lines.index(next(line for line in lines if line.startswith("#### Kernel diff: decode"))) + 4]
+    assert top.startswith("| op_b |") and top.endswith("| changed |")
+    diff = kernel_diff(*(load_run(tmp_path / f"{v}.json").kernels for v in "ab"))
+    changes = {c.name: c for c in diff.changes}
+    assert diff.changes[0].name == "op_b" and changes["op_b"].ci_low_ns > 0
+    assert changes["op_b"].change_ns == pytest.approx(MS, rel=0.3)
+    for other in ("op_a", "op_c"):  # the unchanged operators move by far less than the changed one
+        assert abs(changes[other].change_ns) < 0.25 * changes["op_b"].change_ns
+        assert diff.verdict(changes[other]) != "changed"
+    assert any(line.startswith("- TPOT +") and "op_b +" in line for line in lines)
+
+
+def test_the_profiled_call_comes_after_every_measured_one(ops_model, tmp_path):
+    watch = tmp_path / "watch.txt"
+    result = run_llmprof(
+        "run", "--model", str(ops_model), "--patch", "watch:watch", "--kernels", "2", "--repeats", "3",
+        "--warmup", "1", "--prompt-len", "4", "--max-new-tokens", "6", "--no-telemetry",
+        cwd=ops_model.parent, env={**os.environ, "WATCH": str(watch)},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert watch.read_text() == "00001"  # warm-up and 3 repeats unprofiled, then the one profiled call
+
+
+def test_kernels_steps_needs_kernels():
+    result = run_llmprof("run", "--kernels-steps", "4:8", "--repeats", "1")
+    assert result.returncode == 2 and "--kernels-steps goes with --kernels N" in result.stderr
+
+
+def test_the_trace_draws_kernels_on_llmprofs_clock_lined_up_with_their_steps():
+    from llmprof.report.trace import TID_KERNELS, TID_OPERATORS, build_trace
+
+    raw = record(host_marks(10), [10])
+    doc, stamps = gpu_trace(raw, 10)
+    run = Run(config={}, environment={}, records=[raw], kernels=from_kineto(doc, raw, stamps, 4))
+    events = build_trace(run)["traceEvents"]
+    names = {e["tid"]: e["args"]["name"] for e in events if e.get("name") == "thread_name"}
+    assert names[TID_OPERATORS] == "operators" and names[TID_KERNELS] == "kernels (device 0)"
+    captured = [e for e in events if e.get("name") == "kernel capture"]
+    assert len(captured) == 1
+    # the captured call's token instants bound each of its steps: every operator starts inside its step
+    tokens = {int(e["name"].split()[1]): e["ts"] for e in events if e.get("cat") == "token"}
+    ops = [e for e in events if e.get("tid") == TID_OPERATORS and e["ph"] == "X"]
+    assert ops and all(
+        tokens.get(e["args"]["step"] - 1, -1) < e["ts"] <= tokens[e["args"]["step"]]
+        for e in ops
+        if e["args"]["step"] > 1
+    )
+    kernels = [e for e in events if e.get("tid") == TID_KERNELS and e.get("name") == "gemm_kernel"]
+    step5 = next(e for e in kernels if e["args"]["step"] == 5)
+    assert step5["ts"] == pytest.approx(tokens[4] + 21_000)  # launched 1 ms after token 4, ran 20 ms later
+
+
+def test_the_plot_adds_a_panel_of_the_captured_steps():
+    pytest.importorskip("matplotlib")
+    from llmprof.report import render
+
+    raw = record(host_marks(10), [10])
+    doc, stamps = gpu_trace(raw, 10)
+    with_kernels = Run(config={}, environment={}, records=[raw], kernels=from_kineto(doc, raw, stamps, 4))
+    without = Run(config={}, environment={}, records=[raw])
+
+    def height(png: bytes) -> int:  # the PNG's IHDR
+        return int.from_bytes(png[20:24], "big")
+
+    assert height(render(with_kernels, "plot")) == height(render(without, "plot")) + 420
