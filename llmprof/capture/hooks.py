@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import torch
 from transformers import GenerationMixin, StoppingCriteriaList
 
-from llmprof import _core
+from llmprof._core import install_marking_call
 from llmprof.analysis.record import Label
 
 VISION_MODULE_NAMES = ("vision_tower", "visual", "vision_model", "vision_encoder", "image_encoder")
@@ -64,7 +64,7 @@ class TokenMarkingCriteria(StoppingCriteriaList):
     criteria run (their own time is not token time), and their ``is_done`` flags are then copied into the
     timeline's buffer (no sync, no tensor kept), so the real token count of every sequence is known after the
     call. ``start_length``: the sequences' length before the first token. Its ``__call__`` is the extension's
-    (``_core.install_marking_call``, below): no Python frame per step.
+    (``install_marking_call``, below): no Python frame per step.
     """
 
     def __init__(self, criteria: StoppingCriteriaList, timeline: Any):
@@ -73,7 +73,7 @@ class TokenMarkingCriteria(StoppingCriteriaList):
         self.start_length: int | None = None
 
 
-_core.install_marking_call(TokenMarkingCriteria, StoppingCriteriaList.__call__)
+install_marking_call(TokenMarkingCriteria, StoppingCriteriaList.__call__)
 
 
 class SpeculativeMarkingCriteria(TokenMarkingCriteria):

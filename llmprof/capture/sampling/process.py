@@ -6,7 +6,7 @@ import os
 import resource
 from typing import Any
 
-from llmprof import _core
+from llmprof._core import ProcessSampler as NativeSampler
 from llmprof.capture.sampling.base import Sampler, default_interval
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -38,12 +38,12 @@ class ProcessSampler(Sampler):
 
     def __init__(self, interval_s: float | None = None, reason: str | None = None):
         super().__init__(interval_s, reason)
-        self._native: _core.ProcessSampler | None = None  # the sampling thread, once started
-        t_ns, cpu_ns, _ = _core.ProcessSampler(1).probe()
+        self._native: NativeSampler | None = None  # the sampling thread, once started
+        t_ns, cpu_ns, _ = NativeSampler(1).probe()
         self._last = (t_ns, cpu_ns)  # the first sample's CPU share counts from here
 
     def probe(self) -> list[dict[str, Any]]:
-        return [self._row(*_core.ProcessSampler(1).probe() if self._native is None else self._native.probe())]
+        return [self._row(*NativeSampler(1).probe() if self._native is None else self._native.probe())]
 
     def _row(self, t_ns: int, cpu_ns: int, rss: int) -> dict[str, Any]:
         """One sample's row: the CPU share since the previous sample, and the RSS."""
@@ -59,7 +59,7 @@ class ProcessSampler(Sampler):
         self.description = self.describe()
         if self.interval_s is None:
             self.interval_s = default_interval(self.measure_probe_cost(), self.min_interval_s)
-        self._native = _core.ProcessSampler(max(1, round(self.interval_s * 1e9)))
+        self._native = NativeSampler(max(1, round(self.interval_s * 1e9)))
         self._native.start()
 
     def stop(self) -> None:
