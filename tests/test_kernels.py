@@ -153,6 +153,11 @@ def test_kernel_diff_ranks_the_changed_operator_first_with_a_ci_that_excludes_ze
     }
     # sdpa +1.0, old_norm -0.3, fused_norm +0.1: 0.8 of the 0.8 ms TPOT change
     assert diff.explained(4) == pytest.approx(1.0, abs=0.1)
+    assert diff.warnings == []
+    later = capture_of({"mm": noisy(2.0)}, [s + 20 for s in steps])
+    assert kernel_diff(a, later).warnings == [
+        "the kernel captures are of different decode steps (A 2..9, B 22..29): their context lengths differ"
+    ]
 
 
 def test_the_run_file_keeps_the_capture_and_rejects_a_broken_one():

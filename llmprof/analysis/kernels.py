@@ -231,6 +231,21 @@ class KernelDiff:
     changes: list[KernelChange]
     step_ns_a: float = 0.0
     tpot_change_ns: float | None = None
+    steps: tuple[list[int], list[int]] = ([], [])  # the captured steps of A and of B
+
+    @property
+    def warnings(self) -> list[str]:
+        """What may confound the diff: the two sides captured different steps (other context lengths)."""
+        a, b = self.steps
+        if a == b:
+            return []
+        return (
+            [
+                f"the kernel captures are of different decode steps (A {a[0]}..{a[-1]}, B {b[0]}..{b[-1]}): their context lengths differ"
+            ]
+            if a and b
+            else []
+        )
 
     def changed(self, change: KernelChange) -> bool:
         """A significant change (CI excludes zero) of at least MIN_EFFECT of A's step."""
@@ -291,4 +306,4 @@ def kernel_diff(
     changes.sort(key=lambda c: (-abs(c.change_ns), c.name))
     steps = a.phase_steps(phase)
     step_ns = statistics.median(a.step_time(s) for s in steps) if steps else 0.0
-    return KernelDiff(phase, changes, step_ns, tpot_change_ns)
+    return KernelDiff(phase, changes, step_ns, tpot_change_ns, (steps, b.phase_steps(phase)))

@@ -103,6 +103,7 @@ def diff_section(diff: KernelDiff, name_a: str, name_b: str, top: int = TOP) -> 
     notes = [
         f"kernel diff: a change under {MIN_EFFECT:.0%} of A's step ({_ms(MIN_EFFECT * diff.step_ns_a)} ms) is negligible"
     ]
+    notes += [f"warning: {w}" for w in diff.warnings]
     explained = diff.explained(top)
     if diff.tpot_change_ns is not None and explained is not None:
         leading = next((c for c in diff.changes if c.status or diff.changed(c)), None)
