@@ -324,3 +324,24 @@ def test_the_plot_adds_a_panel_of_the_captured_steps():
         return int.from_bytes(png[20:24], "big")
 
     assert height(render(with_kernels, "plot")) == height(render(without, "plot")) + 420
+
+
+def test_a_step_takes_its_time_from_device_times_and_its_work_from_host_stamps():
+    """On a GPU the host runs ahead: operators and launches belong to a step by host stamps, but the step's own
+    time (against which the kernels are summed) is the device's, as llmprof's ITL is."""
+    marks = [
+        (label, step, t, None if label in (0, 1) else t + 0.5 * step)  # the device falls 0.5 ms a step behind
+        for label, step, t in host_marks(10)
+    ]
+    raw = record(marks, [10], backend="cuda")
+    doc, stamps = gpu_trace(raw, 10)
+    capture = from_kineto(doc, raw, stamps, count=4)
+    assert capture.step_ns == [round(43.5 * MS)] + [17 * MS] * 4
+    assert sorted(s for s, d in zip(capture.events["step"], capture.events["device"]) if d == 0) == [
+        1,
+        1,
+        4,
+        5,
+        6,
+        7,
+    ]

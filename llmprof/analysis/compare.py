@@ -3,7 +3,6 @@ the differences between the runs that are not the variable under test. Pure Pyth
 
 from __future__ import annotations
 
-import random
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -13,7 +12,7 @@ from llmprof.analysis.kernels import KernelDiff, kernel_diff
 from llmprof.analysis.metrics import RequestMetrics
 from llmprof.analysis.record import RawRequest
 from llmprof.analysis.registry import BY_NAME, compared
-from llmprof.analysis.stats import BOOTSTRAP_RESAMPLES, percentile
+from llmprof.analysis.stats import BOOTSTRAP_RESAMPLES, two_sample_ci
 
 NO_DIFFERENCE = "no significant difference"
 MIN_REPEATS = 4  # below this per side the bootstrap interval is too narrow to trust (false positives)
@@ -72,14 +71,7 @@ def ratio_ci(
     a: Sequence[float], b: Sequence[float], resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0
 ) -> tuple[float, float]:
     """95% percentile-bootstrap interval of median(b) / median(a); each run is resampled by its generations."""
-    rng = random.Random(seed)
-    estimates = []
-    for _ in range(resamples):
-        denominator = statistics.median(rng.choices(a, k=len(a)))
-        numerator = statistics.median(rng.choices(b, k=len(b)))
-        estimates.append(numerator / denominator if denominator else float("inf"))
-    estimates.sort()
-    return percentile(estimates, 2.5), percentile(estimates, 97.5)
+    return two_sample_ci(a, b, lambda ma, mb: mb / ma if ma else float("inf"), resamples, seed)
 
 
 def verdict(ratio: float, low: float, high: float, higher_is_better: bool) -> str:

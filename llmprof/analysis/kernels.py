@@ -9,13 +9,11 @@ the captured call's own timeline. Tables and diffs are recomputed from them (doc
 
 from __future__ import annotations
 
-import random
 import statistics
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from llmprof.analysis.stats import percentile
+from llmprof.analysis.stats import two_sample_ci
 from llmprof.errors import RunFormatError
 
 PREFILL_STEP = 1
@@ -114,10 +112,10 @@ def check_capture(data: Any) -> None:
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise _fail("kernels.names", "a list of strings is needed")
     for key, value in (("steps", steps), ("step_ns", step_ns)):
-        if not isinstance(value, list) or not all(_is_int(v) and v >= 0 for v in value):
-            raise _fail(f"kernels.{key}", "a list of non-negative integers is needed")
-    if len(steps) != len(step_ns) or len(set(steps)) != len(steps) or any(s < 1 for s in steps):
-        raise _fail("kernels.steps", "distinct steps >= 1, one step_ns each, are needed")
+        if not isinstance(value, list) or not all(_is_int(v) and v > 0 for v in value):
+            raise _fail(f"kernels.{key}", "a list of positive integers is needed")
+    if len(steps) != len(step_ns) or len(set(steps)) != len(steps):
+        raise _fail("kernels.steps", "distinct steps, one step_ns each, are needed")
     if not isinstance(events, dict):
         raise _fail("kernels.events", "an object of columns is needed")
     lengths = set()
@@ -167,7 +165,6 @@ class KernelTable:
     """The top operators/kernels of a phase, their per-step sum, and the step's own time (medians)."""
 
     phase: str
-    device: bool
     steps: list[int]
     rows: list[KernelRow] = field(default_factory=list)
     total_ns: float = 0.0  # all operators/kernels of a step (median over steps)
@@ -183,7 +180,7 @@ class KernelTable:
 def kernel_table(capture: KernelCapture, phase: str, top: int | None = None) -> KernelTable:
     """The ``top`` operators/kernels of ``phase`` by median time per step (all when None)."""
     steps = capture.phase_steps(phase)
-    table = KernelTable(phase, capture.has_device, steps)
+    table = KernelTable(phase, steps)
     if not steps:
         return table
     per_step = capture.per_step(phase)
@@ -276,18 +273,6 @@ def _per_step_times(capture: KernelCapture, phase: str) -> dict[str, list[float]
     }
 
 
-def median_difference_ci(
-    a: Sequence[float], b: Sequence[float], resamples: int = DIFF_RESAMPLES, seed: int = 0
-) -> tuple[float, float]:
-    """95% percentile-bootstrap interval of median(b) - median(a), each side resampled by its steps."""
-    rng = random.Random(seed)
-    estimates = sorted(
-        statistics.median(rng.choices(b, k=len(b))) - statistics.median(rng.choices(a, k=len(a)))
-        for _ in range(resamples)
-    )
-    return percentile(estimates, 2.5), percentile(estimates, 97.5)
-
-
 def kernel_diff(
     a: KernelCapture, b: KernelCapture, phase: str = "decode", tpot_change_ns: float | None = None
 ) -> KernelDiff:
@@ -299,7 +284,7 @@ def kernel_diff(
     if zeros_a and zeros_b:
         for name in sorted(times_a.keys() | times_b.keys()):
             va, vb = times_a.get(name, zeros_a), times_b.get(name, zeros_b)
-            low, high = median_difference_ci(va, vb)
+            low, high = two_sample_ci(va, vb, lambda ma, mb: mb - ma, DIFF_RESAMPLES)
             status = "added" if name not in times_a else "removed" if name not in times_b else ""
             ma, mb = statistics.median(va), statistics.median(vb)
             changes.append(KernelChange(name, ma, mb, mb - ma, low, high, status))

@@ -77,3 +77,21 @@ def summarize(values: Sequence[float]) -> Summary | None:
         ci95_low=low,
         ci95_high=high,
     )
+
+
+def two_sample_ci(
+    a: Sequence[float],
+    b: Sequence[float],
+    combine: Callable[[float, float], float],
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """95% percentile-bootstrap interval of ``combine(median(a), median(b))``, each side resampled by its own
+    units (generations, or the steps of a capture)."""
+    rng = random.Random(seed)
+    estimates = []
+    for _ in range(resamples):
+        median_a = statistics.median(rng.choices(a, k=len(a)))
+        estimates.append(combine(median_a, statistics.median(rng.choices(b, k=len(b)))))
+    estimates.sort()
+    return percentile(estimates, 2.5), percentile(estimates, 97.5)

@@ -104,7 +104,8 @@ def profile_call(
 
 
 def _step_bounds(record: RawRequest) -> tuple[list[int], list[int]]:
-    """(steps, end times) on the host clock: step 1 ends at T_1, step k at T_k; step 1 starts at t0."""
+    """(steps, end times) on the host clock, which bounds the host work of each step (its operators and
+    launches): step 1 ends at T_1, step k at T_k; step 1 starts at t0."""
     tokens = record.marks.first(Label.TOKEN)
     steps = sorted(tokens)
     return steps, [record.host_ns[tokens[s]] for s in steps]
@@ -185,8 +186,12 @@ def from_kineto(
         if step in wanted:
             dur = round(e.get("dur", 0) * 1000)
             add(e["name"], int(args.get("device", 0)), step, host(e["ts"]), dur, dur)
-    bounds = dict(zip(steps, ends))
-    step_ns = [bounds[s] - (t0 if s == PREFILL_STEP else bounds[s - 1]) for s in kept]
+    # a step's own time on the run's clock (device times on a GPU, where the host runs ahead of the device)
+    tokens = record.marks.first(Label.TOKEN)
+    start = record.times[min(record.marks.first(Label.REQUEST_START).values(), default=0)]
+    step_ns = [
+        record.times[tokens[s]] - (start if s == PREFILL_STEP else record.times[tokens[s - 1]]) for s in kept
+    ]
     return KernelCapture(
         names=list(names),
         events=columns,

@@ -30,8 +30,9 @@ def kernel_sections(run: Run, top: int = TOP) -> tuple[list[Section], list[str]]
         return [], []
     what = "device kernels" if capture.has_device else "host operators, by self time"
     sections = []
-    for phase in PHASES:
-        table = kernel_table(capture, phase)
+    tables = {phase: kernel_table(capture, phase) for phase in PHASES}
+    for table in tables.values():
+        phase = table.phase
         if not table.steps:
             continue
         count = len(table.steps)
@@ -71,7 +72,7 @@ def kernel_sections(run: Run, top: int = TOP) -> tuple[list[Section], list[str]]
         )
     ]
     measured = [m.tpot for m in run.metrics() if m.tpot is not None]
-    decode = kernel_table(capture, "decode")
+    decode = tables["decode"]
     if measured and decode.steps:
         notes.append(
             f"kernels: captured decode step {_ms(decode.step_ns)} ms against the measured TPOT"
