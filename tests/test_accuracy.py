@@ -67,10 +67,11 @@ def test_every_stamp_lies_between_the_forwards_that_bracket_it():
     n = eos_step
     assert (log[0][1] - entries[-1]) * NS <= r.ttft <= (log[1][0] - before) * NS
     assert (log[n - 1][1] - log[1][0]) * NS / (n - 1) <= r.tpot <= (after - log[0][1]) * NS / (n - 1)
+    # each marked span holds the model's own forward and lies within its step (ground truth, same call)
     decode = statistics.fmean(end - start for step, (start, end) in log.items() if step > 0) * NS
     b = r.breakdown
-    assert b.prefill == pytest.approx((log[0][1] - log[0][0]) * NS, rel=0.05)
-    assert b.decode_forward == pytest.approx(decode, rel=0.05)
+    assert (log[0][1] - log[0][0]) * NS <= b.prefill <= r.ttft
+    assert decode <= b.decode_forward <= statistics.fmean(r.itl)
 
 
 def test_ragged_eos_in_a_batch_of_four():
@@ -87,7 +88,7 @@ def test_ragged_eos_in_a_batch_of_four():
         latest = log[n][0] if n < max(eos) else after
         assert (log[n - 1][1] - log[1][0]) * NS / (n - 1) <= tpot <= (latest - log[0][1]) * NS / (n - 1)
     logged = [(end - start) * NS for step, (start, end) in log.items() if step > 0]
-    assert r.breakdown.decode_forward == pytest.approx(statistics.fmean(logged), rel=0.05)  # its own clock
+    assert statistics.fmean(logged) <= r.breakdown.decode_forward <= statistics.fmean(r.itl)  # same call
     assert r.tpot == pytest.approx(statistics.fmean(r.tpot_per_sequence[1:]))
     assert len(r.itl) == max(eos) - 1
     assert r.tps == pytest.approx(sum(eos) / r.latency)
