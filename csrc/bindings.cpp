@@ -287,6 +287,27 @@ void checked_token(Timeline& tl, const py::object& finished, std::int64_t tokens
     if (!tl.flags_error().empty()) misuse(tl.flags_error());
 }
 
+// The Python callable of set_step_observer(): called with the GIL held (every mark comes from Python).
+PyObject* observer_fn = nullptr;
+
+void call_observer(std::int64_t label, std::int64_t step) {
+    PyObject* out = PyObject_CallFunction(observer_fn, "LL", static_cast<long long>(label),
+                                          static_cast<long long>(step));
+    if (out) {
+        Py_DECREF(out);
+        return;
+    }
+    PyErr_WriteUnraisable(observer_fn);  // an observer must not break the call it watches
+}
+
+void set_step_observer(const py::object& fn) {
+    llmprof::step_observer = nullptr;
+    Py_CLEAR(observer_fn);
+    if (fn.is_none()) return;
+    observer_fn = fn.inc_ref().ptr();
+    llmprof::step_observer = call_observer;
+}
+
 template <typename T>
 py::array_t<T> to_array(std::vector<T>&& values) {
     auto* heap = new std::vector<T>(std::move(values));
@@ -303,6 +324,13 @@ PYBIND11_MODULE(_core, m) {
     m.def("host_now_ns", &llmprof::host_now_ns, "CLOCK_MONOTONIC in ns (the clock of time.monotonic_ns()).");
     m.def("cuda_driver_status", &llmprof::cuda::driver_status,
           "(ok, message): can the CUDA driver be loaded and cuInit(0) succeed? Never raises.");
+    m.def("cuda_profiler_range", &llmprof::cuda::profiler_range, py::arg("device"), py::arg("start"),
+          py::call_guard<py::gil_scoped_release>(),
+          "cuProfilerStart() (start) or, after cuCtxSynchronize(), cuProfilerStop() in the device's primary "
+          "context; raises CudaError.");
+    m.def("set_step_observer", &set_step_observer, py::arg("observer"),
+          "observer(label, step) after each mark that opens or closes a step (REQUEST_START, FORWARD_BEGIN, "
+          "TOKEN, REQUEST_END) of any timeline, until set to None.");
 
     if (PyType_Ready(&TimedCallType) < 0) throw py::error_already_set();
     m.def("install_marking_call", &install_marking_call, py::arg("cls"), py::arg("criteria_call"),

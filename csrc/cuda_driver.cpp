@@ -62,6 +62,9 @@ std::unique_ptr<Driver> load(const std::string& path) {
         bind(drv->cuMemcpyDtoHAsync, "cuMemcpyDtoHAsync", true, true);
         bind(drv->cuGetErrorName, "cuGetErrorName", false);
         bind(drv->cuGetErrorString, "cuGetErrorString", false);
+        bind(drv->cuCtxSynchronize, "cuCtxSynchronize", false);
+        bind(drv->cuProfilerStart, "cuProfilerStart", false);
+        bind(drv->cuProfilerStop, "cuProfilerStop", false);
     } catch (...) {
         dlclose(lib);
         throw;
@@ -112,6 +115,29 @@ std::pair<bool, std::string> driver_status() {
     } catch (const std::exception& e) {
         return {false, e.what()};
     }
+}
+
+void profiler_range(int ordinal, bool start) {
+    const Driver& drv = driver();
+    if (!drv.cuProfilerStart || !drv.cuProfilerStop || !drv.cuCtxSynchronize)
+        throw CudaError("CUDA driver '" + drv.path + "' has no cuProfilerStart/cuProfilerStop/cuCtxSynchronize");
+    drv.check(drv.cuInit(0), "cuInit");
+    CUdevice dev = 0;
+    CUcontext ctx = nullptr;
+    drv.check(drv.cuDeviceGet(&dev, ordinal), "cuDeviceGet");
+    drv.check(drv.cuDevicePrimaryCtxRetain(&ctx, dev), "cuDevicePrimaryCtxRetain");
+    CUresult err = drv.cuCtxPushCurrent(ctx);
+    const char* call = "cuCtxPushCurrent";
+    if (err == CUDA_SUCCESS) {
+        if (!start) err = drv.cuCtxSynchronize(), call = "cuCtxSynchronize";
+        if (err == CUDA_SUCCESS)
+            err = start ? drv.cuProfilerStart() : drv.cuProfilerStop(),
+            call = start ? "cuProfilerStart" : "cuProfilerStop";
+        CUcontext popped;
+        drv.cuCtxPopCurrent(&popped);
+    }
+    drv.cuDevicePrimaryCtxRelease(dev);
+    drv.check(err, call);
 }
 
 }  // namespace llmprof::cuda

@@ -32,7 +32,8 @@ class CudaError : public std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
-// Entry points of one loaded driver library. cuGetErrorName/cuGetErrorString are optional (may be null).
+// Entry points of one loaded driver library. cuGetErrorName/cuGetErrorString, cuCtxSynchronize and
+// cuProfilerStart/Stop are optional (may be null).
 struct Driver {
     std::string path;
     CUresult (*cuInit)(unsigned flags) = nullptr;
@@ -53,6 +54,9 @@ struct Driver {
     CUresult (*cuMemcpyDtoHAsync)(void* dst, CUdeviceptr src, std::size_t bytes, CUstream stream) = nullptr;
     CUresult (*cuGetErrorName)(CUresult err, const char** name) = nullptr;
     CUresult (*cuGetErrorString)(CUresult err, const char** text) = nullptr;
+    CUresult (*cuCtxSynchronize)() = nullptr;  // optional, as the profiler-range calls
+    CUresult (*cuProfilerStart)() = nullptr;
+    CUresult (*cuProfilerStop)() = nullptr;
 
     // "CUDA_ERROR_INVALID_HANDLE (400): invalid resource handle"; "CUDA error 400" without the name calls.
     std::string describe(CUresult err) const;
@@ -69,5 +73,10 @@ const Driver& driver();
 // (true, "CUDA driver 12.4 (libcuda.so.1)") if the driver loads and cuInit(0) succeeds, else (false, why).
 // Never throws.
 std::pair<bool, std::string> driver_status();
+
+// cuProfilerStart() (start) or cuProfilerStop() after cuCtxSynchronize() (so the steps' kernels are in the
+// range), in the primary context of device `ordinal`: what `nsys profile --capture-range=cudaProfilerApi`
+// captures between. Throws CudaError (a driver without these entry points included).
+void profiler_range(int ordinal, bool start);
 
 }  // namespace llmprof::cuda

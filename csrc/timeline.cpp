@@ -133,6 +133,7 @@ void Timeline::begin_request(std::size_t max_steps, std::size_t flag_row_bytes) 
     reserve_steps(max_steps, flag_row_bytes);
     anchor();  // before t0: recording it is not the request's time
     mark_host(kRequestStart, 0);
+    if (step_observer) step_observer(kRequestStart, 0);
 }
 
 void Timeline::reserve_steps(std::size_t max_steps, std::size_t flag_row_bytes) {
@@ -143,8 +144,10 @@ void Timeline::reserve_steps(std::size_t max_steps, std::size_t flag_row_bytes) 
 }
 
 void Timeline::end_request() {
+    const bool was_open = open_;
     if (open_) mark_host(kRequestEnd, step_);
     open_ = armed_ = in_forward_ = false;
+    if (was_open && step_observer) step_observer(kRequestEnd, step_);
 }
 
 void Timeline::keep(std::uintptr_t src, std::size_t nbytes, bool on_device) {

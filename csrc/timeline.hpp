@@ -38,6 +38,12 @@ struct Resolved {
 // Mark labels the timeline itself stamps (the Python side's Label enum holds them all).
 enum Label : std::int64_t { kRequestStart = 0, kRequestEnd = 1, kForwardBegin = 2, kForwardEnd = 3, kToken = 4 };
 
+// Called right after each mark where a step opens or closes (REQUEST_START, an armed FORWARD_BEGIN or TOKEN,
+// REQUEST_END) with its label and step, while set: one call's NVTX ranges and profiler range. Unset, it
+// costs a step one test. Process-wide; set and read with the GIL held.
+using StepObserver = void (*)(std::int64_t label, std::int64_t step);
+inline StepObserver step_observer = nullptr;
+
 class Timeline {
  public:
     // device < 0: host backend; else the CUDA backend on that device ordinal, in its primary context.
@@ -101,7 +107,9 @@ class Timeline {
     // Hot path, each a no-op unless armed: a forward span of the current step, and step k's token(s).
     void forward_begin() {
         in_forward_ = true;
-        if (armed_) mark(kForwardBegin, step_);
+        if (!armed_) return;
+        mark(kForwardBegin, step_);
+        if (step_observer) step_observer(kForwardBegin, step_);
     }
     void forward_end() {
         in_forward_ = false;
@@ -112,6 +120,7 @@ class Timeline {
         if (!armed_) return;
         mark(kToken, ++step_);
         if (tokens_.size() < tokens_.capacity()) tokens_.push_back(std::int32_t(tokens));
+        if (step_observer) step_observer(kToken, step_);
     }
     // Step `step()`'s per-sequence flags (one byte each): copied from host memory, or from device memory
     // on the current stream without a sync. No-op unless armed; problems are kept for flags_error().

@@ -29,6 +29,12 @@ def host_now_ns() -> int:
 def cuda_driver_status() -> tuple[bool, str]:
     """(ok, message): can the CUDA driver be loaded and cuInit(0) succeed? Never raises."""
 
+def cuda_profiler_range(device: int, start: bool) -> None:
+    """cuProfilerStart() (start) or, after cuCtxSynchronize(), cuProfilerStop() in the device's primary context; raises CudaError."""
+
+def set_step_observer(observer: Callable[[int, int], object] | None) -> None:
+    """observer(label, step) after each mark that opens or closes a step (REQUEST_START, FORWARD_BEGIN, TOKEN, REQUEST_END) of any timeline, until set to None."""
+
 def install_marking_call(cls: type, criteria_call: Callable[..., Any]) -> None:
     """Give the token-marking criteria class its __call__ in C, running criteria_call for the criteria."""
 

@@ -31,6 +31,7 @@ class FakeCuda:
         self.lib.fake_fail_after.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.c_int]
         self.lib.fake_count.argtypes = [ctypes.c_char_p]
         self.lib.fake_last_record_stream.restype = ctypes.c_size_t
+        self.lib.fake_profiler_stamp.restype = ctypes.c_longlong
 
     def fail(self, fn: str, code: int, after: int = 0) -> None:
         """`fn` succeeds `after` more times, then returns `code` until reset()."""
@@ -70,6 +71,10 @@ class FakeCuda:
 
     def last_record_stream(self) -> int:
         return self.lib.fake_last_record_stream()
+
+    def profiler_stamp(self, stop: bool) -> int:
+        """The host time of the last cuProfilerStart (stop False) or cuProfilerStop (stop True)."""
+        return self.lib.fake_profiler_stamp(int(stop))
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,7 @@ from llmprof.cli.common import check_distinct, check_output_path
 from llmprof.cli.compare import add_comparison_output, emit_comparison
 from llmprof.cli.workload import (
     add_workload_options,
-    capture_kernels,
+    after_repeats,
     close_run,
     failure,
     kernel_window,
@@ -132,9 +132,10 @@ def main(args: argparse.Namespace) -> int:
             for _ in range(args.repeats):
                 for index in range(2):
                     call(index, False)
-            for index in range(2 if args.kernels else 0):  # after the repeats, which it would perturb
+            for index in range(2):  # after the repeats, which they would perturb
                 name = f"variant {prepared[index].variant.name}: "
-                runs[index].kernels = capture_kernels(lambda index=index: unmeasured(index), args, name)
+                device = workload.loaded.device
+                runs[index].kernels = after_repeats(lambda index=index: unmeasured(index), args, device, name)
     except (KeyboardInterrupt, Exception) as exc:
         if isinstance(exc, UsageError):  # a variant that cannot be applied: nothing to keep
             raise

@@ -16,7 +16,7 @@ from llmprof.cli.common import check_distinct, check_output_path
 from llmprof.cli.output import add_output_options, check_output_options, emit
 from llmprof.cli.workload import (
     add_workload_options,
-    capture_kernels,
+    after_repeats,
     close_run,
     failure,
     kernel_window,
@@ -76,8 +76,8 @@ def main(args: argparse.Namespace) -> int:
             for i, record in enumerate(calls, 1):
                 run.records.append(record)
                 progress(i, total, record)
-            if args.kernels:  # after the repeats, which it would perturb
-                run.kernels = capture_kernels(one_call, args)
+            # after the repeats, which they would perturb
+            run.kernels = after_repeats(one_call, args, workload.loaded.device)
         except (KeyboardInterrupt, Exception) as exc:  # noqa: BLE001 - e.g. out of memory: keep what was measured
             status = 128 + interrupts.signal_number(exc) if isinstance(exc, KeyboardInterrupt) else 1
             print(failure(exc, len(run.measured), args.repeats, args), file=sys.stderr)

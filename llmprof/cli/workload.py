@@ -101,7 +101,19 @@ def add_workload_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--kernels-steps",
         metavar="A:B",
-        help="with --kernels: capture decode steps A..B instead (the steps producing tokens A..B)",
+        help="with --kernels or --cuda-profiler-range: decode steps A..B instead (the steps producing tokens A..B)",
+    )
+    parser.add_argument(
+        "--nvtx",
+        action="store_true",
+        help="for Nsight: after the repeats, one more call with an NVTX range per request and per step"
+        " (the --kernels call, if any)",
+    )
+    parser.add_argument(
+        "--cuda-profiler-range",
+        action="store_true",
+        help="for `nsys profile --capture-range=cudaProfilerApi`: after the repeats, one more call with"
+        " cuProfilerStart/Stop around the decode steps of --kernels-steps (default: 8 from the middle)",
     )
     parser.add_argument(
         "--measure-peak",
@@ -229,27 +241,67 @@ def _generate_kwargs(loaded: Any, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def kernel_window(args: argparse.Namespace) -> tuple[int, int] | None:
-    """``--kernels-steps`` parsed (None when not given); raises UsageError when it comes without --kernels."""
+    """``--kernels-steps`` parsed (None when not given); raises UsageError for options that do not go
+    together."""
     from llmprof.capture.kernels import parse_window
 
+    if args.kernels and args.cuda_profiler_range:
+        raise UsageError(
+            "--kernels and --cuda-profiler-range both need CUPTI (torch.profiler's and Nsight's): run them apart"
+        )
     if args.kernels_steps is None:
         return None
-    if not args.kernels:
-        raise UsageError("--kernels-steps goes with --kernels N")
+    if not (args.kernels or args.cuda_profiler_range):
+        raise UsageError("--kernels-steps goes with --kernels N or --cuda-profiler-range")
     return parse_window(args.kernels_steps)
 
 
-def capture_kernels(call: Any, args: argparse.Namespace, name: str = "") -> Any:
-    """The kernel-profiled call of ``--kernels`` (None, said on stderr, when it cannot be taken)."""
-    from llmprof.capture.kernels import profile_call
+def after_repeats(call: Any, args: argparse.Namespace, device: Any, name: str = "") -> Any:
+    """The unmeasured calls after the repeats: the kernel-profiled call of ``--kernels`` (its capture, or None,
+    said on stderr, when it cannot be taken) and the Nsight ranges of ``--nvtx``/``--cuda-profiler-range``
+    (on that call, or on one of their own)."""
+    from llmprof.capture.kernels import DEFAULT_STEPS, choose_steps, profile_call
+    from llmprof.capture.nsight import observing, ranges_for, why_unavailable
     from llmprof.errors import CaptureError
 
-    print(f"llmprof: {name}one more call under torch.profiler (--kernels {args.kernels})", file=sys.stderr)
-    try:
-        return profile_call(call, args.kernels, kernel_window(args))
-    except CaptureError as exc:
-        print(f"llmprof: no kernels: {exc}", file=sys.stderr)
-        return None
+    ranges = None
+    if args.nvtx or args.cuda_profiler_range:
+        why = why_unavailable(device, args.cuda_profiler_range)
+        flags = " and ".join(
+            f for f, on in (("--nvtx", args.nvtx), ("--cuda-profiler-range", args.cuda_profiler_range)) if on
+        )
+        if why:
+            print(f"llmprof: {name}{flags} did nothing: {why}", file=sys.stderr)
+        else:
+            steps = choose_steps(args.max_new_tokens, args.kernels or DEFAULT_STEPS, kernel_window(args))
+            window = (steps[0], steps[-1]) if args.cuda_profiler_range and steps else None
+            ranges = ranges_for(device, args.nvtx, window)
+            what = [
+                "NVTX ranges per step" if args.nvtx else "",
+                f"cuProfilerStart/Stop around decode steps {steps[0]}..{steps[-1]}" if window else "",
+            ]
+            print(f"llmprof: {name}{' and '.join(w for w in what if w)} (Nsight)", file=sys.stderr)
+    traced = call
+    if ranges is not None:
+
+        def traced() -> Any:
+            with observing(ranges):
+                return call()
+
+    kernels = None
+    if args.kernels:
+        print(
+            f"llmprof: {name}one more call under torch.profiler (--kernels {args.kernels})", file=sys.stderr
+        )
+        try:
+            kernels = profile_call(traced, args.kernels, kernel_window(args))
+        except CaptureError as exc:
+            print(f"llmprof: no kernels: {exc}", file=sys.stderr)
+    elif ranges is not None:
+        traced()
+    for error in ranges.errors if ranges is not None else []:
+        print(f"llmprof: Nsight ranges: {error}", file=sys.stderr)
+    return kernels
 
 
 def progress(done: int, total: int | None, record: Any, name: str = "") -> None:

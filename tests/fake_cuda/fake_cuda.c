@@ -2,7 +2,8 @@
  *     cc -shared -fPIC -O2 -o libfake_cuda.so fake_cuda.c
  * Variants (-D...): FAKE_NO_EVENT_ELAPSED omits cuEventElapsedTime; FAKE_NO_ERROR_STRINGS omits
  * cuGetErrorName/cuGetErrorString; FAKE_NO_PROC_ADDRESS_V2 omits cuGetProcAddress_v2 (the loader falls back
- * to the 4-argument cuGetProcAddress); FAKE_NO_PROC_ADDRESS omits both (the loader falls back to dlsym).
+ * to the 4-argument cuGetProcAddress); FAKE_NO_PROC_ADDRESS omits both (the loader falls back to dlsym);
+ * FAKE_NO_PROFILER omits cuProfilerStart/cuProfilerStop.
  *
  * Model: one device (ordinal 0) with one primary context; streams are opaque handles. A recorded event
  * completes at its record time + the queue delay (fake_set_queue_delay_ns: work queued ahead of it, until a
@@ -66,7 +67,7 @@ static uintptr_t last_record_stream;
     X(cuCtxPushCurrent) X(cuCtxPopCurrent) X(cuEventCreate) X(cuEventDestroy) X(cuEventRecord)             \
     X(cuEventQuery) X(cuEventSynchronize) X(cuEventElapsedTime) X(cuStreamSynchronize) X(cuGetErrorName)   \
     X(cuGetErrorString) X(cuGetProcAddress) X(cuGetProcAddress_v2) X(cuMemHostAlloc) X(cuMemFreeHost)         \
-    X(cuMemcpyDtoHAsync)
+    X(cuMemcpyDtoHAsync) X(cuCtxSynchronize) X(cuProfilerStart) X(cuProfilerStop)
 #define AS_ENUM(f) F_##f,
 #define AS_NAME(f) #f,
 enum { FAKE_FUNCS(AS_ENUM) F_COUNT };
@@ -245,6 +246,36 @@ CUresult cuStreamSynchronize(CUstream stream) {
     return CUDA_SUCCESS;
 }
 
+CUresult cuCtxSynchronize(void) {
+    ENTER(cuCtxSynchronize);
+    REQUIRE_INIT();
+    if (!ctx_depth) return CUDA_ERROR_INVALID_CONTEXT;
+    sleep_until(last_done_ns);
+    drained = 1;
+    return CUDA_SUCCESS;
+}
+
+/* The profiler range: each call's host time is kept (fake_profiler_stamp), in a context as the real one wants. */
+static long long profiler_stamps[2];
+
+#ifndef FAKE_NO_PROFILER
+CUresult cuProfilerStart(void) {
+    ENTER(cuProfilerStart);
+    REQUIRE_INIT();
+    if (!ctx_depth) return CUDA_ERROR_INVALID_CONTEXT;
+    profiler_stamps[0] = now_ns();
+    return CUDA_SUCCESS;
+}
+
+CUresult cuProfilerStop(void) {
+    ENTER(cuProfilerStop);
+    REQUIRE_INIT();
+    if (!ctx_depth) return CUDA_ERROR_INVALID_CONTEXT;
+    profiler_stamps[1] = now_ns();
+    return CUDA_SUCCESS;
+}
+#endif
+
 /* Pinned host memory is plain heap memory here; a device pointer is a host address (the tests copy from host
  * tensors), copied at once rather than in stream order. */
 CUresult cuMemHostAlloc(void** host, size_t bytes, unsigned flags) {
@@ -384,6 +415,9 @@ int fake_count(const char* fn) {
     int f = fn_index(fn);
     return f < 0 ? -1 : calls[f];
 }
+
+/* The host time (CLOCK_MONOTONIC ns) of the last cuProfilerStart (0) or cuProfilerStop (1). */
+long long fake_profiler_stamp(int stop) { return profiler_stamps[stop != 0]; }
 
 int fake_live_events(void) { return live_events; }
 int fake_live_host_buffers(void) { return live_host_buffers; }
