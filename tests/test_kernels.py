@@ -346,3 +346,31 @@ def test_a_step_takes_its_time_from_device_times_and_its_work_from_host_stamps()
         6,
         7,
     ]
+
+
+def test_compare_plots_every_ratio_and_a_and_bs_kernels_side_by_side(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    from llmprof.cli import main
+    from llmprof.report.plot import _diff_names
+    from llmprof.runfile import save_run
+
+    steps = list(range(2, 10))
+    a = capture_of({"mm": [2.0] * 8, "sdpa": [1.0] * 8, "old_norm": [0.3] * 8}, steps)
+    b = capture_of({"mm": [2.0] * 8, "sdpa": [2.0] * 8, "fused_norm": [0.1] * 8}, steps)
+    paths = {}
+    for name, capture in (("a", a), ("b", b), ("bare", None)):
+        paths[name] = str(tmp_path / f"{name}.json")
+        records = [record(host_marks(10), [10]) for _ in range(3)]
+        save_run(Run(config={}, environment={}, records=records, kernels=capture), paths[name])
+
+    def height(path) -> int:  # the PNG's IHDR
+        return int.from_bytes(open(path, "rb").read()[20:24], "big")
+
+    assert main(["compare", paths["a"], paths["b"], "--format", "plot", "-o", str(tmp_path / "k.png")]) == 0
+    assert main(["compare", paths["a"], paths["bare"], "--format", "plot", "-o", str(tmp_path / "r.png")]) == 0
+    assert height(tmp_path / "k.png") == height(tmp_path / "r.png") + 420  # the row of A's and B's kernels
+    # both sides stacked by the same names: what changed, was added or removed first, then the largest
+    assert _diff_names(kernel_diff(a, b)) == ["sdpa", "old_norm", "fused_norm", "mm"]
+    capsys.readouterr()
+    assert main(["compare", paths["a"], paths["b"], "--format", "plot"]) == 2
+    assert "give it a file with -o" in capsys.readouterr().err

@@ -15,7 +15,7 @@ from typing import Any
 
 from llmprof.cli import interrupts
 from llmprof.cli.common import check_distinct, check_output_path
-from llmprof.cli.compare import add_comparison_output, emit_comparison
+from llmprof.cli.compare import add_comparison_output, check_comparison_output, emit_comparison
 from llmprof.cli.workload import (
     add_workload_options,
     after_repeats,
@@ -68,8 +68,9 @@ def main(args: argparse.Namespace) -> int:
     from llmprof.workloads.runner import profiled_call, recorded_call, warm_up
     from llmprof.workloads.variants import Variant, prepare
 
-    for path, option in ((args.json_a, "--json-a"), (args.json_b, "--json-b"), (args.output, "--output")):
+    for path, option in ((args.json_a, "--json-a"), (args.json_b, "--json-b")):
         check_output_path(path, option)
+    check_comparison_output(args)
     check_distinct([], {"--json-a": args.json_a, "--json-b": args.json_b, "--output": args.output})
     kernel_window(args)
     variants = [
@@ -174,4 +175,4 @@ def _compare(runs: list[Any], prepared: list[Any], variants: list[Any], args: ar
     report = ComparisonReport(
         *labels, compare_runs(runs[0], runs[1]), setup_differences(*runs, variables), compare_kernels(*runs)
     )
-    emit_comparison([report], args)
+    emit_comparison([report], runs, args)

@@ -20,15 +20,38 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 
 def add_comparison_output(parser: argparse.ArgumentParser) -> None:
     """--format and -o/--output of a comparison (shared with ``ab``)."""
-    parser.add_argument("--format", choices=("table", "md"), default="table")
+    parser.add_argument(
+        "--format", choices=("table", "md", "plot"), default="table", help="plot writes a PNG (needs -o)"
+    )
     parser.add_argument("-o", "--output", metavar="PATH", help="write the comparison here instead of stdout")
 
 
-def emit_comparison(reports: list, args: argparse.Namespace) -> None:
-    """Render the comparison reports as asked, to the output or stdout."""
+def check_comparison_output(args: argparse.Namespace) -> None:
+    """Fail before any work on a comparison output that cannot be written."""
+    check_output_path(args.output, "--output")
+    if args.format == "plot":
+        if args.output is None:
+            raise UsageError("--format plot writes a PNG: give it a file with -o/--output")
+        from llmprof.report.plot import check_available
+
+        check_available()
+
+
+def emit_comparison(reports: list, runs: list, args: argparse.Namespace) -> None:
+    """Render the comparison reports (of ``runs``: A, then each B) as asked, to the output or stdout."""
     from llmprof.report.comparison import render_comparison_markdown, render_comparison_table
     from llmprof.runfile import write_atomic
 
+    if args.format == "plot":
+        import io
+
+        from llmprof.report.plot import render_comparison
+
+        png = io.BytesIO()
+        render_comparison(reports, runs, png)
+        write_atomic(args.output, png.getvalue())
+        print(f"plot written to {args.output}", file=sys.stderr)
+        return
     text = render_comparison_markdown(reports) if args.format == "md" else render_comparison_table(reports)
     if args.output is None:
         sys.stdout.write(text)
@@ -45,7 +68,7 @@ def main(args: argparse.Namespace) -> int:
 
     if len(args.runs) < 2:
         raise UsageError("compare needs at least two runs: A.json B.json [C.json ...]")
-    check_output_path(args.output, "--output")
+    check_comparison_output(args)
     check_distinct(args.runs, {"--output": args.output})
     runs = []
     for path in args.runs:
@@ -63,5 +86,5 @@ def main(args: argparse.Namespace) -> int:
         )
         for path, run in zip(args.runs[1:], runs[1:])
     ]
-    emit_comparison(reports, args)
+    emit_comparison(reports, runs, args)
     return 0

@@ -1,16 +1,20 @@
-"""Plots of a run in one PNG: per-step decode latency against context length, the breakdown of every request,
-the telemetry over time, and (with ``--kernels``) each captured decode step stacked by its top kernels. Needs matplotlib (``pip install 'llmprof[plot]'``); never imports torch."""
+"""Plots in one PNG. Of a run: per-step decode latency against context length, the breakdown of every request,
+the telemetry over time, and (with ``--kernels``) each captured decode step stacked by its top kernels. Of a
+comparison: every metric's ratio with its CI, and A's and B's kernels side by side. Needs matplotlib
+(``pip install 'llmprof[plot]'``); never imports torch."""
 
 from __future__ import annotations
 
+import math
 import statistics
 from typing import IO, Any
 
 from llmprof.analysis import registry
-from llmprof.analysis.kernels import kernel_table
+from llmprof.analysis.kernels import KernelCapture, KernelDiff, kernel_table
 from llmprof.analysis.metrics import RequestMetrics
 from llmprof.analysis.roofline import Roofline
 from llmprof.errors import PlotUnavailable
+from llmprof.report.comparison import ComparisonReport
 from llmprof.runfile import Run
 
 DPI = 100
@@ -21,6 +25,8 @@ PARTS = [
 ]
 TAIL = ("tail", "after last token", "#dddddd")
 KERNEL_SERIES = 8  # operators/kernels stacked by name in the kernels panel; the rest as one
+VERDICT_COLOURS = {"slower": "#d62728", "faster": "#2ca02c"}
+RATIO_ROW = 0.32  # inches per metric in a comparison's ratio panel
 KERNEL_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
 
 
@@ -198,31 +204,44 @@ def _kernels_panel(ax: Any, run: Run) -> None:
     capture = run.kernels
     if capture is None:
         return
-    table = kernel_table(capture, "decode")
-    steps = table.steps
+    top = [row.name for row in kernel_table(capture, "decode").rows[:KERNEL_SERIES]]
+    _kernel_stack(ax, capture, top, _kernel_colours(top), "Kernels: where each captured decode step went")
+
+
+def _kernel_colours(names: list[str]) -> dict[str, str]:
+    return {name: KERNEL_COLOURS[i % len(KERNEL_COLOURS)] for i, name in enumerate(names)}
+
+
+def _kernel_stack(
+    ax: Any, capture: KernelCapture, top: list[str], colours: dict[str, str], title: str, legend: bool = True
+) -> None:
+    """Each captured decode step of ``capture`` stacked by the names ``top``, the others as one, and the
+    part no operator/kernel covers."""
+    steps = capture.phase_steps("decode")
     per_step = capture.per_step("decode")
-    top = [row.name for row in table.rows[:KERNEL_SERIES]]
-    series = [(name, [per_step[name].get(s, (0, 0))[1] / 1e6 for s in steps]) for name in top]
-    others = [sum(v.get(s, (0, 0))[1] for n, v in per_step.items() if n not in top) / 1e6 for s in steps]
-    series.append((f"{len(per_step) - len(top)} others", others))
-    covered = [sum(values[i] for _, values in series) for i in range(len(steps))]
-    outside = "device idle" if capture.has_device else "outside operators"
-    series.append((outside, [max(capture.step_time(s) / 1e6 - c, 0.0) for s, c in zip(steps, covered)]))
-    colours = [KERNEL_COLOURS[i % len(KERNEL_COLOURS)] for i in range(len(series) - 2)] + [
-        "#bbbbbb",
-        "#eeeeee",
+    shown = [name for name in top if name in per_step]
+    series = [
+        (name, [per_step[name].get(s, (0, 0))[1] / 1e6 for s in steps], colours[name]) for name in shown
     ]
+    rest = [n for n in per_step if n not in shown]
+    others = [sum(per_step[n].get(s, (0, 0))[1] for n in rest) / 1e6 for s in steps]
+    series.append((f"{len(rest)} others", others, "#bbbbbb"))
+    covered = [sum(values[i] for _, values, _ in series) for i in range(len(steps))]
+    outside = "device idle" if capture.has_device else "outside operators"
+    idle = [max(capture.step_time(s) / 1e6 - c, 0.0) for s, c in zip(steps, covered)]
+    series.append((outside, idle, "#eeeeee"))
     bottom = [0.0] * len(steps)
     positions = list(range(len(steps)))
-    for (name, values), colour in zip(series, colours):
+    for name, values, colour in series:
         ax.bar(positions, values, bottom=bottom, color=colour, label=name, width=0.7)
         bottom = [b + v for b, v in zip(bottom, values)]
     ax.set_xticks(positions, [str(s) for s in steps])
     ax.set_xlabel("decode step of the kernel-profiled call (after the repeats)")
     ax.set_ylabel("time per step (ms)")
     what = "device kernels" if capture.has_device else "host operators, by self time"
-    ax.set_title(f"Kernels: where each captured decode step went ({what})")
-    ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
+    ax.set_title(f"{title}\n({what})", fontsize=10)
+    if legend:
+        ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
     ax.grid(axis="y", alpha=0.3)
 
 
@@ -253,3 +272,75 @@ def render(run: Run, out: IO[bytes]) -> None:
     fig.tight_layout(rect=(0.0, 0.0, 1.0, 0.97))
     fig.savefig(out, format="png")
     plt.close(fig)
+
+
+def render_comparison(reports: list[ComparisonReport], runs: list[Run], out: IO[bytes]) -> None:
+    """The PNG of comparisons (``runs``: A, then each report's B): per B the ratio B / A of every metric with
+    its 95% CI and verdict, and, when both captured kernels, A's and B's captured decode steps side by side,
+    stacked by the same operators/kernels (those that changed first) on one scale."""
+    plt = _pyplot()
+    panels: list[tuple[str, ComparisonReport, Run]] = []
+    for report, run in zip(reports, runs[1:]):
+        panels.append(("ratios", report, run))
+        both = [r.kernels for r in (runs[0], run)]
+        if report.kernels is not None and all(k is not None and k.phase_steps("decode") for k in both):
+            panels.append(("kernels", report, run))
+    heights = [
+        RATIO_ROW * len(r.comparisons) + 1.4 if kind == "ratios" else PANEL_SIZE[1] for kind, r, _ in panels
+    ]
+    fig = plt.figure(figsize=(PANEL_SIZE[0], sum(heights) + 0.5), dpi=DPI)
+    grid = fig.add_gridspec(len(panels), 2, height_ratios=heights)
+    fig.suptitle(f"llmprof compare: A = {reports[0].name_a}", fontsize=12)
+    for row, (kind, report, run) in enumerate(panels):
+        if kind == "ratios":
+            _ratio_panel(fig.add_subplot(grid[row, :]), report)
+            continue
+        diff = report.kernels
+        assert diff is not None and runs[0].kernels is not None and run.kernels is not None
+        names = _diff_names(diff)
+        colours = _kernel_colours(names)
+        left = fig.add_subplot(grid[row, 0])
+        right = fig.add_subplot(grid[row, 1], sharey=left)
+        _kernel_stack(left, runs[0].kernels, names, colours, f"A = {report.name_a}", legend=False)
+        _kernel_stack(right, run.kernels, names, colours, f"B = {report.name_b}")
+    fig.tight_layout(rect=(0.0, 0.0, 1.0, 0.97))
+    fig.savefig(out, format="png")
+    plt.close(fig)
+
+
+def _diff_names(diff: KernelDiff) -> list[str]:
+    """The names to stack in A and B alike: those that changed (or were added/removed) first, in the diff's
+    order, then the largest on either side."""
+    moved = [c.name for c in diff.changes if diff.verdict(c) in ("changed", "added", "removed")]
+    largest = [c.name for c in sorted(diff.changes, key=lambda c: -max(c.a_ns, c.b_ns))]
+    names = list(dict.fromkeys(moved + largest))
+    return names[:KERNEL_SERIES]
+
+
+def _ratio_panel(ax: Any, report: ComparisonReport) -> None:
+    """Each metric's B / A with its 95% CI, coloured by verdict, against the line of no change."""
+    rows = [c for c in report.comparisons if not math.isnan(c.ratio)]
+    positions = list(range(len(rows)))[::-1]
+    colours, notes = [], []
+    for y, c in zip(positions, rows):
+        colour = next((v for k, v in VERDICT_COLOURS.items() if c.verdict.endswith(k)), "#7f7f7f")
+        low, high = (c.ratio, c.ratio) if math.isnan(c.ci_low) else (c.ci_low, c.ci_high)
+        ax.errorbar(c.ratio, y, xerr=[[c.ratio - low], [high - c.ratio]], fmt="o", color=colour, capsize=4)
+        colours.append(colour)
+        notes.append(f"{c.ratio:.3f} ({low:.3f}-{high:.3f}) {c.verdict}")
+    labels = []
+    for c in rows:
+        metric = registry.BY_NAME.get(c.metric)
+        labels.append(metric.label if metric else c.metric)
+    ax.set_yticks(positions, labels, fontsize=8)
+    ax.set_ylim(-0.6, len(rows) - 0.4)
+    verdicts = ax.twinx()  # each metric's figures as the right axis' labels: inside the figure's layout
+    verdicts.set_ylim(ax.get_ylim())
+    verdicts.set_yticks(positions, notes, fontsize=8)
+    for label, colour in zip(verdicts.get_yticklabels(), colours):
+        label.set_color(colour)
+    ax.axvline(1.0, color="black", lw=1)
+    ax.set_xlabel("B / A (ratio of medians; bars: 95% bootstrap CI)")
+    counts = f" ({rows[0].n_a} vs {rows[0].n_b} repeats)" if rows else ""
+    ax.set_title(f"B = {report.name_b} against A = {report.name_a}{counts}")
+    ax.grid(axis="x", alpha=0.3)
