@@ -15,9 +15,10 @@ import math
 import os
 import stat
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from llmprof.analysis.kernels import KernelCapture, check_capture
 from llmprof.analysis.metrics import RequestMetrics, compute_request
@@ -25,6 +26,7 @@ from llmprof.analysis.record import Label, RawRequest
 from llmprof.analysis.roofline import ModelShape, Peaks, RequestRoofline, Roofline
 from llmprof.errors import RunFormatError
 
+T = TypeVar("T")
 FORMAT_NAME = "llmprof-run"
 FORMAT_VERSION = 1
 
@@ -354,11 +356,11 @@ def save_run(run: Run, path: str | os.PathLike[str]) -> None:
     write_atomic(path, dump_run(run))
 
 
-def load_run(path: str | os.PathLike[str]) -> Run:
-    """Load a run saved by :func:`save_run`; raises RunFormatError with a one-line reason."""
+def read_document(path: str | os.PathLike[str]) -> Any:
+    """The JSON document at ``path`` (a run or a sweep); raises RunFormatError with a one-line reason."""
     try:
         with open(path, encoding="utf-8") as f:
-            data = json.load(f, parse_constant=_no_constant)
+            return json.load(f, parse_constant=_no_constant)
     except FileNotFoundError as exc:
         raise RunFormatError(f"{path}: no such file") from exc
     except IsADirectoryError as exc:
@@ -367,10 +369,20 @@ def load_run(path: str | os.PathLike[str]) -> Run:
         raise RunFormatError(f"{path}: not valid JSON (truncated?): {exc}") from exc
     except RecursionError:
         raise RunFormatError(f"{path}: nested too deeply to be an llmprof run") from None
+
+
+def load_with(path: str | os.PathLike[str], build: Callable[[Any], T]) -> T:
+    """``build`` of the document at ``path``; raises RunFormatError with a one-line reason naming the file."""
+    data = read_document(path)
     try:
-        return Run.from_dict(data)
+        return build(data)
     except RunFormatError as exc:
         raise RunFormatError(f"{path}: {exc}") from None
+
+
+def load_run(path: str | os.PathLike[str]) -> Run:
+    """Load a run saved by :func:`save_run`; raises RunFormatError with a one-line reason."""
+    return load_with(path, Run.from_dict)
 
 
 def _no_constant(name: str) -> Any:

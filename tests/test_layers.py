@@ -21,12 +21,13 @@ LAYERS = {
     "llmprof._core": 0,
     "llmprof.analysis": 1,
     "llmprof.runfile": 2,
-    "llmprof.report": 3,
-    "llmprof.capture": 3,
-    "llmprof.workloads": 4,
-    "llmprof.cli": 5,
-    "llmprof": 6,  # the package's own __init__: the public names
-    "llmprof.__main__": 7,
+    "llmprof.sweepfile": 3,  # a sweep holds runs
+    "llmprof.report": 4,
+    "llmprof.capture": 4,
+    "llmprof.workloads": 5,
+    "llmprof.cli": 6,
+    "llmprof": 7,  # the package's own __init__: the public names
+    "llmprof.__main__": 8,
 }
 BLOCKED = ("torch", "transformers", "pynvml")
 

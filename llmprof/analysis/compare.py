@@ -3,6 +3,7 @@ the differences between the runs that are not the variable under test. Pure Pyth
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -161,3 +162,51 @@ def compare_kernels(a: ComparedRun, b: ComparedRun) -> KernelDiff | None:
     tpots = [[m.tpot for m in run.metrics() if m.tpot is not None] for run in (a, b)]
     change = statistics.median(tpots[1]) - statistics.median(tpots[0]) if all(tpots) else None
     return kernel_diff(capture_a, capture_b, "decode", None if change is None else change * 1e9)
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """``--fail-on METRIC:+N%``: B regressed when the CI of B / A lies wholly above 1 + N% (``+``) or below
+    1 - N% (``-``); without a sign, on the metric's worse side."""
+
+    metric: str
+    limit: float  # the ratio the CI must pass: 1.02 for +2%, 0.98 for -2%
+
+    @classmethod
+    def parse(cls, text: str) -> Threshold:
+        """``tpot:+2%``, ``tps:-5%``, ``ttft:10%``; raises ValueError with a one-line reason."""
+        name, sep, amount = text.partition(":")
+        metric = BY_NAME.get(name.strip())
+        if not sep or metric is None or metric.better is None:
+            known = ", ".join(m.name for m in compared())
+            raise ValueError(f"--fail-on {text!r}: METRIC:+N% with METRIC one of {known}")
+        amount = amount.strip()
+        sign = amount[0] if amount[:1] in "+-" and amount else ("-" if metric.higher_is_better else "+")
+        try:
+            percent = float(amount.lstrip("+-").removesuffix("%"))
+        except ValueError:
+            raise ValueError(f"--fail-on {text!r}: the threshold is a percentage, e.g. +2%") from None
+        if not amount.endswith("%") or not 0 <= percent < 100:
+            raise ValueError(f"--fail-on {text!r}: the threshold is a percentage from 0 to 100, e.g. +2%")
+        return cls(metric.name, 1 + percent / 100 if sign == "+" else 1 - percent / 100)
+
+    def describe(self) -> str:
+        return f"{self.metric} {'+' if self.limit >= 1 else '-'}{abs(self.limit - 1):.1%}"
+
+    def exceeded(self, c: Comparison) -> bool:
+        """Whether ``c`` (of this metric) is past the limit with confidence (a CI that lies wholly past it)."""
+        if c.metric != self.metric or math.isnan(c.ci_low):
+            return False
+        return c.ci_low > self.limit if self.limit >= 1 else c.ci_high < self.limit
+
+
+def regressions(
+    comparisons: Sequence[Comparison], thresholds: Sequence[Threshold], where: str = ""
+) -> list[str]:
+    """One line per threshold that ``comparisons`` exceed, e.g. "tpot +2.0%: B / A 1.103 (CI 1.081-1.125)"."""
+    return [
+        f"{where}{t.describe()}: B / A {c.ratio:.3f} (CI {c.ci_low:.3f}-{c.ci_high:.3f})"
+        for t in thresholds
+        for c in comparisons
+        if t.exceeded(c)
+    ]

@@ -10,7 +10,7 @@ import sys
 import traceback
 from typing import NoReturn
 
-from llmprof.cli import ab, compare, report, run
+from llmprof.cli import ab, compare, report, run, sweep
 from llmprof.errors import LlmprofError, UsageError
 from llmprof.version import __version__
 
@@ -25,7 +25,7 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-SUBCOMMANDS = {"run": run, "report": report, "compare": compare, "ab": ab}
+SUBCOMMANDS = {"run": run, "report": report, "compare": compare, "ab": ab, "sweep": sweep}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -15,8 +15,14 @@ from typing import Any
 
 from llmprof.cli import interrupts
 from llmprof.cli.common import check_distinct, check_output_path
-from llmprof.cli.compare import add_comparison_output, check_comparison_output, emit_comparison
+from llmprof.cli.compare import (
+    add_comparison_output,
+    check_comparison_output,
+    emit_comparison,
+    failed_thresholds,
+)
 from llmprof.cli.workload import (
+    add_step_capture_options,
     add_workload_options,
     after_repeats,
     close_run,
@@ -43,6 +49,7 @@ def _settings(variant: Any, base: dict[str, Any]) -> dict[str, Any]:
 def add_parser(parser: argparse.ArgumentParser) -> None:
     """Declare the options of ``ab``."""
     add_workload_options(parser)
+    add_step_capture_options(parser)
     parser.add_argument(
         "--a", nargs="*", default=[], metavar="KEY=VALUE", help="variant A (default: as loaded)"
     )
@@ -152,9 +159,8 @@ def main(args: argparse.Namespace) -> int:
             )
             for run, p, path in zip(runs, prepared, (args.json_a, args.json_b))
         ]
-        if all(r.measured for r in runs):
-            _compare(runs, prepared, variants, args)
-    return status or (128 + caught[0] if caught else 0) or (0 if all(saved) else 1)
+        regressed = _compare(runs, prepared, variants, args) if all(r.measured for r in runs) else 0
+    return status or (128 + caught[0] if caught else 0) or (0 if all(saved) else 1) or regressed
 
 
 def _with_loop(items: list[str], loop: str | None) -> list[str]:
@@ -164,9 +170,10 @@ def _with_loop(items: list[str], loop: str | None) -> list[str]:
     return [f"loop={loop}", *items]
 
 
-def _compare(runs: list[Any], prepared: list[Any], variants: list[Any], args: argparse.Namespace) -> None:
-    """B against A, as ``compare`` shows it, with what else differs than the variables under test."""
-    from llmprof.analysis.compare import compare_kernels, compare_runs, setup_differences
+def _compare(runs: list[Any], prepared: list[Any], variants: list[Any], args: argparse.Namespace) -> int:
+    """B against A, as ``compare`` shows it, with what else differs than the variables under test; the exit
+    status of --fail-on."""
+    from llmprof.analysis.compare import compare_kernels, compare_runs, regressions, setup_differences
     from llmprof.report.comparison import ComparisonReport
     from llmprof.workloads.variants import KEYS
 
@@ -176,3 +183,4 @@ def _compare(runs: list[Any], prepared: list[Any], variants: list[Any], args: ar
         *labels, compare_runs(runs[0], runs[1]), setup_differences(*runs, variables), compare_kernels(*runs)
     )
     emit_comparison([report], runs, args)
+    return failed_thresholds(regressions(report.comparisons, args.fail_on))

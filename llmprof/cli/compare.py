@@ -1,5 +1,6 @@
 """Compare saved runs: per metric the ratio of medians with a 95% bootstrap CI and a verdict (faster, slower,
-no significant difference); each run after the first is compared with the first."""
+no significant difference); each run after the first is compared with the first. Two sweeps compare point by
+point. --fail-on METRIC:+N% exits 1 when B regressed past the threshold with confidence (for CI)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,32 @@ def add_comparison_output(parser: argparse.ArgumentParser) -> None:
         "--format", choices=("table", "md", "plot"), default="table", help="plot writes a PNG (needs -o)"
     )
     parser.add_argument("-o", "--output", metavar="PATH", help="write the comparison here instead of stdout")
+    parser.add_argument(
+        "--fail-on",
+        action="append",
+        default=[],
+        type=fail_on,
+        metavar="METRIC:+N%",
+        help="exit 1 when B / A of METRIC lies wholly past +N%% (or -N%%) with 95%% confidence, e.g."
+        " tpot:+2%% or tps:-5%% (repeatable; without a sign, the metric's worse side)",
+    )
+
+
+def fail_on(text: str) -> object:
+    """argparse type: a --fail-on threshold."""
+    from llmprof.analysis.compare import Threshold
+
+    try:
+        return Threshold.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def failed_thresholds(lines: list[str]) -> int:
+    """Say each regression past a --fail-on threshold on stderr; the exit status (1 if any, else 0)."""
+    for line in lines:
+        print(f"llmprof: regression past --fail-on {line}", file=sys.stderr)
+    return 1 if lines else 0
 
 
 def check_comparison_output(args: argparse.Namespace) -> None:
@@ -52,7 +79,15 @@ def emit_comparison(reports: list, runs: list, args: argparse.Namespace) -> None
         write_atomic(args.output, png.getvalue())
         print(f"plot written to {args.output}", file=sys.stderr)
         return
-    text = render_comparison_markdown(reports) if args.format == "md" else render_comparison_table(reports)
+    write_text(
+        render_comparison_markdown(reports) if args.format == "md" else render_comparison_table(reports), args
+    )
+
+
+def write_text(text: str, args: argparse.Namespace) -> None:
+    """A comparison's text to the output (atomically) or stdout."""
+    from llmprof.runfile import write_atomic
+
     if args.output is None:
         sys.stdout.write(text)
     else:
@@ -61,21 +96,22 @@ def emit_comparison(reports: list, runs: list, args: argparse.Namespace) -> None
 
 
 def main(args: argparse.Namespace) -> int:
-    """Load the runs and compare each with the first; returns the exit status."""
-    from llmprof.analysis.compare import compare_kernels, compare_runs, setup_differences
+    """Load the runs (or sweeps) and compare each with the first; returns the exit status (1 when a --fail-on
+    threshold is passed)."""
+    from llmprof.analysis.compare import compare_kernels, compare_runs, regressions, setup_differences
     from llmprof.report.comparison import ComparisonReport
-    from llmprof.runfile import load_run
 
     if len(args.runs) < 2:
         raise UsageError("compare needs at least two runs: A.json B.json [C.json ...]")
     check_comparison_output(args)
     check_distinct(args.runs, {"--output": args.output})
-    runs = []
-    for path in args.runs:
-        run = load_run(path)
-        if not run.measured:
-            raise UsageError(f"{path}: the run has no measured request")
-        runs.append(run)
+    documents = [_load(path) for path in args.runs]
+    kinds = {type(d).__name__ for d in documents}
+    if len(kinds) > 1:
+        raise UsageError("compare runs with runs and sweeps with sweeps, not a mix")
+    if kinds == {"Sweep"}:
+        return _compare_sweeps(documents, args)
+    runs = documents
     reports = [
         ComparisonReport(
             args.runs[0],
@@ -87,4 +123,35 @@ def main(args: argparse.Namespace) -> int:
         for path, run in zip(args.runs[1:], runs[1:])
     ]
     emit_comparison(reports, runs, args)
-    return 0
+    lines = [line for r in reports for line in regressions(r.comparisons, args.fail_on, f"{r.name_b}: ")]
+    return failed_thresholds(lines)
+
+
+def _load(path: str) -> object:
+    """The run or sweep at ``path``; raises UsageError for a run without a measured request."""
+    from llmprof.runfile import Run
+    from llmprof.sweepfile import load_document
+
+    document = load_document(path)
+    if isinstance(document, Run) and not document.measured:
+        raise UsageError(f"{path}: the run has no measured request")
+    return document
+
+
+def _compare_sweeps(sweeps: list, args: argparse.Namespace) -> int:
+    """Each sweep after the first against it, point by point."""
+    from llmprof.analysis.compare import regressions
+    from llmprof.report.sweep import compare_points, render_comparison
+
+    if args.format == "plot":
+        raise UsageError("--format plot of a sweep comparison is not there yet: use table or md")
+    text, lines = "", []
+    for path, sweep in zip(args.runs[1:], sweeps[1:]):
+        points = compare_points(sweeps[0], sweep)
+        axes = list(dict.fromkeys([*sweeps[0].axes, *sweep.axes]))
+        text += render_comparison(points, axes, (args.runs[0], path), args.format)
+        for p in points:
+            where = f"{path}: " + " ".join(f"{k}={v}" for k, v in p.params.items()) + ": "
+            lines += regressions(p.comparisons, args.fail_on, where)
+    write_text(text, args)
+    return failed_thresholds(lines)

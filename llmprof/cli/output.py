@@ -62,3 +62,17 @@ def emit(run: object, args: argparse.Namespace) -> None:
         return
     write_atomic(args.output, render(run, args.format, per_step=args.per_step, kernels=kernels))
     print(f"{args.format} written to {args.output}", file=sys.stderr)
+
+
+def emit_sweep(sweep: object, args: argparse.Namespace) -> None:
+    """Render a sweep (one row per point) as ``args.format`` asks, to the output or stdout."""
+    from llmprof.report.sweep import FORMATS, RENDERERS, render
+    from llmprof.runfile import write_atomic
+
+    if args.format not in FORMATS:
+        raise UsageError(f"a sweep renders as {', '.join(FORMATS)}, not {args.format}")
+    if args.output is None:
+        RENDERERS[args.format](sweep, sys.stdout)
+        return
+    write_atomic(args.output, render(sweep, args.format))
+    print(f"{args.format} written to {args.output}", file=sys.stderr)

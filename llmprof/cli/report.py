@@ -1,30 +1,40 @@
-"""Render a saved run again (table, Markdown, CSV, JSON, Chrome trace or plots), without torch or a GPU."""
+"""Render a saved run again (table, Markdown, CSV, JSON, Chrome trace or plots), or a saved sweep (one row per
+point: table, Markdown, CSV, JSON), without torch or a GPU."""
 
 from __future__ import annotations
 
 import argparse
 
 from llmprof.cli.common import check_distinct
-from llmprof.cli.output import add_output_options, check_output_options, emit
+from llmprof.cli.output import add_output_options, check_output_options, emit, emit_sweep
 from llmprof.errors import UsageError
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
     """Declare the options of ``report``."""
-    parser.add_argument("run", metavar="RUN.json", help="a run saved by `llmprof run --json`")
+    parser.add_argument(
+        "run",
+        metavar="RUN.json",
+        help="a run saved by `llmprof run --json` (or a sweep by `llmprof sweep --json`)",
+    )
     add_output_options(parser, kernel_rows=True)
 
 
 def main(args: argparse.Namespace) -> int:
-    """Load the run and render it; returns the exit status."""
-    from llmprof.runfile import load_run
+    """Load the run (or sweep) and render it; returns the exit status."""
+    from llmprof.sweepfile import Sweep, load_document
 
     check_output_options(args)
     check_distinct([args.run], {"--output": args.output})
-    run = load_run(args.run)
-    if not run.measured:
+    document = load_document(args.run)
+    if isinstance(document, Sweep):
+        if args.per_step or args.kernel_rows:
+            raise UsageError("--per-step and --kernels are for a run: report a point of the sweep alone")
+        emit_sweep(document, args)
+        return 0
+    if not document.measured:
         raise UsageError(f"{args.run}: the run has no measured request")
-    if args.kernel_rows and run.kernels is None:
+    if args.kernel_rows and document.kernels is None:
         raise UsageError(f"{args.run}: the run has no kernels (run it with --kernels N)")
-    emit(run, args)
+    emit(document, args)
     return 0

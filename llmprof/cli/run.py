@@ -15,6 +15,7 @@ from llmprof.cli import interrupts
 from llmprof.cli.common import check_distinct, check_output_path
 from llmprof.cli.output import add_output_options, check_output_options, emit
 from llmprof.cli.workload import (
+    add_step_capture_options,
     add_workload_options,
     after_repeats,
     close_run,
@@ -29,6 +30,7 @@ from llmprof.cli.workload import (
 def add_parser(parser: argparse.ArgumentParser) -> None:
     """Declare the options of ``run``."""
     add_workload_options(parser)
+    add_step_capture_options(parser)
     parser.add_argument("--compile", action="store_true", help="torch.compile the model's forward")
     parser.add_argument(
         "--patch",

@@ -35,18 +35,21 @@ def warmup_count(text: str) -> int | None:
     return None if text == "auto" else non_negative_int(text)
 
 
-def add_workload_options(parser: argparse.ArgumentParser) -> None:
-    """Declare the options that define the profiled workload."""
+def add_workload_options(parser: argparse.ArgumentParser, axes: bool = False) -> None:
+    """Declare the options that define the profiled workload; with ``axes`` (a sweep) --batch-size,
+    --prompt-len and --max-new-tokens take lists and ranges (``1,4,16``, ``1-64*2``), parsed later."""
+    number = str if axes else positive_int
+    listed = " (a list or range: 1,4,16 or 1-64*2 or 128-512+128)" if axes else ""
     parser.add_argument("--model", default="demo", help="'demo' (built-in), a local directory, or a hub id")
     prompt = parser.add_mutually_exclusive_group()
     prompt.add_argument("--prompt", help="prompt text (tokenized with the model's tokenizer)")
     prompt.add_argument(
         "--prompt-len",
-        type=positive_int,
-        help=f"synthetic prompt of exactly N tokens (default {DEFAULT_PROMPT_LEN})",
+        type=number,
+        help=f"synthetic prompt of exactly N tokens (default {DEFAULT_PROMPT_LEN}){listed}",
     )
-    parser.add_argument("--max-new-tokens", type=positive_int, default=64)
-    parser.add_argument("--batch-size", type=positive_int, default=1)
+    parser.add_argument("--max-new-tokens", type=number, default="64" if axes else 64, help=listed or None)
+    parser.add_argument("--batch-size", type=number, default="1" if axes else 1, help=listed or None)
     parser.add_argument("--repeats", type=positive_int, default=5, help="measured generate() calls")
     parser.add_argument(
         "--warmup",
@@ -91,6 +94,15 @@ def add_workload_options(parser: argparse.ArgumentParser) -> None:
         help="the device's dense peak FLOP/s in the model's dtype for the roofline (e.g. 989e12 or 989TFLOP/s)",
     )
     parser.add_argument(
+        "--measure-peak",
+        action="store_true",
+        help="measure the device's peaks now (a copy and a matmul, under a second) even for a known GPU",
+    )
+
+
+def add_step_capture_options(parser: argparse.ArgumentParser) -> None:
+    """Declare the options of the unmeasured calls after the repeats: --kernels, --nvtx, ... (run, ab)."""
+    parser.add_argument(
         "--kernels",
         type=non_negative_int,
         default=0,
@@ -115,11 +127,6 @@ def add_workload_options(parser: argparse.ArgumentParser) -> None:
         help="for `nsys profile --capture-range=cudaProfilerApi`: after the repeats, one more call with"
         " cuProfilerStart/Stop around the decode steps of --kernels-steps (default: 8 from the middle)",
     )
-    parser.add_argument(
-        "--measure-peak",
-        action="store_true",
-        help="measure the device's peaks now (a copy and a matmul, under a second) even for a known GPU",
-    )
 
 
 @dataclass
@@ -134,11 +141,16 @@ class Workload:
 
 def load_workload(args: argparse.Namespace) -> Workload:
     """Load the model and build the prompts; raises UsageError (ModelLoadError) for a bad workload."""
-    import torch
-
     from llmprof.workloads.models import load_model
 
-    loaded = load_model(args.model, args.device, args.dtype, args.attn_implementation)
+    return workload_for(load_model(args.model, args.device, args.dtype, args.attn_implementation), args)
+
+
+def workload_for(loaded: Any, args: argparse.Namespace) -> Workload:
+    """The prompts and generate() arguments of ``args`` for a loaded model; raises UsageError when they do
+    not fit its context or the device's memory."""
+    import torch
+
     inputs, prompt_tokens, tokenize_s = _make_inputs(loaded, args)
     torch.manual_seed(args.seed)
     config = {

@@ -1,10 +1,12 @@
 """A generate()-capable model whose forward takes a known time: the ground truth that llmprof is checked against.
 
-Prefill (no generated token yet) takes ``prefill_ms``, every decode step ``decode_ms``, and every forward
-then runs the named operators of ``ops`` (name -> ms, each a ``record_function`` range: what a kernel profile
+Prefill (no generated token yet) takes ``prefill_ms``, every decode step ``decode_ms`` + ``row_ms`` per
+sequence of the batch + ``kv_ms_per_1k`` per 1000 tokens of context (the sequence so far, over all rows: the
+cost of reading a KV cache), and every forward then runs the named operators of ``ops`` (name -> ms, each a ``record_function`` range: what a kernel profile
 attributes). On CPU the forward busy-waits on the host; with ``device_sleep=True`` it spins the GPU (``torch.cuda._sleep``) while the host
 returns at once, so that only an event-based timeline reports the right times. Row ``i`` emits EOS at step
-``eos_at[i]`` (0 or missing: never). The model has no cache: it counts its forwards since generate() began,
+``eos_at[i]`` (0 or missing: never); a batch of ``oom_at_batch`` rows or more raises an out-of-memory error
+(a failure a sweep must survive). The model has no cache: it counts its forwards since generate() began,
 so nothing in its forward reads a device value (which would synchronize). Saved by :func:`save_synthetic`,
 it loads like any model: ``python -m llmprof run --model DIR`` (importing this module registers its type).
 """
@@ -43,6 +45,9 @@ class SyntheticConfig(PretrainedConfig):
         jitter: float = 0.0,
         seed: int = 0,
         ops: dict[str, float] | None = None,
+        row_ms: float = 0.0,
+        kv_ms_per_1k: float = 0.0,
+        oom_at_batch: int = 0,
         **kwargs: Any,
     ):
         kwargs.setdefault("eos_token_id", EOS_ID)
@@ -59,6 +64,9 @@ class SyntheticConfig(PretrainedConfig):
         self.jitter = jitter  # each forward's time is scaled by exp(N(0, jitter)): run-to-run noise, seeded
         self.seed = seed
         self.ops = dict(ops or {})  # named operators every forward also runs: name -> ms (host busy-wait)
+        self.row_ms = row_ms  # decode: + this per sequence of the batch
+        self.kv_ms_per_1k = kv_ms_per_1k  # decode: + this per 1000 tokens of context, summed over the rows
+        self.oom_at_batch = oom_at_batch  # 0: never
 
 
 class SyntheticModel(PreTrainedModel, GenerationMixin):
@@ -73,6 +81,7 @@ class SyntheticModel(PreTrainedModel, GenerationMixin):
         self.embed = torch.nn.Embedding(config.vocab_size, 1)
         self.forward_log: list[tuple[int, int, int]] = []
         self._forwards = 0
+        self._prompt_len = 0
         self._rng = random.Random(config.seed)
         self.op_ms = dict(config.ops)  # the named operators' cost, per instance (a patch may change it)
         self.post_init()
@@ -96,6 +105,11 @@ class SyntheticModel(PreTrainedModel, GenerationMixin):
         self._forwards += 1
         step = generated + 1  # the step whose token this forward produces
         batch = input_ids.shape[0]
+        if generated == 0:  # the prompt: later forwards may see only the new token (a cache position)
+            self._prompt_len = input_ids.shape[1]
+        context = self._prompt_len + generated  # the tokens before the one this forward produces
+        if config.oom_at_batch and batch >= config.oom_at_batch:
+            raise RuntimeError(f"out of memory (synthetic: a batch of {batch} >= {config.oom_at_batch})")
         # the last position's logits only (all generate() reads): the cost does not grow with the sequence
         logits = torch.zeros(batch, 1, config.vocab_size, device=input_ids.device)
         for i in range(batch):  # scalar fills: no host-to-device copy, so no synchronization
@@ -104,7 +118,7 @@ class SyntheticModel(PreTrainedModel, GenerationMixin):
                 i, -1, EOS_ID if eos else FIRST_CONTENT_ID + step % (config.vocab_size - FIRST_CONTENT_ID)
             ] = 100.0
         logits = logits + self.embed.weight[0, 0].to(logits.dtype) * 0
-        duration_ms = config.prefill_ms if generated == 0 else config.decode_ms
+        duration_ms = config.prefill_ms if generated == 0 else decode_step_ms(config, batch, context)
         if config.jitter:
             duration_ms *= math.exp(self._rng.gauss(0.0, config.jitter))
         if config.device_sleep:
@@ -117,6 +131,11 @@ class SyntheticModel(PreTrainedModel, GenerationMixin):
             _named_operators(self.op_ms)
         self.forward_log.append((start, time.perf_counter_ns(), generated))
         return CausalLMOutputWithPast(logits=logits)
+
+
+def decode_step_ms(config: SyntheticConfig, batch: int, context: int) -> float:
+    """The programmed time of a decode forward over ``batch`` sequences of ``context`` tokens each."""
+    return config.decode_ms + config.row_ms * batch + config.kv_ms_per_1k * batch * context / 1000
 
 
 def _named_operators(op_ms: dict[str, float]) -> None:

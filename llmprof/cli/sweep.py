@@ -1,0 +1,200 @@
+"""Sweep a grid of workloads on one loaded model: --batch-size, --prompt-len and --max-new-tokens take lists
+and ranges (llama-bench style: 1,4,16 or 1-64*2); every point gets the repeats, warm-ups and statistics of
+`run`. A point that fails is recorded with its reason and the sweep goes on; after an out-of-memory error the
+larger batches of the same prompt and generation are skipped; the sweep file is saved after every point, and
+--resume continues it."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from typing import Any
+
+from llmprof.cli import interrupts
+from llmprof.cli.common import check_distinct, check_output_path
+from llmprof.cli.output import emit_sweep
+from llmprof.cli.workload import (
+    DEFAULT_PROMPT_LEN,
+    add_workload_options,
+    close_run,
+    line_break,
+    roofline,
+    workload_for,
+)
+from llmprof.errors import UsageError
+
+AXES = ("batch_size", "prompt_len", "max_new_tokens")  # the slowest-varying first: larger batches come later
+OPTIONS = {"batch_size": "--batch-size", "prompt_len": "--prompt-len", "max_new_tokens": "--max-new-tokens"}
+SHARED = ("model", "device", "dtype", "attn_implementation", "prompt", "repeats", "warmup", "do_sample")
+SHARED += ("ignore_eos", "seed")  # what every point of a sweep (and of the sweep it resumes) has in common
+
+
+def add_parser(parser: argparse.ArgumentParser) -> None:
+    """Declare the options of ``sweep``."""
+    from llmprof.report.sweep import FORMATS
+
+    add_workload_options(parser, axes=True)
+    parser.add_argument(
+        "--json", metavar="FILE", help="save the sweep here, after every point (one run per point)"
+    )
+    parser.add_argument(
+        "--resume",
+        metavar="FILE",
+        help="continue the sweep saved in FILE, and save to it: only the points it has not measured run",
+    )
+    parser.add_argument("--format", choices=FORMATS, default="table", help="the table printed at the end")
+    parser.add_argument("-o", "--output", metavar="PATH", help="write that table here instead of stdout")
+
+
+def sweep_axes(args: argparse.Namespace) -> dict[str, list[Any]]:
+    """The grid's axes from the command line (a --prompt text is no axis); raises UsageError."""
+    from llmprof.analysis.grid import parse_values
+
+    axes = {}
+    for name in AXES:
+        if name == "prompt_len" and args.prompt is not None:  # a prompt text is no axis
+            continue
+        value = getattr(args, name)
+        axes[name] = parse_values(str(DEFAULT_PROMPT_LEN if value is None else value), OPTIONS[name])
+    return axes
+
+
+def main(args: argparse.Namespace) -> int:
+    """Measure every point of the grid not measured yet; returns the exit status (130 when interrupted)."""
+    from llmprof.analysis.grid import point_key, points
+    from llmprof.capture.environment import capture_environment
+    from llmprof.capture.profiler import Profiler
+    from llmprof.sweepfile import Sweep, load_sweep
+    from llmprof.workloads.models import load_model
+
+    path = args.resume or args.json
+    if args.resume and args.json and os.path.realpath(args.resume) != os.path.realpath(args.json):
+        raise UsageError("--resume saves to the file it continues: no --json with it")
+    check_output_path(path, "--json")
+    check_output_path(args.output, "--output")
+    check_distinct([], {"--json": path, "--output": args.output})
+    axes = sweep_axes(args)
+    shared = {name: getattr(args, name) for name in SHARED}
+    sweep = Sweep(axes, {"request": shared, "model": args.model, "repeats": args.repeats})
+    if args.resume:
+        sweep = _resumed(load_sweep(args.resume), axes, shared)
+    done = {p.key for p in sweep.measured()}
+    todo = [params for params in points(axes) if point_key(params) not in done]
+    print(f"llmprof: sweep of {len(todo)} points ({len(done)} already measured)", file=sys.stderr)
+    loaded = load_model(args.model, args.device, args.dtype, args.attn_implementation)
+    sweep.config.update(device=str(loaded.device), dtype=str(loaded.dtype).removeprefix("torch."))
+    context = {
+        "loaded": loaded,
+        "environment": capture_environment(loaded.model),
+        "roofline": roofline(loaded.model, loaded.device, args),
+    }
+    profiler = Profiler(loaded.model, telemetry=not args.no_telemetry, sample_interval=args.sample_interval)
+    status = 0
+    out_of_memory: dict[tuple[Any, ...], int] = {}  # (the point less its batch) -> the batch that ran out
+    started = time.monotonic()
+    with interrupts.stopping(), profiler:
+        for n, params in enumerate(todo, 1):
+            try:
+                point = _point(params, context, profiler, args, out_of_memory)
+            except KeyboardInterrupt as exc:  # the point under way is dropped; every finished one is kept
+                status = 128 + interrupts.signal_number(exc)
+                print(
+                    f"{line_break()}llmprof: interrupted: {n - 1} of {len(todo)} points done", file=sys.stderr
+                )
+                break
+            sweep.record(point)
+            if path:
+                _save(sweep, path)
+            _progress(n, len(todo), point, time.monotonic() - started)
+    with interrupts.deferred() as caught:
+        sweep.interrupted = status != 0
+        saved = _save(sweep, path) if path else True
+        emit_sweep(sweep, args)
+    return status or (128 + caught[0] if caught else 0) or (0 if saved else 1)
+
+
+def _resumed(sweep: Any, axes: dict[str, list[Any]], shared: dict[str, Any]) -> Any:
+    """The sweep to continue, with the command line's axes; raises UsageError when it measured something
+    else (another model, other repeats, other axes)."""
+    saved = sweep.config.get("request", {})
+    differ = [f"{k} {saved.get(k)!r} vs {v!r}" for k, v in shared.items() if saved.get(k) != v]
+    if set(sweep.axes) != set(axes):
+        differ.append(f"axes {', '.join(sweep.axes)} vs {', '.join(axes)}")
+    if differ:
+        raise UsageError(f"--resume: the saved sweep differs from this one: {'; '.join(differ)}")
+    sweep.axes = {name: list(dict.fromkeys(sweep.axes[name] + axes[name])) for name in axes}
+    return sweep
+
+
+def _point(
+    params: dict[str, Any],
+    context: dict[str, Any],
+    profiler: Any,
+    args: argparse.Namespace,
+    out_of_memory: dict[tuple[Any, ...], int],
+) -> Any:
+    """Measure one point (its run, or why it has none)."""
+    from llmprof.runfile import Run
+    from llmprof.sweepfile import FAILED, REFUSED, SKIPPED, SweepPoint
+    from llmprof.workloads.runner import repeat_generate
+
+    rest = tuple(v for k, v in sorted(params.items()) if k != "batch_size")
+    smallest = out_of_memory.get(rest)
+    if smallest is not None and params["batch_size"] >= smallest:
+        return SweepPoint(
+            params, SKIPPED, f"batch {smallest} ran out of memory at the same prompt and generation"
+        )
+    point_args = argparse.Namespace(**{**vars(args), **params})
+    try:
+        workload = workload_for(context["loaded"], point_args)
+    except UsageError as exc:  # the memory estimate or the model's context refuses it
+        return SweepPoint(params, REFUSED, str(exc))
+    run = Run(
+        config={**workload.config, "sweep_point": dict(params)},
+        environment=context["environment"],
+        roofline=context["roofline"],
+    )
+    try:
+        for record in repeat_generate(
+            profiler, workload.inputs, args.repeats, args.warmup, **workload.generate_kwargs
+        ):
+            run.records.append(record)
+    except Exception as exc:  # noqa: BLE001 - a failed point is recorded, and the sweep goes on
+        lines = str(exc).strip().splitlines()
+        reason = f"{type(exc).__name__}: {lines[0] if lines else ''}"
+        if _is_out_of_memory(exc):
+            out_of_memory[rest] = min(params["batch_size"], out_of_memory.get(rest, params["batch_size"]))
+        return SweepPoint(params, FAILED, reason)
+    close_run(run, None, 0, point_args)
+    return SweepPoint(params, run=run)
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    return isinstance(exc, MemoryError) or "out of memory" in str(exc).lower()
+
+
+def _progress(done: int, total: int, point: Any, elapsed: float) -> None:
+    from llmprof.report.sweep import point_medians
+
+    tpot = point_medians(point).get("tpot")
+    what = f"TPOT {tpot * 1e3:.3f} ms" if tpot is not None else (point.reason or point.status)
+    left = total - done
+    eta = f", about {elapsed / done * left:.0f} s more" if left else ""
+    print(
+        f"llmprof: [{done}/{total}] {point.label}: {point.status}, {what} ({left} left{eta})", file=sys.stderr
+    )
+
+
+def _save(sweep: Any, path: str) -> bool:
+    from llmprof.sweepfile import save_sweep
+
+    try:
+        save_sweep(sweep, path)
+    except OSError as exc:
+        print(
+            f"llmprof: error: the sweep could not be saved to {path}: {exc.strerror or exc}", file=sys.stderr
+        )
+        return False
+    return True

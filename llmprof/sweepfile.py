@@ -1,0 +1,144 @@
+"""A sweep: one run per point of a grid (batch, prompt length, tokens to generate ...), in one versioned JSON
+file. Each point keeps its whole run (re-renderable alone) or, when it did not run, its status and one-line
+reason. Saved after every point, atomically, so an interrupted sweep keeps every finished point and
+``sweep --resume`` measures only the rest."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from llmprof.analysis.grid import point_key
+from llmprof.errors import RunFormatError
+from llmprof.runfile import Run, load_with, write_atomic
+
+FORMAT_NAME = "llmprof-sweep"
+FORMAT_VERSION = 1
+OK, FAILED, SKIPPED, REFUSED = "ok", "failed", "skipped", "refused"
+STATUSES = (OK, FAILED, SKIPPED, REFUSED)
+
+
+@dataclass
+class SweepPoint:
+    """One point: its axes' values, and its run (``ok``) or why it has none (failed, skipped after an out of
+    memory at a smaller batch, refused by the memory estimate)."""
+
+    params: dict[str, Any]
+    status: str = OK
+    reason: str | None = None
+    run: Run | None = None
+
+    @property
+    def key(self) -> str:
+        """The same point always gives the same key (whatever the order of its axes)."""
+        return point_key(self.params)
+
+    @property
+    def label(self) -> str:
+        """The point as shown: its axes' values in the sweep's order."""
+        return " ".join(f"{name}={value}" for name, value in self.params.items())
+
+
+@dataclass
+class Sweep:
+    """The axes, what every point shares (``config``: model, device, repeats ...), and the points so far."""
+
+    axes: dict[str, list[Any]]
+    config: dict[str, Any] = field(default_factory=dict)
+    points: list[SweepPoint] = field(default_factory=list)
+    interrupted: bool = False
+    created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+
+    def measured(self) -> list[SweepPoint]:
+        """The points that ran."""
+        return [p for p in self.points if p.status == OK and p.run is not None]
+
+    def record(self, point: SweepPoint) -> None:
+        """Add ``point``, replacing an earlier entry of the same point (a retried failure)."""
+        self.points = [p for p in self.points if p.key != point.key] + [point]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT_NAME,
+            "version": FORMAT_VERSION,
+            "created": self.created,
+            "interrupted": self.interrupted,
+            "axes": self.axes,
+            "config": self.config,
+            "points": [
+                {
+                    "params": p.params,
+                    "status": p.status,
+                    "reason": p.reason,
+                    "run": None if p.run is None else p.run.to_dict(),
+                }
+                for p in self.points
+            ],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Sweep:
+        """Validate and build; raises RunFormatError naming the first field that is wrong."""
+        if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
+            raise RunFormatError(f"not an llmprof sweep (no 'format': '{FORMAT_NAME}' field)")
+        version = data.get("version")
+        if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
+            raise RunFormatError(f"sweep format version {version!r:.20} is not one this llmprof reads (1)")
+        axes, config, points = data.get("axes"), data.get("config", {}), data.get("points")
+        if not isinstance(axes, dict) or not all(isinstance(v, list) and v for v in axes.values()):
+            raise RunFormatError("axes: an object of non-empty lists is needed")
+        if not isinstance(config, dict):
+            raise RunFormatError("config: an object is needed")
+        if not isinstance(points, list):
+            raise RunFormatError("points: a list is needed")
+        sweep = cls(axes, config, interrupted=data.get("interrupted") is True)
+        if isinstance(data.get("created"), str):
+            sweep.created = data["created"]
+        for i, item in enumerate(points):
+            sweep.points.append(_point(item, set(axes), f"points[{i}]"))
+        return sweep
+
+
+def _point(item: Any, axes: set[str], where: str) -> SweepPoint:
+    if not isinstance(item, dict):
+        raise RunFormatError(f"{where}: an object is needed")
+    params, status, reason, run = (item.get(k) for k in ("params", "status", "reason", "run"))
+    if not isinstance(params, dict) or set(params) != axes:
+        raise RunFormatError(f"{where}.params: one value per axis ({', '.join(sorted(axes))}) is needed")
+    if not all(isinstance(v, (int, str)) and not isinstance(v, bool) for v in params.values()):
+        raise RunFormatError(f"{where}.params: numbers or strings are needed")
+    if status not in STATUSES:
+        raise RunFormatError(f"{where}.status: one of {', '.join(STATUSES)} is needed, not {status!r:.40}")
+    if reason is not None and not isinstance(reason, str):
+        raise RunFormatError(f"{where}.reason: a string or null is needed")
+    if (run is None) == (status == OK):
+        raise RunFormatError(
+            f"{where}.run: a point {'that ran needs' if status == OK else 'that did not run has no'} run"
+        )
+    try:
+        return SweepPoint(params, status, reason, None if run is None else Run.from_dict(run))
+    except RunFormatError as exc:
+        raise RunFormatError(f"{where}.run: {exc}") from None
+
+
+def save_sweep(sweep: Sweep, path: str | os.PathLike[str]) -> None:
+    """Save ``sweep`` as JSON at ``path``, atomically."""
+    write_atomic(path, json.dumps(sweep.to_dict(), indent=1) + "\n")
+
+
+def is_sweep(data: Any) -> bool:
+    """Whether a loaded document is a sweep (rather than a run)."""
+    return isinstance(data, dict) and data.get("format") == FORMAT_NAME
+
+
+def load_sweep(path: str | os.PathLike[str]) -> Sweep:
+    """Load a sweep saved by :func:`save_sweep`; raises RunFormatError with a one-line reason."""
+    return load_with(path, Sweep.from_dict)
+
+
+def load_document(path: str | os.PathLike[str]) -> Run | Sweep:
+    """The run or the sweep saved at ``path``; raises RunFormatError with a one-line reason."""
+    return load_with(path, lambda data: Sweep.from_dict(data) if is_sweep(data) else Run.from_dict(data))

@@ -1,0 +1,258 @@
+"""Sweeps: the grid syntax, a 2 x 2 x 2 sweep of the synthetic model against its programmed truth, a failing
+point recorded while the others complete (and the larger batches after an out-of-memory error skipped),
+--resume measuring only what is missing, the sweep file and its report."""
+
+import csv
+import io
+import json
+import shutil
+import statistics
+from pathlib import Path
+
+import pytest
+
+from llmprof.analysis.grid import parse_values, point_key, points
+from llmprof.cli import main
+from llmprof.errors import RunFormatError, UsageError
+from llmprof.sweepfile import FAILED, OK, SKIPPED, Sweep, load_sweep
+from llmprof.workloads.synthetic import SyntheticConfig, decode_step_ms, save_synthetic
+
+
+@pytest.mark.parametrize(
+    ("text", "values"),
+    [
+        ("1,4,16", [1, 4, 16]),
+        ("1-64*2", [1, 2, 4, 8, 16, 32, 64]),
+        ("128-512+128", [128, 256, 384, 512]),
+        ("3-5", [3, 4, 5]),
+        ("4,1-3,4", [4, 1, 2, 3]),
+        ("1-10*3", [1, 3, 9]),
+    ],
+)
+def test_axis_values_are_lists_and_ranges(text, values):
+    assert parse_values(text, "--batch-size") == values
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("0,1", "0 is below 1"),
+        ("four", "'four' is not a number or a range"),
+        ("8-2", "runs backwards"),
+        ("1-8*1", "never advances"),
+        ("1-5000", "more than 1000 values"),
+        ("1,,2", "'' is not a number"),
+    ],
+)
+def test_bad_axis_values_are_one_line_errors_naming_the_option(text, message):
+    with pytest.raises(UsageError, match="--prompt-len") as error:
+        parse_values(text, "--prompt-len")
+    assert message in str(error.value)
+
+
+def test_points_are_the_product_with_the_last_axis_fastest():
+    grid = points({"batch_size": [1, 2], "prompt_len": [4, 8]})
+    assert grid == [
+        {"batch_size": 1, "prompt_len": 4},
+        {"batch_size": 1, "prompt_len": 8},
+        {"batch_size": 2, "prompt_len": 4},
+        {"batch_size": 2, "prompt_len": 8},
+    ]
+    assert point_key({"prompt_len": 8, "batch_size": 2}) == point_key(grid[3])
+
+
+@pytest.fixture(scope="module")
+def scaling_model(tmp_path_factory):
+    """Decode costs 3 ms + 2 ms per sequence + 40 ms per 1k tokens of context (summed over the batch)."""
+    path = tmp_path_factory.mktemp("models") / "scaling"
+    save_synthetic(path, prefill_ms=2.0, decode_ms=3.0, row_ms=2.0, kv_ms_per_1k=40.0)
+    return path
+
+
+def sweep_args(model, *extra):
+    return [
+        "sweep",
+        "--model",
+        str(model),
+        "--repeats",
+        "2",
+        "--warmup",
+        "1",
+        "--no-telemetry",
+        "--ignore-eos",
+        *extra,
+    ]
+
+
+def test_a_2x2x2_sweep_matches_the_synthetic_truth_at_every_point(scaling_model, tmp_path, capsys):
+    path = tmp_path / "sweep.json"
+    args = ["--batch-size", "1,3", "--prompt-len", "16,64", "--max-new-tokens", "4,8", "--json", str(path)]
+    assert main(sweep_args(scaling_model, *args)) == 0
+    sweep = load_sweep(path)
+    assert [p.key for p in sweep.points] == [
+        point_key({"batch_size": b, "prompt_len": p, "max_new_tokens": g})
+        for b in (1, 3)
+        for p in (16, 64)
+        for g in (4, 8)
+    ]
+    config = SyntheticConfig.from_pretrained(scaling_model)
+    for point in sweep.points:
+        assert point.status == OK
+        batch, prompt, gen = (point.params[k] for k in ("batch_size", "prompt_len", "max_new_tokens"))
+        run = point.run
+        assert run.config["batch_size"] == batch and run.config["prompt_tokens"] == prompt
+        metrics = run.metrics()
+        assert len(metrics) == 2 and all(m.output_tokens == [gen] * batch for m in metrics)
+        # the forward producing token k reads a context of prompt + k - 1 tokens
+        truth = (
+            statistics.fmean(decode_step_ms(config, batch, prompt + k - 1) for k in range(2, gen + 1)) / 1e3
+        )
+        forward = statistics.median(m.breakdown.decode_forward for m in metrics)
+        tpot = statistics.median(m.tpot for m in metrics)
+        # each forward busy-waits its programmed time: no less; its span lies within the step
+        assert truth <= forward <= tpot and forward == pytest.approx(truth, rel=0.25)
+    err = capsys.readouterr().err
+    assert "sweep of 8 points (0 already measured)" in err and "[8/8]" in err
+
+
+def test_a_failing_point_is_recorded_and_larger_batches_skipped_while_the_rest_complete(tmp_path, capsys):
+    model = save_synthetic(tmp_path / "oom", prefill_ms=1.0, decode_ms=1.0, oom_at_batch=2)
+    path = tmp_path / "sweep.json"
+    args = ["--batch-size", "1,2,4", "--prompt-len", "4,8", "--max-new-tokens", "3", "--json", str(path)]
+    assert main(sweep_args(model, *args)) == 0
+    by_batch = {}
+    for point in load_sweep(path).points:
+        by_batch.setdefault(point.params["batch_size"], []).append(point)
+    assert [p.status for p in by_batch[1]] == [OK, OK]
+    assert [p.status for p in by_batch[2]] == [FAILED, FAILED]
+    assert all("out of memory" in p.reason and p.run is None for p in by_batch[2])
+    assert [p.status for p in by_batch[4]] == [SKIPPED, SKIPPED]
+    assert all(p.reason == "batch 2 ran out of memory at the same prompt and generation" for p in by_batch[4])
+    table = capsys.readouterr().out
+    assert "2 of 6 points measured" in table and "skipped" in table
+
+
+def test_resume_measures_only_the_points_missing(scaling_model, tmp_path, capsys):
+    path = tmp_path / "sweep.json"
+    common = ["--prompt-len", "8", "--max-new-tokens", "3"]
+    assert main(sweep_args(scaling_model, "--batch-size", "1,2", *common, "--json", str(path))) == 0
+    before = json.loads(path.read_text())
+    capsys.readouterr()
+    assert main(sweep_args(scaling_model, "--batch-size", "1-4*2", *common, "--resume", str(path))) == 0
+    assert "sweep of 1 points (2 already measured)" in capsys.readouterr().err
+    after = json.loads(path.read_text())
+    assert after["points"][:2] == before["points"]  # the measured points untouched
+    assert [p["params"]["batch_size"] for p in after["points"]] == [1, 2, 4]
+    assert after["axes"]["batch_size"] == [1, 2, 4]
+    # another workload is not this sweep's continuation
+    assert (
+        main(sweep_args(scaling_model, "--batch-size", "1", *common, "--seed", "3", "--resume", str(path)))
+        == 2
+    )
+    assert "seed 0 vs 3" in capsys.readouterr().err
+
+
+def test_report_renders_a_sweep_one_row_per_point(scaling_model, tmp_path, capsys):
+    path = tmp_path / "sweep.json"
+    args = ["--batch-size", "1,2", "--prompt-len", "8", "--max-new-tokens", "3", "--json", str(path)]
+    assert main(sweep_args(scaling_model, *args)) == 0
+    capsys.readouterr()
+    assert main(["report", str(path), "--format", "csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [(r["batch_size"], r["prompt_len"], r["max_new_tokens"], r["status"]) for r in rows] == [
+        ("1", "8", "3", "ok"),
+        ("2", "8", "3", "ok"),
+    ]
+    sweep = load_sweep(path)
+    for row, point in zip(rows, sweep.points):
+        assert float(row["tpot"]) == statistics.median(m.tpot for m in point.run.metrics())
+    assert main(["report", str(path), "--format", "md"]) == 0
+    md = capsys.readouterr().out.splitlines()
+    assert md[2].startswith("| batch | prompt | gen | status | TTFT (ms) | TPOT (ms)") and len(md) == 6
+    assert main(["report", str(path), "--format", "json"]) == 0
+    assert Sweep.from_dict(json.loads(capsys.readouterr().out)).to_dict() == sweep.to_dict()
+    assert main(["report", str(path), "--format", "trace", "-o", str(tmp_path / "t.json")]) == 2
+    assert "a sweep renders as table, md, csv, json" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d.update(format="llmprof-run"), "not an llmprof sweep"),
+        (lambda d: d.update(version=9), "sweep format version 9"),
+        (lambda d: d["points"][0].update(status="maybe"), "points[0].status"),
+        (lambda d: d["points"][0]["params"].pop("batch_size"), "points[0].params"),
+        (lambda d: d["points"][0].update(run=None), "points[0].run: a point that ran needs run"),
+        (lambda d: d["points"][0]["run"]["requests"][0].update(marks=[]), "points[0].run: "),
+    ],
+)
+def test_a_broken_sweep_file_is_refused_naming_the_field(scaling_model, tmp_path, change, message):
+    path = tmp_path / "sweep.json"
+    args = ["--batch-size", "1", "--prompt-len", "8", "--max-new-tokens", "3", "--json", str(path)]
+    assert main(sweep_args(scaling_model, *args)) == 0
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+    with pytest.raises(RunFormatError, match="sweep.json: ") as error:
+        load_sweep(path)
+    assert message in str(error.value)
+
+
+def slowed(document: dict, factor: float) -> dict:
+    """A sweep document whose every measured request repeats the point's first one, taking ``factor`` times as
+    long (each mark's time from the start): no noise between repeats, a known slowdown."""
+    document = json.loads(json.dumps(document))
+    for point in document["points"]:
+        requests = [r for r in point["run"]["requests"] if not r["warmup"]]
+        times = requests[0]["marks"]["host_ns"]
+        for request in requests:
+            request["marks"]["host_ns"] = [times[0] + round((t - times[0]) * factor) for t in times]
+    return document
+
+
+def test_compare_of_two_sweeps_fails_on_a_slower_one_and_passes_identical_ones(
+    scaling_model, tmp_path, capsys
+):
+    a, same, b = (str(tmp_path / f"{name}.json") for name in ("a", "same", "b"))
+    args = [
+        "--batch-size",
+        "1,2",
+        "--prompt-len",
+        "4",
+        "--max-new-tokens",
+        "4",
+        "--repeats",
+        "4",
+        "--json",
+        a,
+    ]
+    assert main(sweep_args(scaling_model, *args)) == 0
+    measured = json.loads(Path(a).read_text())
+    Path(a).write_text(json.dumps(slowed(measured, 1.0)))
+    Path(b).write_text(json.dumps(slowed(measured, 1.10)))
+    shutil.copy(a, same)
+    capsys.readouterr()
+    assert main(["compare", a, same, "--fail-on", "tpot:+2%"]) == 0
+    out = capsys.readouterr().out
+    assert "point by point" in out and out.count("no significant difference") == 6  # 2 points x 3 metrics
+    assert main(["compare", a, b, "--fail-on", "tpot:+2%", "--format", "md"]) == 1
+    captured = capsys.readouterr()
+    rows = [line.split(" | ") for line in captured.out.splitlines() if line.startswith(("| 1 ", "| 2 "))]
+    assert [(row[6], row[8]) for row in rows] == [("1.100", "1.10x slower")] * 2  # TPOT: B / A, verdict
+    failed = [line for line in captured.err.splitlines() if "regression past --fail-on" in line]
+    assert len(failed) == 2 and all("tpot +2.0%: B / A 1.100" in line for line in failed)
+    assert main(["compare", a, b, "--fail-on", "tpot:+20%"]) == 0  # 10% is not past 20%
+
+
+def test_fail_on_thresholds_judge_the_ci_not_the_ratio():
+    from llmprof.analysis.compare import Threshold, compare_values
+
+    slower = compare_values("tpot", [10.0, 10.1, 9.9, 10.0, 10.05], [11.0, 11.1, 10.9, 11.0, 11.05])
+    assert Threshold.parse("tpot:+2%").exceeded(slower) and not Threshold.parse("tpot:+15%").exceeded(slower)
+    assert Threshold.parse("tpot:5%") == Threshold("tpot", 1.05)  # no sign: TPOT's worse side is up
+    assert Threshold.parse("tps:5%") == Threshold("tps", 0.95)  # TPS's is down
+    noisy = compare_values("tpot", [8.0, 12.0, 10.0, 9.0, 11.0], [8.5, 12.6, 10.5, 9.4, 11.6])
+    assert noisy.ratio > 1.02 and not Threshold.parse("tpot:+2%").exceeded(noisy)  # not with confidence
+    for bad in ("tpot", "nope:+2%", "tpot:+2", "tpot:+x%", "output_tokens:+1%"):
+        with pytest.raises(ValueError, match="--fail-on"):
+            Threshold.parse(bad)
