@@ -367,7 +367,9 @@ def test_compare_plots_every_ratio_and_a_and_bs_kernels_side_by_side(tmp_path, c
         return int.from_bytes(open(path, "rb").read()[20:24], "big")
 
     assert main(["compare", paths["a"], paths["b"], "--format", "plot", "-o", str(tmp_path / "k.png")]) == 0
-    assert main(["compare", paths["a"], paths["bare"], "--format", "plot", "-o", str(tmp_path / "r.png")]) == 0
+    assert (
+        main(["compare", paths["a"], paths["bare"], "--format", "plot", "-o", str(tmp_path / "r.png")]) == 0
+    )
     assert height(tmp_path / "k.png") == height(tmp_path / "r.png") + 420  # the row of A's and B's kernels
     # both sides stacked by the same names: what changed, was added or removed first, then the largest
     assert _diff_names(kernel_diff(a, b)) == ["sdpa", "old_norm", "fused_norm", "mm"]

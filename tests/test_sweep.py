@@ -256,3 +256,32 @@ def test_fail_on_thresholds_judge_the_ci_not_the_ratio():
     for bad in ("tpot", "nope:+2%", "tpot:+2", "tpot:+x%", "output_tokens:+1%"):
         with pytest.raises(ValueError, match="--fail-on"):
             Threshold.parse(bad)
+
+
+def test_the_context_curve_recovers_the_programmed_kv_cost_and_the_plot_draws_every_curve(
+    scaling_model, tmp_path
+):
+    pytest.importorskip("matplotlib")
+    from llmprof.report.plot import fit_context_cost
+    from llmprof.report.sweep import mean_context
+
+    path, png = tmp_path / "sweep.json", tmp_path / "sweep.png"
+    args = [
+        "--batch-size",
+        "1,2",
+        "--prompt-len",
+        "16,256,1024",
+        "--max-new-tokens",
+        "6",
+        "--json",
+        str(path),
+    ]
+    assert main(sweep_args(scaling_model, *args, "--format", "plot", "-o", str(png))) == 0
+    sweep = load_sweep(path)
+    for batch in (1, 2):
+        runs = [p.run for p in sweep.points if p.params["batch_size"] == batch]
+        curve = [(mean_context(run), statistics.median(m.tpot for m in run.metrics()) * 1e3) for run in runs]
+        _, per_1k = fit_context_cost(curve)
+        assert per_1k == pytest.approx(40.0 * batch, rel=0.05)  # kv_ms_per_1k x the batch's rows
+    height = int.from_bytes(png.read_bytes()[20:24], "big")
+    assert height == 3 * 420  # latency-throughput, TPOT against context, TTFT against prompt

@@ -13,7 +13,7 @@ import contextlib
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
-from llmprof import _core
+from llmprof._core import cuda_driver_status, cuda_profiler_range, set_step_observer
 from llmprof.analysis.record import Label
 
 REQUEST_RANGE = "llmprof request"
@@ -115,11 +115,11 @@ class StepRanges:
 @contextlib.contextmanager
 def observing(ranges: StepRanges) -> Iterator[StepRanges]:
     """``ranges`` observes every timeline's step marks inside the block (one call at a time)."""
-    _core.set_step_observer(ranges)
+    set_step_observer(ranges)
     try:
         yield ranges
     finally:
-        _core.set_step_observer(None)
+        set_step_observer(None)
 
 
 def why_unavailable(device: Any, profiler_range: bool) -> str | None:
@@ -129,7 +129,7 @@ def why_unavailable(device: Any, profiler_range: bool) -> str | None:
     if getattr(device, "type", str(device)) != "cuda" or not torch.cuda.is_available():
         return f"the model runs on {device}, not on a CUDA device: Nsight has no GPU work to capture"
     if profiler_range:
-        ok, message = _core.cuda_driver_status()
+        ok, message = cuda_driver_status()
         if not ok:
             return f"the CUDA driver is unavailable ({message})"
     return None
@@ -143,6 +143,6 @@ def ranges_for(device: Any, nvtx: bool, window: tuple[int, int] | None) -> StepR
     ordinal = device.index if device.index is not None else torch.cuda.current_device()
     return StepRanges(
         nvtx=torch.cuda.nvtx if nvtx else None,
-        profiler=lambda start: _core.cuda_profiler_range(ordinal, start),
+        profiler=lambda start: cuda_profiler_range(ordinal, start),
         window=window,
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from llmprof.cli.common import check_output_path
 from llmprof.errors import UsageError
@@ -64,13 +65,24 @@ def emit(run: object, args: argparse.Namespace) -> None:
     print(f"{args.format} written to {args.output}", file=sys.stderr)
 
 
-def emit_sweep(sweep: object, args: argparse.Namespace) -> None:
-    """Render a sweep (one row per point) as ``args.format`` asks, to the output or stdout."""
+def emit_sweep(sweep: Any, args: argparse.Namespace) -> None:
+    """Render a sweep (one row per point, or its curves as a PNG) as ``args.format`` asks, to the output or
+    stdout."""
     from llmprof.report.sweep import FORMATS, RENDERERS, render
     from llmprof.runfile import write_atomic
 
+    if args.format == "plot":
+        import io
+
+        from llmprof.report.plot import render_sweep
+
+        png = io.BytesIO()
+        render_sweep(sweep, png)
+        write_atomic(args.output, png.getvalue())
+        print(f"plot written to {args.output}", file=sys.stderr)
+        return
     if args.format not in FORMATS:
-        raise UsageError(f"a sweep renders as {', '.join(FORMATS)}, not {args.format}")
+        raise UsageError(f"a sweep renders as {', '.join(FORMATS)} or plot, not {args.format}")
     if args.output is None:
         RENDERERS[args.format](sweep, sys.stdout)
         return

@@ -44,7 +44,12 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="continue the sweep saved in FILE, and save to it: only the points it has not measured run",
     )
-    parser.add_argument("--format", choices=FORMATS, default="table", help="the table printed at the end")
+    parser.add_argument(
+        "--format",
+        choices=(*FORMATS, "plot"),
+        default="table",
+        help="the table printed at the end; plot writes the curves as a PNG (needs -o)",
+    )
     parser.add_argument("-o", "--output", metavar="PATH", help="write that table here instead of stdout")
 
 
@@ -75,6 +80,12 @@ def main(args: argparse.Namespace) -> int:
     check_output_path(path, "--json")
     check_output_path(args.output, "--output")
     check_distinct([], {"--json": path, "--output": args.output})
+    if args.format == "plot":
+        if args.output is None:
+            raise UsageError("--format plot writes a PNG: give it a file with -o/--output")
+        from llmprof.report.plot import check_available
+
+        check_available()
     axes = sweep_axes(args)
     shared = {name: getattr(args, name) for name in SHARED}
     sweep = Sweep(axes, {"request": shared, "model": args.model, "repeats": args.repeats})

@@ -1,6 +1,7 @@
 """Plots in one PNG. Of a run: per-step decode latency against context length, the breakdown of every request,
 the telemetry over time, and (with ``--kernels``) each captured decode step stacked by its top kernels. Of a
-comparison: every metric's ratio with its CI, and A's and B's kernels side by side. Needs matplotlib
+comparison: every metric's ratio with its CI, and A's and B's kernels side by side. Of a sweep: latency against
+throughput across batch sizes, TPOT against context, TTFT against prompt length. Needs matplotlib
 (``pip install 'llmprof[plot]'``); never imports torch."""
 
 from __future__ import annotations
@@ -15,7 +16,10 @@ from llmprof.analysis.metrics import RequestMetrics
 from llmprof.analysis.roofline import Roofline
 from llmprof.errors import PlotUnavailable
 from llmprof.report.comparison import ComparisonReport
+from llmprof.report.sweep import AXIS_COLUMNS as AXIS_NAMES
+from llmprof.report.sweep import mean_context, point_medians
 from llmprof.runfile import Run
+from llmprof.sweepfile import Sweep
 
 DPI = 100
 PANEL_SIZE = (12.0, 4.2)  # inches per panel: 1200 x 420 px
@@ -344,3 +348,109 @@ def _ratio_panel(ax: Any, report: ComparisonReport) -> None:
     counts = f" ({rows[0].n_a} vs {rows[0].n_b} repeats)" if rows else ""
     ax.set_title(f"B = {report.name_b} against A = {report.name_a}{counts}")
     ax.grid(axis="x", alpha=0.3)
+
+
+def render_sweep(sweep: Sweep, out: IO[bytes]) -> None:
+    """The PNG of a sweep's curves, each where its axis has two values or more: decode throughput (all
+    sequences) against per-sequence TPOT across batch sizes with the roofline's floor, TPOT against the decode
+    steps' mean context with its fitted KV-read slope, and TTFT against prompt length."""
+    plt = _pyplot()
+    points = [(p.params, point_medians(p), p.run) for p in sweep.measured() if p.run is not None]
+    if not points:
+        raise ValueError("the sweep has no measured point to plot")
+    varies = {name: len({params.get(name) for params, _, _ in points}) > 1 for name in sweep.axes}
+    panels = [
+        panel
+        for panel, shown in (
+            (_throughput_panel, varies.get("batch_size")),
+            (_context_panel, varies.get("prompt_len") or varies.get("max_new_tokens")),
+            (_prefill_panel, varies.get("prompt_len")),
+        )
+        if shown
+    ] or [_throughput_panel]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(PANEL_SIZE[0], PANEL_SIZE[1] * len(panels)), dpi=DPI)
+    axes = axes if len(panels) > 1 else [axes]
+    c = sweep.config
+    fig.suptitle(
+        f"llmprof sweep: {c.get('model', '?')} on {c.get('device', '?')}, {len(points)} points, "
+        f"medians over {c.get('repeats', '?')} repeats",
+        fontsize=12,
+    )
+    for ax, panel in zip(axes, panels):
+        panel(ax, points)
+    fig.tight_layout(rect=(0.0, 0.0, 1.0, 0.97))
+    fig.savefig(out, format="png")
+    plt.close(fig)
+
+
+def _series(points: list[Any], by: tuple[str, ...]) -> dict[str, list[Any]]:
+    """The points grouped by the values of the axes ``by`` (a label per group), each group in grid order."""
+    groups: dict[str, list[Any]] = {}
+    for point in points:
+        params = point[0]
+        label = ", ".join(f"{AXIS_NAMES.get(k, k)} {params[k]}" for k in by if k in params) or "all points"
+        groups.setdefault(label, []).append(point)
+    return groups
+
+
+def _throughput_panel(ax: Any, points: list[Any]) -> None:
+    for i, (label, group) in enumerate(_series(points, ("prompt_len", "max_new_tokens")).items()):
+        shown = [(m["tpot"] * 1e3, m["decode_tps"], p["batch_size"], m.get("floor_tpot")) for p, m, _ in group
+                 if m.get("tpot") and m.get("decode_tps")]  # fmt: skip
+        if not shown:
+            continue
+        colour = KERNEL_COLOURS[i % len(KERNEL_COLOURS)]
+        ax.plot([s[0] for s in shown], [s[1] for s in shown], "o-", color=colour, label=label)
+        for x, y, batch, _ in shown:
+            ax.annotate(f"b{batch}", (x, y), xytext=(4, 4), textcoords="offset points", fontsize=8)
+        floors = [(f * 1e3, b / f) for _, _, b, f in shown if f]
+        if floors:
+            ax.plot(*zip(*floors), ls="-.", color=colour, alpha=0.6, label=f"{label}: roofline floor")
+    ax.set_xlabel("TPOT per sequence (ms)")
+    ax.set_ylabel("decode throughput, all sequences (tok/s)")
+    ax.set_title("Latency against throughput across batch sizes (bN: batch N)")
+    ax.set_xlim(left=0)
+    ax.set_ylim(bottom=0)
+    ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
+    ax.grid(alpha=0.3)
+
+
+def _context_panel(ax: Any, points: list[Any]) -> None:
+    for i, (label, group) in enumerate(_series(points, ("batch_size",)).items()):
+        shown = sorted(
+            (mean_context(run), m["tpot"] * 1e3, m.get("floor_tpot")) for _, m, run in group if m.get("tpot")
+        )
+        if not shown:
+            continue
+        colour = KERNEL_COLOURS[i % len(KERNEL_COLOURS)]
+        fit = fit_context_cost([(x, y) for x, y, _ in shown])
+        extra = f" (fit {fit[0]:.3f} ms + {fit[1]:.3f} ms per 1k tokens)" if fit else ""
+        ax.plot([s[0] for s in shown], [s[1] for s in shown], "o-", color=colour, label=label + extra)
+        if fit:
+            xs = [shown[0][0], shown[-1][0]]
+            ax.plot(xs, [fit[0] + fit[1] * x / 1e3 for x in xs], ":", color="black", lw=1)
+        floors = [(x, f * 1e3) for x, _, f in shown if f]
+        if floors:
+            ax.plot(*zip(*floors), ls="-.", color=colour, alpha=0.6, label=f"{label}: roofline floor")
+    ax.set_xlabel("mean context of the decode steps (prompt + tokens generated so far)")
+    ax.set_ylabel("TPOT (ms)")
+    ax.set_title("TPOT against context: the slope is the cost of reading the KV cache")
+    ax.set_ylim(bottom=0)
+    ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
+    ax.grid(alpha=0.3)
+
+
+def _prefill_panel(ax: Any, points: list[Any]) -> None:
+    for i, (label, group) in enumerate(_series(points, ("batch_size",)).items()):
+        shown = sorted(
+            (run.measured[0].prompt_tokens, m["ttft"] * 1e3) for _, m, run in group if m.get("ttft")
+        )
+        colour = KERNEL_COLOURS[i % len(KERNEL_COLOURS)]
+        ax.plot([s[0] for s in shown], [s[1] for s in shown], "o-", color=colour, label=label)
+    ax.set_xlabel("prompt length (tokens)")
+    ax.set_ylabel("TTFT (ms)")
+    ax.set_title("TTFT against prompt length")
+    ax.set_xlim(left=0)
+    ax.set_ylim(bottom=0)
+    ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
+    ax.grid(alpha=0.3)

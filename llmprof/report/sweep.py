@@ -8,6 +8,7 @@ import csv
 import io
 import json
 import math
+import statistics
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -18,6 +19,7 @@ from llmprof.analysis import registry
 from llmprof.analysis.compare import Comparison, compare_runs
 from llmprof.analysis.registry import ROOFLINE
 from llmprof.report.summary import format_number
+from llmprof.runfile import Run
 from llmprof.sweepfile import OK, Sweep, SweepPoint
 
 AXIS_COLUMNS = {"batch_size": "batch", "prompt_len": "prompt", "max_new_tokens": "gen"}
@@ -47,6 +49,11 @@ def point_medians(point: SweepPoint) -> dict[str, float]:
     if point.run.roofline is not None:
         summaries.update(registry.summaries(point.run.roofline_analyses(), ROOFLINE))
     return {name: summary.median for name, summary in summaries.items()}
+
+
+def mean_context(run: Run) -> float:
+    """The mean context of a run's decode steps over its repeats: the prompt + the tokens generated so far."""
+    return statistics.fmean(m.prompt_tokens + (max(m.output_tokens) + 1) / 2 for m in run.metrics())
 
 
 def _cell(metric: str, value: float | None) -> str:
