@@ -106,6 +106,7 @@ MAX_NS = 2**63 - 1
 MAX_DEPTH = 32  # a run file nests a few levels; deeper is not one
 REQUEST_FIELDS: dict[str, tuple[type, ...]] = {  # optional fields of a request and their JSON types
     "prefill_tokens": (int, type(None)),
+    "cached_tokens": (int,),
     "backend": (str,),
     "sync_uncertainty_ns": (int,),
     "warmup": (bool,),
@@ -275,6 +276,10 @@ def _check_request(request: Any, where: str) -> None:
         raise _fail(f"{where}.backend", f"{request['backend']!r:.20} is no timeline backend (host, cuda)")
     if request.get("prefill_tokens") is not None:
         _int(request["prefill_tokens"], f"{where}.prefill_tokens")
+    if "cached_tokens" in request:
+        _int(request["cached_tokens"], f"{where}.cached_tokens")
+        if request["cached_tokens"] >= request["prompt_tokens"]:
+            raise _fail(f"{where}.cached_tokens", "not fewer than the prompt's tokens: nothing was prefilled")
     if not all(isinstance(w, str) for w in request.get("warnings", [])):
         raise _fail(f"{where}.warnings", "a list of strings is needed")
     if request.get("drafted_per_step") is not None:

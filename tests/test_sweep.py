@@ -8,13 +8,18 @@ import json
 import shutil
 import statistics
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+import torch
+from tiny_models import tiny_llama
 
 from llmprof.analysis.grid import parse_values, point_key, points
+from llmprof.capture.model_shape import model_shape
 from llmprof.cli import main
-from llmprof.errors import RunFormatError, UsageError
+from llmprof.errors import CaptureError, RunFormatError, UsageError
 from llmprof.sweepfile import FAILED, OK, SKIPPED, Sweep, load_sweep
+from llmprof.workloads.runner import depth_cache
 from llmprof.workloads.synthetic import SyntheticConfig, decode_step_ms, save_synthetic
 
 
@@ -285,3 +290,76 @@ def test_the_context_curve_recovers_the_programmed_kv_cost_and_the_plot_draws_ev
         assert per_1k == pytest.approx(40.0 * batch, rel=0.05)  # kv_ms_per_1k x the batch's rows
     height = int.from_bytes(png.read_bytes()[20:24], "big")
     assert height == 3 * 420  # latency-throughput, TPOT against context, TTFT against prompt
+
+
+def test_a_depth_sweep_measures_tpot_at_depth_and_recovers_the_kv_cost(scaling_model, tmp_path):
+    from llmprof.report.plot import fit_context_cost
+    from llmprof.report.sweep import mean_context
+
+    path = tmp_path / "sweep.json"
+    args = ["--batch-size", "1", "--prompt-len", "16", "--depth", "0,512,1024", "--max-new-tokens", "6"]
+    assert main(sweep_args(scaling_model, *args, "--json", str(path))) == 0
+    sweep = load_sweep(path)
+    assert list(sweep.axes) == ["batch_size", "prompt_len", "depth", "max_new_tokens"]
+    for point in sweep.points:
+        depth = point.params["depth"]
+        for raw in point.run.measured:  # the depth is context, not prefill: the prompt's 16 tokens are
+            assert (raw.prompt_tokens, raw.cached_tokens, raw.prefill_tokens) == (16 + depth, depth, 16)
+    curve = [
+        (mean_context(p.run), statistics.median(m.tpot for m in p.run.metrics()) * 1e3) for p in sweep.points
+    ]
+    assert fit_context_cost(curve)[1] == pytest.approx(40.0, rel=0.05)  # the programmed 40 ms per 1k tokens
+
+
+def test_a_depth_needs_a_model_that_returns_a_kv_cache():
+    def no_cache(**kwargs):
+        return SimpleNamespace(logits=torch.zeros(1, 1, 8))
+
+    with pytest.raises(CaptureError, match="--depth needs a model that returns a KV cache"):
+        depth_cache(no_cache, {"input_ids": torch.ones(1, 4, dtype=torch.long)}, 8)
+
+
+def test_a_cached_prefix_is_context_for_the_roofline_not_prefill():
+    shape = model_shape(tiny_llama())
+    alone, on_top = shape.prefill_flops(1, 16), shape.prefill_flops(1, 16, cached=256)
+    assert alone < on_top < shape.prefill_flops(1, 272)  # attention to the cache, but no matmul over it
+    # the 16 new tokens of a 272-token context: the whole prefill's FLOPs less the cached 256's (whose output
+    # head, on their last token, is not run)
+    expected = shape.prefill_flops(1, 272) - shape.prefill_flops(1, 256) + 2 * shape.lm_head_params
+    assert on_top == pytest.approx(expected, rel=1e-9)
+
+
+def test_ctrl_c_keeps_every_finished_point_and_resume_measures_the_rest(
+    scaling_model, tmp_path, monkeypatch, capsys
+):
+    from llmprof.workloads import runner
+
+    path = tmp_path / "sweep.json"
+    args = ["--batch-size", "1,2,3", "--prompt-len", "8", "--max-new-tokens", "3", "--json", str(path)]
+    real, started = runner.repeat_generate, []
+
+    def interrupted_at_the_third(*a, **k):
+        started.append(1)
+        if len(started) == 3:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(runner, "repeat_generate", interrupted_at_the_third)
+    assert main(sweep_args(scaling_model, *args)) == 130
+    sweep = load_sweep(path)
+    assert sweep.interrupted and [p.params["batch_size"] for p in sweep.points] == [1, 2]
+    assert "interrupted: 2 of 3 points done" in capsys.readouterr().err
+    monkeypatch.setattr(runner, "repeat_generate", real)
+    assert main(sweep_args(scaling_model, *args[:-2], "--resume", str(path))) == 0
+    assert "sweep of 1 points (2 already measured)" in capsys.readouterr().err
+    resumed = load_sweep(path)
+    assert not resumed.interrupted and [p.status for p in resumed.points] == [OK, OK, OK]
+
+
+def test_a_point_the_memory_estimate_cannot_fit_is_refused_before_any_work(tmp_path, capsys):
+    path = tmp_path / "sweep.json"
+    args = ["--model", "demo", "--batch-size", "1,4000000", "--prompt-len", "8", "--max-new-tokens", "2"]
+    assert main(["sweep", *args, "--repeats", "1", "--no-telemetry", "--json", str(path)]) == 0
+    small, huge = load_sweep(path).points
+    assert small.status == OK and huge.status == "refused" and huge.run is None
+    assert "a batch of 4000000 x (8 + 2) tokens needs about" in huge.reason

@@ -84,8 +84,9 @@ class RequestMetrics:
     decode_tps: float | None
     prefill_tps: float
     output_tokens: list[int]
-    prompt_tokens: int
+    prompt_tokens: int  # the context before the first new token, cached ones included
     breakdown: Breakdown
+    cached_tokens: int = 0  # of prompt_tokens, those in the KV cache before the call (not prefilled)
     # assisted generation: tokens each decode step k >= 2 appended, and the share of drafted tokens accepted
     step_tokens: list[int] = field(default_factory=list)
     acceptance_rate: float | None = None
@@ -186,6 +187,7 @@ def compute_request(raw: RawRequest) -> RequestMetrics:
         / ttft,
         output_tokens=list(n),
         prompt_tokens=raw.prompt_tokens,
+        cached_tokens=raw.cached_tokens,
         breakdown=Breakdown(
             host_prep=host_prep,
             vision=vision_time,

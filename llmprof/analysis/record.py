@@ -43,6 +43,8 @@ class RawRequest:
     tokens_per_sequence: list[int]
     prompt_tokens: int
     prefill_tokens: int | None = None  # real prompt tokens of the batch (no padding); None: B * prompt_tokens
+    # of prompt_tokens, those already in the KV cache before the call (a sweep's depth): not prefilled
+    cached_tokens: int = 0
     backend: str = "host"
     sync_uncertainty_ns: int = 0
     warmup: bool = False
@@ -98,7 +100,7 @@ class RawRequest:
             "warnings": self.warnings,
             "tokens_per_step": self.tokens_per_step,
             "drafted_per_step": self.drafted_per_step,
-        }
+        } | ({"cached_tokens": self.cached_tokens} if self.cached_tokens else {})
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RawRequest:
@@ -122,6 +124,7 @@ class RawRequest:
             warnings=[str(w) for w in data.get("warnings", [])],
             tokens_per_step=_ints(data.get("tokens_per_step")),
             drafted_per_step=_ints(data.get("drafted_per_step")),
+            cached_tokens=int(data.get("cached_tokens", 0)),
         )
 
 

@@ -107,17 +107,20 @@ class ModelShape:
         )
         return round(batch * per_token)
 
-    def prefill_bytes(self, batch: int, prompt: int) -> int:
-        """Bytes the prefill moves: the weights once, the prompt's embedding rows, and the KV cache it writes."""
-        kv = self._kv_bytes_per_position * self.attended(prompt)
+    def prefill_bytes(self, batch: int, prompt: int, cached: int = 0) -> int:
+        """Bytes the prefill of ``prompt`` new tokens on top of ``cached`` ones moves: the weights once, the
+        prompt's embedding rows, and the KV cache it reads and writes."""
+        kv = self._kv_bytes_per_position * self.attended(cached + prompt)
         per_sequence = prompt * self.embedding_bytes_per_token + kv
         return self._weights_read(batch * prompt) + batch * per_sequence
 
-    def prefill_flops(self, batch: int, prompt: int) -> int:
-        """FLOPs of the prefill: every matmul over the prompt (the output head on its last token only, as
-        generate() asks) and causal attention, which grows with the square of the prompt."""
+    def prefill_flops(self, batch: int, prompt: int, cached: int = 0) -> int:
+        """FLOPs of the prefill of ``prompt`` new tokens on top of ``cached`` ones: every matmul over the new
+        tokens (the output head on the last only, as generate() asks) and their causal attention to everything
+        before them, which grows with the square of the context."""
         matmul = 2 * (self._active_matmul_params - self.lm_head_params) * prompt + 2 * self.lm_head_params
-        return round(batch * (matmul + self._attention_flops_per_position * self._attended_by_prompt(prompt)))
+        attended = self._attended_by_prompt(cached + prompt) - self._attended_by_prompt(cached)
+        return round(batch * (matmul + self._attention_flops_per_position * attended))
 
 
 @dataclass(frozen=True)
@@ -173,11 +176,12 @@ class Roofline:
         forwards = [(b, f) for b, f in zip(step_bytes, m.breakdown.step_forward) if f]
         decode_time = sum(m.itl)
         prefill = m.breakdown.prefill
+        new, cached = prompt - m.cached_tokens, m.cached_tokens  # the prefill's own tokens, and the cache's
+        prefill_flops = shape.prefill_flops(batch, new, cached)
         return RequestRoofline(
             floor_tpot=statistics.fmean(per_sequence) if per_sequence else None,
             floor_ttft=max(
-                shape.prefill_flops(batch, prompt) / peaks.flops,
-                shape.prefill_bytes(batch, prompt) / peaks.bandwidth,
+                prefill_flops / peaks.flops, shape.prefill_bytes(batch, new, cached) / peaks.bandwidth
             ),
             step_floor=step_floor,
             step_mbu=[b / (t * peaks.bandwidth) if t > 0 else None for b, t in zip(step_bytes, m.itl)],
@@ -188,7 +192,7 @@ class Roofline:
                 else None
             ),
             mfu_decode=sum(step_flops) / (decode_time * peaks.flops) if decode_time > 0 else None,
-            mfu_prefill=shape.prefill_flops(batch, prompt) / (prefill * peaks.flops) if prefill else None,
+            mfu_prefill=prefill_flops / (prefill * peaks.flops) if prefill else None,
             compute_bound=(
                 bool(contexts)
                 and shape.decode_flops(batch, contexts[-1]) / peaks.flops

@@ -72,6 +72,7 @@ class Profiler(Records):
         self._prompt_tokens = 0
         self._prompt_rows: int | None = None
         self._prompt_mask: torch.Tensor | None = None
+        self._cached = 0  # tokens in the KV cache the call was given
         self._skip_reason: str | None = None
         self._arguments: dict[str, Any] = {}
         self._device: torch.device | None = None
@@ -186,6 +187,7 @@ class Profiler(Records):
         self._prompt_rows = int(inputs.shape[0]) if inputs is not None and inputs.dim() >= 2 else None
         mask = arguments.get("attention_mask")
         self._prompt_mask = mask if isinstance(mask, torch.Tensor) and mask.dim() == 2 else None
+        self._cached = tokens.cached_tokens(arguments)  # before the call: generate() grows the cache
         self.marking = None
         self._skip_reason = tokens.unsupported_call(arguments)
         self.speculative = False
@@ -296,8 +298,9 @@ class Profiler(Records):
                 generated,
                 self._prompt_tokens,
                 prefill_tokens=tokens.prefill_tokens(
-                    self._prompt_mask, self._prompt_rows, self._prompt_tokens
+                    self._prompt_mask, self._prompt_rows, self._prompt_tokens, self._cached
                 ),
+                cached_tokens=self._cached,
                 warmup=self.warmup,
                 telemetry=counters,
                 warnings=_flags(capture.label),

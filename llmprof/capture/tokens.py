@@ -107,12 +107,27 @@ def tokens_per_sequence(flags: np.ndarray | None, generated: int | None) -> list
     return n
 
 
-def prefill_tokens(mask: torch.Tensor | None, rows: int | None, prompt_tokens: int) -> int:
-    """Real prompt tokens of the batch: padding (from the attention ``mask``, read once generate() has
-    returned, so that it costs no extra sync) and rows repeated by num_return_sequences not counted."""
+def prefill_tokens(mask: torch.Tensor | None, rows: int | None, prompt_tokens: int, cached: int = 0) -> int:
+    """Real prompt tokens the batch prefilled: padding (from the attention ``mask``, read once generate() has
+    returned, so that it costs no extra sync), rows repeated by num_return_sequences and the ``cached`` tokens
+    of each row already in the KV cache not counted."""
     if mask is not None:
-        return int(mask.sum())
-    return (rows or 1) * prompt_tokens
+        return int(mask.sum()) - (rows or 1) * cached
+    return (rows or 1) * (prompt_tokens - cached)
+
+
+def cache_argument() -> str:
+    """The name generate() and forward take a KV cache by: ``cache`` (transformers 5.x), ``past_key_values``."""
+    from transformers.generation import utils
+
+    return "cache" if hasattr(utils, "ALL_CACHE_NAMES") else "past_key_values"
+
+
+def cached_tokens(arguments: dict[str, Any]) -> int:
+    """Tokens already in a KV cache that generate() was given: 0 without one."""
+    cache = arguments.get("cache", arguments.get("past_key_values"))
+    length = getattr(cache, "get_seq_length", None)
+    return int(length()) if callable(length) else 0
 
 
 def speculative_tokens(

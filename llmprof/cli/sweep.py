@@ -23,10 +23,15 @@ from llmprof.cli.workload import (
     roofline,
     workload_for,
 )
-from llmprof.errors import UsageError
+from llmprof.errors import CaptureError, UsageError
 
-AXES = ("batch_size", "prompt_len", "max_new_tokens")  # the slowest-varying first: larger batches come later
-OPTIONS = {"batch_size": "--batch-size", "prompt_len": "--prompt-len", "max_new_tokens": "--max-new-tokens"}
+AXES = ("batch_size", "prompt_len", "depth", "max_new_tokens")  # the slowest first: larger batches come later
+OPTIONS = {
+    "batch_size": "--batch-size",
+    "prompt_len": "--prompt-len",
+    "depth": "--depth",
+    "max_new_tokens": "--max-new-tokens",
+}
 SHARED = ("model", "device", "dtype", "attn_implementation", "prompt", "repeats", "warmup", "do_sample")
 SHARED += ("ignore_eos", "seed")  # what every point of a sweep (and of the sweep it resumes) has in common
 
@@ -36,6 +41,12 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     from llmprof.report.sweep import FORMATS
 
     add_workload_options(parser, axes=True)
+    parser.add_argument(
+        "--depth",
+        metavar="TOKENS",
+        help="context already in the KV cache before the prompt (llama-bench -d): prefilled once per point, then"
+        " TTFT is the prompt's on top of it and TPOT is at that depth (a list or range; default: no depth axis)",
+    )
     parser.add_argument(
         "--json", metavar="FILE", help="save the sweep here, after every point (one run per point)"
     )
@@ -59,10 +70,11 @@ def sweep_axes(args: argparse.Namespace) -> dict[str, list[Any]]:
 
     axes = {}
     for name in AXES:
-        if name == "prompt_len" and args.prompt is not None:  # a prompt text is no axis
-            continue
+        if (name == "prompt_len" and args.prompt is not None) or (name == "depth" and args.depth is None):
+            continue  # a prompt text is no axis; nor is a depth not asked for
         value = getattr(args, name)
-        axes[name] = parse_values(str(DEFAULT_PROMPT_LEN if value is None else value), OPTIONS[name])
+        minimum = 0 if name == "depth" else 1
+        axes[name] = parse_values(str(DEFAULT_PROMPT_LEN if value is None else value), OPTIONS[name], minimum)
     return axes
 
 
@@ -149,7 +161,7 @@ def _point(
     """Measure one point (its run, or why it has none)."""
     from llmprof.runfile import Run
     from llmprof.sweepfile import FAILED, REFUSED, SKIPPED, SweepPoint
-    from llmprof.workloads.runner import repeat_generate
+    from llmprof.workloads.runner import depth_cache, repeat_generate
 
     rest = tuple(v for k, v in sorted(params.items()) if k != "batch_size")
     smallest = out_of_memory.get(rest)
@@ -158,20 +170,29 @@ def _point(
             params, SKIPPED, f"batch {smallest} ran out of memory at the same prompt and generation"
         )
     point_args = argparse.Namespace(**{**vars(args), **params})
+    depth = params.get("depth", 0)
     try:
         workload = workload_for(context["loaded"], point_args)
-    except UsageError as exc:  # the memory estimate or the model's context refuses it
+        inputs, cache = workload.inputs, None
+        if depth:
+            inputs, cache = depth_cache(context["loaded"].model, inputs, depth, args.seed)
+    except (
+        UsageError,
+        CaptureError,
+    ) as exc:  # the memory estimate, the model's context, a model without cache
         return SweepPoint(params, REFUSED, str(exc))
     run = Run(
-        config={**workload.config, "sweep_point": dict(params)},
+        config={**workload.config, "depth": depth, "sweep_point": dict(params)},
         environment=context["environment"],
         roofline=context["roofline"],
     )
     try:
         for record in repeat_generate(
-            profiler, workload.inputs, args.repeats, args.warmup, **workload.generate_kwargs
+            profiler, inputs, args.repeats, args.warmup, **workload.generate_kwargs
         ):
             run.records.append(record)
+            if cache is not None and cache.get_seq_length() > depth:  # the next call starts at the same depth
+                cache.crop(depth - cache.get_seq_length())  # (a negative length: drop that many tokens)
     except Exception as exc:  # noqa: BLE001 - a failed point is recorded, and the sweep goes on
         lines = str(exc).strip().splitlines()
         reason = f"{type(exc).__name__}: {lines[0] if lines else ''}"

@@ -230,13 +230,15 @@ def _check_room(loaded: Any, args: argparse.Namespace, prompt_tokens: int) -> No
     from llmprof.workloads.memory import check_fits
 
     context = loaded.context_length
-    if context is not None and prompt_tokens + args.max_new_tokens > context:
+    depth = getattr(args, "depth", None) or 0  # a sweep's tokens already in the KV cache before the prompt
+    before = f"--depth {depth} + " if depth else ""
+    if context is not None and depth + prompt_tokens + args.max_new_tokens > context:
         raise UsageError(
-            f"prompt of {prompt_tokens} tokens + --max-new-tokens {args.max_new_tokens} exceeds the "
+            f"{before}prompt of {prompt_tokens} tokens + --max-new-tokens {args.max_new_tokens} exceeds the "
             f"model's context of {context} tokens"
         )
     if not args.no_memory_check:
-        check_fits(loaded.model, loaded.device, args.batch_size, prompt_tokens, args.max_new_tokens)
+        check_fits(loaded.model, loaded.device, args.batch_size, depth + prompt_tokens, args.max_new_tokens)
 
 
 def _generate_kwargs(loaded: Any, args: argparse.Namespace) -> dict[str, Any]:

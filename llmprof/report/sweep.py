@@ -22,7 +22,7 @@ from llmprof.report.summary import format_number
 from llmprof.runfile import Run
 from llmprof.sweepfile import OK, Sweep, SweepPoint
 
-AXIS_COLUMNS = {"batch_size": "batch", "prompt_len": "prompt", "max_new_tokens": "gen"}
+AXIS_COLUMNS = {"batch_size": "batch", "prompt_len": "prompt", "depth": "depth", "max_new_tokens": "gen"}
 METRIC_COLUMNS = [  # (column, metric of the registry)
     ("TTFT (ms)", "ttft"),
     ("TPOT (ms)", "tpot"),

@@ -95,3 +95,27 @@ def repeat_generate(
     yield from warm_up(lambda: profiled_call(profiler, inputs, True, **generate_kwargs), warmup)
     for _ in range(repeats):
         yield profiled_call(profiler, inputs, False, **generate_kwargs)
+
+
+def depth_cache(model: Any, inputs: dict[str, Any], depth: int, seed: int = 0) -> tuple[dict[str, Any], Any]:
+    """The prompts of ``inputs`` behind ``depth`` tokens already in a KV cache (a sweep's context depth): the
+    generate() arguments (depth + prompt ids, their mask, the cache) and the cache those ``depth`` tokens
+    leave, run through the model once (drawn from the prompt's own tokens). Cropping the cache back to
+    ``depth`` tokens after each call restores it. Raises CaptureError for a model that returns no KV cache."""
+    import torch
+
+    from llmprof.capture.tokens import cache_argument
+
+    name = cache_argument()
+    prompt = inputs["input_ids"]
+    generator = torch.Generator().manual_seed(seed)
+    ids = prompt[:, torch.randint(prompt.shape[1], (depth,), generator=generator).to(prompt.device)]
+    with torch.no_grad():
+        out = model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=True)
+    cache = getattr(out, name, None)
+    if cache is None or not hasattr(cache, "crop"):
+        raise CaptureError(
+            f"--depth needs a model that returns a KV cache; {type(model).__name__} returns none"
+        )
+    full = torch.cat([ids, prompt], dim=1)
+    return {"input_ids": full, "attention_mask": torch.ones_like(full), name: cache, "use_cache": True}, cache

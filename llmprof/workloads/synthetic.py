@@ -6,7 +6,8 @@ cost of reading a KV cache), and every forward then runs the named operators of 
 attributes). On CPU the forward busy-waits on the host; with ``device_sleep=True`` it spins the GPU (``torch.cuda._sleep``) while the host
 returns at once, so that only an event-based timeline reports the right times. Row ``i`` emits EOS at step
 ``eos_at[i]`` (0 or missing: never); a batch of ``oom_at_batch`` rows or more raises an out-of-memory error
-(a failure a sweep must survive). The model has no cache: it counts its forwards since generate() began,
+(a failure a sweep must survive). The model keeps nothing in a cache (with ``use_cache`` it only grows the
+length of the one it is given, which a sweep's depth reads): it counts its forwards since generate() began,
 so nothing in its forward reads a device value (which would synchronize). Saved by :func:`save_synthetic`,
 it loads like any model: ``python -m llmprof run --model DIR`` (importing this module registers its type).
 """
@@ -20,9 +21,17 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, GenerationMixin, PretrainedConfig, PreTrainedModel
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    DynamicCache,
+    GenerationMixin,
+    PretrainedConfig,
+    PreTrainedModel,
+)
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
+from llmprof.capture.tokens import cache_argument
 from llmprof.workloads.demo import train_demo_tokenizer
 
 PAD_ID, EOS_ID = 0, 1
@@ -105,8 +114,11 @@ class SyntheticModel(PreTrainedModel, GenerationMixin):
         self._forwards += 1
         step = generated + 1  # the step whose token this forward produces
         batch = input_ids.shape[0]
-        if generated == 0:  # the prompt: later forwards may see only the new token (a cache position)
-            self._prompt_len = input_ids.shape[1]
+        cache = self._cache(_kwargs, batch, input_ids.shape[1])
+        if generated == 0:  # the prompt (after the tokens a given cache holds): later forwards see one token
+            self._prompt_len = input_ids.shape[1] + (
+                cache.get_seq_length() - input_ids.shape[1] if cache else 0
+            )
         context = self._prompt_len + generated  # the tokens before the one this forward produces
         if config.oom_at_batch and batch >= config.oom_at_batch:
             raise RuntimeError(f"out of memory (synthetic: a batch of {batch} >= {config.oom_at_batch})")
@@ -130,7 +142,20 @@ class SyntheticModel(PreTrainedModel, GenerationMixin):
         if self.op_ms:
             _named_operators(self.op_ms)
         self.forward_log.append((start, time.perf_counter_ns(), generated))
-        return CausalLMOutputWithPast(logits=logits)
+        return CausalLMOutputWithPast(logits=logits, **{cache_argument(): cache})
+
+    @staticmethod
+    def _cache(kwargs: dict[str, Any], batch: int, tokens: int) -> Any:
+        """With ``use_cache``: the given KV cache (or a new one), grown by this forward's tokens (the model
+        stores nothing real in it; its length is what a sweep's depth reads). None without."""
+        if not kwargs.get("use_cache"):
+            return None
+        cache = kwargs.get("cache", kwargs.get("past_key_values"))
+        if cache is None:
+            cache = DynamicCache()
+        placeholder = torch.zeros(batch, 1, tokens, 1)
+        cache.update(placeholder, placeholder, 0)
+        return cache
 
 
 def decode_step_ms(config: SyntheticConfig, batch: int, context: int) -> float:
