@@ -363,3 +363,38 @@ def test_a_point_the_memory_estimate_cannot_fit_is_refused_before_any_work(tmp_p
     small, huge = load_sweep(path).points
     assert small.status == OK and huge.status == "refused" and huge.run is None
     assert "a batch of 4000000 x (8 + 2) tokens needs about" in huge.reason
+
+
+def test_kernel_swaps_are_axes_each_on_its_own_variant(tmp_path, monkeypatch):
+    model = save_synthetic(tmp_path / "swap", prefill_ms=1.0, decode_ms=4.0)
+    (tmp_path / "slow.py").write_text(
+        "def same(model):\n    pass\n\ndef double(model):\n    model.config.decode_ms *= 2\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "sweep.json"
+    args = ["--variant", "patch=slow:same,slow:double", "--batch-size", "1,2", "--prompt-len", "4"]
+    assert main(sweep_args(model, *args, "--max-new-tokens", "4", "--json", str(path))) == 0
+    sweep = load_sweep(path)
+    assert list(sweep.axes) == ["patch", "batch_size", "prompt_len", "max_new_tokens"]
+    assert [(p.params["patch"], p.params["batch_size"]) for p in sweep.points] == [
+        ("slow:same", 1), ("slow:same", 2), ("slow:double", 1), ("slow:double", 2)
+    ]  # fmt: skip
+    for point in sweep.points:
+        programmed = 4.0 * (2 if point.params["patch"] == "slow:double" else 1) / 1e3
+        assert point.run.config["variant"]["patch"] == point.params["patch"]
+        forward = statistics.median(m.breakdown.decode_forward for m in point.run.metrics())
+        assert programmed <= forward == pytest.approx(programmed, rel=0.25)  # each on its own patched copy
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ("loop=mine:fn", "KEY=V1,V2 with KEY in attn, compile, dtype, patch"),
+        ("compile=maybe", "compile takes on or off"),
+        ("dtype=fp8", "unknown dtype 'fp8'"),
+    ],
+)
+def test_bad_kernel_swap_axes_are_one_line_errors_before_the_model_loads(option, message, capsys):
+    assert main(["sweep", "--model", "no-such-model", "--variant", option]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]

@@ -7,9 +7,11 @@ larger batches of the same prompt and generation are skipped; the sweep file is 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from llmprof.cli import interrupts
@@ -26,6 +28,7 @@ from llmprof.cli.workload import (
 from llmprof.errors import CaptureError, UsageError
 
 AXES = ("batch_size", "prompt_len", "depth", "max_new_tokens")  # the slowest first: larger batches come later
+VARIANT_KEYS = ("attn", "compile", "dtype", "patch")  # kernel-swap axes, slower still: one variant at a time
 OPTIONS = {
     "batch_size": "--batch-size",
     "prompt_len": "--prompt-len",
@@ -48,6 +51,14 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
         " TTFT is the prompt's on top of it and TPOT is at that depth (a list or range; default: no depth axis)",
     )
     parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2",
+        help="a kernel swap as an axis, KEY in attn, compile, dtype, patch (as `ab` takes them), e.g."
+        " attn=eager,sdpa or compile=off,on or patch=my_kernels:install (repeatable)",
+    )
+    parser.add_argument(
         "--json", metavar="FILE", help="save the sweep here, after every point (one run per point)"
     )
     parser.add_argument(
@@ -68,7 +79,7 @@ def sweep_axes(args: argparse.Namespace) -> dict[str, list[Any]]:
     """The grid's axes from the command line (a --prompt text is no axis); raises UsageError."""
     from llmprof.analysis.grid import parse_values
 
-    axes = {}
+    axes = variant_axes(args.variant)
     for name in AXES:
         if (name == "prompt_len" and args.prompt is not None) or (name == "depth" and args.depth is None):
             continue  # a prompt text is no axis; nor is a depth not asked for
@@ -78,11 +89,27 @@ def sweep_axes(args: argparse.Namespace) -> dict[str, list[Any]]:
     return axes
 
 
+def variant_axes(options: list[str]) -> dict[str, list[str]]:
+    """The kernel-swap axes of ``--variant KEY=V1,V2`` options, each value checked; raises UsageError."""
+    from llmprof.workloads.variants import Variant
+
+    axes: dict[str, list[str]] = {}
+    for option in options:
+        key, sep, values = option.partition("=")
+        if not sep or key not in VARIANT_KEYS or not values:
+            raise UsageError(f"--variant {option!r}: KEY=V1,V2 with KEY in {', '.join(VARIANT_KEYS)}")
+        if key in axes:
+            raise UsageError(f"--variant {key} is given twice: list its values in one option")
+        axes[key] = list(dict.fromkeys(v.strip() for v in values.split(",")))
+        for value in axes[key]:
+            Variant.parse("sweep", [f"{key}={value}"])  # a bad value fails now, before the model loads
+    return axes
+
+
 def main(args: argparse.Namespace) -> int:
     """Measure every point of the grid not measured yet; returns the exit status (130 when interrupted)."""
     from llmprof.analysis.grid import point_key, points
     from llmprof.capture.environment import capture_environment
-    from llmprof.capture.profiler import Profiler
     from llmprof.sweepfile import Sweep, load_sweep
     from llmprof.workloads.models import load_model
 
@@ -111,16 +138,17 @@ def main(args: argparse.Namespace) -> int:
     context = {
         "loaded": loaded,
         "environment": capture_environment(loaded.model),
-        "roofline": roofline(loaded.model, loaded.device, args),
+        "variants": _variants(loaded, axes, args),
     }
-    profiler = Profiler(loaded.model, telemetry=not args.no_telemetry, sample_interval=args.sample_interval)
     status = 0
     out_of_memory: dict[tuple[Any, ...], int] = {}  # (the point less its batch) -> the batch that ran out
     started = time.monotonic()
-    with interrupts.stopping(), profiler:
+    with interrupts.stopping(), contextlib.ExitStack() as attached:
+        for profiler in {id(v.profiler): v.profiler for v in context["variants"].values()}.values():
+            attached.enter_context(profiler)
         for n, params in enumerate(todo, 1):
             try:
-                point = _point(params, context, profiler, args, out_of_memory)
+                point = _point(params, context, args, out_of_memory)
             except KeyboardInterrupt as exc:  # the point under way is dropped; every finished one is kept
                 status = 128 + interrupts.signal_number(exc)
                 print(
@@ -151,10 +179,53 @@ def _resumed(sweep: Any, axes: dict[str, list[Any]], shared: dict[str, Any]) -> 
     return sweep
 
 
+@dataclass
+class SweptVariant:
+    """One kernel swap of the sweep: the prepared variant (its model), the profiler attached to that model,
+    and its roofline inputs (a dtype changes the bytes)."""
+
+    prepared: Any
+    profiler: Any
+    roofline: dict[str, Any] | None
+
+
+def _variant_key(params: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+    return tuple((key, params[key]) for key in VARIANT_KEYS if key in params)
+
+
+def _variants(loaded: Any, axes: dict[str, list[Any]], args: argparse.Namespace) -> dict[Any, SweptVariant]:
+    """Every combination of the kernel-swap axes, prepared on the loaded model (one without them: the model as
+    loaded), by its key; raises UsageError when the copies they need cannot fit or a variant cannot be built."""
+    from llmprof.analysis.grid import points
+    from llmprof.capture.profiler import Profiler
+    from llmprof.workloads.memory import check_copies
+    from llmprof.workloads.models import DTYPES
+    from llmprof.workloads.variants import Variant, prepare
+
+    combos = points({key: axes[key] for key in VARIANT_KEYS if key in axes})
+    variants = [Variant.parse("sweep", [f"{k}={v}" for k, v in combo.items()]) for combo in combos]
+    model = loaded.model
+    if not args.no_memory_check:
+        copies = {
+            v.label(): DTYPES[v.dtype] if v.dtype else model.dtype for v in variants if v.needs_own_model
+        }
+        check_copies(model, loaded.device, copies)
+    prepared = prepare(model, variants)
+    profilers: dict[int, Any] = {}
+    out = {}
+    for combo, p in zip(combos, prepared):
+        p.activate()  # the roofline reads the variant's own model
+        profiler = profilers.setdefault(
+            id(p.model),
+            Profiler(p.model, telemetry=not args.no_telemetry, sample_interval=args.sample_interval),
+        )
+        out[_variant_key(combo)] = SweptVariant(p, profiler, roofline(p.model, loaded.device, args))
+    return out
+
+
 def _point(
     params: dict[str, Any],
     context: dict[str, Any],
-    profiler: Any,
     args: argparse.Namespace,
     out_of_memory: dict[tuple[Any, ...], int],
 ) -> Any:
@@ -169,26 +240,33 @@ def _point(
         return SweepPoint(
             params, SKIPPED, f"batch {smallest} ran out of memory at the same prompt and generation"
         )
-    point_args = argparse.Namespace(**{**vars(args), **params})
+    point_args = argparse.Namespace(**{**vars(args), **{k: v for k, v in params.items() if k in AXES}})
     depth = params.get("depth", 0)
+    variant = context["variants"][_variant_key(params)]
+    variant.prepared.activate()
     try:
         workload = workload_for(context["loaded"], point_args)
         inputs, cache = workload.inputs, None
         if depth:
-            inputs, cache = depth_cache(context["loaded"].model, inputs, depth, args.seed)
+            inputs, cache = depth_cache(variant.prepared.model, inputs, depth, args.seed)
     except (
         UsageError,
         CaptureError,
     ) as exc:  # the memory estimate, the model's context, a model without cache
         return SweepPoint(params, REFUSED, str(exc))
     run = Run(
-        config={**workload.config, "depth": depth, "sweep_point": dict(params)},
+        config={
+            **workload.config,
+            "depth": depth,
+            "variant": variant.prepared.variant.describe(),
+            "sweep_point": dict(params),
+        },
         environment=context["environment"],
-        roofline=context["roofline"],
+        roofline=variant.roofline,
     )
     try:
         for record in repeat_generate(
-            profiler, inputs, args.repeats, args.warmup, **workload.generate_kwargs
+            variant.profiler, inputs, args.repeats, args.warmup, **workload.generate_kwargs
         ):
             run.records.append(record)
             if cache is not None and cache.get_seq_length() > depth:  # the next call starts at the same depth
