@@ -13,7 +13,10 @@ Sections (each fails alone, with its reason, and is skipped when the time budget
     interleaved, the ratio of their wall times (goal <= 1.003), and its MBU against the card;
  6. static cache + torch.compile (CUDA graphs) with the profiler attached;
  7. NVML: the sample's cost, the driver-buffered samples, energy per token;
- 8. the measured peaks against the card table.
+ 8. the measured peaks against the card table;
+ 9. the demo's kernels per step (`--kernels 4`): CUDA kernels attributed to steps, device-idle share;
+10. `--nvtx --cuda-profiler-range` on the real driver;
+11. a batch x depth sweep of the demo.
 Without a GPU it says so and exits 2; `--cpu` runs the sections that can run on the CPU, to check the script.
 """
 
@@ -89,11 +92,57 @@ def environment(device: str) -> list[str]:
     ]
 
 
-def demo(device: str) -> list[str]:
-    command = [sys.executable, "-m", "llmprof", "run", "--device", device, "--repeats", "5", "--format", "md"]
+def cli(*args: str, stderr_lines: int = 3) -> list[str]:
+    """``python -m llmprof ARGS``: the command, its exit status, its output (and its last stderr lines)."""
+    command = [sys.executable, "-m", "llmprof", *args]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
-    body = result.stdout.strip().splitlines() or result.stderr.strip().splitlines()[-3:]
-    return [f"- `{' '.join(command[1:])}`: exit {result.returncode}", "", *body]
+    said = [f"    {line}" for line in result.stderr.strip().splitlines()[-stderr_lines:]]
+    body = result.stdout.strip().splitlines()
+    return [f"- `{' '.join(command[1:])}`: exit {result.returncode}", "", *body, "", "stderr:", "", *said]
+
+
+def demo(device: str) -> list[str]:
+    return cli("run", "--device", device, "--repeats", "5", "--format", "md")
+
+
+def kernels(device: str) -> list[str]:
+    """The kernel table of the demo's steps: CUDA kernels attributed to steps, and the device-idle share."""
+    return cli(
+        "run",
+        "--device",
+        device,
+        "--repeats",
+        "3",
+        "--max-new-tokens",
+        "32",
+        "--kernels",
+        "4",
+        "--format",
+        "md",
+    )
+
+
+def nsight(device: str) -> list[str]:
+    """NVTX ranges and cuProfilerStart/Stop on the real driver (no nsys attached: both must just work)."""
+    return cli(
+        "run",
+        "--device",
+        device,
+        "--repeats",
+        "2",
+        "--max-new-tokens",
+        "16",
+        "--nvtx",
+        "--cuda-profiler-range",
+    )
+
+
+def sweep(device: str) -> list[str]:
+    """A batch x depth sweep of the demo: TPOT at depth, the KV cache cropped back between calls."""
+    return cli(
+        "sweep", "--device", device, "--batch-size", "1,4", "--prompt-len", "64", "--depth", "0,1024",
+        "--max-new-tokens", "32", "--repeats", "3", "--format", "md",
+    )  # fmt: skip
 
 
 def ground_truth(device: str, decode_ms: float = 15.0) -> list[str]:
@@ -303,6 +352,9 @@ def main() -> int:
     report.section("Overhead on a ~1B Llama, bf16", lambda: llama_1b(device), 90)
     report.section("NVML", lambda: nvml(device), 20)
     report.section("Peaks against the card table", lambda: peaks(device), 20)
+    report.section("Kernels of a step (--kernels 4)", lambda: kernels(device), 60)
+    report.section("NVTX and the CUDA profiler range", lambda: nsight(device), 30)
+    report.section("Sweep: batch x depth", lambda: sweep(device), 60)
     if device == "cuda":
         report.section("Static cache + torch.compile", lambda: compiled_static_cache(device), 150)
     text = "\n".join(report.lines) + "\n"

@@ -118,9 +118,13 @@ def prefill_tokens(mask: torch.Tensor | None, rows: int | None, prompt_tokens: i
 
 def cache_argument() -> str:
     """The name generate() and forward take a KV cache by: ``cache`` (transformers 5.x), ``past_key_values``."""
-    from transformers.generation import utils
+    from transformers.modeling_outputs import CausalLMOutputWithPast
 
-    return "cache" if hasattr(utils, "ALL_CACHE_NAMES") else "past_key_values"
+    return (
+        "cache"
+        if "cache" in getattr(CausalLMOutputWithPast, "__dataclass_fields__", {})
+        else "past_key_values"
+    )
 
 
 def cached_tokens(arguments: dict[str, Any]) -> int:
