@@ -107,34 +107,14 @@ def demo(device: str) -> list[str]:
 
 def kernels(device: str) -> list[str]:
     """The kernel table of the demo's steps: CUDA kernels attributed to steps, and the device-idle share."""
-    return cli(
-        "run",
-        "--device",
-        device,
-        "--repeats",
-        "3",
-        "--max-new-tokens",
-        "32",
-        "--kernels",
-        "4",
-        "--format",
-        "md",
-    )
+    return cli("run", "--device", device, "--repeats", "3", "--max-new-tokens", "32", "--kernels", "4",
+               "--format", "md")  # fmt: skip
 
 
 def nsight(device: str) -> list[str]:
     """NVTX ranges and cuProfilerStart/Stop on the real driver (no nsys attached: both must just work)."""
-    return cli(
-        "run",
-        "--device",
-        device,
-        "--repeats",
-        "2",
-        "--max-new-tokens",
-        "16",
-        "--nvtx",
-        "--cuda-profiler-range",
-    )
+    return cli("run", "--device", device, "--repeats", "2", "--max-new-tokens", "16", "--nvtx",
+               "--cuda-profiler-range")  # fmt: skip
 
 
 def sweep(device: str) -> list[str]:

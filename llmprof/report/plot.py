@@ -383,20 +383,25 @@ def render_sweep(sweep: Sweep, out: IO[bytes]) -> None:
     plt.close(fig)
 
 
-def _series(points: list[Any], by: tuple[str, ...]) -> dict[str, list[Any]]:
-    """The points grouped by the values of the axes ``by`` (a label per group), each group in grid order."""
+def _series(points: list[Any], along: tuple[str, ...]) -> dict[str, list[Any]]:
+    """The points grouped into one curve per value of every axis but those ``along`` the curve (a label per
+    curve, e.g. "prompt 128, depth 0, gen 64"), each in grid order."""
     groups: dict[str, list[Any]] = {}
     for point in points:
         params = point[0]
-        label = ", ".join(f"{AXIS_NAMES.get(k, k)} {params[k]}" for k in by if k in params) or "all points"
+        fixed = [k for k in params if k not in along]
+        label = ", ".join(f"{AXIS_NAMES.get(k, k)} {params[k]}" for k in fixed) or "all points"
         groups.setdefault(label, []).append(point)
     return groups
 
 
 def _throughput_panel(ax: Any, points: list[Any]) -> None:
-    for i, (label, group) in enumerate(_series(points, ("prompt_len", "max_new_tokens")).items()):
-        shown = [(m["tpot"] * 1e3, m["decode_tps"], p["batch_size"], m.get("floor_tpot")) for p, m, _ in group
-                 if m.get("tpot") and m.get("decode_tps")]  # fmt: skip
+    for i, (label, group) in enumerate(_series(points, ("batch_size",)).items()):
+        shown = sorted(
+            ((m["tpot"] * 1e3, m["decode_tps"], p["batch_size"], m.get("floor_tpot")) for p, m, _ in group
+             if m.get("tpot") and m.get("decode_tps")),
+            key=lambda s: s[2],
+        )  # fmt: skip
         if not shown:
             continue
         colour = KERNEL_COLOURS[i % len(KERNEL_COLOURS)]
@@ -406,17 +411,12 @@ def _throughput_panel(ax: Any, points: list[Any]) -> None:
         floors = [(f * 1e3, b / f) for _, _, b, f in shown if f]
         if floors:
             ax.plot(*zip(*floors), ls="-.", color=colour, alpha=0.6, label=f"{label}: roofline floor")
-    ax.set_xlabel("TPOT per sequence (ms)")
-    ax.set_ylabel("decode throughput, all sequences (tok/s)")
-    ax.set_title("Latency against throughput across batch sizes (bN: batch N)")
-    ax.set_xlim(left=0)
-    ax.set_ylim(bottom=0)
-    ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
-    ax.grid(alpha=0.3)
+    _finish(ax, "TPOT per sequence (ms)", "decode throughput, all sequences (tok/s)",
+            "Latency against throughput across batch sizes (bN: batch N)")  # fmt: skip
 
 
 def _context_panel(ax: Any, points: list[Any]) -> None:
-    for i, (label, group) in enumerate(_series(points, ("batch_size",)).items()):
+    for i, (label, group) in enumerate(_series(points, ("prompt_len", "depth", "max_new_tokens")).items()):
         shown = sorted(
             (mean_context(run), m["tpot"] * 1e3, m.get("floor_tpot")) for _, m, run in group if m.get("tpot")
         )
@@ -432,25 +432,29 @@ def _context_panel(ax: Any, points: list[Any]) -> None:
         floors = [(x, f * 1e3) for x, _, f in shown if f]
         if floors:
             ax.plot(*zip(*floors), ls="-.", color=colour, alpha=0.6, label=f"{label}: roofline floor")
-    ax.set_xlabel("mean context of the decode steps (prompt + tokens generated so far)")
-    ax.set_ylabel("TPOT (ms)")
-    ax.set_title("TPOT against context: the slope is the cost of reading the KV cache")
-    ax.set_ylim(bottom=0)
-    ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
-    ax.grid(alpha=0.3)
+    _finish(ax, "mean context of the decode steps (depth + prompt + tokens generated so far)", "TPOT (ms)",
+            "TPOT against context: the slope is the cost of reading the KV cache", from_zero=False)  # fmt: skip
 
 
 def _prefill_panel(ax: Any, points: list[Any]) -> None:
-    for i, (label, group) in enumerate(_series(points, ("batch_size",)).items()):
-        shown = sorted(
-            (run.measured[0].prompt_tokens, m["ttft"] * 1e3) for _, m, run in group if m.get("ttft")
+    for i, (label, group) in enumerate(_series(points, ("prompt_len",)).items()):
+        shown = sorted(  # the prompt's own tokens: a depth is context already cached, not prefilled
+            (run.measured[0].prompt_tokens - run.measured[0].cached_tokens, m["ttft"] * 1e3)
+            for _, m, run in group
+            if m.get("ttft")
         )
         colour = KERNEL_COLOURS[i % len(KERNEL_COLOURS)]
         ax.plot([s[0] for s in shown], [s[1] for s in shown], "o-", color=colour, label=label)
-    ax.set_xlabel("prompt length (tokens)")
-    ax.set_ylabel("TTFT (ms)")
-    ax.set_title("TTFT against prompt length")
-    ax.set_xlim(left=0)
+    _finish(ax, "prompt length (tokens prefilled)", "TTFT (ms)", "TTFT against prompt length")
+
+
+def _finish(ax: Any, xlabel: str, ylabel: str, title: str, from_zero: bool = True) -> None:
+    """A sweep panel's labels, title, legend (outside, on the right) and grid; its axes from zero."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    if from_zero:
+        ax.set_xlim(left=0)
     ax.set_ylim(bottom=0)
     ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
     ax.grid(alpha=0.3)
