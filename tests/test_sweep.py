@@ -275,7 +275,7 @@ def test_the_context_curve_recovers_the_programmed_kv_cost_and_the_plot_draws_ev
         "--batch-size",
         "1,2",
         "--prompt-len",
-        "16,256,1024",
+        "16,512,2048",
         "--max-new-tokens",
         "6",
         "--json",
@@ -297,7 +297,7 @@ def test_a_depth_sweep_measures_tpot_at_depth_and_recovers_the_kv_cost(scaling_m
     from llmprof.report.sweep import mean_context
 
     path = tmp_path / "sweep.json"
-    args = ["--batch-size", "1", "--prompt-len", "16", "--depth", "0,512,1024", "--max-new-tokens", "6"]
+    args = ["--batch-size", "1", "--prompt-len", "16", "--depth", "0,1024,2048", "--max-new-tokens", "6"]
     assert main(sweep_args(scaling_model, *args, "--json", str(path))) == 0
     sweep = load_sweep(path)
     assert list(sweep.axes) == ["batch_size", "prompt_len", "depth", "max_new_tokens"]
