@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from llmprof.analysis.grid import point_key
-from llmprof.errors import RunFormatError
+from llmprof.errors import RunFormatError, UsageError
 from llmprof.runfile import Run, load_with, write_atomic
 
 FORMAT_NAME = "llmprof-sweep"
@@ -55,6 +55,32 @@ class Sweep:
     def measured(self) -> list[SweepPoint]:
         """The points that ran."""
         return [p for p in self.points if p.status == OK and p.run is not None]
+
+    def select(self, spec: str) -> SweepPoint:
+        """The one measured point matching ``spec`` (``batch_size=4,depth=256``: every axis named must have
+        that value; its label, space-separated, works too); UsageError naming the candidates otherwise."""
+        wanted: dict[str, str] = {}
+        for part in spec.replace(",", " ").split():
+            name, sep, value = part.partition("=")
+            if not sep or name not in self.axes:
+                raise UsageError(f"--point {spec!r}: AXIS=VALUE pairs, with AXIS in {', '.join(self.axes)}")
+            wanted[name] = value
+        if not wanted:
+            raise UsageError(f"--point {spec!r}: AXIS=VALUE pairs, with AXIS in {', '.join(self.axes)}")
+        found = [p for p in self.points if all(str(p.params.get(k)) == v for k, v in wanted.items())]
+        if len(found) != 1:
+            candidates = found or self.points
+            some = "; ".join(p.label for p in candidates[:6]) + (" ..." if len(candidates) > 6 else "")
+            what = (
+                "matches no point: the sweep has"
+                if not found
+                else f"matches {len(found)} points: name one of"
+            )
+            raise UsageError(f"--point {spec!r} {what} {some}")
+        point = found[0]
+        if point.run is None:
+            raise UsageError(f"point {point.label} has no run: {point.status} ({point.reason})")
+        return point
 
     def record(self, point: SweepPoint) -> None:
         """Add ``point``, replacing an earlier entry of the same point (a retried failure)."""

@@ -14,6 +14,7 @@ import pytest
 import torch
 from tiny_models import tiny_llama
 
+from llmprof.analysis import registry
 from llmprof.analysis.grid import parse_values, point_key, points
 from llmprof.capture.model_shape import model_shape
 from llmprof.cli import main
@@ -89,7 +90,14 @@ def sweep_args(model, *extra):
     ]
 
 
-def test_a_2x2x2_sweep_matches_the_synthetic_truth_at_every_point(scaling_model, tmp_path, capsys):
+def test_a_2x2x2_sweep_matches_the_synthetic_truth_at_every_point(
+    scaling_model, tmp_path, capsys, monkeypatch
+):
+    from llmprof.workloads import models
+
+    loaded = []
+    load = models.load_model
+    monkeypatch.setattr(models, "load_model", lambda *a, **k: loaded.append(load(*a, **k)) or loaded[-1])
     path = tmp_path / "sweep.json"
     args = ["--batch-size", "1,3", "--prompt-len", "16,64", "--max-new-tokens", "4,8", "--json", str(path)]
     assert main(sweep_args(scaling_model, *args)) == 0
@@ -101,6 +109,7 @@ def test_a_2x2x2_sweep_matches_the_synthetic_truth_at_every_point(scaling_model,
         for g in (4, 8)
     ]
     config = SyntheticConfig.from_pretrained(scaling_model)
+    log = loaded[0].model.forward_log  # the model's own (start, end, generated) of every forward: same calls
     for point in sweep.points:
         assert point.status == OK
         batch, prompt, gen = (point.params[k] for k in ("batch_size", "prompt_len", "max_new_tokens"))
@@ -108,14 +117,16 @@ def test_a_2x2x2_sweep_matches_the_synthetic_truth_at_every_point(scaling_model,
         assert run.config["batch_size"] == batch and run.config["prompt_tokens"] == prompt
         metrics = run.metrics()
         assert len(metrics) == 2 and all(m.output_tokens == [gen] * batch for m in metrics)
-        # the forward producing token k reads a context of prompt + k - 1 tokens
+        # the forward producing token k reads a context of prompt + k - 1 tokens, and waits out its cost
         truth = (
             statistics.fmean(decode_step_ms(config, batch, prompt + k - 1) for k in range(2, gen + 1)) / 1e3
         )
-        forward = statistics.median(m.breakdown.decode_forward for m in metrics)
-        tpot = statistics.median(m.tpot for m in metrics)
-        # each forward busy-waits its programmed time: no less; its span lies within the step
-        assert truth <= forward <= tpot and forward == pytest.approx(truth, rel=0.25)
+        for raw, m in zip([r for r in run.records if not r.warmup], metrics):
+            start, end = raw.window
+            own = [(e - s) / 1e9 for s, e, generated in log if start <= s <= end and generated > 0]
+            assert len(own) == gen - 1  # one decode forward per token after the first
+            # programmed <= the model's own forward <= the marked span <= the step (ground truth, same call)
+            assert truth <= statistics.fmean(own) <= m.breakdown.decode_forward <= m.tpot
     err = capsys.readouterr().err
     assert "sweep of 8 points (0 already measured)" in err and "[8/8]" in err
 
@@ -171,6 +182,8 @@ def test_report_renders_a_sweep_one_row_per_point(scaling_model, tmp_path, capsy
     sweep = load_sweep(path)
     for row, point in zip(rows, sweep.points):
         assert float(row["tpot"]) == statistics.median(m.tpot for m in point.run.metrics())
+        summaries = registry.summaries(point.run.metrics())  # the medians, without the bootstrap
+        assert registry.medians(point.run.metrics()) == {name: s.median for name, s in summaries.items()}
     assert main(["report", str(path), "--format", "md"]) == 0
     md = capsys.readouterr().out.splitlines()
     assert md[2].startswith("| batch | prompt | gen | status | TTFT (ms) | TPOT (ms)") and len(md) == 6
@@ -178,6 +191,75 @@ def test_report_renders_a_sweep_one_row_per_point(scaling_model, tmp_path, capsy
     assert Sweep.from_dict(json.loads(capsys.readouterr().out)).to_dict() == sweep.to_dict()
     assert main(["report", str(path), "--format", "trace", "-o", str(tmp_path / "t.json")]) == 2
     assert "a sweep renders as table, md, csv, json" in capsys.readouterr().err
+    assert (
+        main(
+            [
+                "report",
+                str(path),
+                "--format",
+                "trace",
+                "-o",
+                str(tmp_path / "t.json"),
+                "--point",
+                "batch_size=2",
+            ]
+        )
+        == 0
+    )
+    assert json.loads((tmp_path / "t.json").read_text())["traceEvents"]
+
+
+def test_each_point_keeps_the_telemetry_of_its_own_window_and_renders_alone(scaling_model, tmp_path, capsys):
+    path = tmp_path / "sweep.json"
+    args = ["sweep", "--model", str(scaling_model), "--repeats", "2", "--warmup", "1", "--ignore-eos"]
+    args += [
+        "--sample-interval",
+        "0.002",
+        "--batch-size",
+        "1,2",
+        "--prompt-len",
+        "8",
+        "--max-new-tokens",
+        "6",
+    ]
+    assert main([*args, "--json", str(path)]) == 0
+    points = load_sweep(path).points
+    windows = [
+        (min(r.window[0] for r in p.run.records), max(r.window[1] for r in p.run.records)) for p in points
+    ]
+    times = [p.run.telemetry["samples"]["t_ns"] for p in points]
+    assert all(p.run.telemetry["kind"] == "process" for p in points) and sum(map(len, times)) > 0
+    # a point's samples lie between the end of the point before and the start of the point after
+    assert all(t < windows[1][0] for t in times[0]) and all(t > windows[0][1] for t in times[1])
+    capsys.readouterr()
+    assert main(["report", str(path), "--point", "batch_size=2"]) == 0
+    out = capsys.readouterr().out
+    assert "batch 2 | prompt 8 tok" in out and "Telemetry (per request, process sampler" in out
+    assert main(["report", str(path), "--point", "batch_size=1 prompt_len=8", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["requests"] == points[0].run.to_dict()["requests"]
+
+
+@pytest.mark.parametrize(
+    ("point", "message"),
+    [
+        ("batch_size=3", "'batch_size=3' matches no point: the sweep has batch_size=1 prompt_len=8"),
+        (
+            "prompt_len=8",
+            "matches 2 points: name one of batch_size=1 prompt_len=8 max_new_tokens=2; batch_size=2",
+        ),
+        ("depth=0", "AXIS=VALUE pairs, with AXIS in batch_size, prompt_len, max_new_tokens"),
+        ("", "AXIS=VALUE pairs"),
+    ],
+)
+def test_a_point_that_is_not_one_measured_point_is_a_one_line_error(
+    scaling_model, tmp_path, point, message, capsys
+):
+    path = tmp_path / "sweep.json"
+    args = ["--batch-size", "1,2", "--prompt-len", "8", "--max-new-tokens", "2", "--json", str(path)]
+    assert main(sweep_args(scaling_model, *args)) == 0
+    capsys.readouterr()
+    assert main(["report", str(path), "--point", point]) == 2
+    assert message in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
@@ -247,6 +329,51 @@ def test_compare_of_two_sweeps_fails_on_a_slower_one_and_passes_identical_ones(
     failed = [line for line in captured.err.splitlines() if "regression past --fail-on" in line]
     assert len(failed) == 2 and all("tpot +2.0%: B / A 1.100" in line for line in failed)
     assert main(["compare", a, b, "--fail-on", "tpot:+20%"]) == 0  # 10% is not past 20%
+
+
+def test_compare_plot_of_two_sweeps_draws_each_points_ratio_and_names_the_missing_ones(
+    scaling_model, tmp_path, monkeypatch
+):
+    pytest.importorskip("matplotlib")
+    from matplotlib.figure import Figure
+
+    a, b = str(tmp_path / "a.json"), str(tmp_path / "b.json")
+    args = [
+        "--batch-size",
+        "1,2",
+        "--prompt-len",
+        "4",
+        "--max-new-tokens",
+        "4",
+        "--repeats",
+        "4",
+        "--json",
+        a,
+    ]
+    assert main(sweep_args(scaling_model, *args)) == 0
+    measured = json.loads(Path(a).read_text())
+    Path(a).write_text(json.dumps(slowed(measured, 1.0)))
+    slower = slowed(measured, 1.25)
+    slower["points"] = slower["points"][:1]  # batch 2 not measured in B
+    Path(b).write_text(json.dumps(slower))
+    drawn = []
+    monkeypatch.setattr(Figure, "savefig", lambda fig, *_, **__: drawn.append(fig))
+    out = tmp_path / "compare.png"
+    assert main(["compare", a, b, "--format", "plot", "-o", str(out), "--fail-on", "tpot:+10%"]) == 1
+    (fig,) = drawn
+    panels = [ax for ax in fig.axes if ax.get_title()]
+    assert [ax.get_title().split(":")[0] for ax in panels] == ["TTFT", "TPOT", "TPS"]
+    tpot = panels[1]
+    assert [t.get_text() for t in tpot.get_yticklabels()] == [
+        "batch 1, prompt 4, gen 4",
+        "batch 2, prompt 4, gen 4",
+    ]
+    (marker,) = [line for line in tpot.get_lines() if line.get_marker() == "o"]  # batch 2 has no ratio
+    assert marker.get_xdata()[0] == pytest.approx(1.25)
+    notes = [t.get_text() for t in fig.axes[fig.axes.index(tpot) + 3].get_yticklabels()]  # its twin's labels
+    assert (
+        notes[0].startswith("1.250") and notes[0].endswith("1.25x slower") and notes[1] == "not measured in B"
+    )
 
 
 def test_fail_on_thresholds_judge_the_ci_not_the_ratio():
@@ -366,6 +493,17 @@ def test_a_point_the_memory_estimate_cannot_fit_is_refused_before_any_work(tmp_p
 
 
 def test_kernel_swaps_are_axes_each_on_its_own_variant(tmp_path, monkeypatch):
+    from llmprof.workloads import variants
+
+    copies = {}  # the patch of each variant -> the variant prepared for it
+    real = variants.prepare
+
+    def prepare(*args):
+        prepared = real(*args)
+        copies.update((p.variant.patch, p) for p in prepared)
+        return prepared
+
+    monkeypatch.setattr(variants, "prepare", prepare)
     model = save_synthetic(tmp_path / "swap", prefill_ms=1.0, decode_ms=4.0)
     (tmp_path / "slow.py").write_text(
         "def same(model):\n    pass\n\ndef double(model):\n    model.config.decode_ms *= 2\n"
@@ -382,8 +520,12 @@ def test_kernel_swaps_are_axes_each_on_its_own_variant(tmp_path, monkeypatch):
     for point in sweep.points:
         programmed = 4.0 * (2 if point.params["patch"] == "slow:double" else 1) / 1e3
         assert point.run.config["variant"]["patch"] == point.params["patch"]
-        forward = statistics.median(m.breakdown.decode_forward for m in point.run.metrics())
-        assert programmed <= forward == pytest.approx(programmed, rel=0.25)  # each on its own patched copy
+        log = copies[point.params["patch"]].model.forward_log
+        assert copies[point.params["patch"]].model.config.decode_ms * 1e-3 == programmed
+        for raw, m in zip([r for r in point.run.records if not r.warmup], point.run.metrics()):
+            start, end = raw.window  # each call ran on its own patched copy: its forwards are in that log
+            own = [(e - s) / 1e9 for s, e, generated in log if start <= s <= end and generated > 0]
+            assert len(own) == 3 and programmed <= statistics.fmean(own) <= m.breakdown.decode_forward
 
 
 @pytest.mark.parametrize(

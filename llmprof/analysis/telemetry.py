@@ -190,3 +190,17 @@ def run_warnings(telemetry: dict[str, Any]) -> list[str]:
                 f"GPU {device.get('index')} was already in use by other process(es) at start: pids {others}"
             )
     return out
+
+
+def telemetry_window(telemetry: dict[str, Any], start_ns: int, end_ns: int) -> dict[str, Any]:
+    """A copy of a sampler snapshot holding only the samples stamped in ``start_ns..end_ns`` (the polled
+    ``samples`` and the driver-``buffered`` series alike): one sweep point's share of a sampler that ran
+    through the whole sweep. The rest of the snapshot (backend, interval, devices, errors) is kept as is."""
+    out = dict(telemetry)
+    for block in ("samples", "buffered"):
+        series = telemetry.get(block)
+        if not series or "t_ns" not in series:
+            continue
+        keep = [i for i, t in enumerate(series["t_ns"]) if t is not None and start_ns <= t <= end_ns]
+        out[block] = {name: [column[i] for i in keep] for name, column in series.items()}
+    return out

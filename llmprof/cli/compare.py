@@ -8,6 +8,7 @@ import argparse
 import sys
 
 from llmprof.cli.common import check_distinct, check_output_path
+from llmprof.cli.output import write_plot
 from llmprof.errors import UsageError
 
 
@@ -67,17 +68,11 @@ def check_comparison_output(args: argparse.Namespace) -> None:
 def emit_comparison(reports: list, runs: list, args: argparse.Namespace) -> None:
     """Render the comparison reports (of ``runs``: A, then each B) as asked, to the output or stdout."""
     from llmprof.report.comparison import render_comparison_markdown, render_comparison_table
-    from llmprof.runfile import write_atomic
 
     if args.format == "plot":
-        import io
-
         from llmprof.report.plot import render_comparison
 
-        png = io.BytesIO()
-        render_comparison(reports, runs, png)
-        write_atomic(args.output, png.getvalue())
-        print(f"plot written to {args.output}", file=sys.stderr)
+        write_plot(lambda png: render_comparison(reports, runs, png), args.output)
         return
     write_text(
         render_comparison_markdown(reports) if args.format == "md" else render_comparison_table(reports), args
@@ -143,15 +138,21 @@ def _compare_sweeps(sweeps: list, args: argparse.Namespace) -> int:
     from llmprof.analysis.compare import regressions
     from llmprof.report.sweep import compare_points, render_comparison
 
-    if args.format == "plot":
-        raise UsageError("--format plot of a sweep comparison is not there yet: use table or md")
-    text, lines = "", []
+    compared, lines = [], []
     for path, sweep in zip(args.runs[1:], sweeps[1:]):
         points = compare_points(sweeps[0], sweep)
-        axes = list(dict.fromkeys([*sweeps[0].axes, *sweep.axes]))
-        text += render_comparison(points, axes, (args.runs[0], path), args.format)
+        compared.append((args.runs[0], path, points))
         for p in points:
             where = f"{path}: " + " ".join(f"{k}={v}" for k, v in p.params.items()) + ": "
             lines += regressions(p.comparisons, args.fail_on, where)
-    write_text(text, args)
+    if args.format == "plot":
+        from llmprof.report.plot import render_sweep_comparison
+
+        write_plot(lambda png: render_sweep_comparison(compared, png), args.output)
+    else:
+        text = ""
+        for (name_a, name_b, points), sweep in zip(compared, sweeps[1:]):
+            axes = list(dict.fromkeys([*sweeps[0].axes, *sweep.axes]))
+            text += render_comparison(points, axes, (name_a, name_b), args.format)
+        write_text(text, args)
     return failed_thresholds(lines)

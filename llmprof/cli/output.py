@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import IO, Any
 
 from llmprof.cli.common import check_output_path
 from llmprof.errors import UsageError
@@ -65,6 +66,18 @@ def emit(run: object, args: argparse.Namespace) -> None:
     print(f"{args.format} written to {args.output}", file=sys.stderr)
 
 
+def write_plot(draw: Callable[[IO[bytes]], None], path: str) -> None:
+    """Draw a PNG into memory with ``draw``, then write it to ``path`` atomically, and say so."""
+    import io
+
+    from llmprof.runfile import write_atomic
+
+    png = io.BytesIO()
+    draw(png)
+    write_atomic(path, png.getvalue())
+    print(f"plot written to {path}", file=sys.stderr)
+
+
 def emit_sweep(sweep: Any, args: argparse.Namespace) -> None:
     """Render a sweep (one row per point, or its curves as a PNG) as ``args.format`` asks, to the output or
     stdout."""
@@ -72,17 +85,15 @@ def emit_sweep(sweep: Any, args: argparse.Namespace) -> None:
     from llmprof.runfile import write_atomic
 
     if args.format == "plot":
-        import io
-
         from llmprof.report.plot import render_sweep
 
-        png = io.BytesIO()
-        render_sweep(sweep, png)
-        write_atomic(args.output, png.getvalue())
-        print(f"plot written to {args.output}", file=sys.stderr)
+        write_plot(lambda png: render_sweep(sweep, png), args.output)
         return
     if args.format not in FORMATS:
-        raise UsageError(f"a sweep renders as {', '.join(FORMATS)} or plot, not {args.format}")
+        raise UsageError(
+            f"a sweep renders as {', '.join(FORMATS)} or plot, not {args.format}"
+            " (report one point's run with --point)"
+        )
     if args.output is None:
         RENDERERS[args.format](sweep, sys.stdout)
         return

@@ -1,5 +1,5 @@
 """Render a saved run again (table, Markdown, CSV, JSON, Chrome trace or plots), or a saved sweep (one row per
-point: table, Markdown, CSV, JSON), without torch or a GPU."""
+point: table, Markdown, CSV, JSON, plot; or one point's run alone with --point), without torch or a GPU."""
 
 from __future__ import annotations
 
@@ -18,6 +18,11 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
         help="a run saved by `llmprof run --json` (or a sweep by `llmprof sweep --json`)",
     )
     add_output_options(parser, kernel_rows=True)
+    parser.add_argument(
+        "--point",
+        metavar="AXIS=V,...",
+        help="of a sweep: render that point's run alone, in any run format (e.g. batch_size=4,depth=256)",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -27,11 +32,15 @@ def main(args: argparse.Namespace) -> int:
     check_output_options(args)
     check_distinct([args.run], {"--output": args.output})
     document = load_document(args.run)
-    if isinstance(document, Sweep):
+    if isinstance(document, Sweep) and args.point is not None:
+        document = document.select(args.point).run
+    elif isinstance(document, Sweep):
         if args.per_step or args.kernel_rows:
-            raise UsageError("--per-step and --kernels are for a run: report a point of the sweep alone")
+            raise UsageError("--per-step and --kernels are for a run: pick a point of the sweep with --point")
         emit_sweep(document, args)
         return 0
+    elif args.point is not None:
+        raise UsageError(f"--point is for a sweep: {args.run} holds one run")
     if not document.measured:
         raise UsageError(f"{args.run}: the run has no measured request")
     if args.kernel_rows and document.kernels is None:

@@ -264,6 +264,7 @@ def _point(
         environment=context["environment"],
         roofline=variant.roofline,
     )
+    started = time.monotonic_ns()
     try:
         for record in repeat_generate(
             variant.profiler, inputs, args.repeats, args.warmup, **workload.generate_kwargs
@@ -277,8 +278,16 @@ def _point(
         if _is_out_of_memory(exc):
             out_of_memory[rest] = min(params["batch_size"], out_of_memory.get(rest, params["batch_size"]))
         return SweepPoint(params, FAILED, reason)
-    close_run(run, None, 0, point_args)
+    close_run(run, _telemetry(variant.profiler, started), 0, point_args)
     return SweepPoint(params, run=run)
+
+
+def _telemetry(profiler: Any, started_ns: int) -> dict[str, Any] | None:
+    """The point's telemetry: the samples the sweep's sampler took since the point started (None when off)."""
+    from llmprof.analysis.telemetry import telemetry_window
+
+    snapshot = profiler.telemetry
+    return None if snapshot is None else telemetry_window(snapshot, started_ns, time.monotonic_ns())
 
 
 def _is_out_of_memory(exc: BaseException) -> bool:

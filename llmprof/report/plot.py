@@ -1,7 +1,8 @@
 """Plots in one PNG. Of a run: per-step decode latency against context length, the breakdown of every request,
 the telemetry over time, and (with ``--kernels``) each captured decode step stacked by its top kernels. Of a
 comparison: every metric's ratio with its CI, and A's and B's kernels side by side. Of a sweep: latency against
-throughput across batch sizes, TPOT against context, TTFT against prompt length. Needs matplotlib
+throughput across batch sizes, TPOT against context, TTFT against prompt length; of two sweeps: each metric's
+ratio with its CI, point by point. Needs matplotlib
 (``pip install 'llmprof[plot]'``); never imports torch."""
 
 from __future__ import annotations
@@ -11,13 +12,14 @@ import statistics
 from typing import IO, Any
 
 from llmprof.analysis import registry
+from llmprof.analysis.compare import Comparison
 from llmprof.analysis.kernels import KernelCapture, KernelDiff, kernel_table
 from llmprof.analysis.metrics import RequestMetrics
 from llmprof.analysis.roofline import Roofline
 from llmprof.errors import PlotUnavailable
 from llmprof.report.comparison import ComparisonReport
 from llmprof.report.sweep import AXIS_COLUMNS as AXIS_NAMES
-from llmprof.report.sweep import mean_context, point_medians
+from llmprof.report.sweep import COMPARED_COLUMNS, PointComparison, mean_context, point_medians
 from llmprof.runfile import Run
 from llmprof.sweepfile import Sweep
 
@@ -322,32 +324,65 @@ def _diff_names(diff: KernelDiff) -> list[str]:
 
 
 def _ratio_panel(ax: Any, report: ComparisonReport) -> None:
-    """Each metric's B / A with its 95% CI, coloured by verdict, against the line of no change."""
-    rows = [c for c in report.comparisons if not math.isnan(c.ratio)]
+    """Each metric of a comparison: its B / A with its 95% CI, against the line of no change."""
+    rows = []
+    for c in report.comparisons:
+        metric = registry.BY_NAME.get(c.metric)
+        rows.append((metric.label if metric else c.metric, c, ""))
+    counts = next((f" ({c.n_a} vs {c.n_b} repeats)" for _, c, _ in rows if not math.isnan(c.ratio)), "")
+    _ratios(ax, rows, f"B = {report.name_b} against A = {report.name_a}{counts}")
+
+
+def _ratios(ax: Any, rows: list[tuple[str, Comparison | None, str]], title: str) -> None:
+    """One row per (label, comparison, why there is none): B / A with its 95% CI, coloured by verdict, and its
+    figures as the right axis' labels; a row without a ratio is named, greyed, with its reason."""
     positions = list(range(len(rows)))[::-1]
     colours, notes = [], []
-    for y, c in zip(positions, rows):
+    for y, (_, c, why) in zip(positions, rows):
+        if c is None or math.isnan(c.ratio):
+            colours.append("#7f7f7f")
+            notes.append(why or "no value")
+            continue
         colour = next((v for k, v in VERDICT_COLOURS.items() if c.verdict.endswith(k)), "#7f7f7f")
         low, high = (c.ratio, c.ratio) if math.isnan(c.ci_low) else (c.ci_low, c.ci_high)
         ax.errorbar(c.ratio, y, xerr=[[c.ratio - low], [high - c.ratio]], fmt="o", color=colour, capsize=4)
         colours.append(colour)
         notes.append(f"{c.ratio:.3f} ({low:.3f}-{high:.3f}) {c.verdict}")
-    labels = []
-    for c in rows:
-        metric = registry.BY_NAME.get(c.metric)
-        labels.append(metric.label if metric else c.metric)
-    ax.set_yticks(positions, labels, fontsize=8)
+    ax.set_yticks(positions, [label for label, _, _ in rows], fontsize=8)
     ax.set_ylim(-0.6, len(rows) - 0.4)
-    verdicts = ax.twinx()  # each metric's figures as the right axis' labels: inside the figure's layout
+    verdicts = ax.twinx()  # each row's figures as the right axis' labels: inside the figure's layout
     verdicts.set_ylim(ax.get_ylim())
     verdicts.set_yticks(positions, notes, fontsize=8)
     for label, colour in zip(verdicts.get_yticklabels(), colours):
         label.set_color(colour)
     ax.axvline(1.0, color="black", lw=1)
     ax.set_xlabel("B / A (ratio of medians; bars: 95% bootstrap CI)")
-    counts = f" ({rows[0].n_a} vs {rows[0].n_b} repeats)" if rows else ""
-    ax.set_title(f"B = {report.name_b} against A = {report.name_a}{counts}")
+    ax.set_title(title)
     ax.grid(axis="x", alpha=0.3)
+
+
+def render_sweep_comparison(
+    comparisons: list[tuple[str, str, list[PointComparison]]], out: IO[bytes]
+) -> None:
+    """The PNG of sweep comparisons (``(name A, name B, points)`` each): per B and per compared metric (TTFT,
+    TPOT, TPS), every point's B / A with its 95% CI and verdict, and the points measured on one side only."""
+    plt = _pyplot()
+    panels = [(a, b, points, m) for a, b, points in comparisons for m in COMPARED_COLUMNS]
+    heights = [RATIO_ROW * len(points) + 1.4 for _, _, points, _ in panels]
+    fig, axes = plt.subplots(
+        len(panels), 1, figsize=(PANEL_SIZE[0], sum(heights) + 0.5), dpi=DPI, height_ratios=heights
+    )
+    fig.suptitle(f"llmprof compare of sweeps: A = {comparisons[0][0]}, point by point", fontsize=12)
+    for ax, (name_a, name_b, points, (label, metric)) in zip(list(getattr(axes, "flat", [axes])), panels):
+        rows = []
+        for point in points:
+            by_metric = {c.metric: c for c in point.comparisons}
+            name = ", ".join(f"{AXIS_NAMES.get(k, k)} {v}" for k, v in point.params.items())
+            rows.append((name, by_metric.get(metric), point.missing))
+        _ratios(ax, rows, f"{label}: B = {name_b} against A = {name_a}")
+    fig.tight_layout(rect=(0.0, 0.0, 1.0, 0.97 if len(panels) > 3 else 0.95))
+    fig.savefig(out, format="png")
+    plt.close(fig)
 
 
 def render_sweep(sweep: Sweep, out: IO[bytes]) -> None:

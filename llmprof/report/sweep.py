@@ -45,10 +45,10 @@ def point_medians(point: SweepPoint) -> dict[str, float]:
     """The point's medians over its repeats, by metric name (empty for a point that did not run)."""
     if point.status != OK or point.run is None:
         return {}
-    summaries = registry.summaries(point.run.metrics())
+    medians = registry.medians(point.run.metrics())
     if point.run.roofline is not None:
-        summaries.update(registry.summaries(point.run.roofline_analyses(), ROOFLINE))
-    return {name: summary.median for name, summary in summaries.items()}
+        medians.update(registry.medians(point.run.roofline_analyses(), ROOFLINE))
+    return medians
 
 
 def mean_context(run: Run) -> float:
