@@ -11,6 +11,7 @@ from timelines import host_marks, record
 
 import llmprof
 from llmprof.analysis.compare import NO_DIFFERENCE, compare_values, setup_differences
+from llmprof.capture.recorder import COMPILED
 from llmprof.runfile import Run, save_run
 from llmprof.workloads.runner import is_steady, warm_up
 from llmprof.workloads.synthetic import save_synthetic
@@ -237,3 +238,7 @@ def test_steady_state_warm_up_stops_when_three_calls_agree():
     never = list(warm_up(lambda: timed(next(alternating)), None, max_calls=7))
     assert len(never) == 7
     assert len(list(warm_up(lambda: timed(10.0), 2))) == 2  # a fixed count is a fixed count
+    compiled = [timed(10.0) for _ in range(6)]
+    compiled[1].warnings.append(COMPILED)  # the same time, but that call compiled a new graph
+    latest = iter(compiled)
+    assert len(list(warm_up(lambda: next(latest), None))) == 2 + 3  # three calls after the compiling one

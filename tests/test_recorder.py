@@ -161,3 +161,24 @@ def test_a_recorded_loop_saves_a_run_that_reports_and_compares_with_a_generate_r
         assert main(["report", str(loop), "--format", fmt, "-o", str(tmp_path / f"out.{fmt}")]) == 0
     assert main(["compare", str(generated), str(loop), "--format", "md", "-o", str(tmp_path / "ab.md")]) == 0
     assert "| TPOT (ms) |" in (tmp_path / "ab.md").read_text()
+
+
+def test_a_call_that_compiles_new_graphs_says_its_times_include_compiling(tmp_path, capsys):
+    model = synthetic_model(prefill_ms=1.0, decode_ms=1.0)
+    step = torch.compile(lambda x: x * 2 + 1, backend="eager")  # dynamo without inductor: fast, counted
+    rec = llmprof.Recorder.for_model(model)
+    for shape in (4, 4, 5):  # a new shape compiles again
+        with rec.request(prompt_tokens=4):
+            with rec.prefill():
+                step(torch.ones(shape))
+            rec.token()
+    assert [bool(r.warnings) for r in rec.records] == [True, False, True]
+    assert rec.records[0].warnings[0].startswith("torch.compile compiled new graphs during the call")
+    with llmprof.profile(model) as prof:  # through the generate() hooks too
+        model.generate(**synthetic_prompt(1, 4), max_new_tokens=2)
+        step(torch.ones(6))
+        model.generate(**synthetic_prompt(1, 4), max_new_tokens=2)
+    assert [r.warnings for r in prof.records] == [[], []]  # compiling between calls is not in their times
+    rec.save(str(tmp_path / "run.json"))
+    assert main(["report", str(tmp_path / "run.json")]) == 0
+    assert "warning: torch.compile compiled new graphs during the call" in capsys.readouterr().out

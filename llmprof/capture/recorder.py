@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -72,13 +73,15 @@ class Capture:
     step_tokens: list[int]
     flags: np.ndarray | None
     flags_error: str
+    warnings: list[str] = field(default_factory=list)  # what the request's times may hold besides its work
 
     def first_finished(self) -> list[int] | None:
         """Per sequence, the step at which its flag was first set, else the last step (None without flags)."""
         return None if self.flags is None else counting.first_finished(self.flags)
 
     def record(self, tokens_per_sequence: list[int], prompt_tokens: int, **fields: Any) -> RawRequest:
-        """The run file's record of this request."""
+        """The run file's record of this request (``fields``' warnings after the capture's own)."""
+        fields["warnings"] = self.warnings + fields.get("warnings", [])
         return RawRequest(
             label=self.label,
             step=self.step,
@@ -90,6 +93,19 @@ class Capture:
             sync_uncertainty_ns=self.sync_uncertainty_ns,
             **fields,
         )
+
+
+COMPILED = (
+    "torch.compile compiled new graphs during the call: its times include compiling (more warm-ups: --warmup N"
+    " or auto)"
+)
+
+
+def compiled_graphs() -> int:
+    """How many graphs torch.compile has compiled in this process so far (0 before it is first used: its
+    counters are read only once torch._dynamo is imported, never importing it)."""
+    utils = sys.modules.get("torch._dynamo.utils")
+    return 0 if utils is None else utils.counters["stats"]["unique_graphs"]
 
 
 class Recorder(Records):
@@ -107,6 +123,7 @@ class Recorder(Records):
         self._forward: Span = self.timeline.span(False)
         self._prefill: Span = self.timeline.span(True)
         self._token = self.timeline.token
+        self._graphs = 0  # compiled_graphs() when the open request began
 
     @classmethod
     def for_model(cls, model: torch.nn.Module, **options: Any) -> Recorder:
@@ -184,6 +201,7 @@ class Recorder(Records):
         ``t0``. The client arms the timeline when its marks start to count."""
         timelines.reserve(self.timeline, max_steps)
         timelines.follow_stream(self.timeline, self.device)
+        self._graphs = compiled_graphs()
         self.timeline.begin_request(max_steps, batch)
 
     def reserve(self, max_steps: int, batch: int = 0) -> None:
@@ -213,6 +231,7 @@ class Recorder(Records):
             step_tokens=timeline.step_tokens,
             flags=None if flags is None else np.frombuffer(flags, dtype=np.uint8).reshape(rows, batch),
             flags_error=timeline.flags_error,
+            warnings=[COMPILED] if compiled_graphs() != self._graphs else [],
         )
 
     def abort(self) -> None:

@@ -82,7 +82,7 @@ def summary_sections(run: Run) -> tuple[list[Section], list[str]]:
     sections, notes = [metrics, breakdown], []
     if run.interrupted:
         notes.append("interrupted: only the repeats completed before the interruption are shown")
-    notes += _counted([f"warning: {w}" for raw in run.measured for w in raw.warnings])
+    notes += [f"warning: {w}" for w in measured_warnings(run)]
     telemetry = requests_telemetry(run.telemetry, run.measured) if run.telemetry is not None else []
     notes += noise_warnings(measured, telemetry)
     if "host_bound_share" not in summaries and run.measured:
@@ -131,6 +131,11 @@ def _telemetry_section(run: Run, per_request: list[RequestTelemetry]) -> tuple[S
             f"warning: {w}" for w in t.warnings
         ]
     return section, _counted(notes)
+
+
+def measured_warnings(run: Run) -> list[str]:
+    """The warnings of the run's measured requests, each once, with how many requests gave it."""
+    return _counted([w for raw in run.measured for w in raw.warnings])
 
 
 def _counted(notes: list[str]) -> list[str]:

@@ -18,7 +18,7 @@ from rich.table import Table
 from llmprof.analysis import registry
 from llmprof.analysis.compare import Comparison, compare_runs
 from llmprof.analysis.registry import ROOFLINE
-from llmprof.report.summary import format_number
+from llmprof.report.summary import format_number, measured_warnings
 from llmprof.runfile import Run
 from llmprof.sweepfile import OK, Sweep, SweepPoint
 
@@ -36,7 +36,8 @@ FORMATS = ("table", "md", "csv", "json")
 
 
 def columns(sweep: Sweep) -> list[str]:
-    """The header: one column per axis, the status, the metrics, and the reason of a point that did not run."""
+    """The header: one column per axis, the status, the metrics, and the note (why a point did not run, or
+    what its requests warned of)."""
     axes = [AXIS_COLUMNS.get(name, name) for name in sweep.axes]
     return [*axes, "status", *(column for column, _ in METRIC_COLUMNS), "note"]
 
@@ -65,6 +66,13 @@ def _cell(metric: str, value: float | None) -> str:
     return format_number(value * registry.display(unit)[1])
 
 
+def note(point: SweepPoint) -> str:
+    """Why a point did not run, or what its measured requests warned of."""
+    if point.reason or point.run is None:
+        return point.reason or ""
+    return "; ".join(measured_warnings(point.run))
+
+
 def rows(sweep: Sweep) -> list[list[str]]:
     """One row of formatted cells per point, in the grid's order (axes, then the points' own order)."""
     out = []
@@ -72,7 +80,7 @@ def rows(sweep: Sweep) -> list[list[str]]:
         medians = point_medians(point)
         cells = [str(point.params[name]) for name in sweep.axes] + [point.status]
         cells += [_cell(metric, medians.get(metric)) for _, metric in METRIC_COLUMNS]
-        out.append(cells + [point.reason or ""])
+        out.append(cells + [note(point)])
     return out
 
 
@@ -108,14 +116,14 @@ def render_markdown(sweep: Sweep, out: IO[str]) -> None:
 
 
 def render_csv(sweep: Sweep, out: IO[str]) -> None:
-    """One CSV row per point: the axes, the status, the medians in base units (s, tok/s, ratios), the reason."""
+    """One CSV row per point: the axes, the status, the medians in base units (s, tok/s, ratios), the note."""
     writer = csv.writer(out, lineterminator="\n")
     names = [metric for _, metric in METRIC_COLUMNS]
-    writer.writerow([*sweep.axes, "status", *names, "reason"])
+    writer.writerow([*sweep.axes, "status", *names, "note"])
     for point in sweep.points:
         medians = point_medians(point)
         values = ["" if medians.get(n) is None else repr(medians[n]) for n in names]
-        writer.writerow([*(point.params[a] for a in sweep.axes), point.status, *values, point.reason or ""])
+        writer.writerow([*(point.params[a] for a in sweep.axes), point.status, *values, note(point)])
 
 
 def render_json(sweep: Sweep, out: IO[str]) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 from llmprof.analysis.record import RawRequest
 from llmprof.capture.profiler import Profiler
+from llmprof.capture.recorder import COMPILED
 from llmprof.errors import CaptureError
 
 STEADY_WINDOW = 3  # warm-up calls whose latencies must agree
@@ -33,8 +34,9 @@ def profiled_call(
 def is_steady(
     records: list[RawRequest], window: int = STEADY_WINDOW, tolerance: float = STEADY_TOLERANCE
 ) -> bool:
-    """Whether the last ``window`` calls took the same time within ``tolerance`` of their median."""
-    if len(records) < window:
+    """Whether the last ``window`` calls took the same time within ``tolerance`` of their median, none of them
+    compiling a new graph (torch.compile)."""
+    if len(records) < window or any(COMPILED in r.warnings for r in records[-window:]):
         return False
     latencies = [end - start for start, end in (r.window for r in records[-window:])]
     middle = statistics.median(latencies)
