@@ -1,6 +1,7 @@
 """llmprof: precise, low-overhead profiling of LLM and multimodal-LLM inference (TTFT, TPOT, latency, TPS).
 
-``Profiler``, ``profile`` and ``Recorder`` (a decode loop of one's own) import torch on first use, so the analysis and the reporters work on a machine
+``Profiler``, ``profile``, ``Recorder`` (a decode loop of one's own) and ``save_ranks`` (every rank of a torchrun
+job in one run file) import torch on first use, so the analysis and the reporters work on a machine
 without it. The layers are described in docs/architecture.md.
 """
 
@@ -21,6 +22,7 @@ __all__ = [
     "RequestMetrics",
     "__version__",
     "profile",
+    "save_ranks",
 ]
 
 
@@ -29,6 +31,10 @@ def __getattr__(name: str) -> Any:
         from llmprof.capture import profiler
 
         return getattr(profiler, name)
+    if name == "save_ranks":
+        from llmprof.capture.ranks import save_ranks
+
+        return save_ranks
     if name == "Recorder":
         from llmprof.capture.recorder import Recorder
 

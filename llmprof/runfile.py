@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 from llmprof.analysis.kernels import KernelCapture, check_capture
 from llmprof.analysis.metrics import RequestMetrics, compute_request
+from llmprof.analysis.ranks import RankTimeline
 from llmprof.analysis.record import Label, RawRequest
 from llmprof.analysis.roofline import ModelShape, Peaks, RequestRoofline, Roofline
 from llmprof.errors import RunFormatError
@@ -43,6 +44,8 @@ class Run:
         None  # llmprof.analysis.roofline.Roofline.to_dict(); None when not known
     )
     kernels: KernelCapture | None = None  # the kernel-profiled call after the repeats (run --kernels)
+    # several ranks of one job (torchrun): every rank's timeline, rank 0 first (its records are ``records``)
+    ranks: list[RankTimeline] | None = None
     interrupted: bool = False
     created: str = field(default_factory=lambda: datetime.datetime.now(datetime.timezone.utc).isoformat())
 
@@ -75,6 +78,11 @@ class Run:
             "roofline": self.roofline,
             "requests": [r.to_dict() for r in self.records],
             **({"kernels": self.kernels.to_dict()} if self.kernels is not None else {}),
+            **(
+                {"ranks": [_rank_dict(t, t.rank == self.ranks[0].rank) for t in self.ranks]}
+                if self.ranks
+                else {}
+            ),
         }
 
     @classmethod
@@ -82,13 +90,9 @@ class Run:
         """Parse a run document, validated whole (:func:`check_document`); raises RunFormatError naming the
         first field that is wrong."""
         check_document(data)
-        records = [RawRequest.from_dict(r) for r in data["requests"]]
-        for i, record in enumerate(records):
-            try:
-                m = compute_request(record)
-            except (ValueError, ZeroDivisionError) as exc:
-                raise RunFormatError(f"malformed llmprof run: requests[{i}]: {exc}") from None
-            _check_physical(m, f"requests[{i}]")
+        records = [
+            _physical(RawRequest.from_dict(r), f"requests[{i}]") for i, r in enumerate(data["requests"])
+        ]
         return cls(
             config=dict(data.get("config", {})),
             environment=dict(data.get("environment", {})),
@@ -96,9 +100,45 @@ class Run:
             telemetry=data.get("telemetry"),
             roofline=data.get("roofline"),
             kernels=KernelCapture.from_dict(data["kernels"]) if data.get("kernels") is not None else None,
+            ranks=_ranks(data["ranks"], records) if data.get("ranks") else None,
             interrupted=data.get("interrupted", False),
             created=data.get("created", ""),
         )
+
+
+def _rank_dict(timeline: RankTimeline, first: bool) -> dict[str, Any]:
+    """A rank's entry in the file: the first rank's records are the run's ``requests``, not repeated."""
+    entry = {
+        "rank": timeline.rank,
+        "hostname": timeline.hostname,
+        "offset_ns": timeline.offset_ns,
+        "uncertainty_ns": timeline.uncertainty_ns,
+    }
+    return entry if first else {**entry, "requests": [r.to_dict() for r in timeline.records]}
+
+
+def _ranks(entries: list[dict[str, Any]], records: list[RawRequest]) -> list[RankTimeline]:
+    """The ranks' timelines of a checked document: the first has the run's records, the others their own."""
+    first = entries[0]
+    out = [
+        RankTimeline(first["rank"], first["hostname"], first["offset_ns"], first["uncertainty_ns"], records)
+    ]
+    for i, e in enumerate(entries[1:], 1):
+        timeline = RankTimeline(e["rank"], e["hostname"], e["offset_ns"], e["uncertainty_ns"])
+        for j, request in enumerate(e["requests"]):
+            timeline.records.append(_physical(RawRequest.from_dict(request), f"ranks[{i}].requests[{j}]"))
+        out.append(timeline)
+    return out
+
+
+def _physical(record: RawRequest, where: str) -> RawRequest:
+    """``record`` if its metrics can be computed and are physical; RunFormatError naming ``where`` if not."""
+    try:
+        m = compute_request(record)
+    except (ValueError, ZeroDivisionError) as exc:
+        raise RunFormatError(f"malformed llmprof run: {where}: {exc}") from None
+    _check_physical(m, where)
+    return record
 
 
 # -- validation on load ------------------------------------------------------------------------------------
@@ -207,6 +247,38 @@ def check_document(data: Any) -> None:
         check_capture(data["kernels"])
         if data["kernels"].get("request") is not None:
             _check_request(data["kernels"]["request"], "kernels.request")
+    if data.get("ranks") is not None:
+        _check_ranks(data["ranks"])
+
+
+def _check_ranks(ranks: Any) -> None:
+    """The ranks of a distributed run: rank 0's entry without requests (they are the run's), each other's
+    with its own, distinct rank numbers, clock offsets as integers."""
+    if not isinstance(ranks, list) or not ranks:
+        raise _fail("ranks", f"a non-empty list is needed, not {_type_name(ranks)}")
+    seen = set()
+    for i, entry in enumerate(ranks):
+        where = f"ranks[{i}]"
+        if not isinstance(entry, dict):
+            raise _fail(where, f"an object is needed, not {_type_name(entry)}")
+        for key in ("rank", "hostname", "offset_ns", "uncertainty_ns"):
+            if key not in entry:
+                raise _fail(f"{where}.{key}", "missing")
+        rank = _int(entry["rank"], f"{where}.rank", 0, 2**20)
+        if rank in seen:
+            raise _fail(f"{where}.rank", f"rank {rank} is listed twice")
+        seen.add(rank)
+        if not isinstance(entry["hostname"], str):
+            raise _fail(f"{where}.hostname", f"a string is needed, not {_type_name(entry['hostname'])}")
+        _int(entry["offset_ns"], f"{where}.offset_ns", -MAX_NS, MAX_NS)
+        _int(entry["uncertainty_ns"], f"{where}.uncertainty_ns")
+        if i == 0 and "requests" in entry:
+            raise _fail(f"{where}.requests", "the first rank's requests are the run's: not repeated")
+        if i > 0:
+            if not isinstance(entry.get("requests"), list):
+                raise _fail(f"{where}.requests", "a list is needed")
+            for j, request in enumerate(entry["requests"]):
+                _check_request(request, f"{where}.requests[{j}]")
 
 
 def _check_roofline(roofline: dict[str, Any]) -> None:

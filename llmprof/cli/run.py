@@ -14,6 +14,7 @@ from typing import Any
 from llmprof.cli import interrupts
 from llmprof.cli.common import check_distinct, check_output_path
 from llmprof.cli.output import add_output_options, check_output_options, emit
+from llmprof.cli.ranks import TP_ROOFLINE, check_ranks, ranks_joined
 from llmprof.cli.workload import (
     add_step_capture_options,
     add_workload_options,
@@ -43,6 +44,19 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
         help="profile your own decode loop instead of generate(): FUNCTION(model, inputs, recorder), inputs"
         " holding input_ids, attention_mask and max_new_tokens, recording one request with the llmprof.Recorder",
     )
+    parser.add_argument(
+        "--tp",
+        action="store_true",
+        help="under torchrun: shard the model over the job's ranks (tp_plan='auto'); every rank records its"
+        " timeline, rank 0 gathers them into one run and alone prints and writes",
+    )
+    parser.add_argument(
+        "--rank-timeout",
+        type=float,
+        default=120.0,
+        metavar="SECONDS",
+        help="with --tp: how long rank 0 waits for the other ranks' timelines (default 120)",
+    )
     parser.add_argument("--json", metavar="FILE", help="save the run (every raw timeline) as JSON")
     add_output_options(parser)
 
@@ -53,22 +67,37 @@ def main(args: argparse.Namespace) -> int:
     check_output_options(args)
     check_distinct([], {"--json": args.json, "--output": args.output})
     kernel_window(args)
-    from llmprof.capture.environment import capture_environment
-    from llmprof.runfile import Run
-    from llmprof.workloads.variants import apply_patch, compile_forward, load_function
+    from llmprof.workloads.variants import load_function
 
+    check_ranks(args)
     if args.patch:
         load_function(args.patch)  # a missing module or function fails before the model is loaded
     loop = load_function(args.loop, f"--loop {args.loop}") if args.loop else None
     workload = load_workload(args)
+    if args.tp:
+        with ranks_joined(args) as ranks:
+            return _profile(workload, args, loop, ranks)
+    return _profile(workload, args, loop, None)
+
+
+def _profile(workload: Any, args: argparse.Namespace, loop: Any, ranks: Any) -> int:
+    """Profile the loaded workload; with ``ranks`` (--tp), gather every rank's timeline on rank 0."""
+    from llmprof.capture.environment import capture_environment
+    from llmprof.runfile import Run
+    from llmprof.workloads.variants import apply_patch, compile_forward
+
     model = workload.loaded.model
     if args.patch:
         apply_patch(model, args.patch)
     # after the patch, which may change the weights; before compiling
-    shape_and_peaks = roofline(model, workload.loaded.device, args)
+    shape_and_peaks = None if args.tp else roofline(model, workload.loaded.device, args)
+    if args.tp:
+        print(f"llmprof: no roofline under --tp: {TP_ROOFLINE}", file=sys.stderr)
     if args.compile:
         compile_forward(model)
     config = {**workload.config, "compile": args.compile, "patch": args.patch, "loop": args.loop}
+    if ranks is not None:
+        config.update(tp=True, world_size=ranks.info.world_size, dist_backend=ranks.info.backend)
     run = Run(config=config, environment=capture_environment(model), roofline=shape_and_peaks)
     recording, telemetry = _recording(model, workload, args, loop)
     status = 0
@@ -83,9 +112,12 @@ def main(args: argparse.Namespace) -> int:
         except (KeyboardInterrupt, Exception) as exc:  # noqa: BLE001 - e.g. out of memory: keep what was measured
             status = 128 + interrupts.signal_number(exc) if isinstance(exc, KeyboardInterrupt) else 1
             print(failure(exc, len(run.measured), args.repeats, args), file=sys.stderr)
+    quiet = ranks is not None and ranks.quiet  # a rank other than 0 shows and writes nothing
+    if ranks is not None:
+        run.ranks = ranks.gathered(run.records)
     with interrupts.deferred() as caught:  # a signal now waits: the save and the table are not cut
-        saved = close_run(run, telemetry(), status, args, path=args.json)
-        if run.measured:
+        saved = close_run(run, telemetry(), status, args, path=None if quiet else args.json)
+        if run.measured and not quiet:
             emit(run, args)
     return status or (128 + caught[0] if caught else 0) or (0 if saved else 1)
 

@@ -143,7 +143,10 @@ def load_workload(args: argparse.Namespace) -> Workload:
     """Load the model and build the prompts; raises UsageError (ModelLoadError) for a bad workload."""
     from llmprof.workloads.models import load_model
 
-    return workload_for(load_model(args.model, args.device, args.dtype, args.attn_implementation), args)
+    loaded = load_model(
+        args.model, args.device, args.dtype, args.attn_implementation, getattr(args, "tp", False)
+    )
+    return workload_for(loaded, args)
 
 
 def workload_for(loaded: Any, args: argparse.Namespace) -> Workload:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import IO
 
-from llmprof.report.kernels import kernel_sections
-from llmprof.report.summary import COLUMNS, run_header, summary_sections
+from llmprof.report.sections import run_sections
+from llmprof.report.summary import COLUMNS, run_header
 from llmprof.runfile import Run
 
 
@@ -16,10 +16,8 @@ def _escape(cell: str) -> str:
 def render(run: Run, out: IO[str]) -> None:
     """Header line, one table per section, then the notes as a list."""
     lines = [f"**llmprof** · {_escape(run_header(run))}", ""]
-    sections, notes = summary_sections(run)
-    kernels, kernel_notes = kernel_sections(run)
-    notes += kernel_notes
-    for section in sections + kernels:
+    sections, notes = run_sections(run)
+    for section in sections:
         if not section.rows:
             continue
         columns = section.columns or COLUMNS

@@ -11,8 +11,8 @@ from typing import IO
 from rich.console import Console
 from rich.table import Table
 
-from llmprof.report.kernels import kernel_sections
-from llmprof.report.summary import COLUMNS, Section, run_header, summary_sections
+from llmprof.report.sections import run_sections
+from llmprof.report.summary import COLUMNS, Section, run_header
 from llmprof.runfile import Run
 
 FILE_WIDTH = 140  # a table written to a file or a pipe (no terminal, no COLUMNS)
@@ -41,12 +41,11 @@ def render(run: Run, out: IO[str], width: int | None = None) -> None:
     shown = COLUMNS if width >= FULL_WIDTH else NARROW
     keep = [0] + [1 + COLUMNS.index(column) for column in shown]  # the label, then the columns shown
     console.print(run_header(run))
-    sections, notes = summary_sections(run)
-    kernels, kernel_notes = kernel_sections(run)
-    for section in sections + kernels:
+    sections, notes = run_sections(run)
+    for section in sections:
         if section.rows:
             console.print(_table(section, shown, keep))
-    for note in notes + kernel_notes:
+    for note in notes:
         console.print(note, markup=False)
 
 

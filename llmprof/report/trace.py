@@ -12,6 +12,8 @@ request's start. Layout:
   above, tid 5 "operators" (its host operators, nested) and tid 10+N "kernels (device N)", each event with
   its llmprof step in args, on the same clock as the step spans.
 - pid 2 "telemetry": one counter track per sampled field, one series per device.
+- a run of several ranks (``run --tp`` under torchrun): pid 1 is rank 0; pid 100+R "rank R (host)" holds rank
+  R's requests, host, device and tokens threads, its times put on rank 0's clock by its measured offset.
 
 Pure Python and json: never imports torch or NVML.
 """
@@ -29,7 +31,7 @@ from llmprof.analysis.registry import BY_NAME
 from llmprof.analysis.telemetry import THROTTLE_REASONS
 from llmprof.runfile import Run
 
-PID_RUN, PID_TELEMETRY = 1, 2
+PID_RUN, PID_TELEMETRY, PID_RANKS = 1, 2, 100  # rank R > 0: PID_RANKS + R
 TID_REQUESTS, TID_HOST, TID_DEVICE, TID_TOKENS = 1, 2, 3, 4
 TID_OPERATORS, TID_KERNELS = 5, 10  # kernels of device N: TID_KERNELS + N
 TID_COUNTERS = 0
@@ -264,6 +266,7 @@ def trace_origin(run: Run) -> int:
     """The trace's time zero (host clock, ns): the first request's start, or an earlier mark time if a mapped
     device time falls before it (within the sync uncertainty), so that no span starts before zero."""
     starts = [raw.window[0] for raw in run.records if raw.host_ns]
+    starts += [raw.window[0] + t.offset_ns for t in (run.ranks or [])[1:] for raw in t.records if raw.host_ns]
     devices = [d for raw in run.records for d in raw.device_ns if d is not None]
     samples = ((run.telemetry or {}).get("samples") or {}).get("t_ns") or []
     return min(starts + devices or [t for t in samples if isinstance(t, int)] or [0])
@@ -334,6 +337,26 @@ def _other_data(run: Run, origin: int, with_device: bool) -> dict[str, str]:
     return data
 
 
+def _rank_events(run: Run, origin: int, with_device: bool) -> list[Event]:
+    """Every rank but the first as a process of its own, its requests on rank 0's clock."""
+    events = []
+    for timeline in (run.ranks or [])[1:]:
+        pid = PID_RANKS + timeline.rank
+        name = f"rank {timeline.rank} ({timeline.hostname})"
+        events += [
+            _metadata(pid, 0, "process_name", {"name": name}),
+            _metadata(pid, 0, "process_sort_index", {"sort_index": 1}),
+        ]
+        for tid, thread in THREADS.items():
+            if tid != TID_DEVICE or with_device:
+                events.append(_metadata(pid, tid, "thread_name", {"name": thread}))
+        shifted = origin - timeline.offset_ns  # its stamps + offset = rank 0's clock
+        for raw, request in zip(timeline.records, _request_names(timeline.records)):
+            for event in _request_events(raw, request, shifted) if raw.label else []:
+                events.append({**event, "pid": pid})
+    return events
+
+
 def build_trace(run: Run) -> dict[str, Any]:
     """The trace-event JSON object of ``run`` (see the module docstring for the layout)."""
     origin = trace_origin(run)
@@ -341,9 +364,12 @@ def build_trace(run: Run) -> dict[str, Any]:
     counters = _counter_events(run.telemetry, origin)
     kernels, threads = _kernel_events(run, origin)
     events = _thread_metadata(with_device, bool(counters), threads)
+    if run.ranks and len(run.ranks) > 1:
+        events[0]["args"]["name"] = f"llmprof: rank 0 ({run.ranks[0].hostname})"
     for raw, name in zip(run.records, _request_names(run.records)):
         if raw.label:
             events += _request_events(raw, name, origin)
+    events += _rank_events(run, origin, with_device)
     return {
         "traceEvents": events + kernels + counters,
         "displayTimeUnit": "ms",

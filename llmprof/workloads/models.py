@@ -66,9 +66,15 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
 
 
 def load_model(
-    name: str, device: str = "auto", dtype: str = "auto", attn_implementation: str | None = None
+    name: str,
+    device: str = "auto",
+    dtype: str = "auto",
+    attn_implementation: str | None = None,
+    tp: bool = False,
 ) -> LoadedModel:
-    """Load ``name`` (``demo``, a local directory or a hub id) for generation. Raises ModelLoadError."""
+    """Load ``name`` (``demo``, a local directory or a hub id) for generation; with ``tp``, sharded over the
+    ranks of this torchrun job (transformers' ``tp_plan="auto"``: this rank's shard on its own GPU, or on the
+    CPU with gloo). Raises ModelLoadError."""
     from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
@@ -77,6 +83,8 @@ def load_model(
     hf_logging.disable_progress_bar()
 
     torch_device = resolve_device(device)
+    if tp and torch_device.type == "cuda":
+        torch_device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))  # where tp_plan puts it
     torch_dtype = resolve_dtype(dtype, torch_device)
     if name == DEMO_NAME:
         source = str(demo_path())
@@ -90,6 +98,9 @@ def load_model(
     kwargs: dict[str, Any] = {"dtype": torch_dtype}
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
+    if tp:
+        _check_tensor_parallel(name, source)
+        kwargs.update(_tensor_parallel_kwargs())
     errors = []
     model = None
     for auto in (AutoModelForCausalLM, AutoModelForImageTextToText):
@@ -110,8 +121,42 @@ def load_model(
         tokenizer = AutoTokenizer.from_pretrained(source)
     except Exception as exc:
         raise ModelLoadError(f"cannot load the tokenizer of {name!r}: {_first_line(exc)}") from exc
-    model.to(torch_device).eval()
+    if not tp:  # a sharded model is where tp_plan put it
+        model.to(torch_device)
+    model.eval()
     return LoadedModel(model=model, tokenizer=tokenizer, name=name, device=torch_device, dtype=torch_dtype)
+
+
+def _check_tensor_parallel(name: str, source: str) -> None:
+    """Fail in one line, before loading, when the model cannot be sharded over this job's ranks: accelerate
+    missing, or heads that the world size does not divide."""
+    import importlib.util
+
+    from transformers import AutoConfig
+
+    if importlib.util.find_spec("accelerate") is None:
+        raise ModelLoadError(
+            "--tp loads with tp_plan='auto', which needs accelerate: pip install 'llmprof[dist]'"
+        )
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    config = AutoConfig.from_pretrained(source)
+    text = getattr(config, "text_config", None) or config
+    for field in ("num_attention_heads", "num_key_value_heads"):
+        heads = getattr(text, field, None)
+        if isinstance(heads, int) and heads % world:
+            raise ModelLoadError(
+                f"--tp: model {name!r} has {heads} {field.removeprefix('num_').replace('_', ' ')}, which"
+                f" {world} ranks do not divide: use a world size that divides it"
+            )
+
+
+def _tensor_parallel_kwargs() -> dict[str, Any]:
+    """from_pretrained's arguments for tp_plan='auto': a DistributedConfig where transformers has one (5.x),
+    the tp_plan argument before it."""
+    import transformers
+
+    config = getattr(transformers, "DistributedConfig", None)
+    return {"tp_plan": "auto"} if config is None else {"distributed_config": config(tp_plan="auto")}
 
 
 def _check_hub(repo: str) -> None:
