@@ -98,6 +98,9 @@ def test_tp_needs_torchrun_and_torchrun_needs_tp(monkeypatch, capsys):
     monkeypatch.setenv("WORLD_SIZE", "2")
     assert main(["run"]) == 2
     assert "under torchrun, run profiles a model sharded over the ranks: add --tp" in capsys.readouterr().err
+    for command in (["ab", "--b", "attn=eager"], ["sweep"]):
+        assert main(command) == 2
+        assert f"{command[0]} does not run over torchrun ranks yet" in capsys.readouterr().err
 
 
 def test_a_world_size_that_does_not_divide_the_heads_or_no_accelerate_is_one_line(monkeypatch):

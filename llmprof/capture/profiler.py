@@ -119,6 +119,13 @@ class Profiler(Records):
             raise CaptureError("this Profiler is already attached")
         if getattr(self.model, "_llmprof_profiler", None) is not None:
             raise CaptureError("another llmprof Profiler is already attached to this model; detach it first")
+        spans = cuda_devices(self.model)
+        if len(spans) > 1:
+            raise CaptureError(
+                f"the model spans {', '.join(f'cuda:{i}' for i in spans)} (a device_map over several GPUs):"
+                " llmprof records CUDA events on one device's stream, which would time the others' work wrong;"
+                " profile it on one GPU, or shard it with torchrun and run --tp"
+            )
         self._device = _model_device(self.model)
         self.recorder = Recorder(self._device, timeline=self._timeline)
         self._timeline = self.recorder.timeline
@@ -376,16 +383,22 @@ def _flags(labels: list[int]) -> list[str]:
     return []
 
 
-def nvml_devices(model: torch.nn.Module) -> list[int | str]:
-    """How NVML names every GPU the model's parameters and buffers are on (a device_map model spans several),
-    in order of first use: its UUID (right under CUDA_VISIBLE_DEVICES), else its index."""
+def cuda_devices(model: torch.nn.Module) -> list[int]:
+    """The CUDA device indices the model's parameters and buffers are on, in order of first use (a device_map
+    model spans several)."""
     indices: dict[int, None] = {}
     for tensor in (*model.parameters(), *model.buffers()):
         if tensor.device.type == "cuda":
             index = tensor.device.index
             indices.setdefault(index if index is not None else torch.cuda.current_device())
+    return list(indices)
+
+
+def nvml_devices(model: torch.nn.Module) -> list[int | str]:
+    """How NVML names every GPU the model's parameters and buffers are on, in order of first use: its UUID
+    (right under CUDA_VISIBLE_DEVICES), else its index."""
     out: list[int | str] = []
-    for index in indices:
+    for index in cuda_devices(model):
         uuid = getattr(torch.cuda.get_device_properties(index), "uuid", None)
         out.append(f"GPU-{uuid}" if uuid is not None else index)
     return out

@@ -21,6 +21,7 @@ from llmprof.cli.compare import (
     emit_comparison,
     failed_thresholds,
 )
+from llmprof.cli.ranks import refuse_under_torchrun
 from llmprof.cli.workload import (
     add_step_capture_options,
     add_workload_options,
@@ -66,6 +67,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Run both variants interleaved and compare them; returns the exit status."""
+    refuse_under_torchrun("ab")
     from llmprof.capture.environment import capture_environment
     from llmprof.capture.profiler import Profiler
     from llmprof.capture.recorder import Recorder

@@ -34,6 +34,14 @@ def check_ranks(args: argparse.Namespace) -> None:
         raise UsageError(f"--rank-timeout must be a positive number of seconds, got {args.rank_timeout}")
 
 
+def refuse_under_torchrun(command: str) -> None:
+    """``command`` runs in one process: refused in one line under torchrun (each rank would repeat it)."""
+    from llmprof.capture.ranks import launched
+
+    if launched():
+        raise UsageError(f"{command} does not run over torchrun ranks yet: profile them with run --tp")
+
+
 @dataclass
 class JoinedRanks:
     """This rank in the job, and its clock's offset to rank 0's (measured once, before the calls)."""

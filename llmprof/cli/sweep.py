@@ -17,6 +17,7 @@ from typing import Any
 from llmprof.cli import interrupts
 from llmprof.cli.common import check_distinct, check_output_path
 from llmprof.cli.output import emit_sweep
+from llmprof.cli.ranks import refuse_under_torchrun
 from llmprof.cli.workload import (
     DEFAULT_PROMPT_LEN,
     add_workload_options,
@@ -108,6 +109,7 @@ def variant_axes(options: list[str]) -> dict[str, list[str]]:
 
 def main(args: argparse.Namespace) -> int:
     """Measure every point of the grid not measured yet; returns the exit status (130 when interrupted)."""
+    refuse_under_torchrun("sweep")
     from llmprof.analysis.grid import point_key, points
     from llmprof.capture.environment import capture_environment
     from llmprof.sweepfile import Sweep, load_sweep
