@@ -247,3 +247,21 @@ def test_save_ranks_gathers_a_torchrun_script_of_ones_own_into_one_run(tmp_path)
     assert [s.step for s in report.skews] == [1, 2, 3] * 2, report.skews
     for first, _, last in (report.skews[:3], report.skews[3:]):
         assert last.token_skew_ns - first.token_skew_ns >= DELAY_MS * MS, report.skews
+
+
+def test_the_report_shows_each_ranks_row_its_own_counters_and_the_skew(capsys, tmp_path):
+    ranks = timelines()
+    for energy, raw in zip((2.0, 3.0), ranks[1].records):
+        raw.telemetry = {"energy_j": energy}  # the warm-up's 2 J is not counted: the measured request's 3 J
+    run = Run(config={"model": "m"}, environment={}, records=ranks[0].records, ranks=ranks)
+    save_run(run, tmp_path / "run.json")
+    assert main(["report", str(tmp_path / "run.json"), "--format", "md"]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "| rank | host | TTFT (ms) | TPOT (ms) | tokens / request | energy / request (J) | slowest in |"
+        in out
+    )
+    assert "| 0 | a | 43.00 | 16.50 | 4 | - | 0 of 4 steps | 0 (the reference) |" in out
+    assert "| 1 | b | 48.00 | 16.50 | 4 | 3.000 | 4 of 4 steps | +0.0 us +- 2.0 us |" in out  # another host
+    assert "token-time skew across ranks (max - min of T_k, per step): median 5.000 ms" in out
+    assert "slowest rank: 1 (its token came last in 4 of 4 steps)" in out

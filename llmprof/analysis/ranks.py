@@ -48,8 +48,8 @@ class StepSkew:
 
 @dataclass
 class RankSummary:
-    """One rank over the measured requests: its medians, the tokens it counted, and in how many steps it was
-    the slowest."""
+    """One rank over the measured requests: its medians (its own telemetry counters included), the tokens it
+    counted, and in how many steps it was the slowest."""
 
     rank: int
     hostname: str
@@ -59,6 +59,8 @@ class RankSummary:
     slowest_steps: int
     offset_ns: int
     uncertainty_ns: int
+    energy_j: float | None = None  # per request, from the rank's own counters (its GPU's energy)
+    cpu_percent: float | None = None  # per request (the process sampler: 100% = one core)
 
 
 @dataclass
@@ -114,6 +116,12 @@ def step_skews(timelines: list[RankTimeline]) -> list[StepSkew]:
     return out
 
 
+def _median_counter(records: list[RawRequest], name: str) -> float | None:
+    """The median over ``records`` of one of their per-request telemetry counters (None when none has it)."""
+    values = [r.telemetry[name] for r in records if r.telemetry.get(name) is not None]
+    return statistics.median(values) if values else None
+
+
 def ranks_report(timelines: list[RankTimeline]) -> RanksReport:
     """Per-rank medians, per-step skews and the warnings of a job's timelines (rank 0 first)."""
     skews = step_skews(timelines)
@@ -132,6 +140,8 @@ def ranks_report(timelines: list[RankTimeline]) -> RanksReport:
                 slowest_steps=slowest.get(t.rank, 0),
                 offset_ns=t.offset_ns,
                 uncertainty_ns=t.uncertainty_ns,
+                energy_j=_median_counter(t.measured, "energy_j"),
+                cpu_percent=_median_counter(t.measured, "cpu_percent"),
             )
         )
     counts = {tuple(s.output_tokens) for s in summaries}

@@ -12,13 +12,20 @@ from llmprof.report.summary import Section, format_number
 from llmprof.runfile import Run
 
 COLUMNS = ["host", "TTFT (ms)", "TPOT (ms)", "tokens / request", "slowest in", "clock offset to rank 0"]
+COUNTERS = [("energy / request (J)", "energy_j"), ("CPU (%)", "cpu_percent")]  # shown when a rank has them
+
+
+def _counter(value: float | None) -> str:
+    return "-" if value is None else format_number(value)
 
 
 def _ms(ns: float) -> str:
     return f"{format_number(ns / 1e6)} ms"
 
 
-def _clock(offset_ns: int, uncertainty_ns: int, same_host: bool) -> str:
+def _clock(rank: int, offset_ns: int, uncertainty_ns: int, same_host: bool) -> str:
+    if rank == 0:
+        return "0 (the reference)"
     if same_host and offset_ns == 0 and uncertainty_ns == 0:
         return "0 (same host: one clock)"
     return f"{offset_ns / 1e3:+.1f} us +- {uncertainty_ns / 1e3:.1f} us"
@@ -36,7 +43,12 @@ def ranks_sections(run: Run) -> tuple[list[Section], list[str]]:
         "rank",
         columns=COLUMNS,
     )
+    extra = [
+        (label, name) for label, name in COUNTERS if any(getattr(r, name) is not None for r in report.ranks)
+    ]
+    section.columns = COLUMNS[:4] + [label for label, _ in extra] + COLUMNS[4:]
     for r in report.ranks:
+        counters = [_counter(getattr(r, name)) for _, name in extra]
         section.rows.append(
             [
                 str(r.rank),
@@ -44,8 +56,9 @@ def ranks_sections(run: Run) -> tuple[list[Section], list[str]]:
                 format_number(r.ttft * 1e3),
                 "-" if r.tpot is None else format_number(r.tpot * 1e3),
                 ",".join(map(str, sorted(set(r.output_tokens)))),
+                *counters,
                 f"{r.slowest_steps} of {steps} steps",
-                _clock(r.offset_ns, r.uncertainty_ns, r.hostname == host0),
+                _clock(r.rank, r.offset_ns, r.uncertainty_ns, r.hostname == host0),
             ]
         )
     return [section], skew_notes(report) + [f"warning: {w}" for w in report.warnings]
