@@ -195,24 +195,31 @@ def test_torchrun_tp_gives_one_run_with_a_timeline_per_rank_and_the_delayed_rank
     assert lateness == pytest.approx(skew, abs=1.0)
 
 
-def test_a_rank_that_fails_mid_run_leaves_rank_0_with_what_it_measured(tiny_dir):
+@pytest.mark.parametrize(
+    "failure",
+    ["raise RuntimeError('rank 1 broke')", "os.kill(os.getpid(), signal.SIGKILL)"],
+    ids=["raises", "killed"],
+)
+def test_a_rank_that_fails_or_is_killed_mid_run_leaves_rank_0_with_what_it_measured(tiny_dir, failure):
     (tiny_dir / "fail_rank.py").write_text(
-        "import os\n\n"
+        "import os, signal\n\n"
         "def rank1(model):\n"
         "    calls = []\n\n"
         "    def fail(*_):\n"
         "        calls.append(1)\n"
         "        if os.environ['RANK'] == '1' and len(calls) > 20:  # in the fourth call\n"
-        "            raise RuntimeError('rank 1 broke')\n\n"
+        f"            {failure}\n\n"
         "    model.register_forward_hook(fail)\n"
     )
     out = tiny_dir / "failed.json"
+    out.unlink(missing_ok=True)
     args = [*tp_run(tiny_dir, "fail_rank:rank1", 5, out), "--rank-timeout", "20"]
     pytest.importorskip("accelerate")
     result = torchrun(tiny_dir, "-m", "llmprof", *args)
     assert result.returncode != 0
+    assert "the ranks' timelines were not gathered" in result.stderr
     run = load_run(out)  # rank 0 saved the repeats it finished
-    assert 1 <= len(run.measured) < 5 and run.interrupted
+    assert 1 <= len(run.measured) < 5 and run.interrupted and run.ranks is None
 
 
 def test_save_ranks_gathers_a_torchrun_script_of_ones_own_into_one_run(tmp_path):

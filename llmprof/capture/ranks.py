@@ -83,15 +83,13 @@ class Ranks:
             payload = {**mine.__dict__, "records": [r.to_dict() for r in records]}
             gathered: list[Any] = [None] * self.world_size if self.rank == 0 else []
             dist.gather_object(payload, gathered if self.rank == 0 else None, dst=0, group=self.group)
-            dist.barrier(
-                group=self.group
-            )  # no rank leaves (and closes its sockets) before rank 0 has them all
+            # no rank leaves (and closes its sockets) before rank 0 has them all
+            dist.barrier(group=self.group)
             dist.destroy_process_group(self.group)
         except Exception as exc:  # noqa: BLE001 - a rank that died or hangs: keep this rank's own timeline
             text = str(exc).strip().splitlines()
-            return [
-                mine
-            ], f"the ranks' timelines were not gathered: {text[0] if text else type(exc).__name__}"
+            reason = text[0].split(". ")[0] if text else type(exc).__name__  # gloo's first sentence
+            return [mine], f"the ranks' timelines were not gathered (a rank failed or left): {reason}"
         if self.rank != 0:
             return [mine], None
         timelines = [mine]
