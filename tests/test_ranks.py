@@ -272,3 +272,4 @@ def test_the_report_shows_each_ranks_row_its_own_counters_and_the_skew(capsys, t
     assert "| 1 | b | 48.00 | 16.50 | 4 | 3.000 | 4 of 4 steps | +0.0 us +- 2.0 us |" in out  # another host
     assert "token-time skew across ranks (max - min of T_k, per step): median 5.000 ms" in out
     assert "slowest rank: 1 (its token came last in 4 of 4 steps)" in out
+    assert "the metrics, breakdown and telemetry above are rank 0's" in out

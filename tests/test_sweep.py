@@ -297,10 +297,8 @@ def slowed(document: dict, factor: float) -> dict:
     return document
 
 
-def test_compare_of_two_sweeps_fails_on_a_slower_one_and_passes_identical_ones(
-    scaling_model, tmp_path, capsys
-):
-    a, same, b = (str(tmp_path / f"{name}.json") for name in ("a", "same", "b"))
+def noiseless_sweep(model, path: str) -> dict:
+    """A batch 1,2 sweep of 4 repeats saved at ``path`` with its repeats made noiseless; its document."""
     args = [
         "--batch-size",
         "1,2",
@@ -311,11 +309,19 @@ def test_compare_of_two_sweeps_fails_on_a_slower_one_and_passes_identical_ones(
         "--repeats",
         "4",
         "--json",
-        a,
+        path,
     ]
-    assert main(sweep_args(scaling_model, *args)) == 0
-    measured = json.loads(Path(a).read_text())
-    Path(a).write_text(json.dumps(slowed(measured, 1.0)))
+    assert main(sweep_args(model, *args)) == 0
+    measured = json.loads(Path(path).read_text())
+    Path(path).write_text(json.dumps(slowed(measured, 1.0)))
+    return measured
+
+
+def test_compare_of_two_sweeps_fails_on_a_slower_one_and_passes_identical_ones(
+    scaling_model, tmp_path, capsys
+):
+    a, same, b = (str(tmp_path / f"{name}.json") for name in ("a", "same", "b"))
+    measured = noiseless_sweep(scaling_model, a)
     Path(b).write_text(json.dumps(slowed(measured, 1.10)))
     shutil.copy(a, same)
     capsys.readouterr()
@@ -338,21 +344,7 @@ def test_compare_plot_of_two_sweeps_draws_each_points_ratio_and_names_the_missin
     from matplotlib.figure import Figure
 
     a, b = str(tmp_path / "a.json"), str(tmp_path / "b.json")
-    args = [
-        "--batch-size",
-        "1,2",
-        "--prompt-len",
-        "4",
-        "--max-new-tokens",
-        "4",
-        "--repeats",
-        "4",
-        "--json",
-        a,
-    ]
-    assert main(sweep_args(scaling_model, *args)) == 0
-    measured = json.loads(Path(a).read_text())
-    Path(a).write_text(json.dumps(slowed(measured, 1.0)))
+    measured = noiseless_sweep(scaling_model, a)
     slower = slowed(measured, 1.25)
     slower["points"] = slower["points"][:1]  # batch 2 not measured in B
     Path(b).write_text(json.dumps(slower))

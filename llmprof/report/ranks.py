@@ -61,7 +61,8 @@ def ranks_sections(run: Run) -> tuple[list[Section], list[str]]:
                 _clock(r.rank, r.offset_ns, r.uncertainty_ns, r.hostname == host0),
             ]
         )
-    return [section], skew_notes(report) + [f"warning: {w}" for w in report.warnings]
+    headline = "the metrics, breakdown and telemetry above are rank 0's; this table has every rank's"
+    return [section], [headline, *skew_notes(report), *(f"warning: {w}" for w in report.warnings)]
 
 
 def skew_notes(report: RanksReport) -> list[str]:
