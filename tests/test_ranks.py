@@ -7,16 +7,18 @@ import os
 import statistics
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from timelines import MS, host_marks, record
 
+from examples import slow_rank
 from llmprof.analysis.ranks import RankTimeline, ranks_report
 from llmprof.cli import main
 from llmprof.errors import ModelLoadError, RunFormatError
 from llmprof.runfile import Run, load_run, save_run
 
-DELAY_MS = 40.0
+DELAY_MS = slow_rank.DELAY_S * 1e3
 
 
 def shifted(marks, after_ms):
@@ -121,7 +123,7 @@ def test_a_world_size_that_does_not_divide_the_heads_or_no_accelerate_is_one_lin
 
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory):
-    """A tiny Llama (4 heads, 2 KV heads) with the demo's tokenizer, saved; and a patch that delays rank 1."""
+    """A tiny Llama (4 heads, 2 KV heads) with the demo's tokenizer, saved."""
     from tiny_models import tiny_llama
 
     from llmprof.workloads.demo import train_demo_tokenizer
@@ -130,20 +132,13 @@ def tiny_dir(tmp_path_factory):
     tokenizer = train_demo_tokenizer()
     tiny_llama(vocab_size=len(tokenizer)).save_pretrained(path / "llama")
     tokenizer.save_pretrained(path / "llama")
-    (
-        path / "slow_rank.py"
-    ).write_text(  # a forward hook: the forward's own signature stays as generate() reads it
-        "import os, time\n\n"
-        "def rank1(model):\n"
-        "    if os.environ['RANK'] == '1':  # after the step's last all-reduce: rank 0 waits at the next one\n"
-        f"        model.register_forward_hook(lambda *_: time.sleep({DELAY_MS / 1e3}))\n"
-    )
     return path
 
 
 def torchrun(cwd, *args):
     """``torchrun --nproc-per-node 2 ARGS`` in ``cwd`` (importable), finished."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(cwd)}
+    repo = Path(__file__).resolve().parent.parent  # examples/ importable too
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(cwd), str(repo)])}
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", *args]
     result = subprocess.run(
         command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300, check=False
@@ -169,7 +164,7 @@ def tp_run(tiny_dir, patch, repeats, out):
 
 def test_torchrun_tp_gives_one_run_with_a_timeline_per_rank_and_the_delayed_rank_slowest(tiny_dir):
     out = tiny_dir / "run.json"
-    args = tp_run(tiny_dir, "slow_rank:rank1", 3, out)
+    args = tp_run(tiny_dir, "examples.slow_rank:rank1", 3, out)  # 40 ms after each forward of rank 1
     pytest.importorskip("accelerate")
     result = torchrun(tiny_dir, "-m", "llmprof", *args)
     assert result.returncode == 0, result.stderr[-2000:]
