@@ -157,16 +157,19 @@ class Span {
     bool prefill_;
 };
 
-// A tensor's (data pointer, bytes, on a GPU), read through its Python attributes (no torch headers here).
+// A tensor's (data pointer, bytes, on a GPU, which GPU), read through its Python attributes (no torch headers
+// here); the GPU's ordinal only for a timeline of several lanes (else -1).
 struct TensorView {
     std::uintptr_t ptr;
     std::size_t nbytes;
     bool on_device;
+    int device;
 };
-TensorView view(py::handle t) {
+TensorView view(py::handle t, const Timeline& tl) {
     static PyObject* const data_ptr = PyUnicode_InternFromString("data_ptr");
     static PyObject* const nbytes = PyUnicode_InternFromString("nbytes");
     static PyObject* const is_cuda = PyUnicode_InternFromString("is_cuda");
+    static PyObject* const get_device = PyUnicode_InternFromString("get_device");
     auto get = [](PyObject* value) {  // a new reference, or the Python error raised
         if (!value) throw py::error_already_set();
         return py::reinterpret_steal<py::object>(value);
@@ -176,8 +179,12 @@ TensorView view(py::handle t) {
     const py::object cuda = get(PyObject_GetAttr(t.ptr(), is_cuda));
     const std::uintptr_t address = PyLong_AsUnsignedLongLong(ptr.ptr());
     const std::size_t bytes = PyLong_AsSize_t(size.ptr());
+    const bool on_device = cuda.ptr() == Py_True;
+    int device = -1;
+    if (on_device && tl.lanes() > 1)
+        device = int(PyLong_AsLong(get(PyObject_CallMethodNoArgs(t.ptr(), get_device)).ptr()));
     if (PyErr_Occurred()) throw py::error_already_set();
-    return {address, bytes, cuda.ptr() == Py_True};
+    return {address, bytes, on_device, device};
 }
 
 // The token-marking criteria list's __call__, in C (no Python frame a step): stamps T_k, runs the criteria
@@ -209,8 +216,8 @@ PyObject* marking_call(PyObject*, PyObject* const* args, Py_ssize_t nargsf, PyOb
     if (guarded([&] { tl->token(1); })) done = PyObject_Vectorcall(criteria_call, args, nargs, kwnames);
     if (done && tl->armed()) {
         try {
-            const TensorView v = view(done);
-            tl->keep(v.ptr, v.nbytes, v.on_device);
+            const TensorView v = view(done, *tl);
+            tl->keep(v.ptr, v.nbytes, v.on_device, v.device);
         } catch (py::error_already_set& e) {
             e.restore();
             Py_CLEAR(done);
@@ -272,10 +279,10 @@ void checked_token(Timeline& tl, const py::object& finished, std::int64_t tokens
             misuse("finished flags must be a bool tensor (one byte a flag), got " +
                    py::str(finished.attr("dtype")).cast<std::string>());
         if (!finished.attr("is_contiguous")().cast<bool>()) misuse("finished flags must be a contiguous tensor");
-        v = view(finished);
+        v = view(finished, tl);
     } else if (py::isinstance<py::sequence>(finished) && !py::isinstance<py::str>(finished)) {
         for (py::handle f : finished) packed.push_back(py::bool_(py::reinterpret_borrow<py::object>(f)) ? 1 : 0);
-        v = {reinterpret_cast<std::uintptr_t>(packed.data()), packed.size(), false};
+        v = {reinterpret_cast<std::uintptr_t>(packed.data()), packed.size(), false, -1};
     } else {
         misuse("finished flags must be a bool tensor or a sequence of bools");
     }
@@ -283,7 +290,7 @@ void checked_token(Timeline& tl, const py::object& finished, std::int64_t tokens
         misuse("finished flags must hold one flag per sequence (" + std::to_string(tl.batch()) + "), got " +
                std::to_string(v.nbytes));
     tl.token(tokens);
-    tl.keep(v.ptr, v.nbytes, v.on_device);
+    tl.keep(v.ptr, v.nbytes, v.on_device, v.device);
     if (!tl.flags_error().empty()) misuse(tl.flags_error());
 }
 
@@ -374,7 +381,11 @@ PYBIND11_MODULE(_core, m) {
     py::class_<Timeline>(m, "Timeline",
                          "Preallocated timeline of (label, step) marks; CUDA backend when device >= 0.")
         .def(py::init<std::int64_t, int>(), py::arg("capacity") = 65536, py::arg("device") = -1)
+        .def(py::init<std::int64_t, const std::vector<int>&>(), py::arg("capacity"), py::arg("devices"),
+             "The CUDA backend with one lane per device ordinal (a device_map model), the first where a forward "
+             "starts.")
         .def_property_readonly("backend", &Timeline::backend)
+        .def_property_readonly("devices", &Timeline::devices, "The lanes' device ordinals ([] on the host).")
         .def_property_readonly("capacity", &Timeline::capacity)
         .def_property_readonly("size", &Timeline::size)
         .def_property_readonly("dropped", &Timeline::dropped,
@@ -384,6 +395,8 @@ PYBIND11_MODULE(_core, m) {
         .def("reserve", &Timeline::reserve, py::arg("n"), "Grow the capacity (and the CUDA event pool) to n.")
         .def("set_stream", &Timeline::set_stream, py::arg("handle"),
              "CUstream as an int (torch.cuda.current_stream().cuda_stream); 0 = legacy default stream.")
+        .def("set_streams", &Timeline::set_streams, py::arg("handles"),
+             "One CUstream per lane, in the lanes' order (set_stream() sets the first).")
         .def("mark", &Timeline::mark, py::arg("label"), py::arg("step"),
              "Host stamp (+ CUDA event on the current stream). Counts a drop when full.")
         .def("mark_host", &Timeline::mark_host, py::arg("label"), py::arg("step"), "Host stamp only.")
@@ -410,14 +423,16 @@ PYBIND11_MODULE(_core, m) {
             "keep",
             [](Timeline& tl, py::handle flags) {
                 if (!tl.armed()) return;
-                const TensorView v = view(flags);
-                tl.keep(v.ptr, v.nbytes, v.on_device);
+                const TensorView v = view(flags, tl);
+                tl.keep(v.ptr, v.nbytes, v.on_device, v.device);
             },
             py::arg("flags"),
             "Hot path: the current step's per-sequence flags (a contiguous one-byte tensor), copied without a "
             "sync when armed.")
         .def("keep_ptr", &Timeline::keep, py::arg("ptr"), py::arg("nbytes"), py::arg("on_device"),
-             "keep() from a raw pointer: host memory, or device memory on the CUDA backend.")
+             py::arg("device") = -1,
+             "keep() from a raw pointer: host memory, or device memory on the CUDA backend (on the lane of "
+             "`device` when there are several).")
         .def("token", &checked_token, py::arg("finished") = py::none(), py::arg("tokens") = 1,
              "The public API's token(): checked for misuse (CaptureError), flags a tensor or a sequence.")
         .def("timed", &make_timed, py::arg("fn"), "fn marked as a forward span of the current step when armed.")
@@ -463,6 +478,14 @@ PYBIND11_MODULE(_core, m) {
                 out["host_ns"] = to_array(std::move(r.host_ns));
                 out["device_ns"] = to_array(std::move(device));
                 out["has_device"] = has_device;
+                const std::size_t n_lanes = tl.lanes();
+                out["lanes"] = to_array(std::move(r.lanes));
+                if (n_lanes > 1) {
+                    py::array_t<std::int64_t> lane_ns = to_array(std::move(r.lane_ns));
+                    out["lane_ns"] = lane_ns.reshape({py::ssize_t(lane_ns.size() / n_lanes), py::ssize_t(n_lanes)});
+                } else {
+                    out["lane_ns"] = py::none();
+                }
                 out["sync_uncertainty_ns"] = r.sync_uncertainty_ns;
                 out["backend"] = r.backend;
                 out["dropped"] = r.dropped;
@@ -470,7 +493,8 @@ PYBIND11_MODULE(_core, m) {
             },
             "Wait for the events and map them to host ns through the last calibration (or the nearer anchor), "
             "corrected for the device clock's drift: int64 arrays per mark field, and has_device (False for "
-            "host-only marks, whose device_ns is 0).")
+            "host-only marks, whose device_ns is 0); lanes (per mark, the lanes its event went on) and, with "
+            "several lanes, lane_ns (marks x lanes, each lane through its own calibration; device_ns is the latest).")
         .def("drift_ns", &Timeline::drift_ns,
              "Host minus device time elapsed between the last two calibrations (else None).");
 }

@@ -35,24 +35,38 @@ class CtxScope {
 
 }  // namespace
 
-Timeline::Timeline(std::int64_t capacity, int device) {
+Timeline::Timeline(std::int64_t capacity, int device)
+    : Timeline(capacity, device < 0 ? std::vector<int>{} : std::vector<int>{device}) {}
+
+Timeline::Timeline(std::int64_t capacity, const std::vector<int>& devices) {
     if (capacity <= 0)
         throw std::invalid_argument("Timeline capacity must be > 0, got " + std::to_string(capacity));
+    for (std::size_t i = 0; i < devices.size(); ++i)
+        if (devices[i] < 0 || std::find(devices.begin(), devices.begin() + i, devices[i]) != devices.begin() + i)
+            throw std::invalid_argument("Timeline devices must be distinct ordinals >= 0");
     marks_.resize(std::size_t(capacity));
-    if (device < 0) return;
+    if (!devices.empty()) init_lanes(devices);
+}
 
+void Timeline::init_lanes(const std::vector<int>& devices) {
     const cuda::Driver& drv = cuda::driver();
     drv.check(drv.cuInit(0), "cuInit");
     drv.check(drv.cuDriverGetVersion(&driver_version_), "cuDriverGetVersion");
-    drv.check(drv.cuDeviceGet(&dev_, device), "cuDeviceGet");
-    drv.check(drv.cuDevicePrimaryCtxRetain(&ctx_, dev_), "cuDevicePrimaryCtxRetain");
     drv_ = &drv;  // from here on, release() undoes what was acquired
     try {
-        CtxScope scope(drv, ctx_);
-        for (auto& ev : cal_) ev = create_event();
-        anchor_ = create_event();
-        events_.reserve(marks_.size());
-        while (events_.size() < marks_.size()) events_.push_back(create_event());
+        lanes_.reserve(devices.size());
+        for (int ordinal : devices) {
+            Lane lane;
+            drv.check(drv.cuDeviceGet(&lane.dev, ordinal), "cuDeviceGet");
+            drv.check(drv.cuDevicePrimaryCtxRetain(&lane.ctx, lane.dev), "cuDevicePrimaryCtxRetain");
+            lanes_.push_back(std::move(lane));
+            Lane& added = lanes_.back();
+            CtxScope scope(drv, added.ctx);
+            for (auto& ev : added.cal) ev = create_event();
+            added.anchor = create_event();
+            added.events.reserve(marks_.size());
+            while (added.events.size() < marks_.size()) added.events.push_back(create_event());
+        }
     } catch (...) {
         release();
         throw;
@@ -66,16 +80,19 @@ Timeline::~Timeline() {
 
 void Timeline::release() noexcept {
     if (!drv_) return;
-    const bool pushed = drv_->cuCtxPushCurrent(ctx_) == cuda::CUDA_SUCCESS;
-    for (cuda::CUevent ev : cal_)
-        if (ev) drv_->cuEventDestroy(ev);
-    if (anchor_) drv_->cuEventDestroy(anchor_);
-    for (cuda::CUevent ev : events_) drv_->cuEventDestroy(ev);
-    if (pushed) {
-        cuda::CUcontext popped;
-        drv_->cuCtxPopCurrent(&popped);
+    for (Lane& lane : lanes_) {
+        const bool pushed = drv_->cuCtxPushCurrent(lane.ctx) == cuda::CUDA_SUCCESS;
+        for (cuda::CUevent ev : lane.cal)
+            if (ev) drv_->cuEventDestroy(ev);
+        if (lane.anchor) drv_->cuEventDestroy(lane.anchor);
+        for (cuda::CUevent ev : lane.events) drv_->cuEventDestroy(ev);
+        if (pushed) {
+            cuda::CUcontext popped;
+            drv_->cuCtxPopCurrent(&popped);
+        }
+        drv_->cuDevicePrimaryCtxRelease(lane.dev);
     }
-    drv_->cuDevicePrimaryCtxRelease(dev_);
+    lanes_.clear();
     drv_ = nullptr;
 }
 
@@ -85,12 +102,39 @@ cuda::CUevent Timeline::create_event() const {
     return ev;
 }
 
+std::vector<int> Timeline::devices() const {
+    std::vector<int> out;
+    for (const Lane& lane : lanes_) out.push_back(lane.dev);
+    return out;
+}
+
+void Timeline::set_streams(const std::vector<std::uintptr_t>& handles) {
+    if (handles.size() != lanes_.size())
+        throw std::invalid_argument("set_streams(): " + std::to_string(handles.size()) + " streams for " +
+                                    std::to_string(lanes_.size()) + " lanes");
+    for (std::size_t i = 0; i < handles.size(); ++i) lanes_[i].stream = reinterpret_cast<cuda::CUstream>(handles[i]);
+}
+
+void Timeline::record_lanes(Mark& m) {
+    const std::size_t n = opens_span(m.label) ? 1 : lanes_.size();
+    for (std::size_t i = 0; i < n; ++i) {
+        Lane& lane = lanes_[i];
+        drv_->check(drv_->cuCtxPushCurrent(lane.ctx), "cuCtxPushCurrent");
+        const cuda::CUresult rc = drv_->cuEventRecord(lane.events[n_events_], lane.stream);
+        cuda::CUcontext popped;
+        drv_->cuCtxPopCurrent(&popped);
+        drv_->check(rc, "cuEventRecord");
+        lane.recorded = n_events_ + 1;
+    }
+    m.lanes = std::int64_t(n);
+}
+
 void Timeline::reserve(std::size_t n) {
     if (n <= marks_.size()) return;
-    if (drv_) {
-        CtxScope scope(*drv_, ctx_);
-        events_.reserve(n);
-        while (events_.size() < n) events_.push_back(create_event());
+    for (Lane& lane : lanes_) {
+        CtxScope scope(*drv_, lane.ctx);
+        lane.events.reserve(n);
+        while (lane.events.size() < n) lane.events.push_back(create_event());
     }
     marks_.resize(n);
 }
@@ -98,7 +142,7 @@ void Timeline::reserve(std::size_t n) {
 void Timeline::free_flags() noexcept {
     if (!flags_) return;
     if (drv_) {
-        const bool pushed = drv_->cuCtxPushCurrent(ctx_) == cuda::CUDA_SUCCESS;
+        const bool pushed = drv_->cuCtxPushCurrent(lanes_[0].ctx) == cuda::CUDA_SUCCESS;
         drv_->cuMemFreeHost(flags_);
         if (pushed) {
             cuda::CUcontext popped;
@@ -116,8 +160,9 @@ void Timeline::grow_flags(std::size_t bytes) {
     free_flags();
     void* p = nullptr;
     if (drv_) {
-        CtxScope scope(*drv_, ctx_);
-        drv_->check(drv_->cuMemHostAlloc(&p, bytes, 0), "cuMemHostAlloc");  // pinned: async device copies
+        constexpr unsigned kPortable = 0x01;  // CU_MEMHOSTALLOC_PORTABLE: pinned for every lane's context
+        CtxScope scope(*drv_, lanes_[0].ctx);
+        drv_->check(drv_->cuMemHostAlloc(&p, bytes, kPortable), "cuMemHostAlloc");  // pinned: async copies
     } else if (!(p = std::malloc(bytes))) {
         throw std::bad_alloc();
     }
@@ -150,7 +195,7 @@ void Timeline::end_request() {
     if (was_open && step_observer) step_observer(kRequestEnd, step_);
 }
 
-void Timeline::keep(std::uintptr_t src, std::size_t nbytes, bool on_device) {
+void Timeline::keep(std::uintptr_t src, std::size_t nbytes, bool on_device, int device) {
     if (!armed_ || !flags_error_.empty()) return;
     auto at = [this] { return " (step " + std::to_string(step_) + ")"; };  // for errors only: no allocation
     if (step_ < 1 || std::size_t(step_) - 1 != flag_rows_) {
@@ -181,25 +226,38 @@ void Timeline::keep(std::uintptr_t src, std::size_t nbytes, bool on_device) {
     } else if (!drv_) {
         flags_error_ = "finished flags on a GPU, but this timeline records host stamps only";
         return;
+    } else if (lanes_.size() == 1) {
+        drv_->check(drv_->cuMemcpyDtoHAsync(dst, cuda::CUdeviceptr(src), nbytes, lanes_[0].stream),
+                    "cuMemcpyDtoHAsync");
     } else {
-        drv_->check(drv_->cuMemcpyDtoHAsync(dst, cuda::CUdeviceptr(src), nbytes, stream_), "cuMemcpyDtoHAsync");
+        auto lane = std::find_if(lanes_.begin(), lanes_.end(), [&](const Lane& l) { return l.dev == device; });
+        if (lane == lanes_.end()) {
+            flags_error_ = "finished flags on cuda:" + std::to_string(device) + ", a device this timeline does not record";
+            return;
+        }
+        CtxScope scope(*drv_, lane->ctx);
+        drv_->check(drv_->cuMemcpyDtoHAsync(dst, cuda::CUdeviceptr(src), nbytes, lane->stream),
+                    "cuMemcpyDtoHAsync");
     }
     ++flag_rows_;
 }
 
 void Timeline::calibrate() {
-    if (!drv_) return;
-    CtxScope scope(*drv_, ctx_);
-    drv_->check(drv_->cuStreamSynchronize(stream_), "cuStreamSynchronize");
+    for (Lane& lane : lanes_) calibrate_lane(lane);
+}
+
+void Timeline::calibrate_lane(Lane& lane) {
+    CtxScope scope(*drv_, lane.ctx);
+    drv_->check(drv_->cuStreamSynchronize(lane.stream), "cuStreamSynchronize");
     // The current reference becomes the previous one; the other two events take turns as candidates.
-    const int keep = ref_;
+    const int keep = lane.ref;
     int best = (keep + 1) % 3, scratch = (keep + 2) % 3;
-    prev_ = -1;  // the old previous reference is about to be overwritten
+    lane.prev = -1;  // the old previous reference is about to be overwritten
     std::int64_t best_host = 0, best_uncertainty = std::numeric_limits<std::int64_t>::max();
     for (int i = 0; i < kCalibrationTries; ++i) {
         const std::int64_t h0 = host_now_ns();
-        drv_->check(drv_->cuEventRecord(cal_[scratch], stream_), "cuEventRecord");
-        drv_->check(drv_->cuEventSynchronize(cal_[scratch]), "cuEventSynchronize");
+        drv_->check(drv_->cuEventRecord(lane.cal[scratch], lane.stream), "cuEventRecord");
+        drv_->check(drv_->cuEventSynchronize(lane.cal[scratch]), "cuEventSynchronize");
         const std::int64_t h1 = host_now_ns();
         // The event completed within [h0, h1]; keep the tightest bracket, stamped at its end.
         if (h1 - h0 < best_uncertainty) {
@@ -208,16 +266,23 @@ void Timeline::calibrate() {
             std::swap(best, scratch);
         }
     }
-    prev_ = keep;
-    prev_host_ns_ = ref_host_ns_;
-    ref_ = best;
-    ref_host_ns_ = best_host;
-    uncertainty_ns_ = best_uncertainty;
+    lane.prev = keep;
+    lane.prev_host_ns = lane.ref_host_ns;
+    lane.ref = best;
+    lane.ref_host_ns = best_host;
+    lane.uncertainty_ns = best_uncertainty;
 }
 
 void Timeline::anchor() {
     if (!drv_) return;
-    drv_->check(drv_->cuEventRecord(anchor_, stream_), "cuEventRecord");
+    if (lanes_.size() == 1) {
+        drv_->check(drv_->cuEventRecord(lanes_[0].anchor, lanes_[0].stream), "cuEventRecord");
+    } else {
+        for (Lane& lane : lanes_) {
+            CtxScope scope(*drv_, lane.ctx);
+            drv_->check(drv_->cuEventRecord(lane.anchor, lane.stream), "cuEventRecord");
+        }
+    }
     anchored_ = true;
 }
 
@@ -242,60 +307,67 @@ Resolved Timeline::resolve() {
     Resolved out;
     out.backend = backend();
     out.dropped = dropped_;
-    out.sync_uncertainty_ns = uncertainty_ns_;
     out.label.reserve(size_);
     out.step.reserve(size_);
     out.host_ns.reserve(size_);
-    out.device_ns.reserve(size_);
-    std::optional<CtxScope> scope;
-    if (drv_) {
-        if (ref_ < 0)
-            throw std::runtime_error("Timeline.resolve(): call calibrate() first on the CUDA backend");
-        scope.emplace(*drv_, ctx_);
-        if (n_events_ > 0)
-            drv_->check(drv_->cuEventSynchronize(events_[n_events_ - 1]), "cuEventSynchronize");
-    }
-    // Host ns per device ns, from the two last calibrations: 1 until there are two, or if they are too close.
-    double rate = 1.0;
-    if (drv_ && prev_ >= 0) {
-        const double device_ns = elapsed_ms(*drv_, cal_[prev_], cal_[ref_]) * 1e6;
-        const double host_ns = double(ref_host_ns_ - prev_host_ns_);
-        if (device_ns > kMinRateSpanNs && host_ns > kMinRateSpanNs) rate = host_ns / device_ns;
-        if (std::abs(rate - 1.0) > kMaxDrift) rate = 1.0;  // not a drift: a clock that jumped
-    }
-    // The anchor's host time, through the reference: events nearer the anchor are mapped from it.
-    double anchor_host_ns = 0;
-    if (drv_ && anchored_)
-        anchor_host_ns = double(ref_host_ns_) + rate * elapsed_ms(*drv_, cal_[ref_], anchor_) * 1e6;
+    out.lanes.reserve(size_);
     for (std::size_t i = 0; i < size_; ++i) {
         const Mark& m = marks_[i];
         out.label.push_back(m.label);
         out.step.push_back(m.step);
         out.host_ns.push_back(m.host_ns);
-        if (m.event < 0) {
-            out.device_ns.emplace_back();
-            continue;
+        out.lanes.push_back(m.lanes);
+    }
+    out.device_ns.assign(size_, std::nullopt);
+    const std::size_t n_lanes = lanes_.size();
+    if (n_lanes > 1) out.lane_ns.assign(size_ * n_lanes, 0);
+    for (std::size_t l = 0; l < n_lanes; ++l) {
+        const Lane& lane = lanes_[l];
+        if (lane.ref < 0)
+            throw std::runtime_error("Timeline.resolve(): call calibrate() first on the CUDA backend");
+        out.sync_uncertainty_ns = std::max(out.sync_uncertainty_ns, lane.uncertainty_ns);
+        CtxScope scope(*drv_, lane.ctx);
+        if (lane.recorded > 0)
+            drv_->check(drv_->cuEventSynchronize(lane.events[lane.recorded - 1]), "cuEventSynchronize");
+        // Host ns per device ns, from the two last calibrations: 1 until there are two, or if they are too close.
+        double rate = 1.0;
+        if (lane.prev >= 0) {
+            const double device_ns = elapsed_ms(*drv_, lane.cal[lane.prev], lane.cal[lane.ref]) * 1e6;
+            const double host_ns = double(lane.ref_host_ns - lane.prev_host_ns);
+            if (device_ns > kMinRateSpanNs && host_ns > kMinRateSpanNs) rate = host_ns / device_ns;
+            if (std::abs(rate - 1.0) > kMaxDrift) rate = 1.0;  // not a drift: a clock that jumped
         }
-        const cuda::CUevent ev = events_[std::size_t(m.event)];
-        // ms is a float: resolution ~0.5 us near its origin, coarser far from it (~4 us at 60 s): map each
-        // event from the nearer of the reference and the anchor.
-        const double from_ref = elapsed_ms(*drv_, cal_[ref_], ev) * 1e6;
-        double host = double(ref_host_ns_) + rate * from_ref;
-        if (anchored_) {
-            const double from_anchor = elapsed_ms(*drv_, anchor_, ev) * 1e6;
-            if (std::abs(from_anchor) < std::abs(from_ref)) host = anchor_host_ns + rate * from_anchor;
+        const cuda::CUevent ref = lane.cal[lane.ref];
+        // The anchor's host time, through the reference: events nearer the anchor are mapped from it.
+        const double anchor_host_ns =
+            anchored_ ? double(lane.ref_host_ns) + rate * elapsed_ms(*drv_, ref, lane.anchor) * 1e6 : 0;
+        for (std::size_t i = 0; i < size_; ++i) {
+            const Mark& m = marks_[i];
+            if (m.event < 0 || std::size_t(m.lanes) <= l) continue;
+            const cuda::CUevent ev = lane.events[std::size_t(m.event)];
+            // ms is a float: resolution ~0.5 us near its origin, coarser far from it (~4 us at 60 s): map each
+            // event from the nearer of the reference and the anchor.
+            const double from_ref = elapsed_ms(*drv_, ref, ev) * 1e6;
+            double host = double(lane.ref_host_ns) + rate * from_ref;
+            if (anchored_) {
+                const double from_anchor = elapsed_ms(*drv_, lane.anchor, ev) * 1e6;
+                if (std::abs(from_anchor) < std::abs(from_ref)) host = anchor_host_ns + rate * from_anchor;
+            }
+            const std::int64_t t = std::llround(host);
+            if (n_lanes > 1) out.lane_ns[i * n_lanes + l] = t;
+            if (!out.device_ns[i] || t > *out.device_ns[i]) out.device_ns[i] = t;  // the latest lane
         }
-        out.device_ns.emplace_back(std::llround(host));
     }
     return out;
 }
 
 std::optional<std::int64_t> Timeline::drift_ns() const {
-    if (!drv_ || prev_ < 0) return std::nullopt;
-    CtxScope scope(*drv_, ctx_);
+    if (!drv_ || lanes_[0].prev < 0) return std::nullopt;
+    const Lane& lane = lanes_[0];
+    CtxScope scope(*drv_, lane.ctx);
     float ms = 0;
-    drv_->check(drv_->cuEventElapsedTime(&ms, cal_[prev_], cal_[ref_]), "cuEventElapsedTime");
-    return (ref_host_ns_ - prev_host_ns_) - std::llround(double(ms) * 1e6);
+    drv_->check(drv_->cuEventElapsedTime(&ms, lane.cal[lane.prev], lane.cal[lane.ref]), "cuEventElapsedTime");
+    return (lane.ref_host_ns - lane.prev_host_ns) - std::llround(double(ms) * 1e6);
 }
 
 }  // namespace llmprof

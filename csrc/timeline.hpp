@@ -4,6 +4,11 @@
 // events' device times onto the host clock through the last reference event (calibrate()), or through the
 // request's anchor (anchor()) when an event is nearer to it, scaled by the device clock's rate against the
 // host clock between the last two calibrations (drift).
+// Several devices (a device_map model in one process): one lane per device, each with its own context,
+// stream, event pool, anchor and calibration. A mark that opens a span (a forward, vision, encoder or draft
+// begin) records on the first lane (where the work starts); any other mark on every lane, and its device time
+// is the latest of them (the step is done when every device has done its part); resolve() maps each lane
+// through its own reference and also gives every lane's time.
 // It also keeps the state of the request being recorded, which the per-step calls read (armed, the step
 // counter, an open forward), and each step's per-sequence finished flags, copied without a sync into one
 // preallocated buffer (pinned host memory on the CUDA backend) and read once after the request.
@@ -24,19 +29,50 @@ struct Mark {
     std::int64_t label;
     std::int64_t step;
     std::int64_t host_ns;
-    std::int64_t event;  // index into the event pool, -1 for a host-only mark
+    std::int64_t event;  // index into the lanes' event pools, -1 for a host-only mark
+    std::int64_t lanes;  // the event was recorded on this many lanes, from the first
 };
 
 struct Resolved {
     std::vector<std::int64_t> label, step, host_ns;
     std::vector<std::optional<std::int64_t>> device_ns;  // nullopt for host-only marks
+    std::vector<std::int64_t> lanes;    // per mark, the lanes its event was recorded on (0: host-only)
+    std::vector<std::int64_t> lane_ns;  // with several lanes: marks x lanes, row-major (0 where not recorded)
     std::int64_t sync_uncertainty_ns = 0;
     std::string backend;
     std::uint64_t dropped = 0;
 };
 
-// Mark labels the timeline itself stamps (the Python side's Label enum holds them all).
-enum Label : std::int64_t { kRequestStart = 0, kRequestEnd = 1, kForwardBegin = 2, kForwardEnd = 3, kToken = 4 };
+// Mark labels the timeline itself stamps, and those that open a span (the Python side's Label enum holds
+// them all, with the same values).
+enum Label : std::int64_t {
+    kRequestStart = 0,
+    kRequestEnd = 1,
+    kForwardBegin = 2,
+    kForwardEnd = 3,
+    kToken = 4,
+    kVisionBegin = 5,
+    kEncoderBegin = 7,
+    kDraftBegin = 9,
+};
+constexpr bool opens_span(std::int64_t label) {
+    return label == kForwardBegin || label == kVisionBegin || label == kEncoderBegin || label == kDraftBegin;
+}
+
+// One device of the CUDA backend: its primary context, the stream its events go on, its event pool (at least
+// the timeline's capacity, indexed as the marks' events), its anchor and its calibration.
+struct Lane {
+    cuda::CUdevice dev = 0;
+    cuda::CUcontext ctx = nullptr;
+    cuda::CUstream stream = nullptr;
+    std::vector<cuda::CUevent> events;
+    std::size_t recorded = 0;  // pool events recorded on this lane since clear() (the last one + 1)
+    // Calibration: three events rotate so that the previous reference survives a new calibrate() (drift).
+    std::array<cuda::CUevent, 3> cal{};
+    cuda::CUevent anchor = nullptr;
+    int ref = -1, prev = -1;  // indices into cal, -1 = none
+    std::int64_t ref_host_ns = 0, prev_host_ns = 0, uncertainty_ns = 0;
+};
 
 // Called right after each mark where a step opens or closes (REQUEST_START, an armed FORWARD_BEGIN or TOKEN,
 // REQUEST_END) with its label and step, while set: one call's NVTX ranges and profiler range. Unset, it
@@ -48,6 +84,8 @@ class Timeline {
  public:
     // device < 0: host backend; else the CUDA backend on that device ordinal, in its primary context.
     explicit Timeline(std::int64_t capacity, int device);
+    // The CUDA backend on these device ordinals, one lane each, the first where a forward starts (none: host).
+    Timeline(std::int64_t capacity, const std::vector<int>& devices);
     ~Timeline();
     Timeline(const Timeline&) = delete;
     Timeline& operator=(const Timeline&) = delete;
@@ -60,16 +98,31 @@ class Timeline {
         return drv_ ? std::optional<int>(driver_version_) : std::nullopt;
     }
 
-    void reserve(std::size_t n);  // grows marks and the event pool; not for the hot path
-    void set_stream(std::uintptr_t handle) { stream_ = reinterpret_cast<cuda::CUstream>(handle); }
+    std::vector<int> devices() const;  // the lanes' device ordinals (none on the host backend)
+    std::size_t lanes() const { return lanes_.size(); }
 
-    // Hot path: no allocation, no lock. With a stream handle of 0 (the legacy default stream) the calling
-    // thread must have this device's primary context current, as torch leaves it on the thread using it.
+    void reserve(std::size_t n);  // grows marks and the event pools; not for the hot path
+    // The first lane's stream; set_streams() sets every lane's (one handle per lane).
+    void set_stream(std::uintptr_t handle) {
+        if (!lanes_.empty()) lanes_[0].stream = reinterpret_cast<cuda::CUstream>(handle);
+    }
+    void set_streams(const std::vector<std::uintptr_t>& handles);
+
+    // Hot path: no allocation, no lock. With one lane and a stream handle of 0 (the legacy default stream) the
+    // calling thread must have this device's primary context current, as torch leaves it on the thread using
+    // it; with several, each lane's context is made current around its record.
     void mark(std::int64_t label, std::int64_t step) {
         Mark* m = next(label, step);
         if (!m) return;
         if (drv_) {
-            drv_->check(drv_->cuEventRecord(events_[n_events_], stream_), "cuEventRecord");
+            if (lanes_.size() == 1) {
+                Lane& lane = lanes_[0];
+                drv_->check(drv_->cuEventRecord(lane.events[n_events_], lane.stream), "cuEventRecord");
+                lane.recorded = n_events_ + 1;
+                m->lanes = 1;
+            } else {
+                record_lanes(*m);
+            }
             m->event = std::int64_t(n_events_++);
         }
         ++size_;
@@ -80,6 +133,7 @@ class Timeline {
 
     void clear() {
         size_ = n_events_ = 0;
+        for (Lane& lane : lanes_) lane.recorded = 0;
         dropped_ = 0;
         anchored_ = false;
         open_ = armed_ = in_forward_ = false;
@@ -123,8 +177,9 @@ class Timeline {
         if (step_observer) step_observer(kToken, step_);
     }
     // Step `step()`'s per-sequence flags (one byte each): copied from host memory, or from device memory
-    // on the current stream without a sync. No-op unless armed; problems are kept for flags_error().
-    void keep(std::uintptr_t src, std::size_t nbytes, bool on_device);
+    // without a sync on the stream of the lane of `device` (the ordinal; with one lane, that lane's stream).
+    // No-op unless armed; problems are kept for flags_error().
+    void keep(std::uintptr_t src, std::size_t nbytes, bool on_device, int device = -1);
 
     // After the request: the tokens each step appended, the flags kept (rows x row bytes, row-major; complete
     // once resolve() has waited for the events), and why the flags cannot be used ("" when they can).
@@ -148,9 +203,12 @@ class Timeline {
             return nullptr;
         }
         Mark* m = &marks_[size_];
-        *m = Mark{label, step, host_now_ns(), -1};
+        *m = Mark{label, step, host_now_ns(), -1, 0};
         return m;
     }
+    void record_lanes(Mark& m);  // the event of pool slot n_events_ on each lane the mark goes on
+    void init_lanes(const std::vector<int>& devices);
+    void calibrate_lane(Lane& lane);
     cuda::CUevent create_event() const;
     void release() noexcept;
     void grow_flags(std::size_t bytes);  // flags_ holds at least `bytes` (contents not kept)
@@ -170,21 +228,12 @@ class Timeline {
     std::size_t flag_rows_ = 0, flag_row_bytes_ = 0;  // rows kept in this request, bytes per row
     std::string flags_error_;
 
-    // CUDA backend only (drv_ == nullptr on the host backend).
+    // CUDA backend only (drv_ == nullptr and no lanes on the host backend).
     const cuda::Driver* drv_ = nullptr;
-    cuda::CUdevice dev_ = 0;
-    cuda::CUcontext ctx_ = nullptr;
-    cuda::CUstream stream_ = nullptr;
     int driver_version_ = 0;
-    std::vector<cuda::CUevent> events_;  // the pool: at least capacity() events, used in order
-    std::size_t n_events_ = 0;           // pool events recorded since clear()
-
-    // Calibration: three events rotate so that the previous reference survives a new calibrate() (drift).
-    std::array<cuda::CUevent, 3> cal_{};
-    cuda::CUevent anchor_ = nullptr;
-    bool anchored_ = false;  // anchor_ recorded since clear()
-    int ref_ = -1, prev_ = -1;  // indices into cal_, -1 = none
-    std::int64_t ref_host_ns_ = 0, prev_host_ns_ = 0, uncertainty_ns_ = 0;
+    std::vector<Lane> lanes_;
+    std::size_t n_events_ = 0;  // pool slots used since clear()
+    bool anchored_ = false;     // the lanes' anchors recorded since clear()
 };
 
 }  // namespace llmprof

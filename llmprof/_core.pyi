@@ -2,7 +2,7 @@
 through the driver API loaded at run time."""
 
 from collections.abc import Callable, Sequence
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, TypedDict, overload
 
 import numpy as np
 
@@ -19,6 +19,8 @@ class Resolved(TypedDict):
     host_ns: np.ndarray
     device_ns: np.ndarray  # the device time mapped onto the host clock; 0 for host-only marks
     has_device: np.ndarray  # bool: the mark has a device time
+    lanes: np.ndarray  # per mark, the lanes its event was recorded on (0: host-only)
+    lane_ns: np.ndarray | None  # several lanes: marks x lanes, each lane's time (device_ns is the latest)
     sync_uncertainty_ns: int
     backend: Literal["host", "cuda"]
     dropped: int
@@ -72,9 +74,17 @@ class Span:
 class Timeline:
     """Preallocated timeline of (label, step) marks; CUDA backend when device >= 0."""
 
+    @overload
     def __init__(self, capacity: int = 65536, device: int = -1) -> None: ...
+    @overload
+    def __init__(self, capacity: int, devices: Sequence[int]) -> None:
+        """The CUDA backend with one lane per device ordinal (a device_map model), the first where a forward
+        starts."""
     @property
     def backend(self) -> Literal["host", "cuda"]: ...
+    @property
+    def devices(self) -> list[int]:
+        """The lanes' device ordinals ([] on the host)."""
     @property
     def capacity(self) -> int: ...
     @property
@@ -89,6 +99,8 @@ class Timeline:
         """Grow the capacity (and the CUDA event pool) to n."""
     def set_stream(self, handle: int) -> None:
         """CUstream as an int (torch.cuda.current_stream().cuda_stream); 0 = legacy default stream."""
+    def set_streams(self, handles: Sequence[int]) -> None:
+        """One CUstream per lane, in the lanes' order (set_stream() sets the first)."""
     def mark(self, label: int, step: int) -> None:
         """Host stamp (+ CUDA event on the current stream). Counts a drop when full."""
     def mark_host(self, label: int, step: int) -> None:
@@ -102,7 +114,8 @@ class Timeline:
     def resolve(self) -> Resolved:
         """Wait for the events and map them to host ns through the last calibration (or the nearer anchor),
         corrected for the device clock's drift: int64 arrays per mark field, and has_device (False for
-        host-only marks, whose device_ns is 0)."""
+        host-only marks, whose device_ns is 0); lanes (per mark, the lanes its event went on) and, with
+        several lanes, lane_ns (marks x lanes, each lane through its own calibration; device_ns is the latest)."""
     # the request being recorded
     def begin_request(self, max_steps: int, batch: int = 0) -> None:
         """Clear, anchor and stamp REQUEST_START; room for max_steps steps of `batch` flags (0: any)."""
@@ -129,8 +142,9 @@ class Timeline:
     def keep(self, flags: Any) -> None:
         """Hot path: the current step's per-sequence flags (a contiguous one-byte tensor), copied without a
         sync when armed."""
-    def keep_ptr(self, ptr: int, nbytes: int, on_device: bool) -> None:
-        """keep() from a raw pointer: host memory, or device memory on the CUDA backend."""
+    def keep_ptr(self, ptr: int, nbytes: int, on_device: bool, device: int = -1) -> None:
+        """keep() from a raw pointer: host memory, or device memory on the CUDA backend (on the lane of
+        `device` when there are several)."""
     def token(self, finished: Any | Sequence[bool] = None, tokens: int = 1) -> None:
         """The public API's token(): checked for misuse (CaptureError), flags a tensor or a sequence."""
     def timed(self, fn: Callable[..., Any]) -> TimedCall:

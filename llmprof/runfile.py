@@ -154,6 +154,7 @@ REQUEST_FIELDS: dict[str, tuple[type, ...]] = {  # optional fields of a request 
     "warnings": (list,),
     "tokens_per_step": (list, type(None)),
     "drafted_per_step": (list, type(None)),
+    "device_forward_ends": (dict,),
 }
 
 
@@ -356,6 +357,18 @@ def _check_request(request: Any, where: str) -> None:
         raise _fail(f"{where}.warnings", "a list of strings is needed")
     if request.get("drafted_per_step") is not None:
         _ints(request["drafted_per_step"], f"{where}.drafted_per_step")
+    if "device_forward_ends" in request:
+        _check_device_ends(request["device_forward_ends"], columns["label"], f"{where}.device_forward_ends")
+
+
+def _check_device_ends(ends: dict[str, Any], labels: list[int], where: str) -> None:
+    """A device_map model's per-GPU forward ends: two GPUs or more, one time each per forward end."""
+    if len(ends) < 2:
+        raise _fail(where, "fewer than two devices (a model on one device has none)")
+    count = labels.count(Label.FORWARD_END)
+    for device, times in ends.items():
+        if len(_ints(times, f"{where}.{device}")) != count:
+            raise _fail(f"{where}.{device}", f"{len(times)} times for {count} forward ends")
 
 
 def _check_telemetry(telemetry: dict[str, Any]) -> None:

@@ -31,6 +31,9 @@ class FakeCuda:
         self.lib.fake_fail_after.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.c_int]
         self.lib.fake_count.argtypes = [ctypes.c_char_p]
         self.lib.fake_last_record_stream.restype = ctypes.c_size_t
+        self.lib.fake_set_device_queue_delay_ns.argtypes = [ctypes.c_int, ctypes.c_longlong]
+        self.lib.fake_set_stream_device.argtypes = [ctypes.c_size_t, ctypes.c_int]
+        self.lib.fake_device_last_record_stream.restype = ctypes.c_size_t
         self.lib.fake_profiler_stamp.restype = ctypes.c_longlong
 
     def fail(self, fn: str, code: int, after: int = 0) -> None:
@@ -46,6 +49,29 @@ class FakeCuda:
 
     def set_queue_delay_ns(self, ns: int) -> None:
         self.lib.fake_set_queue_delay_ns(ns)
+
+    def set_device_queue_delay_ns(self, device: int, ns: int) -> None:
+        """The queue delay of one of the stand-in's two devices (set_queue_delay_ns sets both)."""
+        self.lib.fake_set_device_queue_delay_ns(device, ns)
+
+    def set_stream_device(self, stream: int, device: int) -> None:
+        """Tie a stream handle to a device: recording another device's event on it fails."""
+        if self.lib.fake_set_stream_device(stream, device) != 0:
+            raise ValueError(f"cannot register stream {stream:#x} on device {device}")
+
+    def device_records(self, device: int) -> int:
+        """Events recorded on ``device`` since reset()."""
+        return self.lib.fake_device_records(device)
+
+    def device_last_record_stream(self, device: int) -> int:
+        return self.lib.fake_device_last_record_stream(device)
+
+    def device_ctx_refcount(self, device: int) -> int:
+        return self.lib.fake_device_ctx_refcount(device)
+
+    def last_copy_device(self) -> int:
+        """The device of the stream of the last device-to-host copy (-1: unknown)."""
+        return self.lib.fake_last_copy_device()
 
     def set_clock_skew_ppm(self, ppm: float) -> None:
         self.lib.fake_set_clock_skew_ppm(ppm)

@@ -292,7 +292,7 @@ def test_cuinit_fails(fake_cuda):
 def test_bad_device_ordinal(fake_cuda):
     refs = fake_cuda.ctx_refcount()
     with pytest.raises(_core.CudaError, match="cuDeviceGet failed: CUDA_ERROR_INVALID_DEVICE"):
-        _core.Timeline(4, device=1)
+        _core.Timeline(4, device=2)  # the stand-in has devices 0 and 1
     assert fake_cuda.ctx_refcount() == refs
 
 

@@ -63,18 +63,3 @@ def test_token_times_are_on_the_host_clock_when_the_device_clock_runs_fast(fake_
     r, raw = prof.requests[-1], prof.records[-1]
     tokens = [h for label, h in zip(raw.label, raw.host_ns) if label == llmprof.Label.TOKEN]
     assert r.tpot == pytest.approx((tokens[-1] - tokens[0]) / 1e9 / (len(tokens) - 1), rel=0.003)
-
-
-def test_a_model_spread_over_several_gpus_is_refused_not_timed_on_one_stream():
-    import torch
-
-    model = synthetic_model(prefill_ms=1.0, decode_ms=1.0)
-
-    class OnGpu:  # a parameter as a device_map leaves it: only its device is read
-        def __init__(self, index):
-            self.device = torch.device("cuda", index)
-
-    model.parameters = lambda: iter([OnGpu(0), OnGpu(0), OnGpu(1)])
-    with pytest.raises(llmprof.LlmprofError, match=r"the model spans cuda:0, cuda:1 \(a device_map"):
-        llmprof.Profiler(model, telemetry=False).attach()
-    assert not hasattr(model, "_llmprof_profiler")  # refused before any hook

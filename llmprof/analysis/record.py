@@ -56,6 +56,9 @@ class RawRequest:
     # None for one token a step
     tokens_per_step: list[int] | None = None
     drafted_per_step: list[int] | None = None
+    # a model over several GPUs (device_map): per device, when each forward's work on it was done (on the
+    # run's clock, one entry per FORWARD_END mark, in order); None on one device
+    device_forward_ends: dict[str, list[int]] | None = None
 
     @property
     def batch_size(self) -> int:
@@ -83,24 +86,32 @@ class RawRequest:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (see :func:`llmprof.runfile.save_run`)."""
-        return {
-            "marks": {
-                "label": self.label,
-                "step": self.step,
-                "host_ns": self.host_ns,
-                "device_ns": self.device_ns,
-            },
-            "tokens_per_sequence": self.tokens_per_sequence,
-            "prompt_tokens": self.prompt_tokens,
-            "prefill_tokens": self.prefill_tokens,
-            "backend": self.backend,
-            "sync_uncertainty_ns": self.sync_uncertainty_ns,
-            "warmup": self.warmup,
-            "telemetry": self.telemetry,
-            "warnings": self.warnings,
-            "tokens_per_step": self.tokens_per_step,
-            "drafted_per_step": self.drafted_per_step,
-        } | ({"cached_tokens": self.cached_tokens} if self.cached_tokens else {})
+        return (
+            {
+                "marks": {
+                    "label": self.label,
+                    "step": self.step,
+                    "host_ns": self.host_ns,
+                    "device_ns": self.device_ns,
+                },
+                "tokens_per_sequence": self.tokens_per_sequence,
+                "prompt_tokens": self.prompt_tokens,
+                "prefill_tokens": self.prefill_tokens,
+                "backend": self.backend,
+                "sync_uncertainty_ns": self.sync_uncertainty_ns,
+                "warmup": self.warmup,
+                "telemetry": self.telemetry,
+                "warnings": self.warnings,
+                "tokens_per_step": self.tokens_per_step,
+                "drafted_per_step": self.drafted_per_step,
+            }
+            | ({"cached_tokens": self.cached_tokens} if self.cached_tokens else {})
+            | (
+                {"device_forward_ends": self.device_forward_ends}
+                if self.device_forward_ends is not None
+                else {}
+            )
+        )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RawRequest:
@@ -125,6 +136,7 @@ class RawRequest:
             tokens_per_step=_ints(data.get("tokens_per_step")),
             drafted_per_step=_ints(data.get("drafted_per_step")),
             cached_tokens=int(data.get("cached_tokens", 0)),
+            device_forward_ends=data.get("device_forward_ends"),
         )
 
 

@@ -23,6 +23,7 @@ from llmprof.capture.hooks import (
 from llmprof.capture.recorder import Recorder, Records
 from llmprof.capture.sampling import Sampler, make_sampler
 from llmprof.capture.sampling.base import checked_interval
+from llmprof.capture.timeline import model_devices
 from llmprof.errors import CaptureError
 
 if TYPE_CHECKING:  # typing.Self is Python 3.11+
@@ -75,7 +76,8 @@ class Profiler(Records):
         self._cached = 0  # tokens in the KV cache the call was given
         self._skip_reason: str | None = None
         self._arguments: dict[str, Any] = {}
-        self._device: torch.device | None = None
+        self._device: torch.device | None = None  # where the forward starts
+        self._gpus: list[torch.device] = []  # every GPU the model is on
         self._telemetry = telemetry
         self._sample_interval = checked_interval(sample_interval)
         self.sampler: Sampler | None = None
@@ -119,15 +121,11 @@ class Profiler(Records):
             raise CaptureError("this Profiler is already attached")
         if getattr(self.model, "_llmprof_profiler", None) is not None:
             raise CaptureError("another llmprof Profiler is already attached to this model; detach it first")
-        spans = cuda_devices(self.model)
-        if len(spans) > 1:
-            raise CaptureError(
-                f"the model spans {', '.join(f'cuda:{i}' for i in spans)} (a device_map over several GPUs):"
-                " llmprof records CUDA events on one device's stream, which would time the others' work wrong;"
-                " profile it on one GPU, or shard it with torchrun and run --tp"
-            )
-        self._device = _model_device(self.model)
-        self.recorder = Recorder(self._device, timeline=self._timeline)
+        devices = model_devices(self.model)
+        self._gpus = [d for d in devices if d.type == "cuda"]
+        self._device = devices[0]
+        # a device_map model over several GPUs: one lane per GPU (docs/architecture.md, "Several GPUs")
+        self.recorder = Recorder(self._gpus if len(self._gpus) > 1 else self._device, timeline=self._timeline)
         self._timeline = self.recorder.timeline
         if isinstance(self._telemetry, Sampler):
             self.sampler = self._telemetry
@@ -318,18 +316,21 @@ class Profiler(Records):
 
     def _start_counters(self) -> None:
         """Read the counters a request's telemetry is measured against (before ``t0`` is stamped)."""
-        if self._device is not None and self._device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(self._device)
+        for gpu in self._gpus:
+            torch.cuda.reset_peak_memory_stats(gpu)
         self._counters = self.sampler.request_begin() if self.sampler is not None else {}
         self._begin_ns = time.monotonic_ns()
 
     def _end_counters(self) -> dict[str, Any]:
-        """Per-request telemetry counters: energy or CPU time, and torch's memory peaks on a GPU."""
+        """Per-request telemetry counters: energy or CPU time, and torch's memory peaks on the GPUs (summed
+        over the GPUs of a device_map model)."""
         duration_s = (time.monotonic_ns() - self._begin_ns) / 1e9
         counters = self.sampler.request_end(self._counters, duration_s) if self.sampler is not None else {}
-        if self._device is not None and self._device.type == "cuda":
-            counters["torch_peak_allocated_bytes"] = torch.cuda.max_memory_allocated(self._device)
-            counters["torch_peak_reserved_bytes"] = torch.cuda.max_memory_reserved(self._device)
+        if self._gpus:
+            counters["torch_peak_allocated_bytes"] = sum(
+                torch.cuda.max_memory_allocated(g) for g in self._gpus
+            )
+            counters["torch_peak_reserved_bytes"] = sum(torch.cuda.max_memory_reserved(g) for g in self._gpus)
         return counters
 
     def abort(self) -> None:
@@ -384,14 +385,9 @@ def _flags(labels: list[int]) -> list[str]:
 
 
 def cuda_devices(model: torch.nn.Module) -> list[int]:
-    """The CUDA device indices the model's parameters and buffers are on, in order of first use (a device_map
+    """The CUDA device indices the model's parameters and buffers are on, the forward's first (a device_map
     model spans several)."""
-    indices: dict[int, None] = {}
-    for tensor in (*model.parameters(), *model.buffers()):
-        if tensor.device.type == "cuda":
-            index = tensor.device.index
-            indices.setdefault(index if index is not None else torch.cuda.current_device())
-    return list(indices)
+    return [d.index for d in model_devices(model) if d.type == "cuda"]
 
 
 def nvml_devices(model: torch.nn.Module) -> list[int | str]:
@@ -402,9 +398,3 @@ def nvml_devices(model: torch.nn.Module) -> list[int | str]:
         uuid = getattr(torch.cuda.get_device_properties(index), "uuid", None)
         out.append(f"GPU-{uuid}" if uuid is not None else index)
     return out
-
-
-def _model_device(model: torch.nn.Module) -> torch.device:
-    for tensor in model.parameters():
-        return tensor.device
-    return torch.device("cpu")

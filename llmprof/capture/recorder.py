@@ -25,7 +25,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,7 +34,7 @@ import torch
 
 from llmprof._core import Span
 from llmprof.analysis.metrics import RequestMetrics, compute_request
-from llmprof.analysis.record import RawRequest
+from llmprof.analysis.record import Label, RawRequest
 from llmprof.capture import timeline as timelines
 from llmprof.capture import tokens as counting
 from llmprof.errors import CaptureError
@@ -66,6 +66,9 @@ class Capture:
     step: list[int]
     host_ns: list[int]
     device_ns: list[int | None]
+    # several GPUs (a device_map model): every lane's time of each mark (device_ns is the latest lane's)
+    lane_ns: list[list[int]] | None
+    devices: list[str]  # the lanes' devices, in order
     backend: str
     sync_uncertainty_ns: int
     dropped: int
@@ -91,8 +94,16 @@ class Capture:
             prompt_tokens=prompt_tokens,
             backend=self.backend,
             sync_uncertainty_ns=self.sync_uncertainty_ns,
+            device_forward_ends=self.device_forward_ends(),
             **fields,
         )
+
+    def device_forward_ends(self) -> dict[str, list[int]] | None:
+        """Several GPUs: per device, when each forward's work on it was done (None on one device)."""
+        if self.lane_ns is None:
+            return None
+        rows = [row for label, row in zip(self.label, self.lane_ns) if label == Label.FORWARD_END]
+        return {device: [row[lane] for row in rows] for lane, device in enumerate(self.devices)}
 
 
 COMPILED = (
@@ -112,12 +123,19 @@ class Recorder(Records):
     """Records the requests of a decode loop: one :class:`~llmprof.analysis.record.RawRequest` per
     :meth:`request` block, in order (``records``), and their metrics (``requests``)."""
 
-    def __init__(self, device: str | torch.device = "cpu", timeline: Any = None):
-        """``device``: where the loop's work runs (CUDA events on a GPU, host stamps otherwise). ``timeline``:
-        a prebuilt :class:`llmprof._core.Timeline` to record into."""
+    def __init__(
+        self, device: str | torch.device | Sequence[str | torch.device] = "cpu", timeline: Any = None
+    ):
+        """``device``: where the loop's work runs (CUDA events on a GPU, host stamps otherwise); several GPUs
+        (a device_map model) for one lane each, the first where a forward starts. ``timeline``: a prebuilt
+        :class:`llmprof._core.Timeline` to record into."""
         super().__init__()
-        self.device = torch.device(device)
-        self.timeline = timeline if timeline is not None else timelines.make_timeline(self.device)
+        many = not isinstance(device, (str, torch.device))
+        self.devices = [torch.device(d) for d in device] if many else [torch.device(device)]
+        if not self.devices:
+            raise CaptureError("Recorder(device=[]): give at least one device")
+        self.device = self.devices[0]
+        self.timeline = timeline if timeline is not None else timelines.make_timeline(self.devices)
         if self.timeline.backend == "cuda":
             self.timeline.calibrate()
         self._forward: Span = self.timeline.span(False)
@@ -127,9 +145,10 @@ class Recorder(Records):
 
     @classmethod
     def for_model(cls, model: torch.nn.Module, **options: Any) -> Recorder:
-        """A recorder on the device of ``model``'s parameters."""
-        device = next((p.device for p in model.parameters()), torch.device("cpu"))
-        return cls(device, **options)
+        """A recorder on the devices of ``model``'s parameters (one lane per GPU of a device_map model)."""
+        devices = timelines.model_devices(model)
+        gpus = [d for d in devices if d.type == "cuda"]
+        return cls(gpus if len(gpus) > 1 else devices[0], **options)
 
     @property
     def backend(self) -> str:
@@ -200,7 +219,7 @@ class Recorder(Records):
         """Open a request with room for ``max_steps`` steps of ``batch`` flags (0: not known yet): stamps
         ``t0``. The client arms the timeline when its marks start to count."""
         timelines.reserve(self.timeline, max_steps)
-        timelines.follow_stream(self.timeline, self.device)
+        timelines.follow_stream(self.timeline, self.devices)
         self._graphs = compiled_graphs()
         self.timeline.begin_request(max_steps, batch)
 
@@ -224,6 +243,8 @@ class Recorder(Records):
             step=resolved["step"],
             host_ns=resolved["host_ns"],
             device_ns=resolved["device_ns"],
+            lane_ns=resolved["lane_ns"],
+            devices=[f"cuda:{i}" for i in timeline.devices],
             backend=resolved["backend"],
             sync_uncertainty_ns=resolved["sync_uncertainty_ns"],
             dropped=resolved["dropped"],

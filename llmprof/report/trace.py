@@ -11,6 +11,8 @@ request's start. Layout:
 - with a kernel capture (``run --kernels``): the profiled call as a request "kernel capture" on the threads
   above, tid 5 "operators" (its host operators, nested) and tid 10+N "kernels (device N)", each event with
   its llmprof step in args, on the same clock as the step spans.
+- a model over several GPUs of one process (device_map): tid 50+L "stages (cuda:N)", each GPU's stage of every
+  forward (from the moment the GPUs before it were done to the moment it was done too).
 - pid 2 "telemetry": one counter track per sampled field, one series per device.
 - a run of several ranks (``run --tp`` under torchrun): pid 1 is rank 0; pid 100+R "rank R (host)" holds rank
   R's requests, host, device and tokens threads, its times put on rank 0's clock by its measured offset.
@@ -24,6 +26,7 @@ import json
 import math
 from typing import IO, Any
 
+from llmprof.analysis.devices import forward_stages
 from llmprof.analysis.kernels import HOST
 from llmprof.analysis.metrics import compute_request
 from llmprof.analysis.record import Label, RawRequest
@@ -34,6 +37,7 @@ from llmprof.runfile import Run
 PID_RUN, PID_TELEMETRY, PID_RANKS = 1, 2, 100  # rank R > 0: PID_RANKS + R
 TID_REQUESTS, TID_HOST, TID_DEVICE, TID_TOKENS = 1, 2, 3, 4
 TID_OPERATORS, TID_KERNELS = 5, 10  # kernels of device N: TID_KERNELS + N
+TID_STAGES = 50  # a device_map model: the stages of its L-th GPU on TID_STAGES + L
 TID_COUNTERS = 0
 THREADS = {TID_REQUESTS: "requests", TID_HOST: "host", TID_DEVICE: "device", TID_TOKENS: "tokens"}
 HOST_BACKEND_NOTE = "host backend: host spans are the compute"
@@ -200,7 +204,25 @@ def _request_events(raw: RawRequest, name: str, origin: int) -> list[Event]:
     events += _host_spans(raw, origin)
     if has_device_timeline(raw):
         events += _device_spans(raw, origin)
-    return events + _token_instants(raw, origin)
+    return events + _stage_spans(raw, origin) + _token_instants(raw, origin)
+
+
+def _stage_spans(raw: RawRequest, origin: int) -> list[Event]:
+    """A device_map model: each GPU's stage of every forward, on its own thread."""
+    devices = list(raw.device_forward_ends or ())
+    events = []
+    for step, begin, stages in forward_stages(raw):
+        for lane, (device, ns) in enumerate(zip(devices, stages)):
+            events.append(
+                _span(f"{device} stage", "stage", TID_STAGES + lane, begin, begin + ns, origin, step=step)
+            )
+            begin += ns
+    return events
+
+
+def _stage_threads(records: list[RawRequest]) -> dict[int, str]:
+    devices = next((list(r.device_forward_ends) for r in records if r.device_forward_ends), [])
+    return {TID_STAGES + lane: f"stages ({device})" for lane, device in enumerate(devices)}
 
 
 def _request_names(records: list[RawRequest]) -> list[str]:
@@ -363,7 +385,7 @@ def build_trace(run: Run) -> dict[str, Any]:
     with_device = any(has_device_timeline(raw) for raw in run.records)
     counters = _counter_events(run.telemetry, origin)
     kernels, threads = _kernel_events(run, origin)
-    events = _thread_metadata(with_device, bool(counters), threads)
+    events = _thread_metadata(with_device, bool(counters), {**threads, **_stage_threads(run.records)})
     if run.ranks and len(run.ranks) > 1:
         events[0]["args"]["name"] = f"llmprof: rank 0 ({run.ranks[0].hostname})"
     for raw, name in zip(run.records, _request_names(run.records)):

@@ -5,11 +5,16 @@
  * to the 4-argument cuGetProcAddress); FAKE_NO_PROC_ADDRESS omits both (the loader falls back to dlsym);
  * FAKE_NO_PROFILER omits cuProfilerStart/cuProfilerStop.
  *
- * Model: one device (ordinal 0) with one primary context; streams are opaque handles. A recorded event
- * completes at its record time + the queue delay (fake_set_queue_delay_ns: work queued ahead of it, until a
- * cuStreamSynchronize drains the queue, as a real one does, or the delay is set again); its device timestamp is that
- * completion time on CLOCK_MONOTONIC plus a large offset, optionally skewed (fake_set_clock_skew_ppm), so
- * the extension's host <-> device mapping is really exercised. Entry points other than cuInit and the
+ * Model: two devices (ordinals 0 and 1), each with one primary context, its own queue and its own clock; streams
+ * are opaque handles (fake_set_stream_device ties one to a device). An event belongs to the device of the context
+ * current when it was created. A recorded event completes at its record time + its device's queue delay
+ * (fake_set_queue_delay_ns for both, fake_set_device_queue_delay_ns for one: work queued ahead of it, until a
+ * cuStreamSynchronize drains that device's queue, as a real one does, or the delay is set again); its device
+ * timestamp is that completion time on CLOCK_MONOTONIC plus a large offset (device 1's clock reads 3.7 s ahead
+ * of device 0's), optionally skewed (fake_set_clock_skew_ppm), so the extension's host <-> device mapping, per
+ * device, is really exercised. Recording an event on a stream of another device (a registered stream, or the
+ * legacy stream 0 of the current context) and timing two events of different devices fail with
+ * CUDA_ERROR_INVALID_HANDLE, as on a real driver. Entry points other than cuInit and the
  * version/error/lookup ones return CUDA_ERROR_NOT_INITIALIZED before a successful cuInit, and
  * cuEventCreate wants a context current, as the real driver does. Not thread-safe.
  * The fake_* functions are the tests' controls (through ctypes, which shares this instance's state). */
@@ -43,23 +48,48 @@ enum {
 };
 
 #define DEVICE_CLOCK_OFFSET_NS 1000000000000LL
+#define DEVICE_1_CLOCK_AHEAD_NS 3700000000LL
+#define N_DEVICES 2
+#define N_STREAMS 16
 
 struct fake_ctx {
     int device;
 };
 struct fake_event {
-    int recorded;
+    int recorded, device;
     long long done_ns, device_ns;
 };
 
-static struct fake_ctx primary_ctx;
+/* One device's state: its queue, its clock and what was recorded on it. */
+static struct fake_device {
+    struct fake_ctx ctx;
+    int refcount, records;
+    long long queue_delay_ns, last_done_ns;
+    int drained; /* a cuStreamSynchronize emptied the queue since the delay was set */
+    uintptr_t last_record_stream;
+} devices[N_DEVICES] = {{.ctx = {0}}, {.ctx = {1}}};
+
+static struct {
+    uintptr_t stream;
+    int device;
+} stream_devices[N_STREAMS]; /* registered streams (fake_set_stream_device) */
+static int n_stream_devices;
+
 static CUcontext ctx_stack[16];
-static int ctx_depth, ctx_refcount, initialized, live_events, live_host_buffers;
-static long long queue_delay_ns, last_done_ns, skew_epoch_ns;
-static int drained; /* a cuStreamSynchronize emptied the queue since the delay was set */
+static int ctx_depth, initialized, live_events, live_host_buffers;
+static long long skew_epoch_ns;
 static int elapsed_bits; /* > 0: cuEventElapsedTime keeps this many significant bits (float has 24) */
 static double skew_ppm;
 static uintptr_t last_record_stream;
+
+static int valid_device(int dev) { return dev >= 0 && dev < N_DEVICES; }
+
+/* The device a stream belongs to: registered, else the current context's (-1: none current). */
+static int stream_device(CUstream stream) {
+    for (int i = 0; i < n_stream_devices; i++)
+        if (stream_devices[i].stream == (uintptr_t)stream) return stream_devices[i].device;
+    return ctx_depth ? ctx_stack[ctx_depth - 1]->device : -1;
+}
 
 /* Every counted entry point, once: call counts and injected failures are indexed by F_<name>. */
 #define FAKE_FUNCS(X)                                                                                   \
@@ -130,7 +160,7 @@ CUresult cuDriverGetVersion(int* version) {
 CUresult cuDeviceGet(CUdevice* dev, int ordinal) {
     ENTER(cuDeviceGet);
     REQUIRE_INIT();
-    if (ordinal != 0) return CUDA_ERROR_INVALID_DEVICE;
+    if (!valid_device(ordinal)) return CUDA_ERROR_INVALID_DEVICE;
     *dev = ordinal;
     return CUDA_SUCCESS;
 }
@@ -138,25 +168,25 @@ CUresult cuDeviceGet(CUdevice* dev, int ordinal) {
 CUresult cuDevicePrimaryCtxRetain(CUcontext* ctx, CUdevice dev) {
     ENTER(cuDevicePrimaryCtxRetain);
     REQUIRE_INIT();
-    if (dev != 0) return CUDA_ERROR_INVALID_DEVICE;
-    ctx_refcount++;
-    *ctx = &primary_ctx;
+    if (!valid_device(dev)) return CUDA_ERROR_INVALID_DEVICE;
+    devices[dev].refcount++;
+    *ctx = &devices[dev].ctx;
     return CUDA_SUCCESS;
 }
 
 CUresult cuDevicePrimaryCtxRelease(CUdevice dev) {
     ENTER(cuDevicePrimaryCtxRelease);
     REQUIRE_INIT();
-    if (dev != 0) return CUDA_ERROR_INVALID_DEVICE;
-    if (ctx_refcount == 0) return CUDA_ERROR_INVALID_CONTEXT;
-    ctx_refcount--;
+    if (!valid_device(dev)) return CUDA_ERROR_INVALID_DEVICE;
+    if (devices[dev].refcount == 0) return CUDA_ERROR_INVALID_CONTEXT;
+    devices[dev].refcount--;
     return CUDA_SUCCESS;
 }
 
 CUresult cuCtxPushCurrent(CUcontext ctx) {
     ENTER(cuCtxPushCurrent);
     REQUIRE_INIT();
-    if (ctx != &primary_ctx || ctx_depth == (int)(sizeof ctx_stack / sizeof *ctx_stack))
+    if (!ctx || ctx != &devices[ctx->device].ctx || ctx_depth == (int)(sizeof ctx_stack / sizeof *ctx_stack))
         return CUDA_ERROR_INVALID_CONTEXT;
     ctx_stack[ctx_depth++] = ctx;
     return CUDA_SUCCESS;
@@ -176,6 +206,7 @@ CUresult cuEventCreate(CUevent* ev, unsigned flags) {
     if (ctx_depth == 0) return CUDA_ERROR_INVALID_CONTEXT;
     if (flags != 0) return CUDA_ERROR_INVALID_VALUE; /* the fake only knows timing events */
     *ev = calloc(1, sizeof **ev);
+    (*ev)->device = ctx_stack[ctx_depth - 1]->device;
     live_events++;
     return CUDA_SUCCESS;
 }
@@ -193,13 +224,17 @@ CUresult cuEventRecord(CUevent ev, CUstream stream) {
     ENTER(cuEventRecord);
     REQUIRE_INIT();
     if (!ev) return CUDA_ERROR_INVALID_HANDLE;
-    long long done = now_ns() + (drained ? 0 : queue_delay_ns);
+    int on = stream_device(stream);
+    if (on >= 0 && on != ev->device) return CUDA_ERROR_INVALID_HANDLE; /* a stream of another device */
+    struct fake_device* d = &devices[ev->device];
+    long long done = now_ns() + (d->drained ? 0 : d->queue_delay_ns);
     ev->recorded = 1;
     ev->done_ns = done;
-    ev->device_ns =
-        DEVICE_CLOCK_OFFSET_NS + done + (long long)((double)(done - skew_epoch_ns) * skew_ppm * 1e-6);
-    if (done > last_done_ns) last_done_ns = done;
-    last_record_stream = (uintptr_t)stream;
+    ev->device_ns = DEVICE_CLOCK_OFFSET_NS + (ev->device ? DEVICE_1_CLOCK_AHEAD_NS : 0) + done +
+                    (long long)((double)(done - skew_epoch_ns) * skew_ppm * 1e-6);
+    if (done > d->last_done_ns) d->last_done_ns = done;
+    d->records++;
+    d->last_record_stream = last_record_stream = (uintptr_t)stream;
     return CUDA_SUCCESS;
 }
 
@@ -222,7 +257,8 @@ CUresult cuEventSynchronize(CUevent ev) {
 CUresult cuEventElapsedTime(float* ms, CUevent start, CUevent end) {
     ENTER(cuEventElapsedTime);
     REQUIRE_INIT();
-    if (!start || !end || !start->recorded || !end->recorded) return CUDA_ERROR_INVALID_HANDLE;
+    if (!start || !end || !start->recorded || !end->recorded || start->device != end->device)
+        return CUDA_ERROR_INVALID_HANDLE;
     long long now = now_ns();
     if (now < start->done_ns || now < end->done_ns) return CUDA_ERROR_NOT_READY;
     *ms = (float)((double)(end->device_ns - start->device_ns) / 1e6);
@@ -237,12 +273,19 @@ CUresult cuEventElapsedTime(float* ms, CUevent start, CUevent end) {
 }
 #endif
 
+/* Drains one device's queue (every device's when the stream's device is unknown). */
+static void drain(int dev) {
+    for (int i = 0; i < N_DEVICES; i++)
+        if (dev < 0 || i == dev) {
+            sleep_until(devices[i].last_done_ns);
+            devices[i].drained = 1;
+        }
+}
+
 CUresult cuStreamSynchronize(CUstream stream) {
-    (void)stream; /* one queue for all streams */
     ENTER(cuStreamSynchronize);
     REQUIRE_INIT();
-    sleep_until(last_done_ns);
-    drained = 1;
+    drain(stream_device(stream));
     return CUDA_SUCCESS;
 }
 
@@ -250,8 +293,7 @@ CUresult cuCtxSynchronize(void) {
     ENTER(cuCtxSynchronize);
     REQUIRE_INIT();
     if (!ctx_depth) return CUDA_ERROR_INVALID_CONTEXT;
-    sleep_until(last_done_ns);
-    drained = 1;
+    drain(ctx_stack[ctx_depth - 1]->device);
     return CUDA_SUCCESS;
 }
 
@@ -297,11 +339,13 @@ CUresult cuMemFreeHost(void* host) {
     return CUDA_SUCCESS;
 }
 
+static int last_copy_device = -1;
+
 CUresult cuMemcpyDtoHAsync(void* dst, unsigned long long src, size_t bytes, CUstream stream) {
-    (void)stream;
     ENTER(cuMemcpyDtoHAsync);
     REQUIRE_INIT();
     if (!dst || !src) return CUDA_ERROR_INVALID_VALUE;
+    last_copy_device = stream_device(stream);
     memcpy(dst, (const void*)(uintptr_t)src, bytes);
     return CUDA_SUCCESS;
 }
@@ -378,9 +422,23 @@ CUresult cuGetProcAddress_v2(const char* symbol, void** pfn, int cuda_version, u
 /* A coarser float in cuEventElapsedTime: its precision loss far from the origin, as after hours, in seconds. */
 void fake_set_elapsed_bits(int bits) { elapsed_bits = bits; }
 
-void fake_set_queue_delay_ns(long long ns) {
-    queue_delay_ns = ns;
-    drained = 0;
+/* One device's queue delay (-1: both devices). */
+void fake_set_device_queue_delay_ns(int dev, long long ns) {
+    for (int i = 0; i < N_DEVICES; i++)
+        if (dev < 0 || i == dev) {
+            devices[i].queue_delay_ns = ns;
+            devices[i].drained = 0;
+        }
+}
+
+void fake_set_queue_delay_ns(long long ns) { fake_set_device_queue_delay_ns(-1, ns); }
+
+/* Ties a stream handle to a device: an event of another device recorded on it fails. 0 if registered. */
+int fake_set_stream_device(uintptr_t stream, int dev) {
+    if (!valid_device(dev) || n_stream_devices == N_STREAMS) return -1;
+    stream_devices[n_stream_devices].stream = stream;
+    stream_devices[n_stream_devices++].device = dev;
+    return 0;
 }
 
 /* Device clock runs fast (ppm > 0) or slow relative to the host clock, from now on. */
@@ -400,13 +458,15 @@ int fake_fail_after(const char* fn, int skip, int code) {
 
 int fake_fail(const char* fn, int code) { return fake_fail_after(fn, 0, code); }
 
-/* Clears injected failures, call counts, queue delay and skew; live objects are left alone. */
+/* Clears injected failures, call counts, queue delays, registered streams and skew; live objects are left
+ * alone. */
 void fake_reset(void) {
     memset(calls, 0, sizeof calls);
     memset(fail_code, 0, sizeof fail_code);
     memset(fail_skip, 0, sizeof fail_skip);
-    queue_delay_ns = 0;
-    drained = 0;
+    fake_set_queue_delay_ns(0);
+    for (int i = 0; i < N_DEVICES; i++) devices[i].records = 0;
+    n_stream_devices = 0;
     elapsed_bits = 0;
     skew_ppm = 0;
 }
@@ -421,6 +481,16 @@ long long fake_profiler_stamp(int stop) { return profiler_stamps[stop != 0]; }
 
 int fake_live_events(void) { return live_events; }
 int fake_live_host_buffers(void) { return live_host_buffers; }
-int fake_ctx_refcount(void) { return ctx_refcount; }
+int fake_ctx_refcount(void) {
+    int n = 0;
+    for (int i = 0; i < N_DEVICES; i++) n += devices[i].refcount;
+    return n;
+}
+int fake_device_ctx_refcount(int dev) { return valid_device(dev) ? devices[dev].refcount : -1; }
+/* Events recorded on a device since fake_reset(), and the stream of its last one. */
+int fake_device_records(int dev) { return valid_device(dev) ? devices[dev].records : -1; }
+/* The device of the stream of the last cuMemcpyDtoHAsync (-1: unknown). */
+int fake_last_copy_device(void) { return last_copy_device; }
+uintptr_t fake_device_last_record_stream(int dev) { return valid_device(dev) ? devices[dev].last_record_stream : 0; }
 int fake_ctx_depth(void) { return ctx_depth; }
 uintptr_t fake_last_record_stream(void) { return last_record_stream; }
