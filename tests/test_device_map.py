@@ -146,3 +146,24 @@ def test_attach_builds_a_lane_per_gpu_on_torchs_streams(fake_cuda, monkeypatch):
         assert fake_cuda.device_last_record_stream(1) == 0xB000
     finally:
         prof.detach()
+
+
+def test_device_map_on_the_command_line_says_why_it_cannot_run_here(capsys):
+    """This machine has no GPU: --device-map is refused in one line before any model is loaded, as are its
+    bad combinations."""
+    assert torch.cuda.device_count() < 2
+    assert main(["run", "--device-map", "auto", "--repeats", "1"]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].endswith(
+        f"--device-map spreads the model over several GPUs, and this machine has {torch.cuda.device_count()}:"
+        " use --device"
+    )
+    from llmprof.workloads.models import load_model
+
+    for kwargs, message in [
+        ({"device_map": "everywhere"}, "unknown --device-map 'everywhere'; choose from auto, balanced"),
+        ({"device_map": "auto", "tp": True}, "--device-map and --tp"),
+        ({"device_map": "auto", "device": "cpu"}, "does not go with --device cpu"),
+    ]:
+        with pytest.raises(llmprof.LlmprofError, match=message):
+            load_model("demo", **kwargs)

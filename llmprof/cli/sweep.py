@@ -135,7 +135,9 @@ def main(args: argparse.Namespace) -> int:
     done = {p.key for p in sweep.measured()}
     todo = [params for params in points(axes) if point_key(params) not in done]
     print(f"llmprof: sweep of {len(todo)} points ({len(done)} already measured)", file=sys.stderr)
-    loaded = load_model(args.model, args.device, args.dtype, args.attn_implementation)
+    loaded = load_model(
+        args.model, args.device, args.dtype, args.attn_implementation, device_map=args.device_map
+    )
     sweep.config.update(device=str(loaded.device), dtype=str(loaded.dtype).removeprefix("torch."))
     context = {
         "loaded": loaded,

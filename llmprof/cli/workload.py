@@ -61,6 +61,12 @@ def add_workload_options(parser: argparse.ArgumentParser, axes: bool = False) ->
         "--device", default="auto", help="auto (cuda if available, else cpu), cpu, cuda, cuda:N"
     )
     parser.add_argument(
+        "--device-map",
+        metavar="MAP",
+        help="spread the model over this machine's GPUs (accelerate's device_map: auto, balanced, sequential);"
+        " each GPU gets its own timeline lane",
+    )
+    parser.add_argument(
         "--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16", "fp32", "fp16", "bf16"]
     )
     parser.add_argument(
@@ -144,7 +150,12 @@ def load_workload(args: argparse.Namespace) -> Workload:
     from llmprof.workloads.models import load_model
 
     loaded = load_model(
-        args.model, args.device, args.dtype, args.attn_implementation, getattr(args, "tp", False)
+        args.model,
+        args.device,
+        args.dtype,
+        args.attn_implementation,
+        getattr(args, "tp", False),
+        args.device_map,
     )
     return workload_for(loaded, args)
 
@@ -159,6 +170,7 @@ def workload_for(loaded: Any, args: argparse.Namespace) -> Workload:
     config = {
         "model": args.model,
         "device": str(loaded.device),
+        **({"device_map": args.device_map} if args.device_map else {}),
         "dtype": str(loaded.dtype).removeprefix("torch."),
         "attn_implementation": getattr(loaded.model.config, "_attn_implementation", args.attn_implementation),
         "batch_size": args.batch_size,
@@ -240,7 +252,7 @@ def _check_room(loaded: Any, args: argparse.Namespace, prompt_tokens: int) -> No
             f"{before}prompt of {prompt_tokens} tokens + --max-new-tokens {args.max_new_tokens} exceeds the "
             f"model's context of {context} tokens"
         )
-    if not args.no_memory_check:
+    if not args.no_memory_check and not args.device_map:  # the estimate is for one device
         check_fits(loaded.model, loaded.device, args.batch_size, depth + prompt_tokens, args.max_new_tokens)
 
 

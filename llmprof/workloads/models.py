@@ -71,10 +71,12 @@ def load_model(
     dtype: str = "auto",
     attn_implementation: str | None = None,
     tp: bool = False,
+    device_map: str | None = None,
 ) -> LoadedModel:
     """Load ``name`` (``demo``, a local directory or a hub id) for generation; with ``tp``, sharded over the
     ranks of this torchrun job (transformers' ``tp_plan="auto"``: this rank's shard on its own GPU, or on the
-    CPU with gloo). Raises ModelLoadError."""
+    CPU with gloo); with ``device_map`` (auto, balanced, sequential), spread over this machine's GPUs by
+    accelerate (``device`` is then where its forward starts). Raises ModelLoadError."""
     from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
@@ -82,6 +84,8 @@ def load_model(
 
     hf_logging.disable_progress_bar()
 
+    if device_map is not None:
+        _check_device_map(device_map, device, tp)
     torch_device = resolve_device(device)
     if tp and torch_device.type == "cuda":
         torch_device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))  # where tp_plan puts it
@@ -101,6 +105,8 @@ def load_model(
     if tp:
         _check_tensor_parallel(name, source)
         kwargs.update(_tensor_parallel_kwargs())
+    if device_map is not None:
+        kwargs["device_map"] = device_map
     errors = []
     model = None
     for auto in (AutoModelForCausalLM, AutoModelForImageTextToText):
@@ -121,7 +127,11 @@ def load_model(
         tokenizer = AutoTokenizer.from_pretrained(source)
     except Exception as exc:
         raise ModelLoadError(f"cannot load the tokenizer of {name!r}: {_first_line(exc)}") from exc
-    if not tp:  # a sharded model is where tp_plan put it
+    if device_map is not None:  # where accelerate put it: the device its forward starts on
+        from llmprof.capture.timeline import model_devices
+
+        torch_device = model_devices(model)[0]
+    elif not tp:  # a sharded model is where tp_plan put it
         model.to(torch_device)
     model.eval()
     return LoadedModel(model=model, tokenizer=tokenizer, name=name, device=torch_device, dtype=torch_dtype)
@@ -148,6 +158,32 @@ def _check_tensor_parallel(name: str, source: str) -> None:
                 f"--tp: model {name!r} has {heads} {field.removeprefix('num_').replace('_', ' ')}, which"
                 f" {world} ranks do not divide: use a world size that divides it"
             )
+
+
+DEVICE_MAPS = ("auto", "balanced", "balanced_low_0", "sequential")
+
+
+def _check_device_map(device_map: str, device: str, tp: bool) -> None:
+    """Fail in one line, before loading, when the model cannot be spread over this machine's GPUs."""
+    import importlib.util
+
+    if device_map not in DEVICE_MAPS:
+        raise ModelLoadError(f"unknown --device-map {device_map!r}; choose from {', '.join(DEVICE_MAPS)}")
+    if tp:
+        raise ModelLoadError(
+            "--device-map and --tp: shard over torchrun's ranks or over one process's GPUs, not both"
+        )
+    if device not in ("auto", "cuda"):
+        raise ModelLoadError(
+            f"--device-map spreads the model over the GPUs; it does not go with --device {device}"
+        )
+    gpus = torch.cuda.device_count()
+    if gpus < 2:
+        raise ModelLoadError(
+            f"--device-map spreads the model over several GPUs, and this machine has {gpus}: use --device"
+        )
+    if importlib.util.find_spec("accelerate") is None:
+        raise ModelLoadError("--device-map loads through accelerate: pip install 'llmprof[dist]'")
 
 
 def _tensor_parallel_kwargs() -> dict[str, Any]:
