@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import numpy as np
+
 from llmprof.analysis.kernels import KernelDiff, kernel_diff
 from llmprof.analysis.metrics import RequestMetrics
 from llmprof.analysis.record import RawRequest
@@ -72,7 +74,14 @@ def ratio_ci(
     a: Sequence[float], b: Sequence[float], resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0
 ) -> tuple[float, float]:
     """95% percentile-bootstrap interval of median(b) / median(a); each run is resampled by its generations."""
-    return two_sample_ci(a, b, lambda ma, mb: mb / ma if ma else float("inf"), resamples, seed)
+    return two_sample_ci(a, b, _ratio, resamples, seed)
+
+
+def _ratio(ma: np.ndarray, mb: np.ndarray) -> np.ndarray:
+    """mb / ma per resample, inf where median(a) is 0."""
+    out = np.full(ma.shape, np.inf)
+    np.divide(mb, ma, out=out, where=ma != 0)
+    return out
 
 
 def verdict(ratio: float, low: float, high: float, higher_is_better: bool) -> str:
