@@ -167,3 +167,31 @@ def test_device_map_on_the_command_line_says_why_it_cannot_run_here(capsys):
     ]:
         with pytest.raises(llmprof.LlmprofError, match=message):
             load_model("demo", **kwargs)
+
+
+def test_the_timeline_records_on_the_gpus_even_when_the_embeddings_are_offloaded():
+    """A model partly offloaded to the CPU (its input embeddings there) still has its GPU work timed by that GPU's
+    events, not by host stamps, which cannot see asynchronous GPU work."""
+    from types import SimpleNamespace
+
+    from llmprof.capture.timeline import timed_devices
+
+    def on(*names):
+        return [SimpleNamespace(device=torch.device(n)) for n in names]
+
+    class Model(torch.nn.Module):
+        def __init__(self, embeddings, params):
+            super().__init__()
+            self._embeddings, self._params = embeddings, params
+
+        def get_input_embeddings(self):
+            return SimpleNamespace(weight=self._embeddings)
+
+        def parameters(self):
+            return iter(self._params)
+
+    offloaded = Model(on("cpu")[0], on("cpu", "cuda:0", "cuda:0"))
+    assert timed_devices(offloaded) == [torch.device("cuda", 0)]
+    spread = Model(on("cuda:1")[0], on("cuda:0", "cuda:1"))
+    assert timed_devices(spread) == [torch.device("cuda", 1), torch.device("cuda", 0)]
+    assert timed_devices(Model(on("cpu")[0], on("cpu"))) == [torch.device("cpu")]

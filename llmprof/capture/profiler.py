@@ -23,7 +23,7 @@ from llmprof.capture.hooks import (
 from llmprof.capture.recorder import Recorder, Records
 from llmprof.capture.sampling import Sampler, make_sampler
 from llmprof.capture.sampling.base import checked_interval
-from llmprof.capture.timeline import model_devices
+from llmprof.capture.timeline import model_devices, timed_devices
 from llmprof.errors import CaptureError
 
 if TYPE_CHECKING:  # typing.Self is Python 3.11+
@@ -76,7 +76,7 @@ class Profiler(Records):
         self._cached = 0  # tokens in the KV cache the call was given
         self._skip_reason: str | None = None
         self._arguments: dict[str, Any] = {}
-        self._device: torch.device | None = None  # where the forward starts
+        self._device: torch.device | None = None  # the first device the timeline records on
         self._gpus: list[torch.device] = []  # every GPU the model is on
         self._telemetry = telemetry
         self._sample_interval = checked_interval(sample_interval)
@@ -121,11 +121,11 @@ class Profiler(Records):
             raise CaptureError("this Profiler is already attached")
         if getattr(self.model, "_llmprof_profiler", None) is not None:
             raise CaptureError("another llmprof Profiler is already attached to this model; detach it first")
-        devices = model_devices(self.model)
+        # a device_map model over several GPUs: one lane per GPU (docs/architecture.md, "Several GPUs")
+        devices = timed_devices(self.model)
         self._gpus = [d for d in devices if d.type == "cuda"]
         self._device = devices[0]
-        # a device_map model over several GPUs: one lane per GPU (docs/architecture.md, "Several GPUs")
-        self.recorder = Recorder(self._gpus if len(self._gpus) > 1 else self._device, timeline=self._timeline)
+        self.recorder = Recorder(devices, timeline=self._timeline)
         self._timeline = self.recorder.timeline
         if isinstance(self._telemetry, Sampler):
             self.sampler = self._telemetry

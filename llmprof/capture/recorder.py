@@ -146,9 +146,7 @@ class Recorder(Records):
     @classmethod
     def for_model(cls, model: torch.nn.Module, **options: Any) -> Recorder:
         """A recorder on the devices of ``model``'s parameters (one lane per GPU of a device_map model)."""
-        devices = timelines.model_devices(model)
-        gpus = [d for d in devices if d.type == "cuda"]
-        return cls(gpus if len(gpus) > 1 else devices[0], **options)
+        return cls(timelines.timed_devices(model), **options)
 
     @property
     def backend(self) -> str:

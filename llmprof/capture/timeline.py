@@ -58,6 +58,13 @@ def model_devices(model: torch.nn.Module) -> list[torch.device]:
     return list(found) or [torch.device("cpu")]
 
 
+def timed_devices(model: torch.nn.Module) -> list[torch.device]:
+    """What a timeline of ``model`` records on: every GPU it is on (one lane each, the forward's first GPU
+    first), even when its input embeddings are offloaded to the CPU; else its one device (host stamps)."""
+    devices = model_devices(model)
+    return [d for d in devices if d.type == "cuda"] or devices[:1]
+
+
 def _input_device(model: torch.nn.Module) -> torch.device | None:
     embeddings = getattr(model, "get_input_embeddings", None)
     try:
