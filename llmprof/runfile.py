@@ -3,11 +3,15 @@
 A run file holds every raw timeline plus the run's configuration, environment, telemetry and roofline inputs;
 every metric is recomputed from the raw timelines on load, so a file stays useful when metrics are added.
 A format change that old files cannot be read through bumps ``FORMAT_VERSION`` and adds the migration of the
-older documents here (version 1 is the only format so far). Never imports torch.
+older documents here. Version 2 stores each request's marks compact (:data:`MARKS_ENCODING`) and writes one
+request a line; a version-1 document is a version-2 document whose marks are plain arrays (still read, and
+still written by ``report --format json`` for tools that want plain JSON). Never imports torch.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 import datetime
 import json
@@ -15,10 +19,13 @@ import math
 import os
 import stat
 import tempfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
+
+import numpy as np
 
 from llmprof.analysis.kernels import KernelCapture, check_capture
 from llmprof.analysis.metrics import RequestMetrics, compute_request
@@ -29,7 +36,12 @@ from llmprof.errors import RunFormatError
 
 T = TypeVar("T")
 FORMAT_NAME = "llmprof-run"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# a request's marks in a run file: the columns label, step, host_ns and device_ns (-1 where a mark has no
+# device time), each as its first value then the differences of consecutive values, little-endian int64,
+# one column after the other, zlib-compressed, then base64 (the differences are small: 3-4x smaller files)
+MARKS_ENCODING = "delta-int64-zlib-base64"
+MARK_COLUMNS = ("label", "step", "host_ns", "device_ns")
 
 
 @dataclass
@@ -48,6 +60,10 @@ class Run:
     ranks: list[RankTimeline] | None = None
     interrupted: bool = False
     created: str = field(default_factory=lambda: datetime.datetime.now(datetime.timezone.utc).isoformat())
+    # each record's metrics, computed once (records are not changed once recorded): id -> (record, metrics)
+    _computed: dict[int, tuple[RawRequest, RequestMetrics]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     @property
     def measured(self) -> list[RawRequest]:
@@ -55,8 +71,15 @@ class Run:
         return [r for r in self.records if not r.warmup]
 
     def metrics(self) -> list[RequestMetrics]:
-        """Metrics of the measured repeats, in order."""
-        return [compute_request(r) for r in self.measured]
+        """Metrics of the measured repeats, in order (each computed once per run)."""
+        return [self.request_metrics(r) for r in self.measured]
+
+    def request_metrics(self, record: RawRequest) -> RequestMetrics:
+        """``compute_request(record)``, computed once per record of this run."""
+        hit = self._computed.get(id(record))
+        if hit is None or hit[0] is not record:
+            hit = self._computed[id(record)] = (record, compute_request(record))
+        return hit[1]
 
     def roofline_analyses(self) -> list[RequestRoofline]:
         """The measured repeats against the roofline, in order; empty when the run has no roofline."""
@@ -65,8 +88,9 @@ class Run:
         roofline = Roofline.from_dict(self.roofline)
         return [roofline.analyze(m) for m in self.metrics()]
 
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON document of the run (see :func:`dump_run`)."""
+    def to_dict(self, compact: bool = False) -> dict[str, Any]:
+        """The JSON document of the run (see :func:`dump_run`); ``compact``: each request's marks encoded
+        (:data:`MARKS_ENCODING`), else plain arrays."""
         return {
             "format": FORMAT_NAME,
             "version": FORMAT_VERSION,
@@ -76,10 +100,10 @@ class Run:
             "environment": self.environment,
             "telemetry": self.telemetry,
             "roofline": self.roofline,
-            "requests": [r.to_dict() for r in self.records],
+            "requests": [request_dict(r, compact) for r in self.records],
             **({"kernels": self.kernels.to_dict()} if self.kernels is not None else {}),
             **(
-                {"ranks": [_rank_dict(t, t.rank == self.ranks[0].rank) for t in self.ranks]}
+                {"ranks": [_rank_dict(t, t.rank == self.ranks[0].rank, compact) for t in self.ranks]}
                 if self.ranks
                 else {}
             ),
@@ -90,10 +114,9 @@ class Run:
         """Parse a run document, validated whole (:func:`check_document`); raises RunFormatError naming the
         first field that is wrong."""
         check_document(data)
-        records = [
-            _physical(RawRequest.from_dict(r), f"requests[{i}]") for i, r in enumerate(data["requests"])
-        ]
-        return cls(
+        records = [RawRequest.from_dict(r) for r in data["requests"]]
+        computed = {id(r): (r, _physical(r, f"requests[{i}]")) for i, r in enumerate(records)}
+        run = cls(
             config=dict(data.get("config", {})),
             environment=dict(data.get("environment", {})),
             records=records,
@@ -104,9 +127,35 @@ class Run:
             interrupted=data.get("interrupted", False),
             created=data.get("created", ""),
         )
+        run._computed = computed
+        return run
 
 
-def _rank_dict(timeline: RankTimeline, first: bool) -> dict[str, Any]:
+def request_dict(record: RawRequest, compact: bool) -> dict[str, Any]:
+    """A request's entry in the file; ``compact``: its marks encoded (:data:`MARKS_ENCODING`)."""
+    data = record.to_dict()
+    if compact:
+        data["marks"] = encode_marks(data["marks"])
+    return data
+
+
+def encode_marks(marks: dict[str, list[Any]]) -> dict[str, Any]:
+    """Plain mark columns -> their compact form (:data:`MARKS_ENCODING`)."""
+    device = marks["device_ns"]
+    columns = np.array(
+        [marks["label"], marks["step"], marks["host_ns"], [-1 if d is None else d for d in device]],
+        dtype=np.int64,
+    ).reshape(len(MARK_COLUMNS), len(device))
+    # int64 arithmetic wraps: a difference past the range comes back exactly through the running sum
+    deltas = np.diff(columns, axis=1, prepend=0).astype("<i8")
+    return {
+        "encoding": MARKS_ENCODING,
+        "count": len(device),
+        "data": base64.b64encode(zlib.compress(deltas.tobytes(), 6)).decode("ascii"),
+    }
+
+
+def _rank_dict(timeline: RankTimeline, first: bool, compact: bool) -> dict[str, Any]:
     """A rank's entry in the file: the first rank's records are the run's ``requests``, not repeated."""
     entry = {
         "rank": timeline.rank,
@@ -114,7 +163,7 @@ def _rank_dict(timeline: RankTimeline, first: bool) -> dict[str, Any]:
         "offset_ns": timeline.offset_ns,
         "uncertainty_ns": timeline.uncertainty_ns,
     }
-    return entry if first else {**entry, "requests": [r.to_dict() for r in timeline.records]}
+    return entry if first else {**entry, "requests": [request_dict(r, compact) for r in timeline.records]}
 
 
 def _ranks(entries: list[dict[str, Any]], records: list[RawRequest]) -> list[RankTimeline]:
@@ -126,19 +175,20 @@ def _ranks(entries: list[dict[str, Any]], records: list[RawRequest]) -> list[Ran
     for i, e in enumerate(entries[1:], 1):
         timeline = RankTimeline(e["rank"], e["hostname"], e["offset_ns"], e["uncertainty_ns"])
         for j, request in enumerate(e["requests"]):
-            timeline.records.append(_physical(RawRequest.from_dict(request), f"ranks[{i}].requests[{j}]"))
+            timeline.records.append(RawRequest.from_dict(request))
+            _physical(timeline.records[-1], f"ranks[{i}].requests[{j}]")
         out.append(timeline)
     return out
 
 
-def _physical(record: RawRequest, where: str) -> RawRequest:
-    """``record`` if its metrics can be computed and are physical; RunFormatError naming ``where`` if not."""
+def _physical(record: RawRequest, where: str) -> RequestMetrics:
+    """``record``'s metrics if they can be computed and are physical; RunFormatError naming ``where`` if not."""
     try:
         m = compute_request(record)
     except (ValueError, ZeroDivisionError) as exc:
         raise RunFormatError(f"malformed llmprof run: {where}: {exc}") from None
     _check_physical(m, where)
-    return record
+    return m
 
 
 # -- validation on load ------------------------------------------------------------------------------------
@@ -200,6 +250,8 @@ def _walk(value: Any, where: str, depth: int = 0) -> None:
             _walk(key, where, depth + 1)
             _walk(item, f"{where}.{key}" if where else str(key), depth + 1)
     elif isinstance(value, list):
+        if all(type(item) is int for item in value):  # a column of integers (the marks): nothing to walk
+            return
         for i, item in enumerate(value):
             _walk(item, f"{where}[{i}]", depth + 1)
 
@@ -309,6 +361,7 @@ def _check_roofline(roofline: dict[str, Any]) -> None:
 
 
 def _check_request(request: Any, where: str) -> None:
+    """One request of a document; its compact marks are decoded in place (plain columns for ``from_dict``)."""
     if not isinstance(request, dict):
         raise _fail(where, f"an object is needed, not {_type_name(request)}")
     marks = request.get("marks")
@@ -316,22 +369,11 @@ def _check_request(request: Any, where: str) -> None:
         raise _fail(
             f"{where}.marks", "missing" if marks is None else f"an object is needed, not {_type_name(marks)}"
         )
-    columns = {}
-    for name in ("label", "step", "host_ns", "device_ns"):
-        if name not in marks:
-            raise _fail(f"{where}.marks.{name}", "missing")
-        columns[name] = _ints(marks[name], f"{where}.marks.{name}", optional=name == "device_ns")
-    if len({len(c) for c in columns.values()}) != 1:
-        raise _fail(f"{where}.marks", "its columns have different lengths")
-    known = {int(label) for label in Label}
-    for j, label in enumerate(columns["label"]):
-        if label not in known:
-            raise _fail(f"{where}.marks.label[{j}]", f"{label} is no mark llmprof records")
-    host = columns["host_ns"]
-    for j in range(1, len(host)):
-        if host[j] < host[j - 1]:
-            raise _fail(f"{where}.marks.host_ns[{j}]", "not monotone (earlier than the mark before it)")
-    tokens = sum(label == Label.TOKEN for label in columns["label"])
+    if "encoding" in marks:
+        columns = request["marks"] = _decoded_marks(marks, f"{where}.marks")
+    else:
+        columns = _plain_marks(marks, f"{where}.marks")
+    tokens = columns["label"].count(Label.TOKEN)
     per_step = request.get("tokens_per_step")
     most = tokens if per_step is None else sum(_ints(per_step, f"{where}.tokens_per_step", 1))
     counts = request.get("tokens_per_sequence")
@@ -359,6 +401,63 @@ def _check_request(request: Any, where: str) -> None:
         _ints(request["drafted_per_step"], f"{where}.drafted_per_step")
     if "device_forward_ends" in request:
         _check_device_ends(request["device_forward_ends"], columns["label"], f"{where}.device_forward_ends")
+
+
+def _plain_marks(marks: dict[str, Any], where: str) -> dict[str, list[Any]]:
+    """The plain mark columns (arrays of integers) checked: known labels, host stamps in order."""
+    columns = {}
+    for name in MARK_COLUMNS:
+        if name not in marks:
+            raise _fail(f"{where}.{name}", "missing")
+        columns[name] = _ints(marks[name], f"{where}.{name}", optional=name == "device_ns")
+    if len({len(c) for c in columns.values()}) != 1:
+        raise _fail(where, "its columns have different lengths")
+    known = {int(label) for label in Label}
+    for j, label in enumerate(columns["label"]):
+        if label not in known:
+            raise _fail(f"{where}.label[{j}]", f"{label} is no mark llmprof records")
+    host = columns["host_ns"]
+    for j in range(1, len(host)):
+        if host[j] < host[j - 1]:
+            raise _fail(f"{where}.host_ns[{j}]", "not monotone (earlier than the mark before it)")
+    return columns
+
+
+def _decoded_marks(marks: dict[str, Any], where: str) -> dict[str, list[Any]]:
+    """Compact marks (:data:`MARKS_ENCODING`) -> the plain columns, checked as :func:`_plain_marks` checks
+    them (in one numpy pass a column)."""
+    if marks["encoding"] != MARKS_ENCODING:
+        raise _fail(
+            f"{where}.encoding",
+            f"{marks['encoding']!r:.40} is no encoding this llmprof reads ({MARKS_ENCODING})",
+        )
+    count = _int(marks.get("count"), f"{where}.count", 0, 2**40)
+    data = marks.get("data")
+    if not isinstance(data, str):
+        raise _fail(f"{where}.data", f"a string is needed, not {_type_name(data)}")
+    size = len(MARK_COLUMNS) * 8 * count
+    try:
+        inflate = zlib.decompressobj()
+        raw = inflate.decompress(base64.b64decode(data, validate=True), size + 1)  # never more than needed
+    except (binascii.Error, zlib.error) as exc:
+        raise _fail(f"{where}.data", f"not base64 of zlib data ({exc})") from None
+    if len(raw) != size or not inflate.eof:
+        raise _fail(f"{where}.data", f"does not hold {count} marks (truncated?)")
+    label, step, host, device = np.cumsum(np.frombuffer(raw, "<i8").reshape(len(MARK_COLUMNS), count), axis=1)
+    bad = np.flatnonzero(~np.isin(label, [int(known) for known in Label]))
+    if bad.size:
+        raise _fail(f"{where}.label[{bad[0]}]", f"{label[bad[0]]} is no mark llmprof records")
+    for name, column, low in (("step", step, 0), ("host_ns", host, 0), ("device_ns", device, -1)):
+        bad = np.flatnonzero(column < low)
+        if bad.size:
+            raise _fail(
+                f"{where}.{name}[{bad[0]}]", f"{column[bad[0]]} is out of range ({max(low, 0)}..{MAX_NS})"
+            )
+    bad = np.flatnonzero(np.diff(host) < 0)
+    if bad.size:
+        raise _fail(f"{where}.host_ns[{bad[0] + 1}]", "not monotone (earlier than the mark before it)")
+    devices = [None] * count if (device < 0).all() else [None if d < 0 else d for d in device.tolist()]
+    return {"label": label.tolist(), "step": step.tolist(), "host_ns": host.tolist(), "device_ns": devices}
 
 
 def _check_device_ends(ends: dict[str, Any], labels: list[int], where: str) -> None:
@@ -436,9 +535,26 @@ def write_atomic(path: str | os.PathLike[str], data: str | bytes) -> None:
         raise
 
 
-def dump_run(run: Run) -> str:
-    """``run`` as JSON text."""
-    return json.dumps(run.to_dict(), indent=1) + "\n"
+def dump_run(run: Run, compact: bool = True) -> str:
+    """``run`` as JSON text: ``compact``, its marks encoded and one request a line (the run file); else
+    plain arrays, indented (``report --format json``)."""
+    if not compact:
+        return json.dumps(run.to_dict(), indent=1) + "\n"
+    return dump_lines(run.to_dict(compact=True))
+
+
+def dump_lines(document: dict[str, Any]) -> str:
+    """``document`` as JSON text with one top-level field a line, and one item a line in its lists of
+    objects (the requests): a big file stays readable with ``less`` and ``grep``."""
+    lines = []
+    for key, value in document.items():
+        name = json.dumps(key)
+        if isinstance(value, list) and value and all(isinstance(item, dict) for item in value):
+            items = ",\n".join(json.dumps(item, separators=(",", ":")) for item in value)
+            lines.append(f"{name}: [\n{items}\n]")
+        else:
+            lines.append(f"{name}: {json.dumps(value, separators=(',', ':'))}")
+    return "{\n" + ",\n".join(lines) + "\n}\n"
 
 
 def save_run(run: Run, path: str | os.PathLike[str]) -> None:

@@ -86,7 +86,8 @@ class Sweep:
         """Add ``point``, replacing an earlier entry of the same point (a retried failure)."""
         self.points = [p for p in self.points if p.key != point.key] + [point]
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, compact: bool = False) -> dict[str, Any]:
+        """The JSON document of the sweep; ``compact``: its runs' marks encoded (as in a run file)."""
         return {
             "format": FORMAT_NAME,
             "version": FORMAT_VERSION,
@@ -99,7 +100,7 @@ class Sweep:
                     "params": p.params,
                     "status": p.status,
                     "reason": p.reason,
-                    "run": None if p.run is None else p.run.to_dict(),
+                    "run": None if p.run is None else p.run.to_dict(compact),
                 }
                 for p in self.points
             ],
@@ -152,7 +153,7 @@ def _point(item: Any, axes: set[str], where: str) -> SweepPoint:
 
 def save_sweep(sweep: Sweep, path: str | os.PathLike[str]) -> None:
     """Save ``sweep`` as JSON at ``path``, atomically."""
-    write_atomic(path, json.dumps(sweep.to_dict(), indent=1) + "\n")
+    write_atomic(path, json.dumps(sweep.to_dict(compact=True), indent=1) + "\n")
 
 
 def is_sweep(data: Any) -> bool:

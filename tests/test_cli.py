@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from run_cli import run_llmprof
 
-from llmprof.runfile import load_run
+from llmprof.runfile import FORMAT_VERSION, load_run
 
 FAST = ["--prompt-len", "16", "--max-new-tokens", "6", "--repeats", "2", "--warmup", "1"]
 
@@ -47,7 +47,7 @@ def test_json_output_holds_every_raw_timeline(env, tmp_path):
     assert all(r.batch_size == 2 and r.prompt_tokens == 16 for r in run.records)
     assert len(run.metrics()) == 2
     data = json.loads(path.read_text())
-    assert data["format"] == "llmprof-run" and data["version"] == 1
+    assert data["format"] == "llmprof-run" and data["version"] == FORMAT_VERSION == 2
     assert "summary" not in data  # every figure is recomputed from the raw timelines, never stored
     assert data["environment"]["versions"]["torch"]
     assert data["environment"]["model"]["parameters"] > 1_000_000 and data["environment"]["model"]["class"]

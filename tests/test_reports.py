@@ -18,7 +18,7 @@ from llmprof.analysis.compare import compare_runs
 from llmprof.analysis.record import Label, RawRequest
 from llmprof.errors import RunFormatError
 from llmprof.report import render
-from llmprof.runfile import Run, load_run, save_run, write_atomic
+from llmprof.runfile import Run, encode_marks, load_run, save_run, write_atomic
 
 GOLDEN = Path(__file__).parent / "golden"
 MS = 1_000_000
@@ -115,6 +115,32 @@ def test_golden_outputs(saved_run, fmt, per_step, golden, monkeypatch):
     assert text == path.read_text()
 
 
+@pytest.mark.parametrize(
+    "fmt, per_step, golden",
+    [("table", False, "run.table.txt"), ("md", False, "run.md"), ("csv", True, "run.steps.csv")],
+)
+def test_a_version_1_file_renders_as_it_did(fmt, per_step, golden, monkeypatch):
+    """run.v1.json: the hand-built run as llmprof's version-1 writer saved it (plain, indented arrays)."""
+    monkeypatch.delenv("COLUMNS", raising=False)
+    old = load_run(GOLDEN / "run.v1.json")
+    assert json.loads((GOLDEN / "run.v1.json").read_text())["version"] == 1
+    assert old.records == hand_run().records
+    assert render(old, fmt, per_step=per_step) == (GOLDEN / golden).read_text()
+
+
+def test_the_run_file_is_compact_and_report_json_is_plain(saved_run, tmp_path):
+    """The file: one request a line, its marks encoded; ``report --format json``: the same run with plain
+    arrays, which loads back to the same records."""
+    text = saved_run.read_text()
+    lines = text.splitlines()
+    assert sum(line.startswith('{"marks":{"encoding":') for line in lines) == len(hand_run().records)
+    plain = render(load_run(saved_run), "json")
+    document = json.loads(plain)
+    assert document["requests"][1]["marks"]["host_ns"] == hand_run().records[1].host_ns
+    (tmp_path / "plain.json").write_text(plain)
+    assert load_run(tmp_path / "plain.json").records == load_run(saved_run).records == hand_run().records
+
+
 def test_golden_values_are_the_known_ones():
     text = (GOLDEN / "run.md").read_text()
     # TTFT of request i is 2 + 40 + i + 1 ms: medians over requests 1..3 -> 45 ms
@@ -169,7 +195,10 @@ def test_report_runs_without_torch(saved_run, tmp_path, fmt):
 
 
 def test_report_json_round_trips(saved_run):
+    """The plain JSON is the file's document with each request's marks decoded, and nothing else changed."""
     again = json.loads(render(load_run(saved_run), "json"))
+    for request in again["requests"]:
+        request["marks"] = encode_marks(request["marks"])
     assert again == json.loads(saved_run.read_text())
 
 
@@ -178,7 +207,7 @@ def test_report_json_round_trips(saved_run):
     [
         ('{"format": "something-else"}', "not an llmprof run"),
         ("[1, 2]", "not an llmprof run"),
-        ('{"format": "llmprof-run", "version": 2, "requests": []}', "newer than this llmprof reads"),
+        ('{"format": "llmprof-run", "version": 3, "requests": []}', "newer than this llmprof reads"),
         ('{"format": "llmprof-run", "version": 1, "requests": [{"marks": {}}]}', "malformed llmprof run"),
     ],
 )

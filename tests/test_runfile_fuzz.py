@@ -13,7 +13,7 @@ import pytest
 from timelines import synthetic_run
 
 from llmprof.cli import main
-from llmprof.runfile import dump_run, load_run
+from llmprof.runfile import FORMAT_VERSION, MARKS_ENCODING, dump_run, encode_marks, load_run
 
 MUTANTS = 320
 FORMATS = ("table", "md", "csv", "json", "trace")
@@ -36,8 +36,9 @@ BAD_VALUES = [
 ]
 
 
-def base_document() -> dict:
-    """A run with every part a run file has: warm-up and measured requests, telemetry, roofline."""
+def base_document(compact: bool = False) -> dict:
+    """A run with every part a run file has: warm-up and measured requests, telemetry, roofline; its marks
+    plain arrays, or ``compact`` as a run file writes them."""
     run = synthetic_run(10.0)
     run.records[0].warmup = True
     start = run.records[0].host_ns[0]
@@ -55,7 +56,7 @@ def base_document() -> dict:
         },
     }
     run.config = {"model": "synthetic", "batch_size": 1, "prompt_tokens": 10, "max_new_tokens": 6}
-    return json.loads(dump_run(run))
+    return json.loads(dump_run(run, compact=compact))
 
 
 def paths(value, prefix=()):
@@ -154,14 +155,17 @@ def physical(path) -> None:
         assert m.tpot is None or m.tpot >= 0
 
 
-def test_every_mutant_of_a_run_file_is_a_clean_error_or_a_valid_render(tmp_path, capsys):
-    base = base_document()
+@pytest.mark.parametrize(
+    "compact, mutants", [(False, MUTANTS), (True, MUTANTS // 3)], ids=["plain", "compact"]
+)
+def test_every_mutant_of_a_run_file_is_a_clean_error_or_a_valid_render(tmp_path, capsys, compact, mutants):
+    base = base_document(compact)
     text = json.dumps(base)
     original = tmp_path / "original.json"
     original.write_text(text)
     rng = random.Random(0)
     outcomes = Counter()
-    for i in range(MUTANTS):
+    for i in range(mutants):
         path = tmp_path / f"mutant{i}.json"
         path.write_text(mutant(base, text, rng))
         codes = set()
@@ -181,18 +185,18 @@ def test_every_mutant_of_a_run_file_is_a_clean_error_or_a_valid_render(tmp_path,
             errors = [line for line in err.splitlines() if line.startswith("llmprof: error:")]
             assert errors and len(errors) == len(err.strip().splitlines()), (i, err)
             outcomes["refused"] += 1
-    print(f"run-file mutants: {MUTANTS} tried, {outcomes['refused']} refused in one line, {outcomes['rendered']}"
+    print(f"run-file mutants: {mutants} tried, {outcomes['refused']} refused in one line, {outcomes['rendered']}"
           " rendered in every format with physical numbers, 0 tracebacks")  # fmt: skip
-    assert outcomes["refused"] >= MUTANTS // 2 and outcomes["rendered"] >= 10, outcomes
+    assert outcomes["refused"] >= mutants // 2 and outcomes["rendered"] >= 10, outcomes
 
 
 @pytest.mark.parametrize(
     "version, message",
     [
-        ("1", "is not a version number: this llmprof writes 1"),
-        (1.0, "is not a version number: this llmprof writes 1"),
-        (None, "is not a version number: this llmprof writes 1"),
-        (2, "newer than this llmprof reads"),
+        ("1", f"is not a version number: this llmprof writes {FORMAT_VERSION}"),
+        (1.0, f"is not a version number: this llmprof writes {FORMAT_VERSION}"),
+        (None, f"is not a version number: this llmprof writes {FORMAT_VERSION}"),
+        (FORMAT_VERSION + 1, "newer than this llmprof reads"),
         (0, "does not exist"),
     ],
 )
@@ -227,4 +231,78 @@ def test_a_bad_field_is_named_with_its_request(tmp_path, mutate, message):
     path = tmp_path / "run.json"
     path.write_text(json.dumps(document))
     with pytest.raises(Exception, match=message):
+        load_run(path)
+
+
+def _compact(document: dict) -> dict:
+    """``document`` with every request's plain marks encoded as a run file encodes them."""
+    for request in document["requests"]:
+        request["marks"] = encode_marks(request["marks"])
+    return document
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (
+            lambda d: d["requests"][1]["marks"]["host_ns"].reverse(),
+            r"requests\[1\].marks.host_ns\[1\]: not monotone",
+        ),
+        (lambda d: d["requests"][1]["marks"]["label"].__setitem__(2, 99), r"marks.label\[2\]: 99 is no mark"),
+        (
+            lambda d: d["requests"][1]["marks"]["step"].__setitem__(3, -2),
+            r"marks.step\[3\]: -2 is out of range",
+        ),
+        (
+            lambda d: d["requests"][1]["marks"]["device_ns"].__setitem__(0, -5),
+            r"device_ns\[0\]: -5 is out of",
+        ),
+    ],
+    ids=["non-monotone", "label", "step", "device"],
+)
+def test_compact_marks_are_checked_as_plain_ones_are(tmp_path, mutate, message):
+    """The same bad mark, plain or encoded: the same one-line error naming the same position."""
+    for compact in (False, True):
+        document = base_document()
+        mutate(document)
+        path = tmp_path / "run.json"
+        path.write_text(json.dumps(_compact(document) if compact else document))
+        with pytest.raises(Exception, match=message):
+            load_run(path)
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda m: m.update(encoding="gzip"), r"marks.encoding: 'gzip' is no encoding this llmprof reads"),
+        (lambda m: m.update(count=m["count"] + 1), r"marks.data: does not hold \d+ marks \(truncated\?\)"),
+        (lambda m: m.update(count=-1), r"marks.count: -1 is out of range"),
+        (lambda m: m.update(data=m["data"][:-8]), r"marks.data: not base64 of zlib data|does not hold"),
+        (lambda m: m.update(data="%%%"), r"marks.data: not base64 of zlib data"),
+        (lambda m: m.update(data=None), r"marks.data: a string is needed, not null"),
+        (lambda m: m.pop("count"), r"marks.count: an integer is needed, not null"),
+    ],
+    ids=["encoding", "count", "negative-count", "truncated", "not-base64", "null", "no-count"],
+)
+def test_a_broken_compact_encoding_is_one_line_naming_the_field(tmp_path, mutate, message):
+    document = base_document(compact=True)
+    assert document["requests"][1]["marks"]["encoding"] == MARKS_ENCODING
+    mutate(document["requests"][1]["marks"])
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(document))
+    with pytest.raises(Exception, match=r"requests\[1\]\." + message):
+        load_run(path)
+
+
+def test_a_compact_stream_that_inflates_past_its_count_is_refused_without_inflating_it(tmp_path):
+    """A zlib bomb in the marks (a GB of zeros claimed as one mark) is read no further than the one mark."""
+    import base64
+    import zlib
+
+    document = base_document(compact=True)
+    bomb = zlib.compress(bytes(1 << 30 >> 4), 9)  # 64 MB of zeros in ~64 kB
+    document["requests"][1]["marks"].update(count=1, data=base64.b64encode(bomb).decode())
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(document))
+    with pytest.raises(Exception, match=r"requests\[1\]\.marks.data: does not hold 1 marks"):
         load_run(path)

@@ -59,7 +59,9 @@ def test_the_numpy_bootstrap_draws_exactly_what_random_choices_drew(n):
     rng = random.Random(n)
     a = [rng.lognormvariate(0, 0.5) for _ in range(n)]
     b = [rng.lognormvariate(0.2, 0.5) for _ in range(n // 2 + 1)]
+    ties = [float(rng.randrange(3)) for _ in range(n)]  # ranks of equal values: still the same medians
     for seed in (0, 5):
+        assert bootstrap_ci(ties, resamples=300, seed=seed) == _reference_ci(ties, 300, seed)
         assert bootstrap_ci(a, resamples=300, seed=seed) == _reference_ci(a, 300, seed)
         assert two_sample_ci(a, b, lambda ma, mb: mb - ma, 300, seed) == _reference_two_sample(
             a, b, 300, seed

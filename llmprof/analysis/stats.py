@@ -6,6 +6,7 @@ correlated, so resampling steps would understate the spread.
 
 from __future__ import annotations
 
+import functools
 import math
 import statistics
 from collections.abc import Callable, Sequence
@@ -42,22 +43,40 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
 
 
-def resampled_medians(values: Sequence[float], rng: np.random.RandomState, resamples: int) -> np.ndarray:
-    """The medians of ``resamples`` resamples (with replacement) of ``values``, one row of draws each, from
-    ``rng``'s next ``resamples * len(values)`` uniforms: the very draws and medians of ``random.Random`` with
-    the same state calling ``choices(values, k=len(values))`` per resample (``floor(random() * n)``), so the
-    intervals did not move when this became numpy."""
+@functools.lru_cache(maxsize=4)
+def _draw_counts(sizes: tuple[int, ...], resamples: int, seed: int) -> tuple[np.ndarray, ...]:
+    """For each sample of ``sizes`` (drawn in this order within each resample, from one stream of ``seed``):
+    how many times each of its positions is drawn in each of ``resamples`` resamples with replacement, one
+    row per resample. The draws are those of ``random.Random(seed)`` calling ``choices(sample, k=len(sample))``
+    per resample and sample (``floor(random() * n)``); they depend only on the sizes, so every metric of the
+    same size reads the same counts (cached: drawn once per render, not once per metric)."""
+    u = _rng(seed).random_sample((resamples, sum(sizes)))
+    out, start = [], 0
+    for k in sizes:
+        drawn = np.floor(u[:, start : start + k] * k).astype(np.intp)
+        start += k
+        drawn += np.arange(resamples)[:, None] * k  # one flat bin per (resample, position)
+        counts = np.bincount(drawn.ravel(), minlength=resamples * k).reshape(resamples, k)
+        counts = counts.astype(np.int32 if k > 32767 else np.int16)
+        counts.setflags(write=False)  # shared by every caller through the cache
+        out.append(counts)
+    return tuple(out)
+
+
+def _medians(values: Sequence[float], counts: np.ndarray) -> np.ndarray:
+    """The median of each resample of ``values`` whose draws per position are the rows of ``counts``, as
+    ``statistics.median`` computes it (the middle value, or the mean of the two middles): the resample's
+    k-th smallest value is the first value, in sorted order, at which the running count of draws passes k."""
+    values = np.asarray(values, dtype=float)
+    order = np.argsort(values, kind="stable")
+    running = np.cumsum(counts[:, order], axis=1, dtype=counts.dtype)
     k = len(values)
-    draws = np.asarray(values, dtype=float)[np.floor(rng.random_sample((resamples, k)) * k).astype(np.intp)]
-    return _row_medians(draws)
-
-
-def _row_medians(rows: np.ndarray) -> np.ndarray:
-    """Each row's median, as ``statistics.median`` computes it (the middle, or the mean of the two middles)."""
-    k = rows.shape[1]
-    middle = [k // 2] if k % 2 else [k // 2 - 1, k // 2]
-    rows = np.partition(rows, middle, axis=1)  # the middle ranks in place, the rest unordered: O(k) a row
-    return rows[:, k // 2] if k % 2 else (rows[:, k // 2 - 1] + rows[:, k // 2]) / 2
+    high = (running < k // 2 + 1).sum(axis=1)  # sorted rank of the value at 0-based rank k // 2
+    ordered = values[order]
+    if k % 2:
+        return ordered[high]
+    low = (running < k // 2).sum(axis=1)  # rank k // 2 - 1
+    return (ordered[low] + ordered[high]) / 2
 
 
 def _rng(seed: int) -> np.random.RandomState:
@@ -68,11 +87,12 @@ def _rng(seed: int) -> np.random.RandomState:
 def bootstrap_ci(
     values: Sequence[float], confidence: float = 0.95, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0
 ) -> tuple[float, float]:
-    """Percentile bootstrap confidence interval of the median of ``values`` (one pass of numpy)."""
+    """Percentile bootstrap confidence interval of the median of ``values``."""
     if len(values) < 2:
         v = statistics.median(values)
         return v, v
-    estimates = resampled_medians(values, _rng(seed), resamples).tolist()
+    (counts,) = _draw_counts((len(values),), resamples, seed)
+    estimates = _medians(values, counts).tolist()
     alpha = (1.0 - confidence) / 2.0
     return percentile(estimates, 100 * alpha), percentile(estimates, 100 * (1 - alpha))
 
@@ -107,9 +127,6 @@ def two_sample_ci(
     """95% percentile-bootstrap interval of ``combine(median(a), median(b))``, each side resampled by its own
     units (generations, or the steps of a capture); ``combine`` is applied to the arrays of the resamples'
     medians. Each resample draws ``a``'s units, then ``b``'s, from one stream (as ``random.choices`` did)."""
-    ka, kb = len(a), len(b)
-    u = _rng(seed).random_sample((resamples, ka + kb))
-    draws_a = np.asarray(a, dtype=float)[np.floor(u[:, :ka] * ka).astype(np.intp)]
-    draws_b = np.asarray(b, dtype=float)[np.floor(u[:, ka:] * kb).astype(np.intp)]
-    estimates = np.asarray(combine(_row_medians(draws_a), _row_medians(draws_b)), dtype=float).tolist()
+    counts_a, counts_b = _draw_counts((len(a), len(b)), resamples, seed)
+    estimates = np.asarray(combine(_medians(a, counts_a), _medians(b, counts_b)), dtype=float).tolist()
     return percentile(estimates, 2.5), percentile(estimates, 97.5)

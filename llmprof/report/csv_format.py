@@ -8,7 +8,6 @@ import csv
 from typing import IO, Any
 
 from llmprof.analysis import registry
-from llmprof.analysis.metrics import compute_request
 from llmprof.analysis.registry import REQUEST, ROOFLINE, SPECULATIVE, STEP_METRICS
 from llmprof.analysis.roofline import Roofline
 from llmprof.analysis.telemetry import RequestTelemetry, requests_telemetry
@@ -58,7 +57,7 @@ def render(run: Run, out: IO[str]) -> None:
     telemetry = requests_telemetry(run.telemetry, run.records) if run.telemetry is not None else None
     rows = []
     for i, raw in enumerate(run.records):
-        m = compute_request(raw)
+        m = run.request_metrics(raw)
         row: dict[str, Any] = {
             "request": i,
             "warmup": int(raw.warmup),
@@ -86,7 +85,7 @@ def render_steps(run: Run, out: IO[str]) -> None:
     columns = [s for s in STEP_METRICS if s.source in shown]
     rows = []
     for i, raw in enumerate(run.records):
-        m = compute_request(raw)
+        m = run.request_metrics(raw)
         sources = {
             REQUEST: m,
             SPECULATIVE: m,

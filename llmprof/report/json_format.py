@@ -1,4 +1,5 @@
-"""The run itself as JSON: the run file's own document (see :mod:`llmprof.runfile`). Never imports torch."""
+"""The run itself as plain JSON: the run file's own document with its marks as plain arrays (see
+:mod:`llmprof.runfile`), for tools that read JSON. Never imports torch."""
 
 from __future__ import annotations
 
@@ -8,5 +9,5 @@ from llmprof.runfile import Run, dump_run
 
 
 def render(run: Run, out: IO[str]) -> None:
-    """Write the run file's JSON document of ``run``."""
-    out.write(dump_run(run))
+    """Write the run file's JSON document of ``run``, its marks plain."""
+    out.write(dump_run(run, compact=False))
