@@ -1,26 +1,45 @@
-"""What rendering a big run costs: ``report`` time per format for runs of 10, 100 and 1000 repeats of the
-synthetic 0 ms model (real records, profiled once in this process; the smaller runs are the first repeats of
-the same calls), and each run file's size. Prints the median of ``--rounds`` renders per case and its ratio to
-the 10-repeat run, in one process (issue 17's targets: every text format of 1000 repeats within 3x of 10, the
-plot within 2x, the run file of 1000 repeats 3x smaller than today's).
+"""What big runs cost to keep and to look at: the time of the ``report`` command per format (the whole
+command a user waits for: Python's start, loading and checking the file, rendering, writing) for runs of 10,
+100 and 1000 short repeats of the synthetic 0 ms model and for a run of about a million marks (20 requests of
+16384 steps), each as a ratio to the 10-repeat run; and each run file's size, today's (version 2, compact)
+against version 1's plain arrays. Real records: the short repeats are profiled once in this process (the
+smaller runs are the first repeats of the same calls); the long run is one profiled 16384-step generation
+repeated 20 times, each copy shifted in time. Median of ``--rounds`` commands per case, the cases interleaved
+round by round. Issue 17's targets: every text format of 1000 repeats within 3x of 10, the plot within 2x, the
+run file of 1000 repeats 3x smaller than version 1's.
 
-    python benchmarks/bench_reports.py [--repeats 10,100,1000] [--formats table,md,csv,json] [--rounds 3]
+    python benchmarks/bench_reports.py [--formats table,md,csv,steps,json,trace,plot] [--rounds 3]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
+from llmprof.analysis.record import RawRequest
 from llmprof.capture.profiler import Profiler
-from llmprof.report import render
-from llmprof.runfile import Run, dump_run
+from llmprof.runfile import Run, dump_run, save_run
 from llmprof.workloads.synthetic import synthetic_model, synthetic_prompt
 
+FORMAT_ARGS = {  # a report format's name here -> its report arguments
+    "table": ["--format", "table"],
+    "md": ["--format", "md"],
+    "csv": ["--format", "csv"],
+    "steps": ["--format", "csv", "--per-step"],
+    "json": ["--format", "json"],
+    "trace": ["--format", "trace"],
+    "plot": ["--format", "plot"],
+}
 
-def records(n: int, new_tokens: int):
-    """``n`` profiled generate() calls of the 0 ms synthetic model."""
+
+def profiled(n: int, new_tokens: int) -> list[RawRequest]:
+    """``n`` profiled generate() calls of the 0 ms synthetic model, ``new_tokens`` each."""
     model = synthetic_model(prefill_ms=0.0, decode_ms=0.0)
     with Profiler(model, telemetry=False) as prof:
         for _ in range(n):
@@ -28,42 +47,74 @@ def records(n: int, new_tokens: int):
     return prof.records
 
 
-def timed(fn, rounds: int) -> float:
-    times = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def repeated(record: RawRequest, n: int) -> list[RawRequest]:
+    """``record`` and ``n - 1`` copies of it, each starting 1 ms after the one before ended."""
+    start, end = record.window
+    shifts = [i * (end - start + 1_000_000) for i in range(n)]
+    return [
+        dataclasses.replace(
+            record,
+            host_ns=[t + s for t in record.host_ns],
+            device_ns=[None if t is None else t + s for t in record.device_ns],
+        )
+        for s in shifts
+    ]
+
+
+def command(path: Path, args: list[str], out: Path) -> float:
+    """Seconds of one ``python -m llmprof report`` of ``path``."""
+    start = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "llmprof", "report", str(path), *args, "-o", str(out)],
+        check=True,
+        capture_output=True,
+    )
+    return time.perf_counter() - start
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", default="10,100,1000")
-    parser.add_argument("--formats", default="table,md,csv,json")
-    parser.add_argument("--new-tokens", type=int, default=16)
+    parser.add_argument("--formats", default=",".join(FORMAT_ARGS))
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--long-steps", type=int, default=16384)
+    parser.add_argument("--long-requests", type=int, default=20)
     args = parser.parse_args()
-    sizes = [int(n) for n in args.repeats.split(",")]
     formats = args.formats.split(",")
-    recorded = records(max(sizes), args.new_tokens)
-    results: dict[tuple[str, int], float] = {}
-    for n in sizes:
-        run = Run(config={"model": "synthetic"}, environment={}, records=recorded[:n])
-        results["run file (MB)", n] = len(dump_run(run)) / 1e6
-        for fmt in formats:
-            results[fmt, n] = timed(lambda run=run, fmt=fmt: render(run, fmt), args.rounds)
-    base = sizes[0]
+    short = profiled(1000, 16)
+    long = repeated(profiled(1, args.long_steps)[0], args.long_requests)
+    runs = {f"{n} rep": short[:n] for n in (10, 100, 1000)}
+    runs[f"{sum(len(r.label) for r in long) / 1e6:.2f}M marks"] = long
+    cases = list(runs)
+    times: dict[tuple[str, str], list[float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        paths, rows = {}, {"run file v1 (MB)": {}, "run file (MB)": {}, "save (s)": {}}
+        for case, records in runs.items():
+            run = Run(config={"model": "synthetic"}, environment={}, records=records)
+            paths[case] = Path(tmp) / f"{case.replace(' ', '_')}.json"
+            start = time.perf_counter()
+            save_run(run, paths[case])
+            rows["save (s)"][case] = time.perf_counter() - start
+            rows["run file (MB)"][case] = paths[case].stat().st_size / 1e6
+            rows["run file v1 (MB)"][case] = len(dump_run(run, compact=False)) / 1e6
+        for _ in range(args.rounds):
+            for fmt in formats:
+                for case in cases:
+                    out = Path(tmp) / f"out.{fmt}"
+                    times.setdefault((fmt, case), []).append(command(paths[case], FORMAT_ARGS[fmt], out))
+    for fmt in formats:
+        rows[f"{fmt} (s)"] = {case: statistics.median(times[fmt, case]) for case in cases}
+    base = cases[0]
     print(
-        f"{'case':<16}"
-        + "".join(f"{n:>10} rep" for n in sizes)
-        + "".join(f"{n:>8}/{base}" for n in sizes[1:])
+        f"{'case':<18}"
+        + "".join(f"{c:>14}" for c in cases)
+        + "".join(f"{c + ' / 10':>20}" for c in cases[1:])
     )
-    for what in ["run file (MB)", *formats]:
-        unit = "" if what.startswith("run file") else " s"
-        cells = "".join(f"{results[what, n]:>11.3f}{unit or '  '}"[-14:] for n in sizes)
-        ratios = "".join(f"{results[what, n] / results[what, base]:>10.1f}x" for n in sizes[1:])
-        print(f"{what:<16}{cells}{ratios}")
+    for what, values in rows.items():
+        cells = "".join(f"{values[c]:>14.3f}" for c in cases)
+        ratios = "".join(f"{values[c] / values[base]:>19.1f}x" for c in cases[1:])
+        print(f"{what:<18}{cells}{ratios}")
+    v1, v2 = rows["run file v1 (MB)"]["1000 rep"], rows["run file (MB)"]["1000 rep"]
+    print(f"run file of 1000 repeats: {v1 / v2:.1f}x smaller than version 1's")
 
 
 if __name__ == "__main__":

@@ -168,6 +168,56 @@ def test_plot_is_a_readable_png(saved_run, tmp_path):
     assert png_size(render(no_telemetry, "plot")) == (1200, 840)
 
 
+def test_an_envelope_keeps_every_spike_in_at_most_its_columns():
+    import numpy as np
+
+    from llmprof.report.plot import envelope
+
+    x = np.arange(1_000_000, dtype=float)
+    y = np.sin(x / 5000)
+    y[123_457] = 9.0  # one step's spike: kept, in its column
+    xs, low, high = envelope(x, y, 1000)
+    assert len(xs) == len(low) == len(high) == 1000
+    assert high.max() == 9.0 and abs(xs[high.argmax()] - 123_457) < 1000
+    assert low.min() == y.min() and np.all(low <= high) and np.all(np.diff(xs) > 0)
+    short = envelope(x[:10], y[:10], 1000)  # fewer points than columns: each its own bin
+    assert list(short[1]) == list(y[:10]) == list(short[2])
+
+
+def _drawn_points(ax) -> int:
+    """The most vertices of any line or filled area ``ax`` draws, and its count of bars."""
+    paths = [line.get_xydata() for line in ax.get_lines()]
+    paths += [p.vertices for c in ax.collections for p in c.get_paths()]
+    return max((len(p) for p in paths), default=0) + len(ax.patches)
+
+
+@pytest.mark.parametrize("steps, requests", [(20_000, 3), (6, 2500)], ids=["long", "many"])
+def test_a_big_run_is_drawn_downsampled_and_says_so(steps, requests):
+    """20k steps or 2500 requests: no panel draws more than about its pixel columns, and each title that
+    downsampled says how; a run as small as the golden one is drawn whole, and says nothing."""
+    import matplotlib.pyplot as plt
+
+    from llmprof.report.plot import PLOT_COLUMNS, _breakdown_panel, _decode_panel
+
+    records = [
+        record(host_marks(steps, start=1e9 * i, decode=1.0 + (i % 3), sample=0.0, gap=0.0), [steps])
+        for i in range(requests)
+    ]
+    run = Run(config={}, environment={}, records=records)
+    fig, (decode, breakdown) = plt.subplots(2, 1)
+    notes = [_decode_panel(decode, run, run.metrics()), _breakdown_panel(breakdown, run.metrics())]
+    assert _drawn_points(decode) <= 2 * PLOT_COLUMNS + 4 and _drawn_points(breakdown) <= 4 * PLOT_COLUMNS + 4
+    noted = [ax for ax, note in zip((decode, breakdown), notes) if note]
+    assert noted == ([decode] if steps > PLOT_COLUMNS else [breakdown])
+    assert all(f"drawn as {PLOT_COLUMNS} columns" in ax.get_title() for ax in noted)
+    plt.close(fig)
+    small = hand_run()
+    fig, (decode, breakdown) = plt.subplots(2, 1)
+    assert _decode_panel(decode, small, small.metrics()) is None
+    assert _breakdown_panel(breakdown, small.metrics()) is None and "columns" not in decode.get_title()
+    plt.close(fig)
+
+
 def test_plot_without_matplotlib_says_how_to_get_it(saved_run, tmp_path):
     code = (
         "import sys; sys.modules['matplotlib'] = None; from llmprof.cli import main; "

@@ -11,6 +11,8 @@ import math
 import statistics
 from typing import IO, Any
 
+import numpy as np
+
 from llmprof.analysis import registry
 from llmprof.analysis.compare import Comparison
 from llmprof.analysis.kernels import KernelCapture, KernelDiff, kernel_table
@@ -33,6 +35,9 @@ TAIL = ("tail", "after last token", "#dddddd")
 KERNEL_SERIES = 8  # operators/kernels stacked by name in the kernels panel; the rest as one
 VERDICT_COLOURS = {"slower": "#d62728", "faster": "#2ca02c"}
 RATIO_ROW = 0.32  # inches per metric in a comparison's ratio panel
+PLOT_COLUMNS = 1000  # bins of a downsampled series: about one per pixel column of a panel's axes
+REPEAT_LINES = 30  # up to this many repeats, each its own line; more, the band of their range
+BARS = 60  # up to this many requests, a bar each in the breakdown; more, stacked areas
 KERNEL_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
 
 
@@ -58,31 +63,63 @@ def _pyplot() -> Any:
     return plt
 
 
-def fit_context_cost(points: list[tuple[float, float]]) -> tuple[float, float] | None:
-    """Least-squares line through (context length, ms): (intercept ms, slope in ms per 1k tokens).
-    The intercept is the cost of reading the weights, the slope the cost of reading the KV cache."""
-    if len({x for x, _ in points}) < 2:
+def fit_context_cost(points: Any) -> tuple[float, float] | None:
+    """Least-squares line through (context length, ms) pairs (a sequence, or an array of two columns):
+    (intercept ms, slope in ms per 1k tokens). The intercept is the cost of reading the weights, the slope
+    the cost of reading the KV cache."""
+    xy = np.asarray(points, dtype=float).reshape(-1, 2)
+    if len(np.unique(xy[:, 0])) < 2:
         return None
-    slope, intercept = statistics.linear_regression([x for x, _ in points], [y for _, y in points])
-    return intercept, slope * 1000.0
+    slope, intercept = np.polyfit(xy[:, 0], xy[:, 1], 1)
+    return float(intercept), float(slope) * 1000.0
 
 
-def _decode_panel(ax: Any, run: Run, metrics: list[RequestMetrics]) -> None:
+def envelope(x: np.ndarray, y: np.ndarray, columns: int = PLOT_COLUMNS) -> tuple[np.ndarray, ...]:
+    """``(x, low, high)`` of the series ``y`` over sorted ``x`` in at most ``columns`` bins of equal width in
+    x (about one pixel column each): each bin's middle x and its smallest and largest y. A plot of it costs
+    the same for a million points as for a thousand, and hides no spike."""
+    edges = np.linspace(x[0], x[-1], columns + 1)
+    bins = np.minimum(np.searchsorted(edges, x, side="right") - 1, columns - 1)
+    starts = np.flatnonzero(np.diff(bins, prepend=-1))
+    ends = np.append(starts[1:], len(x)) - 1
+    return (x[starts] + x[ends]) / 2, np.minimum.reduceat(y, starts), np.maximum.reduceat(y, starts)
+
+
+def _per_context(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Per distinct ``x`` (sorted): the median, smallest and largest ``y`` (a median as
+    ``statistics.median`` has it: the middle, or the mean of the two middles)."""
+    order = np.lexsort((y, x))
+    x, y = x[order], y[order]
+    starts = np.flatnonzero(np.diff(x, prepend=np.nan) != 0)
+    counts = np.diff(np.append(starts, len(x)))
+    median = (y[starts + (counts - 1) // 2] + y[starts + counts // 2]) / 2
+    return x[starts], median, y[starts], y[starts + counts - 1]
+
+
+def _decode_panel(ax: Any, run: Run, metrics: list[RequestMetrics]) -> str | None:
+    """Each step's latency against its context; returns how the panel was downsampled (None: it was not)."""
     from matplotlib.ticker import MaxNLocator
 
-    points = []
-    for i, (raw, m) in enumerate(zip(run.measured, metrics)):
-        context = [raw.prompt_tokens + k - 1 for k in range(2, len(m.itl) + 2)]
-        ms = [v * 1e3 for v in m.itl]
-        points += zip(context, ms)
-        ax.plot(context, ms, color="#1f77b4", alpha=0.25, lw=1, label="each repeat" if i == 0 else None)
-    by_context: dict[float, list[float]] = {}
-    for x, y in points:
-        by_context.setdefault(x, []).append(y)
-    xs = sorted(by_context)
-    ax.plot(
-        xs, [statistics.median(by_context[x]) for x in xs], color="#1f77b4", lw=2, label="median per step"
-    )
+    series = [
+        (raw.prompt_tokens + np.arange(1, len(m.itl) + 1), np.asarray(m.itl, dtype=float) * 1e3)
+        for raw, m in zip(run.measured, metrics)
+    ]
+    x = np.concatenate([c for c, _ in series]) if series else np.empty(0)
+    y = np.concatenate([ms for _, ms in series]) if series else np.empty(0)
+    xs, median, low, high = _per_context(x, y) if len(x) else (np.empty(0),) * 4
+    downsampled = None
+    if len(series) <= REPEAT_LINES and len(xs) <= PLOT_COLUMNS:
+        for i, (context, ms) in enumerate(series):
+            ax.plot(context, ms, color="#1f77b4", alpha=0.25, lw=1, label="each repeat" if i == 0 else None)
+    elif len(xs):
+        band = envelope(xs, low)[:2] + envelope(xs, high)[2:] if len(xs) > PLOT_COLUMNS else (xs, low, high)
+        ax.fill_between(*band, color="#1f77b4", alpha=0.2, lw=0, label=f"range of the {len(series)} repeats")
+    if len(xs) > PLOT_COLUMNS:
+        downsampled = f"{len(xs)} steps drawn as {PLOT_COLUMNS} columns (each its smallest to largest value)"
+        ax.fill_between(*envelope(xs, median), color="#1f77b4", lw=1, label="median per step")
+    elif len(xs):
+        ax.plot(xs, median, color="#1f77b4", lw=2, label="median per step")
+    drawn_x = envelope(xs, median)[0] if len(xs) > PLOT_COLUMNS else xs
     tpots = [m.tpot for m in metrics if m.tpot is not None]
     if tpots:
         ax.axhline(
@@ -92,20 +129,20 @@ def _decode_panel(ax: Any, run: Run, metrics: list[RequestMetrics]) -> None:
             lw=1.5,
             label=f"TPOT (median) {statistics.median(tpots) * 1e3:.3f} ms",
         )
-    if run.roofline is not None and xs:
+    if run.roofline is not None and len(xs):
         roofline = Roofline.from_dict(run.roofline)
         batch = run.measured[0].batch_size
         ax.plot(
-            xs,
-            [roofline.step_floor(batch, int(x)) * 1e3 for x in xs],
+            drawn_x,
+            [roofline.step_floor(batch, int(v)) * 1e3 for v in drawn_x],
             color="#7f7f7f",
             ls="-.",
             lw=1.5,
             label=f"hardware floor ({roofline.peaks.bandwidth / 1e9:.0f} GB/s peak)",
         )
         ax.set_ylim(bottom=0)
-    fit = fit_context_cost(points)
-    if fit is not None and xs:
+    fit = fit_context_cost(np.column_stack((x, y))) if len(x) else None
+    if fit is not None:
         intercept, per_k = fit
         ax.plot(
             [xs[0], xs[-1]],
@@ -127,12 +164,14 @@ def _decode_panel(ax: Any, run: Run, metrics: list[RequestMetrics]) -> None:
     )
     ax.set_xlabel("context length (KV cache tokens)")
     ax.set_ylabel("inter-token latency (ms)")
-    ax.set_title("Decode: latency of every step against context length")
-    if points:
+    ax.set_title(
+        "Decode: latency of every step against context length" + (f"\n({downsampled})" if downsampled else "")
+    )
+    if len(x):
         top = ax.secondary_xaxis(
             "top",
             functions=(
-                lambda x: x - run.measured[0].prompt_tokens + 1,
+                lambda v: v - run.measured[0].prompt_tokens + 1,
                 lambda s: s + run.measured[0].prompt_tokens - 1,
             ),
         )
@@ -141,6 +180,7 @@ def _decode_panel(ax: Any, run: Run, metrics: list[RequestMetrics]) -> None:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
     ax.grid(alpha=0.3)
+    return downsampled
 
 
 def _parts_ms(m: RequestMetrics) -> dict[str, float]:
@@ -149,60 +189,76 @@ def _parts_ms(m: RequestMetrics) -> dict[str, float]:
     return {k: v * 1e3 for k, v in parts.items()}
 
 
-def _breakdown_panel(ax: Any, metrics: list[RequestMetrics]) -> None:
-    parts = [_parts_ms(m) for m in metrics]
-    positions = list(range(1, len(metrics) + 1))
-    bottom = [0.0] * len(metrics)
-    for key, label, colour in [(m.name, m.brief, m.colour) for m in PARTS] + [TAIL]:
-        heights = [p[key] for p in parts]
-        if any(heights):
-            ax.bar(positions, heights, bottom=bottom, color=colour, label=label, width=0.6)
-            bottom = [b + h for b, h in zip(bottom, heights)]
-    ax.set_xticks(positions)
+def _breakdown_panel(ax: Any, metrics: list[RequestMetrics]) -> str | None:
+    """Each request's time stacked by part: a bar each, or for many requests stacked areas (the mean of each
+    pixel column's requests past PLOT_COLUMNS); returns how it was downsampled (None: it was not)."""
+    keys = [(m.name, m.brief, m.colour) for m in PARTS] + [TAIL]
+    parts = np.array([[p[key] for key, _, _ in keys] for p in map(_parts_ms, metrics)]).reshape(-1, len(keys))
+    positions = np.arange(1, len(metrics) + 1, dtype=float)
+    downsampled = None
+    if len(metrics) > PLOT_COLUMNS:
+        edges = np.linspace(0, len(metrics), PLOT_COLUMNS + 1).astype(int)
+        positions = (edges[:-1] + edges[1:] + 1) / 2
+        parts = np.add.reduceat(parts, edges[:-1], axis=0) / np.diff(edges)[:, None]
+        downsampled = f"{len(metrics)} requests drawn as {PLOT_COLUMNS} columns (the mean of each)"
+    bottom = np.zeros(len(positions))
+    for (key, label, colour), heights in zip(keys, parts.T):
+        if heights.any():
+            if len(metrics) <= BARS:
+                ax.bar(positions, heights, bottom=bottom, color=colour, label=label, width=0.6)
+            else:
+                ax.fill_between(
+                    positions, bottom, bottom + heights, color=colour, label=label, lw=0, step="mid"
+                )
+            bottom = bottom + heights
+    if len(metrics) <= BARS:
+        ax.set_xticks(positions)
     ax.set_xlabel("request (measured repeats)")
     ax.set_ylabel("time (ms)")
-    ax.set_title("Where the time of each request went (stacked to its end-to-end latency)")
+    ax.set_title(
+        "Where the time of each request went (stacked to its end-to-end latency)"
+        + (f"\n({downsampled})" if downsampled else "")
+    )
     ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
     ax.grid(axis="y", alpha=0.3)
+    return downsampled
 
 
-def _telemetry_panel(ax: Any, run: Run) -> None:
+def _telemetry_panel(ax: Any, run: Run) -> str | None:
+    """The sampled series over time, the measured requests shaded; returns how it was downsampled."""
     telemetry = run.telemetry or {}
     samples = telemetry.get("samples", {})
-    times = samples.get("t_ns", [])
+    times = np.asarray(samples.get("t_ns", []), dtype=float)
     origin = run.records[0].window[0]
     left, right = TELEMETRY_SERIES[telemetry["kind"]]
     axes = [ax, ax.twinx()]
+    devices = np.array([str(d) for d in samples.get("device", [])])
+    downsampled = None
     for axis, (name, label, scale), colour in zip(axes, (left, right), ("#1f77b4", "#d62728")):
-        for device in sorted(set(samples.get("device", [])), key=str):
-            rows = [
-                i
-                for i, d in enumerate(samples["device"])
-                if d == device and samples.get(name, [None])[i] is not None
-            ]
-            axis.plot(
-                [(times[i] - origin) / 1e9 for i in rows],
-                [samples[name][i] * scale for i in rows],
-                color=colour,
-                lw=1.5,
-                marker=".",
-                ms=3,
-                label=f"{label} [{device}]",
-            )
+        values = np.array([np.nan if v is None else v for v in samples.get(name, [None] * len(times))], float)
+        for device in sorted(set(devices)):
+            rows = (devices == device) & ~np.isnan(values)
+            x, y = (times[rows] - origin) / 1e9, values[rows] * scale
+            if len(x) > PLOT_COLUMNS:
+                downsampled = f"samples drawn as {PLOT_COLUMNS} columns (each its smallest to largest value)"
+                axis.fill_between(*envelope(x, y), color=colour, lw=1, label=f"{label} [{device}]")
+            else:
+                axis.plot(x, y, color=colour, lw=1.5, marker=".", ms=3, label=f"{label} [{device}]")
         axis.set_ylabel(label, color=colour)
-    for raw in run.measured:
-        start, end = ((t - origin) / 1e9 for t in raw.window)
-        ax.axvspan(start, end, color="#2ca02c", alpha=0.08)
+    spans = [((start - origin) / 1e9, (end - start) / 1e9) for start, end in (r.window for r in run.measured)]
+    ax.broken_barh(spans, (0, 1), transform=ax.get_xaxis_transform(), color="#2ca02c", alpha=0.08)
     ax.set_xlabel("time since the first request (s); shaded: measured requests")
     ax.set_title(
         f"Telemetry ({telemetry.get('kind')} sampler)"
         + (f": {telemetry['reason']}" if telemetry.get("reason") else "")
+        + (f"\n({downsampled})" if downsampled else "")
     )
     handles = [h for a in axes for h in a.get_legend_handles_labels()[0]]
     ax.legend(
         handles, [h.get_label() for h in handles], loc="center left", bbox_to_anchor=(1.06, 0.5), fontsize=8
     )
     ax.grid(alpha=0.3)
+    return downsampled
 
 
 def _kernels_panel(ax: Any, run: Run) -> None:
@@ -263,18 +319,18 @@ def render(run: Run, out: IO[bytes]) -> None:
     with_kernels = run.kernels is not None and bool(run.kernels.phase_steps("decode"))
     panels = 2 + bool(with_telemetry) + with_kernels
     fig, axes = plt.subplots(panels, 1, figsize=(PANEL_SIZE[0], PANEL_SIZE[1] * panels), dpi=DPI)
+    downsampled = [_decode_panel(axes[0], run, metrics), _breakdown_panel(axes[1], metrics)]
+    if with_telemetry:
+        downsampled.append(_telemetry_panel(axes[2], run))
+    if with_kernels:
+        _kernels_panel(axes[-1], run)
     fig.suptitle(
         f"llmprof: {run.config.get('model', '?')} on {run.config.get('device', '?')}, "
         f"batch {run.config.get('batch_size', '?')}, prompt {run.config.get('prompt_tokens', '?')} tokens, "
-        f"{len(metrics)} repeats",
+        f"{len(metrics)} repeats"
+        + (" (downsampled for drawing: see each panel)" if any(downsampled) else ""),
         fontsize=12,
     )
-    _decode_panel(axes[0], run, metrics)
-    _breakdown_panel(axes[1], metrics)
-    if with_telemetry:
-        _telemetry_panel(axes[2], run)
-    if with_kernels:
-        _kernels_panel(axes[-1], run)
     fig.tight_layout(rect=(0.0, 0.0, 1.0, 0.97))
     fig.savefig(out, format="png")
     plt.close(fig)
