@@ -8,7 +8,7 @@ repeated 20 times, each copy shifted in time. Median of ``--rounds`` commands pe
 round by round. Issue 17's targets: every text format of 1000 repeats within 3x of 10, the plot within 2x, the
 run file of 1000 repeats 3x smaller than version 1's.
 
-    python benchmarks/bench_reports.py [--formats table,md,csv,steps,json,trace,plot] [--rounds 3]
+    python benchmarks/bench_reports.py [--formats table,md,csv,steps,json,trace,perfetto,plot] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ FORMAT_ARGS = {  # a report format's name here -> its report arguments
     "steps": ["--format", "csv", "--per-step"],
     "json": ["--format", "json"],
     "trace": ["--format", "trace"],
+    "perfetto": ["--format", "perfetto"],
     "plot": ["--format", "plot"],
 }
 

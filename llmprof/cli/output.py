@@ -21,7 +21,8 @@ def add_output_options(
         "--format",
         choices=FORMATS,
         default=default_format,
-        help=f"output format (default {default_format}); plot writes a PNG",
+        help=f"output format (default {default_format}); plot writes a PNG, perfetto a binary Perfetto trace"
+        " (trace: the same as JSON)",
     )
     parser.add_argument(
         "-o", "--output", metavar="PATH", help="write the output here (atomically) instead of stdout"
@@ -42,13 +43,19 @@ def check_output_options(args: argparse.Namespace) -> None:
     """Fail before any work on options that cannot be honoured."""
     check_output_path(args.output, "--output")
     if args.format in BINARY_FORMATS and args.output is None:
-        raise UsageError(f"--format {args.format} writes a PNG: give it a file with -o/--output")
+        raise UsageError(
+            f"--format {args.format} writes {BINARY_FORMATS[args.format]}: give it a file with -o/--output"
+        )
     if args.per_step and args.format != "csv":
         raise UsageError("--per-step goes with --format csv")
     if getattr(args, "kernel_rows", False) and (args.format != "csv" or args.per_step):
         raise UsageError("--kernels goes with --format csv (and not with --per-step)")
     if args.format == "plot":
         from llmprof.report.plot import check_available
+
+        check_available()
+    if args.format == "perfetto":
+        from llmprof.report.perfetto_trace import check_available
 
         check_available()
 

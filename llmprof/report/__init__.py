@@ -17,12 +17,13 @@ RENDERERS = {
     "csv": "csv_format:render",
     "json": "json_format:render",
     "trace": "trace:render",
+    "perfetto": "perfetto_trace:render",
     "plot": "plot:render",
 }
 PER_STEP_CSV = "csv_format:render_steps"
 KERNELS_CSV = "kernels:render_csv"
 FORMATS = tuple(RENDERERS)
-BINARY_FORMATS = ("plot",)
+BINARY_FORMATS = {"plot": "a PNG", "perfetto": "a binary Perfetto trace"}  # format -> what it writes
 
 
 class Renderer(Protocol):
@@ -42,7 +43,7 @@ def renderer(fmt: str, per_step: bool = False, kernels: bool = False) -> Rendere
 
 
 def render(run: Run, fmt: str, per_step: bool = False, kernels: bool = False) -> str | bytes:
-    """``run`` in format ``fmt``: text, or PNG bytes for ``plot``. ``per_step``: CSV rows per decode step
+    """``run`` in format ``fmt``: text, or bytes for a binary format (``plot``'s PNG, ``perfetto``). ``per_step``: CSV rows per decode step
     instead of per request; ``kernels``: CSV rows per captured step and operator/kernel."""
     out: IO[Any] = io.BytesIO() if fmt in BINARY_FORMATS else io.StringIO()
     renderer(fmt, per_step, kernels)(run, out)

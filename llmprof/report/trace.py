@@ -24,11 +24,12 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from typing import IO, Any
 
 from llmprof.analysis.devices import forward_stages
 from llmprof.analysis.kernels import HOST
-from llmprof.analysis.metrics import compute_request
+from llmprof.analysis.metrics import RequestMetrics, compute_request
 from llmprof.analysis.record import Label, RawRequest
 from llmprof.analysis.registry import BY_NAME
 from llmprof.analysis.telemetry import THROTTLE_REASONS
@@ -115,13 +116,13 @@ class _Marks:
         return {step: self.times[i] for step, i in self.index.last(label).items()}
 
 
-def _request_args(raw: RawRequest) -> dict[str, Any]:
-    """The request's metrics for its span's args (or why they cannot be computed)."""
+def _request_args(raw: RawRequest, measure: Callable[[RawRequest], RequestMetrics]) -> dict[str, Any]:
+    """The request's metrics (by ``measure``) for its span's args (or why they cannot be computed)."""
     args: dict[str, Any] = {"tokens per sequence": list(raw.tokens_per_sequence), "backend": raw.backend}
     if raw.warnings:
         args["warnings"] = list(raw.warnings)
     try:
-        m = compute_request(raw)
+        m = measure(raw)
     except (ValueError, ZeroDivisionError) as exc:
         return {**args, "error": str(exc) or type(exc).__name__}
     for name in REQUEST_ARGS:
@@ -196,11 +197,13 @@ def has_device_timeline(raw: RawRequest) -> bool:
     return raw.backend == "cuda" and any(d is not None for d in raw.device_ns)
 
 
-def _request_events(raw: RawRequest, name: str, origin: int) -> list[Event]:
-    """Every event of one request on the "llmprof" process."""
+def _request_events(
+    raw: RawRequest, name: str, origin: int, measure: Callable[[RawRequest], RequestMetrics] = compute_request
+) -> list[Event]:
+    """Every event of one request on the "llmprof" process (its metrics by ``measure``)."""
     start, end = raw.window
     cat = "warm-up" if raw.warmup else "request"
-    events = [_span(name, cat, TID_REQUESTS, start, end, origin, **_request_args(raw))]
+    events = [_span(name, cat, TID_REQUESTS, start, end, origin, **_request_args(raw, measure))]
     events += _host_spans(raw, origin)
     if has_device_timeline(raw):
         events += _device_spans(raw, origin)
@@ -390,7 +393,7 @@ def build_trace(run: Run) -> dict[str, Any]:
         events[0]["args"]["name"] = f"llmprof: rank 0 ({run.ranks[0].hostname})"
     for raw, name in zip(run.records, _request_names(run.records)):
         if raw.label:
-            events += _request_events(raw, name, origin)
+            events += _request_events(raw, name, origin, run.request_metrics)
     events += _rank_events(run, origin, with_device)
     return {
         "traceEvents": events + kernels + counters,

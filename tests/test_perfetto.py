@@ -1,0 +1,177 @@
+"""The Perfetto protobuf trace: decoded back with Perfetto's own protos and checked as the trace processor
+reads it (tracks described before use, interned names defined before use, slices nested on each track), and
+against the JSON trace of the same run: the same slices, instants and counters, to the nanosecond."""
+
+import json
+import subprocess
+import sys
+from collections import Counter
+
+import pytest
+from test_trace import cuda_marks, cuda_run, host_run, nvml_snapshot
+from timelines import MS, host_marks, record
+
+from llmprof.analysis.record import Label
+from llmprof.cli import main
+from llmprof.report import render
+from llmprof.report.trace import build_trace
+from llmprof.runfile import Run
+
+pb = pytest.importorskip("perfetto.protos.perfetto.trace.perfetto_trace_pb2")
+
+
+def decode(data: bytes) -> dict:
+    """The trace's slices, instants and counters as (track, name, ...) tuples, checking as it reads."""
+    trace = pb.Trace.FromString(data)
+    assert trace.packet[0].sequence_flags == pb.TracePacket.SEQ_INCREMENTAL_STATE_CLEARED
+    names: dict[int, str] = {}  # iid -> string, every interned table (their iids do not collide)
+    tracks: dict[int, str] = {}
+    stacks: dict[int, list] = {}
+    out = {"slices": [], "instants": [], "counters": [], "run": None}
+    last = 0
+    for packet in trace.packet:
+        assert packet.trusted_packet_sequence_id == 1
+        for table in ("event_names", "event_categories", "debug_annotation_names"):
+            for entry in getattr(packet.interned_data, table):
+                assert entry.iid not in names
+                names[entry.iid] = entry.name
+        if packet.HasField("track_descriptor"):
+            d = packet.track_descriptor
+            assert d.uuid not in tracks and (not d.parent_uuid or d.parent_uuid in tracks)
+            tracks[d.uuid] = d.process.process_name if d.HasField("process") else d.name
+            continue
+        e = packet.track_event
+        assert e.track_uuid in tracks and packet.timestamp >= last  # in time order
+        last = packet.timestamp
+        track = tracks[e.track_uuid]
+        if e.type == pb.TrackEvent.TYPE_SLICE_END:
+            name, start, args = stacks[e.track_uuid].pop()  # closes the slice opened last on its track
+            out["slices"].append((track, name, start, packet.timestamp))
+            continue
+        args = {names[a.name_iid]: getattr(a, a.WhichOneof("value")) for a in e.debug_annotations}
+        if e.type == pb.TrackEvent.TYPE_COUNTER:
+            out["counters"].append((track, packet.timestamp, e.double_counter_value))
+        elif e.type == pb.TrackEvent.TYPE_SLICE_BEGIN:
+            stacks.setdefault(e.track_uuid, []).append((names[e.name_iid], packet.timestamp, args))
+        elif names[e.name_iid] == "llmprof run":
+            out["run"] = args
+        else:
+            assert e.type == pb.TrackEvent.TYPE_INSTANT
+            out["instants"].append(
+                (track, names[e.name_iid], packet.timestamp, args.get("sequences generating"))
+            )
+    assert not any(stacks.values())  # every slice closed
+    return out
+
+
+def expected(run: Run) -> dict:
+    """The same tuples from the JSON trace of ``run``."""
+    document = build_trace(run)
+    events = document["traceEvents"]
+    threads = {(e["pid"], e["tid"]): e["args"]["name"] for e in events if e.get("name") == "thread_name"}
+    ns = lambda us: round(us * 1000)
+    out = {"slices": [], "instants": [], "counters": [], "run": document["otherData"]}
+    for e in events:
+        if e["ph"] == "X":
+            name = threads[e["pid"], e["tid"]]
+            out["slices"].append((name, e["name"], ns(e["ts"]), ns(e["ts"]) + ns(e["dur"])))
+        elif e["ph"] == "i":
+            name = threads[e["pid"], e["tid"]]
+            out["instants"].append((name, e["name"], ns(e["ts"]), e["args"].get("sequences generating")))
+        elif e["ph"] == "C":
+            out["counters"] += [(f"{e['name']} [{s}]", ns(e["ts"]), float(v)) for s, v in e["args"].items()]
+    return out
+
+
+NESTED = {"model": "nested"}
+
+
+def plain(track: str) -> str:
+    """The thread a track of overlapping spans stands beside."""
+    return track.split(" (overlapping")[0]
+
+
+def vision_run() -> Run:
+    """Nested spans (the vision encoder inside host prep) and a zero-length one (a clipped host gap)."""
+    marks = cuda_marks(3, start=0.0)
+    marks = [(m[0], m[1], m[2], m[3] - 1.0) if (m[0], m[1]) == (Label.FORWARD_BEGIN, 1) else m for m in marks]
+    records = [record(host_marks(2, start=0.0, vision=7.0), [2]), record(marks, [3], backend="cuda")]
+    for raw in records[1:]:  # after the first request
+        raw.host_ns = [t + 1000 * MS for t in raw.host_ns]
+        raw.device_ns = [None if t is None else t + 1000 * MS for t in raw.device_ns]
+    return Run(config=NESTED, environment={}, records=records)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [lambda: host_run(telemetry=nvml_snapshot(round(100.0 * MS))), cuda_run, vision_run],
+    ids=["host+telemetry", "cuda", "nested+zero-length"],
+)
+def test_the_perfetto_trace_holds_exactly_the_json_traces_events(make):
+    run = make()
+    got, want = decode(render(run, "perfetto")), expected(run)
+    moved = [s for s in got["slices"] if "(overlapping" in s[0]]
+    # the clipped host gap's forward starts 1 ms before the sampling span before it ends: beside it
+    assert [s[:2] for s in moved] == (
+        [("device (overlapping 1)", "decode 2")] if run.config == NESTED else []
+    )
+    got["slices"] = [(plain(track), *rest) for track, *rest in got["slices"]]
+    for kind in ("slices", "instants", "counters"):
+        assert Counter(got[kind]) == Counter(want[kind]), kind
+    assert got["slices"] and got["instants"] and bool(got["counters"]) == (run.telemetry is not None)
+    assert got["run"] == want["run"]
+
+
+def test_spans_that_share_a_start_or_an_end_nest_in_the_order_written():
+    """Spans one inside the other with the same start, the same end, or both, and zero-length ones at the
+    same time: each END closes the span opened last on its track (``decode`` would fail if not)."""
+    from llmprof.report.perfetto_trace import _timeline
+
+    spans = [(0, 10), (0, 4), (4, 10), (4, 4), (10, 10), (2, 3), (2, 3)]
+    events = [{"ph": "X", "ts": s, "dur": e - s, "pid": 1, "tid": 2} for s, e in spans]
+    drawn, order, ends, lanes = _timeline(events)
+    assert lanes == [0] * len(spans)
+    stack, closed = [], []
+    for i, end in zip(order.tolist(), ends.tolist()):
+        if end:
+            assert stack.pop() == i
+            closed.append(i)
+        elif drawn[i]["dur"] == 0:
+            closed.append(i)  # written whole
+        else:
+            stack.append(i)
+    assert not stack and sorted(closed) == list(range(len(spans)))
+
+
+def test_a_span_that_overlaps_without_nesting_goes_to_a_track_beside_its_thread():
+    """Two requests at the same time (a recorder's overlapping calls): the second's spans cannot nest in the
+    first's, so they are drawn on "host (overlapping 1)" and "requests (overlapping 1)", none lost."""
+    records = [record(host_marks(3, start=0.0), [3]), record(host_marks(3, start=5.0), [3])]
+    run = Run(config={}, environment={}, records=records)
+    got, want = decode(render(run, "perfetto")), expected(run)
+    moved = Counter(track for track, *_ in got["slices"] if "overlapping" in track)
+    assert set(moved) == {"host (overlapping 1)", "requests (overlapping 1)"}
+    assert Counter((plain(t), *rest) for t, *rest in got["slices"]) == Counter(want["slices"])
+
+
+def test_it_is_several_times_smaller_than_the_json_trace():
+    records = [record(host_marks(200, start=1000.0 * i), [200]) for i in range(20)]
+    run = Run(config={"model": "big"}, environment={}, records=records)
+    assert len(render(run, "trace")) > 2.2 * len(render(run, "perfetto"))  # 2.5x measured
+
+
+def test_the_format_needs_a_file_and_the_perfetto_package(tmp_path, capsys):
+    path = tmp_path / "run.json"
+    path.write_text(render(host_run(), "json"))
+    assert main(["report", str(path), "--format", "perfetto"]) == 2
+    assert "--format perfetto writes a binary Perfetto trace: give it a file" in capsys.readouterr().err
+    code = (
+        "import sys; sys.modules['perfetto'] = None; from llmprof.cli import main; "
+        f"raise SystemExit(main(['report', {str(path)!r}, '--format', 'perfetto', '-o', {str(tmp_path / 't')!r}]))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert result.returncode == 2 and "pip install 'llmprof[perfetto]'" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "t").exists()
+    assert main(["report", str(path), "--format", "perfetto", "-o", str(tmp_path / "t.pftrace")]) == 0
+    assert decode((tmp_path / "t.pftrace").read_bytes())["slices"]
+    assert json.loads(render(host_run(), "json"))  # the plain formats do not need it
