@@ -1,5 +1,6 @@
 """Telemetry: the samplers against a stand-in NVML, energy per request, and the per-request summary."""
 
+import itertools
 import os
 import statistics
 import threading
@@ -418,3 +419,61 @@ def test_a_sampling_interval_out_of_bounds_is_refused_by_the_library_too(interva
         llmprof.Profiler(synthetic_model(), sample_interval=interval)
     with pytest.raises(ValueError, match="sampling interval must be"):
         ProcessSampler(interval)
+
+
+class _TwoGpus(Sampler):
+    """A sampler of two devices whose probe costs nothing: the bounding rule alone decides what is kept."""
+
+    kind = "fake"
+
+    def probe(self):
+        return [{"device": "0", "gpu_util": 50}, {"device": "1", "gpu_util": 60}]
+
+
+def test_an_hour_of_5_ms_sampling_keeps_memory_flat(monkeypatch):
+    """An hour at 5 ms on a fake clock, a request of 10 s starting every minute: 720k probes taken, at most
+    max_probes kept, as many at 60 minutes as at 30 (flat); the newest request at full resolution, the
+    oldest thinned; between requests, past the 10 s after each, one probe a second."""
+    from types import SimpleNamespace
+
+    from llmprof.capture.sampling import base
+    from llmprof.capture.sampling.bounded import IDLE_GRACE_NS, MAX_PROBES
+
+    clock = SimpleNamespace(t=10**12)
+    monkeypatch.setattr(base, "time", SimpleNamespace(monotonic_ns=lambda: clock.t))
+    sampler = _TwoGpus(interval_s=0.005)  # max_probes: the default
+    tick, minute = 5_000_000, 60_000_000_000
+    kept, windows = {}, []
+    for i in range(720_000):
+        clock.t += tick
+        phase = (i * tick) % minute
+        if phase == 0:
+            begin = sampler.begin_request()
+            windows.append([clock.t, None])
+        elif phase == 10_000_000_000:
+            sampler.end_request(begin, 10.0)
+            windows[-1][1] = clock.t
+        sampler.sample_once()
+        if i + 1 in (360_000, 720_000):
+            kept[(i + 1) // 12_000] = sampler.probes
+    times = sampler.snapshot()["samples"]["t_ns"]
+    assert len(times) == 2 * sampler.probes  # two rows a probe, never one without the other
+    assert max(kept.values()) <= MAX_PROBES and abs(kept[60] - kept[30]) < 0.3 * kept[30]
+    probes = sorted(set(times))
+
+    def within(start, end):
+        return [t for t in probes if start <= t <= end]
+
+    last, first = windows[-1], windows[0]
+    assert len(within(*last)) == 2001  # every 5 ms of the last 10 s request
+    assert len(within(*first)) < 2001 / 2  # the first, thinned
+    idle = within(last[1] - 60_000_000_000 + IDLE_GRACE_NS, last[0] - 1)  # the previous minute's quiet part
+    assert idle and min(b - a for a, b in itertools.pairwise(idle)) >= 1_000_000_000
+    decimated = sampler.snapshot()["decimated"]
+    assert "every probe inside a request" in decimated["rule"] and decimated["halvings"] > 0
+    note = run_warnings(sampler.snapshot())
+    dropped, halvings = decimated["dropped between requests"], decimated["halvings"]
+    expected = (
+        f"telemetry thinned to stay bounded ({decimated['rule']}): {dropped} probes dropped between requests"
+    )
+    assert note == [f"{expected}, {halvings} halvings"]

@@ -181,8 +181,16 @@ def requests_telemetry(telemetry: dict[str, Any], raws: list[RawRequest]) -> lis
 
 
 def run_warnings(telemetry: dict[str, Any]) -> list[str]:
-    """Warnings about the whole run: GPUs that other processes were using when profiling started."""
+    """Notes about the whole run: GPUs that other processes were using when profiling started, and the
+    samples a long run's sampler dropped to stay bounded."""
     out = []
+    decimated = telemetry.get("decimated")
+    if isinstance(decimated, dict):
+        out.append(
+            f"telemetry thinned to stay bounded ({decimated.get('rule')}): "
+            f"{decimated.get('dropped between requests')} probes dropped between requests, "
+            f"{decimated.get('halvings')} halvings"
+        )
     for device in telemetry.get("devices", []):
         others = device.get("other_processes_at_start") or []
         if others:

@@ -318,14 +318,14 @@ class Profiler(Records):
         """Read the counters a request's telemetry is measured against (before ``t0`` is stamped)."""
         for gpu in self._gpus:
             torch.cuda.reset_peak_memory_stats(gpu)
-        self._counters = self.sampler.request_begin() if self.sampler is not None else {}
+        self._counters = self.sampler.begin_request() if self.sampler is not None else {}
         self._begin_ns = time.monotonic_ns()
 
     def _end_counters(self) -> dict[str, Any]:
         """Per-request telemetry counters: energy or CPU time, and torch's memory peaks on the GPUs (summed
         over the GPUs of a device_map model)."""
         duration_s = (time.monotonic_ns() - self._begin_ns) / 1e9
-        counters = self.sampler.request_end(self._counters, duration_s) if self.sampler is not None else {}
+        counters = self.sampler.end_request(self._counters, duration_s) if self.sampler is not None else {}
         if self._gpus:
             counters["torch_peak_allocated_bytes"] = sum(
                 torch.cuda.max_memory_allocated(g) for g in self._gpus

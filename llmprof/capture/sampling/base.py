@@ -1,5 +1,6 @@
 """The sampler design shared by every backend: a daemon thread that probes at a fixed interval and appends
-one row per device to columnar series, each row stamped on the timeline's host clock (CLOCK_MONOTONIC)."""
+one row per device to columnar series, each row stamped on the timeline's host clock (CLOCK_MONOTONIC),
+bounded over a long run by the rule of :mod:`llmprof.capture.sampling.bounded`."""
 
 from __future__ import annotations
 
@@ -7,6 +8,15 @@ import math
 import threading
 import time
 from typing import Any
+
+from llmprof.capture.sampling.bounded import (
+    IDLE_INTERVAL_NS,
+    MAX_PROBES,
+    RULE,
+    RequestWindows,
+    halve_older,
+    probe_groups,
+)
 
 MIN_INTERVAL_S = 0.05
 MAX_INTERVAL_S = 0.5
@@ -37,14 +47,24 @@ class Sampler:
 
     ``kind`` names the backend ("nvml", "process"); ``series`` maps a field to its column, ``t_ns`` and
     ``device`` included. A probe that fails leaves None in its column, never stops the thread. ``reason`` says
-    why GPU telemetry is missing, when this sampler stands in for it.
+    why GPU telemetry is missing, when this sampler stands in for it. The profiler brackets each request with
+    :meth:`begin_request` and :meth:`end_request`: inside, every probe is kept; between, and past
+    ``max_probes``, fewer (:mod:`llmprof.capture.sampling.bounded`).
     """
 
     kind = "none"
     min_interval_s = MIN_INTERVAL_S  # the shortest default interval
 
-    def __init__(self, interval_s: float | None = None, reason: str | None = None):
+    def __init__(
+        self, interval_s: float | None = None, reason: str | None = None, max_probes: int = MAX_PROBES
+    ):
         self.reason = reason
+        self.max_probes = max_probes
+        self.windows = RequestWindows()
+        self.probes = 0  # kept in ``series``
+        self.dropped = {"between requests": 0, "halvings": 0}
+        self._last_kept_ns: int | None = None
+        self._first_ns: int | None = None  # the first probe's stamp
         self.description: dict[str, Any] = {}
         self.interval_s = checked_interval(interval_s)  # None: chosen from the measured probe cost at start()
         self.series: dict[str, list[Any]] = {}
@@ -70,6 +90,16 @@ class Sampler:
         """What the report needs to know about this backend (devices, power source, ...)."""
         return {}
 
+    def begin_request(self) -> dict[str, Any]:
+        """A request starts: probes are kept at full resolution until it ends; its start counters."""
+        self.windows.open(time.monotonic_ns())
+        return self.request_begin()
+
+    def end_request(self, begin: dict[str, Any], duration_s: float) -> dict[str, Any]:
+        """The request that began last ends: its figures (:meth:`request_end`)."""
+        self.windows.close(time.monotonic_ns())
+        return self.request_end(begin, duration_s)
+
     # -- the thread ------------------------------------------------------------------------------------
     def measure_probe_cost(self, tries: int = 3) -> float:
         """Median wall time of one probe (its rows are discarded)."""
@@ -86,8 +116,20 @@ class Sampler:
         self._append(t_ns, self.probe())
 
     def _append(self, t_ns: int, rows: list[dict[str, Any]]) -> None:
-        """Append one sample's rows, stamped ``t_ns``, to the columns (a new field gets a column of its own)."""
+        """Append one sample's rows, stamped ``t_ns``, to the columns (a new field gets a column of its own),
+        unless the bounding rule drops it."""
         with self._lock:
+            if self._first_ns is None:
+                self._first_ns = t_ns
+            if (
+                self._last_kept_ns is not None
+                and t_ns - self._last_kept_ns < IDLE_INTERVAL_NS
+                and not self.windows.full_resolution(t_ns, self._first_ns)
+            ):
+                self.dropped["between requests"] += 1
+                return
+            self._last_kept_ns = t_ns
+            self.probes += bool(rows)
             for row in rows:
                 row = {"t_ns": t_ns, **row}
                 length = len(self.series.get("t_ns", ()))
@@ -95,6 +137,9 @@ class Sampler:
                     self.series[key] = [None] * length
                 for key, column in self.series.items():
                     column.append(row.get(key))
+            if self.probes > self.max_probes:
+                self.probes = halve_older(self.series, probe_groups(self.series["t_ns"]))
+                self.dropped["halvings"] += 1
 
     def _sample_safely(self) -> None:
         try:
@@ -138,4 +183,13 @@ class Sampler:
             **self.description,
             "errors": dict(self.errors),
             "samples": series,
+            **({"decimated": self.decimation()} if any(self.dropped.values()) else {}),
+        }
+
+    def decimation(self) -> dict[str, Any]:
+        """What the bounding rule dropped, and the rule."""
+        return {
+            "rule": RULE.format(max_probes=self.max_probes),
+            "dropped between requests": self.dropped["between requests"],
+            "halvings": self.dropped["halvings"],
         }

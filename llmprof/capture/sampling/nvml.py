@@ -23,7 +23,10 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
+
 from llmprof.capture.sampling.base import Sampler
+from llmprof.capture.sampling.bounded import halve_older
 from llmprof.errors import TelemetryUnavailable
 
 MIN_ENERGY_WINDOW_S = 0.1  # below this the energy counter's update period makes a reading noise
@@ -44,6 +47,9 @@ VALUE_MEMBERS = {
     ("NVML_VALUE_TYPE_SIGNED_INT", 5): "siVal",
     ("NVML_VALUE_TYPE_UNSIGNED_SHORT", 6): "usVal",
 }
+BUFFERED_PER_PROBE = (
+    4  # driver-buffered samples kept: up to this many per probe kept (then halved as probes are)
+)
 MAX_AHEAD_NS = 1_000_000_000  # a buffered sample stamped more than 1 s after now is not on the wall clock
 MAX_BEHIND_NS = 86_400 * 1_000_000_000  # nor one whose newest sample is a day old (another time base)
 
@@ -278,6 +284,9 @@ class NvmlSampler(Sampler):
                 self.buffered["device"] += new_device
                 self.buffered["field"] += new_field
                 self.buffered["value"] += new_value
+                if len(self.buffered["t_ns"]) > BUFFERED_PER_PROBE * self.max_probes:  # the bounding rule
+                    halve_older(self.buffered, np.arange(len(self.buffered["t_ns"])))
+                    self.dropped["halvings"] += 1
 
     def _buffered_error(self, name: str, position: int, reason: str) -> None:
         where = "" if len(self.devices) == 1 else f" (GPU {self.devices[position]})"
