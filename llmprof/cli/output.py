@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import IO, Any
 
 from llmprof.cli.common import check_output_path
+from llmprof.cli.progress import Stages
 from llmprof.errors import UsageError
 from llmprof.report import BINARY_FORMATS, FORMATS
 
@@ -60,16 +61,26 @@ def check_output_options(args: argparse.Namespace) -> None:
         check_available()
 
 
-def emit(run: object, args: argparse.Namespace) -> None:
-    """Render ``run`` as asked and write it to the output (or stdout)."""
+def emit(run: object, args: argparse.Namespace, stages: Stages | None = None) -> None:
+    """Render ``run`` as asked and write it to the output (or stdout); ``stages``: the progress bar to step
+    through rendering and writing (ended before anything is written to stdout)."""
     from llmprof.report import render, renderer
     from llmprof.runfile import write_atomic
 
     kernels = getattr(args, "kernel_rows", False)
     if args.output is None:  # straight to the terminal (the table with its colours)
+        if stages is not None:
+            stages.close()
         renderer(args.format, per_step=args.per_step, kernels=kernels)(run, sys.stdout)
         return
-    write_atomic(args.output, render(run, args.format, per_step=args.per_step, kernels=kernels))
+    if stages is not None:
+        stages.step(f"rendering {args.format}")
+    data = render(run, args.format, per_step=args.per_step, kernels=kernels)
+    if stages is not None:
+        stages.step(f"writing {args.output}")
+    write_atomic(args.output, data)
+    if stages is not None:
+        stages.close()
     print(f"{args.format} written to {args.output}", file=sys.stderr)
 
 
