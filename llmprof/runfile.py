@@ -27,11 +27,13 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from llmprof.analysis import registry
 from llmprof.analysis.kernels import KernelCapture, check_capture
 from llmprof.analysis.metrics import RequestMetrics, compute_request
 from llmprof.analysis.ranks import RankTimeline
 from llmprof.analysis.record import Label, RawRequest
 from llmprof.analysis.roofline import ModelShape, Peaks, RequestRoofline, Roofline
+from llmprof.analysis.stats import Summary
 from llmprof.errors import RunFormatError
 
 T = TypeVar("T")
@@ -64,6 +66,10 @@ class Run:
     _computed: dict[int, tuple[RawRequest, RequestMetrics]] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
+    # the summaries of the measured records they were computed from: (records, summaries)
+    _summaries: tuple[list[RawRequest], dict[str, Summary]] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     @property
     def measured(self) -> list[RawRequest]:
@@ -73,6 +79,19 @@ class Run:
     def metrics(self) -> list[RequestMetrics]:
         """Metrics of the measured repeats, in order (each computed once per run)."""
         return [self.request_metrics(r) for r in self.measured]
+
+    def summaries(self) -> dict[str, Summary]:
+        """Every request metric summarized over the measured repeats: computed once for as long as the
+        measured records stay the same (every format of one render, and the next, share them)."""
+        measured = self.measured
+        cached = self._summaries
+        if (
+            cached is None
+            or len(cached[0]) != len(measured)
+            or any(a is not b for a, b in zip(cached[0], measured))
+        ):
+            self._summaries = cached = (measured, registry.summaries(self.metrics()))
+        return cached[1]
 
     def request_metrics(self, record: RawRequest) -> RequestMetrics:
         """``compute_request(record)``, computed once per record of this run."""

@@ -395,3 +395,17 @@ def test_a_narrow_terminal_gets_a_table_that_fits_it(monkeypatch, columns):
     rows = [line for line in lines if line.startswith("│ TTFT (ms)")]
     assert len(rows) == 1 and rows[0].split("│")[2].strip() == "45.00"  # one line a row: median first
     assert "95% CI of median" in "\n".join(lines) and " mean " not in "\n".join(lines)
+
+
+def test_summaries_are_computed_once_for_every_format_of_a_run(monkeypatch):
+    """table, md and again table: one bootstrap of the request metrics; a new measured record: one more."""
+    import llmprof.runfile
+
+    calls = []
+    real = registry.summaries
+    monkeypatch.setattr(llmprof.runfile.registry, "summaries", lambda *a: calls.append(a) or real(*a))
+    run = hand_run()
+    first = [render(run, fmt) for fmt in ("table", "md", "table")]
+    assert len([c for c in calls if len(c) == 1]) == 1 and first[0] == first[2]
+    run.records.append(hand_request(4))
+    assert render(run, "md") != first[1] and len([c for c in calls if len(c) == 1]) == 2

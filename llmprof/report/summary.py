@@ -76,7 +76,7 @@ def summary_sections(run: Run) -> tuple[list[Section], list[str]]:
     """The tables of ``run`` (metrics, breakdown, roofline, telemetry) and the notes and warnings that go below
     them."""
     measured = run.metrics()
-    summaries = registry.summaries(measured)
+    summaries = run.summaries()
     metrics = _section("Inference metrics (over repeats)", "metric", SECTION_METRICS, summaries)
     breakdown = _section("Breakdown (per request)", "part", SECTION_BREAKDOWN, summaries)
     sections, notes = [metrics, breakdown], []
