@@ -44,6 +44,9 @@ FORMAT_VERSION = 2
 # one column after the other, zlib-compressed, then base64 (the differences are small: 3-4x smaller files)
 MARKS_ENCODING = "delta-int64-zlib-base64"
 MARK_COLUMNS = ("label", "step", "host_ns", "device_ns")
+# compact marks decoded from one document at most (zlib inflates up to ~1000x: a small file may not claim more
+# than this); 5.8x the issue-17 case of 60 requests of 16k steps at batch 64 (2.9M marks)
+MAX_COMPACT_MARKS = 2**24
 
 
 @dataclass
@@ -295,6 +298,7 @@ def check_document(data: Any) -> None:
             f"run format version {version} does not exist (this llmprof writes {FORMAT_VERSION})"
         )
     _walk(data, "")
+    _check_compact_total(data)
     for key, kinds in (
         ("config", (dict,)),
         ("environment", (dict,)),
@@ -321,6 +325,32 @@ def check_document(data: Any) -> None:
             _check_request(data["kernels"]["request"], "kernels.request")
     if data.get("ranks") is not None:
         _check_ranks(data["ranks"])
+
+
+def _check_compact_total(data: dict[str, Any]) -> None:
+    """The compact marks a document claims, all requests together, before any is inflated: at most
+    MAX_COMPACT_MARKS (a malformed count is the field check's to name)."""
+
+    def listed(value: Any) -> list[Any]:
+        return value if isinstance(value, list) else []
+
+    requests = list(listed(data.get("requests")))
+    for entry in listed(data.get("ranks")):
+        requests += listed(entry.get("requests")) if isinstance(entry, dict) else []
+    kernels = data.get("kernels")
+    if isinstance(kernels, dict) and kernels.get("request") is not None:
+        requests.append(kernels["request"])
+    total = 0
+    for request in requests:
+        marks = request.get("marks") if isinstance(request, dict) else None
+        count = marks.get("count") if isinstance(marks, dict) and "encoding" in marks else None
+        if isinstance(count, int) and not isinstance(count, bool) and count > 0:
+            total += count
+    if total > MAX_COMPACT_MARKS:
+        raise RunFormatError(
+            f"malformed llmprof run: its requests claim {total} marks, more than one file may hold"
+            f" ({MAX_COMPACT_MARKS})"
+        )
 
 
 def _check_ranks(ranks: Any) -> None:
@@ -458,7 +488,7 @@ def _decoded_marks(marks: dict[str, Any], where: str) -> dict[str, list[Any]]:
     try:
         inflate = zlib.decompressobj()
         raw = inflate.decompress(base64.b64decode(data, validate=True), size + 1)  # never more than needed
-    except (binascii.Error, zlib.error) as exc:
+    except (binascii.Error, zlib.error, ValueError) as exc:  # ValueError: a character that is not ASCII
         raise _fail(f"{where}.data", f"not base64 of zlib data ({exc})") from None
     if len(raw) != size or not inflate.eof:
         raise _fail(f"{where}.data", f"does not hold {count} marks (truncated?)")

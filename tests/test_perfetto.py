@@ -154,6 +154,27 @@ def test_a_span_that_overlaps_without_nesting_goes_to_a_track_beside_its_thread(
     assert Counter((plain(t), *rest) for t, *rest in got["slices"]) == Counter(want["slices"])
 
 
+def test_a_rank_whose_device_time_precedes_every_request_start_still_starts_at_zero_or_later():
+    """Rank 1's first forward mapped 0.5 ms before its request's start (within its sync uncertainty): the
+    trace's zero moves to it, in the JSON as in the protobuf (whose times cannot be negative)."""
+    from llmprof.analysis.ranks import RankTimeline
+
+    def shifted(start):
+        marks = cuda_marks(3, start=start)
+        return [
+            (m[0], m[1], m[2], m[3] - 2.5) if (m[0], m[1]) == (Label.FORWARD_BEGIN, 0) else m for m in marks
+        ]
+
+    zero = record(cuda_marks(3, start=50.0), [3], backend="cuda")
+    one = record(shifted(50.0), [3], backend="cuda")
+    run = Run(config={}, environment={}, records=[zero])
+    run.ranks = [RankTimeline(0, "a", records=[zero]), RankTimeline(1, "b", records=[one])]
+    events = build_trace(run)["traceEvents"]
+    assert min(e["ts"] for e in events if "ts" in e) == 0.0
+    got = decode(render(run, "perfetto"))
+    assert min(start for _, _, start, _ in got["slices"]) == 0
+
+
 def test_it_is_several_times_smaller_than_the_json_trace():
     records = [record(host_marks(200, start=1000.0 * i), [200]) for i in range(20)]
     run = Run(config={"model": "big"}, environment={}, records=records)

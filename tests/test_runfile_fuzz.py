@@ -279,10 +279,11 @@ def test_compact_marks_are_checked_as_plain_ones_are(tmp_path, mutate, message):
         (lambda m: m.update(count=-1), r"marks.count: -1 is out of range"),
         (lambda m: m.update(data=m["data"][:-8]), r"marks.data: not base64 of zlib data|does not hold"),
         (lambda m: m.update(data="%%%"), r"marks.data: not base64 of zlib data"),
+        (lambda m: m.update(data="é" + m["data"]), r"marks.data: not base64 of zlib data"),
         (lambda m: m.update(data=None), r"marks.data: a string is needed, not null"),
         (lambda m: m.pop("count"), r"marks.count: an integer is needed, not null"),
     ],
-    ids=["encoding", "count", "negative-count", "truncated", "not-base64", "null", "no-count"],
+    ids=["encoding", "count", "negative-count", "truncated", "not-base64", "not-ascii", "null", "no-count"],
 )
 def test_a_broken_compact_encoding_is_one_line_naming_the_field(tmp_path, mutate, message):
     document = base_document(compact=True)
@@ -305,4 +306,17 @@ def test_a_compact_stream_that_inflates_past_its_count_is_refused_without_inflat
     path = tmp_path / "run.json"
     path.write_text(json.dumps(document))
     with pytest.raises(Exception, match=r"requests\[1\]\.marks.data: does not hold 1 marks"):
+        load_run(path)
+
+
+def test_a_file_that_claims_more_compact_marks_than_one_file_may_hold_is_refused_before_inflating(tmp_path):
+    """Counts summed over every request before any stream is inflated: a small file cannot claim 17M marks."""
+    from llmprof.runfile import MAX_COMPACT_MARKS
+
+    document = base_document(compact=True)
+    for request in document["requests"]:
+        request["marks"]["count"] = MAX_COMPACT_MARKS // 2
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(document))
+    with pytest.raises(Exception, match=r"claim \d+ marks, more than one file may hold \(16777216\)"):
         load_run(path)

@@ -189,7 +189,7 @@ def run_warnings(telemetry: dict[str, Any]) -> list[str]:
         out.append(
             f"telemetry thinned to stay bounded ({decimated.get('rule')}): "
             f"{decimated.get('dropped between requests')} probes dropped between requests, "
-            f"{decimated.get('halvings')} halvings"
+            f"{decimated.get('halvings')} halvings: one probe kept in {decimated.get('stride', 1)}"
         )
     for device in telemetry.get("devices", []):
         others = device.get("other_processes_at_start") or []

@@ -149,14 +149,23 @@ def _recording(model: Any, workload: Any, args: argparse.Namespace, loop: Any) -
     sampler = None if args.no_telemetry else make_sampler(nvml_devices(model), args.sample_interval)
     inputs = {**workload.inputs, "max_new_tokens": args.max_new_tokens}
 
+    def bracketed(model: Any, inputs: dict[str, Any], recorder: Any) -> Any:
+        """The loop, its call bracketed as a request for the sampler (full resolution inside)."""
+        begin = sampler.begin_request()
+        try:
+            return loop(model, inputs, recorder)
+        finally:
+            sampler.end_request(begin, 0.0)  # figures of no record: the loop's own request is what counts
+
     @contextlib.contextmanager
     def looped() -> Iterator[Any]:
         if sampler is not None:
             sampler.start()
         try:
+            call = loop if sampler is None else bracketed
             yield (
-                repeat_loop(loop, recorder, model, inputs, args.repeats, args.warmup),
-                lambda: recorded_call(loop, recorder, model, inputs, True),
+                repeat_loop(call, recorder, model, inputs, args.repeats, args.warmup),
+                lambda: recorded_call(call, recorder, model, inputs, True),
             )
         finally:
             if sampler is not None:

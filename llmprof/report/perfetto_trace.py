@@ -24,7 +24,9 @@ from llmprof.report.trace import PID_RUN, build_trace
 from llmprof.runfile import Run
 
 SEQUENCE = 1  # every packet is on one sequence, whose interned strings it shares
-TRACK_SPACING = 1_000_000  # a track's uuid: pid * TRACK_SPACING for a process, + tid + 1 for its threads
+TRACK_SPACING = (
+    1_000_000  # a track's uuid: pid * TRACK_SPACING for a process, + its number + 1 for a track in it
+)
 
 
 class PerfettoUnavailable(UsageError):

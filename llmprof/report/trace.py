@@ -289,11 +289,19 @@ def _counter_events(telemetry: dict[str, Any] | None, origin: int) -> list[Event
 
 # -- the document ------------------------------------------------------------------------------------------
 def trace_origin(run: Run) -> int:
-    """The trace's time zero (host clock, ns): the first request's start, or an earlier mark time if a mapped
-    device time falls before it (within the sync uncertainty), so that no span starts before zero."""
+    """The trace's time zero (host clock, ns): the first request's start (of any rank, on rank 0's clock), or
+    an earlier mark time if a mapped device time falls before it (within the sync uncertainty), so that no
+    span starts before zero."""
     starts = [raw.window[0] for raw in run.records if raw.host_ns]
     starts += [raw.window[0] + t.offset_ns for t in (run.ranks or [])[1:] for raw in t.records if raw.host_ns]
     devices = [d for raw in run.records for d in raw.device_ns if d is not None]
+    devices += [
+        d + t.offset_ns
+        for t in (run.ranks or [])[1:]
+        for raw in t.records
+        for d in raw.device_ns
+        if d is not None
+    ]
     samples = ((run.telemetry or {}).get("samples") or {}).get("t_ns") or []
     return min(starts + devices or [t for t in samples if isinstance(t, int)] or [0])
 

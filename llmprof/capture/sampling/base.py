@@ -14,8 +14,8 @@ from llmprof.capture.sampling.bounded import (
     MAX_PROBES,
     RULE,
     RequestWindows,
-    halve_older,
-    probe_groups,
+    halve,
+    probe_ordinals,
 )
 
 MIN_INTERVAL_S = 0.05
@@ -62,7 +62,11 @@ class Sampler:
         self.max_probes = max_probes
         self.windows = RequestWindows()
         self.probes = 0  # kept in ``series``
-        self.dropped = {"between requests": 0, "halvings": 0}
+        self.stride = (
+            1  # of the probes the idle rule passes, every stride-th is kept (doubles past max_probes)
+        )
+        self._passed = 0  # probes the idle rule passed
+        self.dropped = {"between requests": 0, "by the stride": 0, "halvings": 0}
         self._last_kept_ns: int | None = None
         self._first_ns: int | None = None  # the first probe's stamp
         self.description: dict[str, Any] = {}
@@ -92,12 +96,14 @@ class Sampler:
 
     def begin_request(self) -> dict[str, Any]:
         """A request starts: probes are kept at full resolution until it ends; its start counters."""
-        self.windows.open(time.monotonic_ns())
+        with self._lock:
+            self.windows.open(time.monotonic_ns())
         return self.request_begin()
 
     def end_request(self, begin: dict[str, Any], duration_s: float) -> dict[str, Any]:
         """The request that began last ends: its figures (:meth:`request_end`)."""
-        self.windows.close(time.monotonic_ns())
+        with self._lock:
+            self.windows.close(time.monotonic_ns())
         return self.request_end(begin, duration_s)
 
     # -- the thread ------------------------------------------------------------------------------------
@@ -128,6 +134,10 @@ class Sampler:
             ):
                 self.dropped["between requests"] += 1
                 return
+            self._passed += 1
+            if (self._passed - 1) % self.stride:
+                self.dropped["by the stride"] += 1
+                return
             self._last_kept_ns = t_ns
             self.probes += bool(rows)
             for row in rows:
@@ -137,8 +147,10 @@ class Sampler:
                     self.series[key] = [None] * length
                 for key, column in self.series.items():
                     column.append(row.get(key))
-            if self.probes > self.max_probes:
-                self.probes = halve_older(self.series, probe_groups(self.series["t_ns"]))
+            if self.probes > self.max_probes:  # every other probe of the run, and from now on the stride
+                halve(self.series, probe_ordinals(self.series["t_ns"]))
+                self.probes = (self.probes + 1) // 2
+                self.stride *= 2
                 self.dropped["halvings"] += 1
 
     def _sample_safely(self) -> None:
@@ -191,5 +203,7 @@ class Sampler:
         return {
             "rule": RULE.format(max_probes=self.max_probes),
             "dropped between requests": self.dropped["between requests"],
+            "dropped by the stride": self.dropped["by the stride"],
             "halvings": self.dropped["halvings"],
+            "stride": self.stride,
         }

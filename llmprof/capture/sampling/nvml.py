@@ -23,10 +23,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import numpy as np
-
 from llmprof.capture.sampling.base import Sampler
-from llmprof.capture.sampling.bounded import halve_older
+from llmprof.capture.sampling.bounded import halve, series_ordinals
 from llmprof.errors import TelemetryUnavailable
 
 MIN_ENERGY_WINDOW_S = 0.1  # below this the energy counter's update period makes a reading noise
@@ -47,9 +45,9 @@ VALUE_MEMBERS = {
     ("NVML_VALUE_TYPE_SIGNED_INT", 5): "siVal",
     ("NVML_VALUE_TYPE_UNSIGNED_SHORT", 6): "usVal",
 }
-BUFFERED_PER_PROBE = (
-    4  # driver-buffered samples kept: up to this many per probe kept (then halved as probes are)
-)
+# the driver-buffered samples kept: up to this many times max_probes, then every other one of each device's
+# field dropped and the stride doubled (as the probes are)
+BUFFERED_PER_PROBE = 4
 MAX_AHEAD_NS = 1_000_000_000  # a buffered sample stamped more than 1 s after now is not on the wall clock
 MAX_BEHIND_NS = 86_400 * 1_000_000_000  # nor one whose newest sample is a day old (another time base)
 
@@ -124,6 +122,8 @@ class NvmlSampler(Sampler):
         self._not_supported = getattr(self.nvml, "NVML_ERROR_NOT_SUPPORTED", 3)
         self._not_found = getattr(self.nvml, "NVML_ERROR_NOT_FOUND", 6)
         self._buffered_last_us: dict[tuple[int, str], int] = {}
+        self._buffered_seen: dict[tuple[int, str], int] = {}  # samples fetched per (device position, field)
+        self._buffered_stride = 1  # of those, every stride-th is kept (doubles past the bound)
         self._buffered_transient: dict[str, str] = {}  # field -> first error other than NotFound/NotSupported
         if self._get_samples is None:
             self.errors["buffered"] = "nvmlDeviceGetSamples is not available in this NVML binding"
@@ -273,10 +273,13 @@ class NvmlSampler(Sampler):
                 continue
             if first:
                 times, values = times[first:], values[first:]
-            new_t += times
-            new_value += values
-            new_device += [str(self.devices[position])] * len(times)
-            new_field += [name] * len(times)
+            seen = self._buffered_seen.get(key, 0)  # the bounding rule's stride, per device and field
+            self._buffered_seen[key] = seen + len(times)
+            kept = [j for j in range(len(times)) if (seen + j) % self._buffered_stride == 0]
+            new_t += [times[j] for j in kept]
+            new_value += [values[j] for j in kept]
+            new_device += [str(self.devices[position])] * len(kept)
+            new_field += [name] * len(kept)
             self._buffered_fields.add(name)
         if new_t:
             with self._lock:
@@ -284,8 +287,10 @@ class NvmlSampler(Sampler):
                 self.buffered["device"] += new_device
                 self.buffered["field"] += new_field
                 self.buffered["value"] += new_value
-                if len(self.buffered["t_ns"]) > BUFFERED_PER_PROBE * self.max_probes:  # the bounding rule
-                    halve_older(self.buffered, np.arange(len(self.buffered["t_ns"])))
+                if len(self.buffered["t_ns"]) > BUFFERED_PER_PROBE * self.max_probes:  # the bounding rule:
+                    # every other sample of each device's field, and from now on the stride
+                    halve(self.buffered, series_ordinals(self.buffered["device"], self.buffered["field"]))
+                    self._buffered_stride *= 2
                     self.dropped["halvings"] += 1
 
     def _buffered_error(self, name: str, position: int, reason: str) -> None:
