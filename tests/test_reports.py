@@ -1,6 +1,7 @@
 """Reporters: golden files for table, Markdown and CSV from a hand-built run; plots; `report` without torch;
 bad input; atomic writes."""
 
+import io
 import json
 import os
 import random
@@ -409,3 +410,24 @@ def test_summaries_are_computed_once_for_every_format_of_a_run(monkeypatch):
     assert len([c for c in calls if len(c) == 1]) == 1 and first[0] == first[2]
     run.records.append(hand_request(4))
     assert render(run, "md") != first[1] and len([c for c in calls if len(c) == 1]) == 2
+
+
+def test_a_render_pauses_the_cyclic_collector_and_restores_it():
+    """Every renderer runs with the collector paused (its objects are acyclic) and leaves it as it was."""
+    import gc
+
+    from llmprof.report import renderer
+
+    seen = []
+    real = Run.metrics
+    try:
+        Run.metrics = lambda self: seen.append(gc.isenabled()) or real(self)
+        assert gc.isenabled()
+        render(hand_run(), "md")
+        assert seen and not any(seen) and gc.isenabled()
+        gc.disable()
+        renderer("csv")(hand_run(), io.StringIO())
+        assert not gc.isenabled()  # off before: off after
+    finally:
+        gc.enable()
+        Run.metrics = real
