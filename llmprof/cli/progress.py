@@ -4,6 +4,7 @@ when the work ends (rich's transient progress)."""
 
 from __future__ import annotations
 
+import sys
 import threading
 from types import TracebackType
 from typing import Any, final
@@ -32,6 +33,8 @@ class Stages:
 
     def __enter__(self) -> Stages:
         if self.console is None:
+            if not sys.stderr.isatty():  # no bar to show: not even rich to import
+                return self
             from rich.console import Console
 
             self.console = Console(stderr=True)
