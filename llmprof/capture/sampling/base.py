@@ -62,9 +62,8 @@ class Sampler:
         self.max_probes = max_probes
         self.windows = RequestWindows()
         self.probes = 0  # kept in ``series``
-        self.stride = (
-            1  # of the probes the idle rule passes, every stride-th is kept (doubles past max_probes)
-        )
+        # of the probes the idle rule passes, every stride-th is kept (it doubles past max_probes)
+        self.stride = 1
         self._passed = 0  # probes the idle rule passed
         self.dropped = {"between requests": 0, "by the stride": 0, "halvings": 0}
         self._last_kept_ns: int | None = None
