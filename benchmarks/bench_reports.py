@@ -1,14 +1,15 @@
 """What big runs cost to keep and to look at: the time of the ``report`` command per format (the whole
 command a user waits for: Python's start, loading and checking the file, rendering, writing) for runs of 10,
 100 and 1000 short repeats of the synthetic 0 ms model and for a run of about a million marks (20 requests of
-16384 steps), each as a ratio to the 10-repeat run; and each run file's size, today's (version 2, compact)
-against version 1's plain arrays. Real records: the short repeats are profiled once in this process (the
+16384 steps), each as a ratio to the 10-repeat run, and what each wrote; and each run file's size, today's
+(version 2, compact) against version 1's plain arrays. Real records: the short repeats are profiled once in this process (the
 smaller runs are the first repeats of the same calls); the long run is one profiled 16384-step generation
 repeated 20 times, each copy shifted in time. Median of ``--rounds`` commands per case, the cases interleaved
 round by round. Issue 17's targets: every text format of 1000 repeats within 3x of 10, the plot within 2x, the
 run file of 1000 repeats 3x smaller than version 1's.
 
     python benchmarks/bench_reports.py [--formats table,md,csv,steps,json,trace,perfetto,plot] [--rounds 3]
+        [--keep DIR]  # keep the run files (0.98M_marks.json, 1000_rep.json, ...) to time other commands on
 """
 
 from __future__ import annotations
@@ -62,15 +63,15 @@ def repeated(record: RawRequest, n: int) -> list[RawRequest]:
     ]
 
 
-def command(path: Path, args: list[str], out: Path) -> float:
-    """Seconds of one ``python -m llmprof report`` of ``path``."""
+def command(path: Path, args: list[str], out: Path) -> tuple[float, int]:
+    """Seconds of one ``python -m llmprof report`` of ``path``, and the bytes it wrote."""
     start = time.perf_counter()
     subprocess.run(
         [sys.executable, "-m", "llmprof", "report", str(path), *args, "-o", str(out)],
         check=True,
         capture_output=True,
     )
-    return time.perf_counter() - start
+    return time.perf_counter() - start, out.stat().st_size
 
 
 def main() -> None:
@@ -79,6 +80,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--long-steps", type=int, default=16384)
     parser.add_argument("--long-requests", type=int, default=20)
+    parser.add_argument(
+        "--keep", metavar="DIR", help="write the run files here and keep them (else a temp dir)"
+    )
     args = parser.parse_args()
     formats = args.formats.split(",")
     short = profiled(1000, 16)
@@ -87,7 +91,10 @@ def main() -> None:
     runs[f"{sum(len(r.label) for r in long) / 1e6:.2f}M marks"] = long
     cases = list(runs)
     times: dict[tuple[str, str], list[float]] = {}
-    with tempfile.TemporaryDirectory() as tmp:
+    sizes: dict[tuple[str, str], int] = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = args.keep or scratch
+        Path(tmp).mkdir(parents=True, exist_ok=True)
         paths, rows = {}, {"run file v1 (MB)": {}, "run file (MB)": {}, "save (s)": {}}
         for case, records in runs.items():
             run = Run(config={"model": "synthetic"}, environment={}, records=records)
@@ -101,7 +108,8 @@ def main() -> None:
             for fmt in formats:
                 for case in cases:
                     out = Path(tmp) / f"out.{fmt}"
-                    times.setdefault((fmt, case), []).append(command(paths[case], FORMAT_ARGS[fmt], out))
+                    seconds, sizes[fmt, case] = command(paths[case], FORMAT_ARGS[fmt], out)
+                    times.setdefault((fmt, case), []).append(seconds)
     for fmt in formats:
         rows[f"{fmt} (s)"] = {case: statistics.median(times[fmt, case]) for case in cases}
     base = cases[0]
@@ -114,6 +122,9 @@ def main() -> None:
         cells = "".join(f"{values[c]:>14.3f}" for c in cases)
         ratios = "".join(f"{values[c] / values[base]:>19.1f}x" for c in cases[1:])
         print(f"{what:<18}{cells}{ratios}")
+    print("output (MB)".ljust(18) + "".join(f"{c:>14}" for c in cases))
+    for fmt in formats:
+        print(f"{fmt:<18}" + "".join(f"{sizes[fmt, c] / 1e6:>14.3f}" for c in cases))
     v1, v2 = rows["run file v1 (MB)"]["1000 rep"], rows["run file (MB)"]["1000 rep"]
     print(f"run file of 1000 repeats: {v1 / v2:.1f}x smaller than version 1's")
 

@@ -68,8 +68,9 @@ def gc_paused() -> Iterator[None]:
 
 
 def render(run: Run, fmt: str, per_step: bool = False, kernels: bool = False) -> str | bytes:
-    """``run`` in format ``fmt``: text, or bytes for a binary format (``plot``'s PNG, ``perfetto``). ``per_step``: CSV rows per decode step
-    instead of per request; ``kernels``: CSV rows per captured step and operator/kernel."""
+    """``run`` in format ``fmt``: text, or bytes for a binary format (``plot``'s PNG, ``perfetto``).
+    ``per_step``: CSV rows per decode step instead of per request; ``kernels``: CSV rows per captured step and
+    operator/kernel."""
     out: IO[Any] = io.BytesIO() if fmt in BINARY_FORMATS else io.StringIO()
     renderer(fmt, per_step, kernels)(run, out)
     return out.getvalue()

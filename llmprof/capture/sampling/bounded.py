@@ -18,9 +18,8 @@ from typing import Any
 
 import numpy as np
 
-MAX_PROBES = (
-    100_000  # 8 minutes of requests at 5 ms; 31 MB of two GPUs' NVML rows (measured with tracemalloc)
-)
+# 8 minutes of requests at 5 ms; ~32 MB of two GPUs' NVML rows (benchmarks/bench_telemetry_bound.py)
+MAX_PROBES = 100_000
 IDLE_GRACE_NS = 10_000_000_000
 IDLE_INTERVAL_NS = 1_000_000_000
 RULE = (
