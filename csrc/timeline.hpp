@@ -125,10 +125,16 @@ class Timeline {
             }
             m->event = std::int64_t(n_events_++);
         }
+        // Stamped after the record: an event on an idle queue then runs no later than its stamp, however long the
+        // thread was descheduled before the record (the host-bound verdict compares the two).
+        m->host_ns = host_now_ns();
         ++size_;
     }
     void mark_host(std::int64_t label, std::int64_t step) {
-        if (next(label, step)) ++size_;
+        if (Mark* m = next(label, step)) {
+            m->host_ns = host_now_ns();
+            ++size_;
+        }
     }
 
     void clear() {
@@ -196,14 +202,14 @@ class Timeline {
     std::optional<std::int64_t> drift_ns() const;
 
  private:
-    // Fills the next free slot (host stamp, no event) without committing it; if full, counts a drop: nullptr.
+    // Fills the next free slot (no stamp, no event) without committing it; if full, counts a drop: nullptr.
     Mark* next(std::int64_t label, std::int64_t step) {
         if (size_ == marks_.size()) {
             ++dropped_;
             return nullptr;
         }
         Mark* m = &marks_[size_];
-        *m = Mark{label, step, host_now_ns(), -1, 0};
+        *m = Mark{label, step, 0, -1, 0};
         return m;
     }
     void record_lanes(Mark& m);  // the event of pool slot n_events_ on each lane the mark goes on

@@ -35,6 +35,7 @@ class FakeCuda:
         self.lib.fake_set_stream_device.argtypes = [ctypes.c_size_t, ctypes.c_int]
         self.lib.fake_device_last_record_stream.restype = ctypes.c_size_t
         self.lib.fake_profiler_stamp.restype = ctypes.c_longlong
+        self.lib.fake_set_record_stall.argtypes = [ctypes.c_longlong, ctypes.c_int]
 
     def fail(self, fn: str, code: int, after: int = 0) -> None:
         """`fn` succeeds `after` more times, then returns `code` until reset()."""
@@ -49,6 +50,10 @@ class FakeCuda:
 
     def set_queue_delay_ns(self, ns: int) -> None:
         self.lib.fake_set_queue_delay_ns(ns)
+
+    def set_record_stall(self, ns: int, every: int) -> None:
+        """Every ``every``-th event record (0: none) waits ``ns`` before its event enters the queue."""
+        self.lib.fake_set_record_stall(ns, every)
 
     def set_device_queue_delay_ns(self, device: int, ns: int) -> None:
         """The queue delay of one of the stand-in's two devices (set_queue_delay_ns sets both)."""

@@ -43,6 +43,18 @@ def test_busy_device_shifts_token_times_and_is_not_host_bound(fake_cuda):
     assert fake_cuda.count("cuEventRecord") >= 2 * len(events)
 
 
+def test_an_idle_device_reads_host_bound_when_the_thread_stalls_before_a_record(fake_cuda):
+    # Every other record waits 2 ms on its way into the driver (a descheduled thread, as on a loaded machine):
+    # the stamp is taken after the record, so an event on the empty queue still runs no later than its stamp.
+    fake_cuda.set_record_stall(2_000_000, 2)
+    prof = profile_on_fake_device(fake_cuda, 0.0)
+    r, raw = prof.requests[-1], prof.records[-1]
+    stalled = [b - a for a, b in zip(raw.host_ns, raw.host_ns[1:])]
+    assert sum(gap >= 2_000_000 for gap in stalled) >= len(stalled) // 3  # the stalls really happened
+    assert raw.sync_uncertainty_ns < 1e6  # calibration kept an unstalled bracket
+    assert r.breakdown.step_host_bound == [True] * (r.output_tokens[0] - 1)
+
+
 def test_driver_errors_surface_from_generate_and_leave_the_model_clean(fake_cuda):
     model = synthetic_model(prefill_ms=1.0, decode_ms=1.0)
     with llmprof.Profiler(model, timeline=_core.Timeline(64, 0)) as prof:

@@ -81,6 +81,8 @@ static long long skew_epoch_ns;
 static int elapsed_bits; /* > 0: cuEventElapsedTime keeps this many significant bits (float has 24) */
 static double skew_ppm;
 static uintptr_t last_record_stream;
+static long long record_stall_ns; /* fake_set_record_stall: how long a stalled cuEventRecord waits on its way in */
+static int record_stall_every, record_count;
 
 static int valid_device(int dev) { return dev >= 0 && dev < N_DEVICES; }
 
@@ -227,6 +229,7 @@ CUresult cuEventRecord(CUevent ev, CUstream stream) {
     int on = stream_device(stream);
     if (on >= 0 && on != ev->device) return CUDA_ERROR_INVALID_HANDLE; /* a stream of another device */
     struct fake_device* d = &devices[ev->device];
+    if (record_stall_every > 0 && ++record_count % record_stall_every == 0) sleep_until(now_ns() + record_stall_ns);
     long long done = now_ns() + (d->drained ? 0 : d->queue_delay_ns);
     ev->recorded = 1;
     ev->done_ns = done;
@@ -433,6 +436,14 @@ void fake_set_device_queue_delay_ns(int dev, long long ns) {
 
 void fake_set_queue_delay_ns(long long ns) { fake_set_device_queue_delay_ns(-1, ns); }
 
+/* Every `every`-th cuEventRecord from now on (0: none) waits `ns` before the event enters the queue, as a thread
+ * descheduled on its way into the driver: the host's stamp before the call then runs `ns` ahead of the event. */
+void fake_set_record_stall(long long ns, int every) {
+    record_stall_ns = ns;
+    record_stall_every = every;
+    record_count = 0;
+}
+
 /* Ties a stream handle to a device: an event of another device recorded on it fails. 0 if registered. */
 int fake_set_stream_device(uintptr_t stream, int dev) {
     if (!valid_device(dev) || n_stream_devices == N_STREAMS) return -1;
@@ -458,7 +469,7 @@ int fake_fail_after(const char* fn, int skip, int code) {
 
 int fake_fail(const char* fn, int code) { return fake_fail_after(fn, 0, code); }
 
-/* Clears injected failures, call counts, queue delays, registered streams and skew; live objects are left
+/* Clears injected failures, call counts, queue delays, record stalls, registered streams and skew; live objects are left
  * alone. */
 void fake_reset(void) {
     memset(calls, 0, sizeof calls);
@@ -469,6 +480,7 @@ void fake_reset(void) {
     n_stream_devices = 0;
     elapsed_bits = 0;
     skew_ppm = 0;
+    fake_set_record_stall(0, 0);
 }
 
 int fake_count(const char* fn) {
