@@ -111,3 +111,42 @@ def test_incomplete_timeline_is_an_error(drop, message):
 def test_no_token_is_an_error():
     with pytest.raises(ValueError, match="no token"):
         compute_request(record(steady(1), [0]))
+
+
+def _pairs_by_definition(labels, steps, begin, end):
+    """MarkIndex.pairs as docs/architecture.md defines it, one mark at a time."""
+    opened, out = {}, []
+    for i, (label, step) in enumerate(zip(labels, steps)):
+        if label == begin:
+            opened.setdefault(step, i)
+        elif label == end and step in opened:
+            out.append((step, opened.pop(step), i))
+    return out
+
+
+@pytest.mark.parametrize("regular", [True, False], ids=["one begin and end a step", "repeated and stray"])
+def test_the_mark_index_pairs_and_ends_are_the_one_mark_at_a_time_definitions(regular):
+    """The vectorized index against the loop: spans (a step with several begins, ends before begins, stray
+    ends), and per step the first and last mark of a label in order of appearance."""
+    import random
+
+    from llmprof.analysis.record import MarkIndex
+
+    rng = random.Random(7)
+    for _ in range(2000):
+        if regular:  # each step begins and ends at most once, in any order
+            marks = [(1, s) for s in rng.sample(range(12), rng.randint(0, 10))]
+            marks += [(2, s) for s in rng.sample(range(12), rng.randint(0, 10))]
+        else:
+            marks = [(rng.choice([1, 2, 3]), rng.randint(0, 5)) for _ in range(rng.randint(0, 30))]
+        rng.shuffle(marks)
+        labels, steps = [m[0] for m in marks], [m[1] for m in marks]
+        index = MarkIndex(labels, steps)
+        assert index.pairs(1, 2) == _pairs_by_definition(labels, steps, 1, 2)
+        first, last = {}, {}
+        for i, (label, step) in enumerate(marks):
+            if label == 1:
+                first.setdefault(step, i)
+                last[step] = i
+        assert list(index.first(1).items()) == list(first.items())
+        assert list(index.last(1).items()) == list(last.items())

@@ -1,5 +1,5 @@
-"""Raw request timeline -> the four metrics and their breakdown (docs/architecture.md, "Metrics"). Pure
-Python, no torch.
+"""Raw request timeline -> the four metrics and their breakdown (docs/architecture.md, "Metrics"). numpy (the
+decode steps as columns), no torch.
 
 Every mark's time is its device time mapped onto the host clock where it has one, else its host stamp.
 All results are in seconds.
@@ -12,7 +12,9 @@ import statistics
 from dataclasses import dataclass, field
 from itertools import accumulate
 
-from llmprof.analysis.record import Label, RawRequest
+import numpy as np
+
+from llmprof.analysis.record import Label, RawRequest, at_steps
 
 NS = 1e-9
 HOST_BOUND_TOLERANCE_NS = (
@@ -110,6 +112,14 @@ def _mean(values: list[float | None]) -> float | None:
     return statistics.fmean(present) if present else None
 
 
+def _optional(values: np.ndarray, present: np.ndarray) -> list[float | None]:
+    """``values`` as floats, None where not ``present``."""
+    out = values.tolist()
+    if not present.all():
+        out = [v if p else None for v, p in zip(out, present.tolist())]
+    return out
+
+
 def _span(end: int | None, start: int | None) -> float | None:
     return None if end is None or start is None else (end - start) * NS
 
@@ -128,51 +138,58 @@ def compute_request(raw: RawRequest) -> RequestMetrics:
     if not marks.first(Label.REQUEST_START) or not marks.last(Label.REQUEST_END):
         raise ValueError("the timeline lacks the request start or end mark")
     start, end = raw.window
-    token = {step: times[i] for step, i in marks.first(Label.TOKEN).items()}
-    begins = marks.first(Label.FORWARD_BEGIN)  # the first forward launch of each step
-    fwd_begin = {step: times[i] for step, i in begins.items()}
-    # the last forward return of each step (chunked prefill has several)
-    fwd_end = {step: times[i] for step, i in marks.last(Label.FORWARD_END).items()}
+    # per step as columns: T_k (k = 1..steps), and the first forward launch and the last forward return
+    # (chunked prefill has several) of each step 0..steps-1 (the forward producing token k ran at step k-1)
+    arrays = np.asarray(times, dtype=np.int64)
+    has_token, token_at = at_steps(*marks.first_positions(Label.TOKEN), np.arange(1, steps + 1))
+    has_begin, begin_at = at_steps(*marks.first_positions(Label.FORWARD_BEGIN), np.arange(steps))
+    has_end, end_at = at_steps(*marks.last_positions(Label.FORWARD_END), np.arange(steps))
     vision_time, encoder_time = (
         sum(((times[e] - times[b]) * NS for _, b, e in marks.pairs(begin, end)), 0.0)
         for begin, end in ((Label.VISION_BEGIN, Label.VISION_END), (Label.ENCODER_BEGIN, Label.ENCODER_END))
     )
-    missing = [k for k in range(1, steps + 1) if k not in token]
-    if missing:
+    if not has_token.all():
+        missing = (np.flatnonzero(~has_token) + 1).tolist()
         raise ValueError(f"the timeline lacks the token marks of steps {missing[:5]}")
+    tokens, launch, done = arrays[token_at], arrays[begin_at], arrays[end_at]
+    token = tokens.tolist()  # T_k at token[k - 1]
 
-    t_first, t_last = token[1], token[steps]
+    t_first, t_last = token[0], token[-1]
     ttft = (t_first - start) * NS
     latency = (end - start) * NS
     # the step at which a sequence's last token came (its count of tokens, when a step appends one)
     last = [bisect.bisect_left(reached, k) + 1 for k in n]
-    tpot_seq = [(token[s] - t_first) * NS / (k - 1) if k >= 2 else None for k, s in zip(n, last)]
-    itl = [(token[k] - token[k - 1]) * NS for k in range(2, steps + 1)]
+    tpot_seq = [(token[s - 1] - t_first) * NS / (k - 1) if k >= 2 else None for k, s in zip(n, last)]
+    itl = (np.diff(tokens) * NS).tolist()
     decode_tokens = sum(k - 1 for k in n if k >= 1)
 
-    prefill = _span(fwd_end.get(0), fwd_begin.get(0))
+    launch_0 = int(launch[0]) if has_begin[0] else None
+    done_0 = int(done[0]) if has_end[0] else None
+    prefill = _span(done_0, launch_0)
     if prefill is not None:
         prefill = max(prefill - vision_time, 0.0) if _vision_inside_prefill(raw) else prefill
-    first_sample = _span(t_first, fwd_end.get(0))
+    first_sample = _span(t_first, done_0)
     drafts: dict[int, float] = {}  # per step, the time drafting its forward's candidates
     for step, b, e in marks.pairs(Label.DRAFT_BEGIN, Label.DRAFT_END):
         drafts[step] = drafts.get(step, 0.0) + (times[e] - times[b]) * NS
     known = encoder_time + vision_time + drafts.get(0, 0.0) + (prefill or 0.0) + (first_sample or 0.0)
     host_prep = ttft - known if prefill is not None else None
 
-    uncertainty = raw.sync_uncertainty_ns + HOST_BOUND_TOLERANCE_NS
+    # decode steps k >= 2: their forwards are steps 1..steps-1
+    has_begin, begin_at, launch = has_begin[1:], begin_at[1:], launch[1:]
+    has_end, done = has_end[1:], done[1:]
+    step_forward = _optional((done - launch) * NS, has_begin & has_end)
+    step_sampling = _optional((tokens[1:] - done) * NS, has_end)
+    step_draft = np.array([drafts.get(step, 0.0) for step in range(1, steps)]) if drafts else 0.0
+    step_gap = _optional((launch - tokens[:-1]) * NS - step_draft, has_begin)
     on_device = raw.backend != "host"
-    step_forward, step_sampling, step_gap, step_bound = [], [], [], []
-    for k in range(2, steps + 1):
-        s = k - 1  # the forward producing token k ran with k-1 tokens present
-        step_forward.append(_span(fwd_end.get(s), fwd_begin.get(s)))
-        step_sampling.append(_span(token[k], fwd_end.get(s)))
-        gap = _span(fwd_begin.get(s), token[k - 1])
-        step_gap.append(None if gap is None else gap - drafts.get(s, 0.0))
-        i = begins.get(s)
-        device = None if i is None else raw.device_ns[i]
-        if on_device and device is not None:
-            step_bound.append(device - raw.host_ns[i] <= uncertainty)
+    step_bound = []
+    if on_device:
+        uncertainty = raw.sync_uncertainty_ns + HOST_BOUND_TOLERANCE_NS
+        for i in begin_at[has_begin].tolist():
+            device = raw.device_ns[i]
+            if device is not None:
+                step_bound.append(device - raw.host_ns[i] <= uncertainty)
 
     return RequestMetrics(
         ttft=ttft,

@@ -1,7 +1,7 @@
 """The raw record of one profiled ``generate()`` call: timeline marks plus what is needed to read them, and
 the marks indexed once by label and step for everything that reads them (metrics, trace, telemetry).
 
-Pure data, no torch: this is what the run file stores, and everything else is recomputed from it.
+Pure data (numpy for the index), no torch: this is what the run file stores, and everything else is recomputed from it.
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from functools import cached_property
 from typing import Any
+
+import numpy as np
 
 
 class Label(IntEnum):
@@ -144,35 +146,97 @@ def _ints(values: Any) -> list[int] | None:
     return None if values is None else [int(v) for v in values]
 
 
+def at_steps(steps: np.ndarray, values: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each of ``wanted``: whether ``steps`` (unique) holds it, and the value there (0 where not)."""
+    if not len(steps):
+        return np.zeros(len(wanted), dtype=bool), np.zeros(len(wanted), dtype=values.dtype)
+    order = np.argsort(steps)
+    i = np.minimum(np.searchsorted(steps[order], wanted), len(steps) - 1)
+    present = steps[order][i] == wanted
+    return present, np.where(present, values[order][i], 0)
+
+
 class MarkIndex:
     """Positions of a request's marks by label and step: for each (label, step) its first and last mark, and
     the spans a begin label opens and an end label closes. Positions index ``RawRequest.times`` (or
-    ``host_ns`` for host stamps alone)."""
+    ``host_ns`` for host stamps alone). Built with numpy, column by column, as a label is first asked for: the
+    ``*_positions`` methods give arrays, the others the same as dicts and lists."""
 
     def __init__(self, labels: list[int], steps: list[int]):
-        self._labels, self._steps = labels, steps
-        self._first: dict[int, dict[int, int]] = {}
-        self._last: dict[int, dict[int, int]] = {}
-        for i, (label, step) in enumerate(zip(labels, steps)):
-            self._first.setdefault(label, {}).setdefault(step, i)
-            self._last.setdefault(label, {})[step] = i
+        self._labels = np.asarray(labels, dtype=np.int64)
+        self._steps = np.asarray(steps, dtype=np.int64)
+        self._cache: dict[tuple[str, int, int], Any] = {}
+
+    def _of(self, label: int) -> np.ndarray:
+        """The positions of the marks with ``label``, in order."""
+        key = ("of", label, 0)
+        if key not in self._cache:
+            self._cache[key] = np.flatnonzero(self._labels == label)
+        return self._cache[key]
+
+    def _ends(self, label: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(steps, first positions, last positions)`` of ``label``, steps in the order they first appear."""
+        key = ("ends", label, 0)
+        if key not in self._cache:
+            at = self._of(label)
+            steps = self._steps[at]
+            unique, first = np.unique(steps, return_index=True)
+            _, from_end = np.unique(steps[::-1], return_index=True)
+            order = np.argsort(first, kind="stable")
+            self._cache[key] = (unique[order], at[first[order]], at[len(at) - 1 - from_end[order]])
+        return self._cache[key]
+
+    def first_positions(self, label: Label) -> tuple[np.ndarray, np.ndarray]:
+        """``(steps, positions)``: per step, the first mark with ``label`` (steps in order of appearance)."""
+        steps, first, _ = self._ends(label)
+        return steps, first
+
+    def last_positions(self, label: Label) -> tuple[np.ndarray, np.ndarray]:
+        """``(steps, positions)``: per step, the last mark with ``label`` (steps in order of appearance)."""
+        steps, _, last = self._ends(label)
+        return steps, last
 
     def first(self, label: Label) -> dict[int, int]:
         """Per step, the position of the first mark with ``label``."""
-        return self._first.get(label, {})
+        return dict(zip(*(a.tolist() for a in self.first_positions(label))))
 
     def last(self, label: Label) -> dict[int, int]:
         """Per step, the position of the last mark with ``label``."""
-        return self._last.get(label, {})
+        return dict(zip(*(a.tolist() for a in self.last_positions(label))))
+
+    def pair_positions(self, begin: Label, end: Label) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(steps, begin positions, end positions)`` of each span, in the order the spans end: a begin mark
+        closed by the next end mark of the same step (a second begin before that end is ignored)."""
+        key = ("pairs", begin, end)
+        if key not in self._cache:
+            self._cache[key] = self._pairs(begin, end)
+        return self._cache[key]
+
+    def _pairs(self, begin: int, end: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        opens, closes = self._of(begin), self._of(end)
+        if not len(opens) or not len(closes):
+            return (np.zeros(0, dtype=np.int64),) * 3
+        open_steps, close_steps = self._steps[opens], self._steps[closes]
+        by_step = np.argsort(open_steps, kind="stable")
+        sorted_steps = open_steps[by_step]
+        if np.all(sorted_steps[1:] != sorted_steps[:-1]) and len(np.unique(close_steps)) == len(closes):
+            # at most one begin and one end per step (every generation): a pair where the begin comes first
+            at = np.minimum(np.searchsorted(sorted_steps, close_steps), len(opens) - 1)
+            matched = opens[by_step[at]]
+            paired = (sorted_steps[at] == close_steps) & (matched < closes)
+            return close_steps[paired], matched[paired], closes[paired]
+        opened: dict[int, int] = {}
+        out = []
+        for i in np.union1d(opens, closes).tolist():
+            step = int(self._steps[i])
+            if self._labels[i] == begin:
+                opened.setdefault(step, i)
+            elif step in opened:
+                out.append((step, opened.pop(step), i))
+        columns = np.array(out, dtype=np.int64).reshape(-1, 3).T
+        return columns[0], columns[1], columns[2]
 
     def pairs(self, begin: Label, end: Label) -> list[tuple[int, int, int]]:
         """``(step, begin position, end position)`` of each span: a begin mark closed by the next end mark of
         the same step (a second begin before that end is ignored)."""
-        opened: dict[int, int] = {}
-        out = []
-        for i, (label, step) in enumerate(zip(self._labels, self._steps)):
-            if label == begin:
-                opened.setdefault(step, i)
-            elif label == end and step in opened:
-                out.append((step, opened.pop(step), i))
-        return out
+        return list(zip(*(a.tolist() for a in self.pair_positions(begin, end))))
