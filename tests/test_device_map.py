@@ -102,9 +102,11 @@ def test_the_run_file_keeps_the_gpus_and_the_report_shows_them(fake_cuda, tmp_pa
     assert names[TID_STAGES] == "stages (cuda:0)" and names[TID_STAGES + 1] == "stages (cuda:1)"
     stages = [e for e in trace["traceEvents"] if e.get("cat") == "stage"]
     assert len(stages) == 2 * 6 * len(back.records)
-    for first, second in zip(stages[::2], stages[1::2]):
+    on_gpu = [[e for e in stages if e["tid"] == TID_STAGES + lane] for lane in (0, 1)]
+    for first, second in zip(*on_gpu, strict=True):  # the same forward's stages, in run order on each thread
+        assert first["args"] == second["args"]
         assert second["ts"] == pytest.approx(first["ts"] + first["dur"], abs=0.01)
-    assert statistics.median(e["dur"] for e in stages[1::2]) == pytest.approx(DELAY_MS * 1e3, abs=500)
+    assert statistics.median(e["dur"] for e in on_gpu[1]) == pytest.approx(DELAY_MS * 1e3, abs=500)
     # a broken per-device record is refused on load, naming the field
     data = json.loads(path.read_text())
     data["requests"][0]["device_forward_ends"]["cuda:1"].pop()

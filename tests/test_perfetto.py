@@ -20,9 +20,29 @@ from llmprof.runfile import Run
 pb = pytest.importorskip("perfetto.protos.perfetto.trace.perfetto_trace_pb2")
 
 
+def packets(data: bytes) -> list[bytes]:
+    """The trace's packets as written: each ``Trace.packet`` field's bytes (tag 0x0a, varint length)."""
+    out, at = [], 0
+    while at < len(data):
+        assert data[at] == 0x0A
+        length, shift, at = 0, 0, at + 1
+        while True:
+            byte = data[at]
+            length |= (byte & 0x7F) << shift
+            shift, at = shift + 7, at + 1
+            if byte < 0x80:
+                break
+        out.append(data[at : at + length])
+        at += length
+    return out
+
+
 def decode(data: bytes) -> dict:
-    """The trace's slices, instants and counters as (track, name, ...) tuples, checking as it reads."""
+    """The trace's slices, instants and counters as (track, name, ...) tuples, checking as it reads (and
+    that every packet is encoded byte for byte as the protobuf library encodes it)."""
     trace = pb.Trace.FromString(data)
+    written = packets(data)
+    assert [p.SerializeToString() for p in trace.packet] == written
     assert trace.packet[0].sequence_flags == pb.TracePacket.SEQ_INCREMENTAL_STATE_CLEARED
     names: dict[int, str] = {}  # iid -> string, every interned table (their iids do not collide)
     tracks: dict[int, str] = {}
@@ -102,10 +122,21 @@ def vision_run() -> Run:
     return Run(config=NESTED, environment={}, records=records)
 
 
+def kernels_run() -> Run:
+    """A kernel capture: operators nested on their thread, kernels on the device's, a step in each's args."""
+    from test_kernels import gpu_trace
+
+    from llmprof.capture.kernels import from_kineto
+
+    raw = record(host_marks(10), [10])
+    doc, stamps = gpu_trace(raw, 10)
+    return Run(config={}, environment={}, records=[raw], kernels=from_kineto(doc, raw, stamps, 4))
+
+
 @pytest.mark.parametrize(
     "make",
-    [lambda: host_run(telemetry=nvml_snapshot(round(100.0 * MS))), cuda_run, vision_run],
-    ids=["host+telemetry", "cuda", "nested+zero-length"],
+    [lambda: host_run(telemetry=nvml_snapshot(round(100.0 * MS))), cuda_run, vision_run, kernels_run],
+    ids=["host+telemetry", "cuda", "nested+zero-length", "kernels"],
 )
 def test_the_perfetto_trace_holds_exactly_the_json_traces_events(make):
     run = make()
@@ -125,18 +156,23 @@ def test_the_perfetto_trace_holds_exactly_the_json_traces_events(make):
 def test_spans_that_share_a_start_or_an_end_nest_in_the_order_written():
     """Spans one inside the other with the same start, the same end, or both, and zero-length ones at the
     same time: each END closes the span opened last on its track (``decode`` would fail if not)."""
-    from llmprof.report.perfetto_trace import _timeline
+    import numpy as np
+
+    from llmprof.report.perfetto_trace import _lanes, _timeline
 
     spans = [(0, 10), (0, 4), (4, 10), (4, 4), (10, 10), (2, 3), (2, 3)]
-    events = [{"ph": "X", "ts": s, "dur": e - s, "pid": 1, "tid": 2} for s, e in spans]
-    drawn, order, ends, lanes = _timeline(events)
-    assert lanes == [0] * len(spans)
+    ts = np.array([s for s, _ in spans])
+    dur = np.array([e - s for s, e in spans])
+    order, ends = _timeline(ts, dur)
+    assert _lanes(
+        np.zeros(len(spans), dtype=np.int64), ts, dur, np.ones(len(spans), dtype=bool)
+    ).tolist() == [0] * len(spans)
     stack, closed = [], []
     for i, end in zip(order.tolist(), ends.tolist()):
         if end:
             assert stack.pop() == i
             closed.append(i)
-        elif drawn[i]["dur"] == 0:
+        elif dur[i] == 0:
             closed.append(i)  # written whole
         else:
             stack.append(i)

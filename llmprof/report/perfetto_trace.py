@@ -1,29 +1,37 @@
-"""A run's trace in Perfetto's native format: protobuf TracePackets of TrackEvents, written with the protos
-of the ``perfetto`` package (``pip install 'llmprof[perfetto]'``). Opens in ui.perfetto.dev like the JSON trace
-(:mod:`llmprof.report.trace`), from which it is converted, so both show the same processes, threads, spans,
-instants and counters; it is several times smaller: times are integers, and every name, category and
-argument name is interned (written once, then referred to by number).
+"""A run's trace in Perfetto's native format: protobuf TracePackets of TrackEvents. Opens in ui.perfetto.dev like
+the JSON trace (:mod:`llmprof.report.trace`), from whose events and batches of events it is written, so both
+show the same processes, threads, spans, instants and counters; it is smaller (times are integers; every
+name, category and argument name is interned: written once, the most used first, then referred to by number)
+and faster to write: the descriptors and irregular arguments go through the protos of the ``perfetto``
+package (``pip install 'llmprof[perfetto]'``), the event packets are encoded a column at a time
+(:mod:`llmprof.report.protobuf_columns`), byte for byte as those protos would encode them one at a time.
 
 Layout: each process of the JSON trace is a process track, each of its threads a child track (in the JSON
 trace's sort order; a span that overlaps another of its thread without nesting in it, which a Perfetto track
 cannot hold, goes to a track "<thread> (overlapping N)" beside it), each counter series a counter track of
-the telemetry process; the JSON trace's
-``otherData`` (the run's configuration, how to read the clock) are the arguments of an instant "llmprof run"
-at time zero on the run's process track. Never imports torch or NVML.
+the telemetry process; the JSON trace's ``otherData`` (the run's configuration, how to read the clock) are
+the arguments of an instant "llmprof run" at time zero on the run's process track. Every interned string is
+defined in the first packet, every track described before the events. Never imports torch or NVML.
 """
 
 from __future__ import annotations
 
 import json
+from collections import Counter
+from collections.abc import Iterator
 from typing import IO, Any
 
 import numpy as np
 
 from llmprof.errors import UsageError
-from llmprof.report.trace import PID_RUN, build_trace
+from llmprof.report import protobuf_columns as pc
+from llmprof.report.trace import PID_RUN, Batch, Event, Item, trace_items
 from llmprof.runfile import Run
 
 SEQUENCE = 1  # every packet is on one sequence, whose interned strings it shares
+INTERNED_TABLES = ("event_names", "event_categories", "debug_annotation_names")
+NEEDS_STATE = 2  # TracePacket.SEQ_NEEDS_INCREMENTAL_STATE, every packet's sequence_flags but the first's
+CHUNK = 1 << 16  # event packets encoded at a time
 TRACK_SPACING = (
     1_000_000  # a track's uuid: pid * TRACK_SPACING for a process, + its number + 1 for a track in it
 )
@@ -54,48 +62,47 @@ def _ns(us: float) -> int:
 
 
 class _Writer:
-    """The packets of one trace, each serialized as it is made (a big trace never holds a message per event):
-    track descriptors first, then events in time order, interning strings as they first appear."""
+    """The descriptors and interned strings of one trace, with the protobuf library: every string is
+    interned up front, in the first packet (which clears the sequence's state), and every track described
+    before the events, which are then encoded a column at a time (:func:`_events`)."""
 
     def __init__(self, pb: Any):
         self.pb = pb
-        self.chunks: list[bytes] = []
-        self.interned: dict[tuple[str, str], int] = {}  # (table, string) -> iid
+        self.packets: list[Any] = []
+        self.interned: dict[str, dict[str, int]] = {t: {} for t in INTERNED_TABLES}  # table -> string -> iid
+        self.count = 0  # strings interned
         self.tracks: dict[tuple[int, int | str], int] = {}  # (pid, tid or counter series) -> uuid
-        self.flags = pb.TracePacket.SEQ_INCREMENTAL_STATE_CLEARED  # the first packet's, then:
-        self.needs_state = pb.TracePacket.SEQ_NEEDS_INCREMENTAL_STATE
+
+    def iid(self, table: str, text: str) -> int:
+        """The number of ``text`` in the interned ``table`` (numbered across the tables, from 1)."""
+        return self.iids(table, [text])[0]
+
+    def iids(self, table: str, texts: list[str]) -> list[int]:
+        """The numbers of ``texts`` in the interned ``table``, each new one numbered next."""
+        numbers = self.interned[table]
+        out = []
+        for text in texts:
+            iid = numbers.get(text)
+            if iid is None:
+                self.count += 1
+                iid = numbers[text] = self.count
+            out.append(iid)
+        return out
 
     def packet(self) -> Any:
         packet = self.pb.TracePacket()
         packet.trusted_packet_sequence_id = SEQUENCE
-        packet.sequence_flags, self.flags = self.flags, self.needs_state
+        packet.sequence_flags = NEEDS_STATE
+        self.packets.append(packet)
         return packet
 
-    def write(self, packet: Any) -> None:
-        """Append ``packet`` as one ``Trace.packet`` field (number 1, length-delimited)."""
-        body = packet.SerializeToString()
-        self.chunks.append(b"\n" + _varint(len(body)) + body)
-
-    def iid(self, packet: Any, table: str, text: str) -> int:
-        """The number of ``text`` in the interned ``table``; defined in ``packet`` when it is new."""
-        key = (table, text)
-        iid = self.interned.get(key)
-        if iid is None:
-            iid = self.interned[key] = len(self.interned) + 1
-            entry = getattr(packet.interned_data, table).add()
-            entry.iid = iid
-            entry.name = text
-        return iid
-
     def process(self, pid: int, name: str, rank: int) -> None:
-        packet = self.packet()
-        descriptor = packet.track_descriptor
+        descriptor = self.packet().track_descriptor
         descriptor.uuid = self.tracks[pid, -1] = pid * TRACK_SPACING
         descriptor.process.pid = pid
         descriptor.process.process_name = name
         descriptor.child_ordering = self.pb.TrackDescriptor.EXPLICIT
         descriptor.sibling_order_rank = rank
-        self.write(packet)
 
     def track(
         self, pid: int, tid: int | str, name: str | None = None, rank: int = 0, counter: bool = False
@@ -106,63 +113,51 @@ class _Writer:
             return uuid
         if (pid, -1) not in self.tracks:
             self.process(pid, f"process {pid}", pid)
-        packet = self.packet()
-        descriptor = packet.track_descriptor
+        descriptor = self.packet().track_descriptor
         descriptor.uuid = uuid = self.tracks[pid, tid] = pid * TRACK_SPACING + len(self.tracks) + 1
         descriptor.parent_uuid = pid * TRACK_SPACING
         descriptor.name = name if name is not None else f"thread {tid}"
         descriptor.sibling_order_rank = rank
         if counter:
             descriptor.counter.SetInParent()
-        self.write(packet)
         return uuid
 
-    def event(
-        self, kind: int, ts: int, track: int, source: dict[str, Any] | None, value: float | None = None
-    ) -> None:
-        """One TrackEvent of type ``kind``; named (with its category and arguments) from ``source``; a
-        counter's ``value``."""
-        packet = self.packet()
-        packet.timestamp = ts
-        event = packet.track_event
-        event.type = kind
-        event.track_uuid = track
-        if value is not None:
-            event.double_counter_value = value
-        if source is not None:
-            event.name_iid = self.iid(packet, "event_names", source["name"])
-            if source.get("cat"):
-                event.category_iids.append(self.iid(packet, "event_categories", source["cat"]))
-            for key, item in (source.get("args") or {}).items():
-                annotation = event.debug_annotations.add()
-                annotation.name_iid = self.iid(packet, "debug_annotation_names", key)
-                if isinstance(item, bool):
-                    annotation.bool_value = item
-                elif isinstance(item, int):
-                    annotation.int_value = item
-                elif isinstance(item, float):
-                    annotation.double_value = item
-                else:
-                    annotation.string_value = item if isinstance(item, str) else json.dumps(item)
-        self.write(packet)
+    def annotations(self, args: dict[str, Any]) -> bytes:
+        """``args`` as the encoded debug annotations of a TrackEvent."""
+        event = self.pb.TrackEvent()
+        for key, item in args.items():
+            annotation = event.debug_annotations.add()
+            annotation.name_iid = self.iid("debug_annotation_names", key)
+            if isinstance(item, bool):
+                annotation.bool_value = item
+            elif isinstance(item, int):
+                annotation.int_value = item
+            elif isinstance(item, float):
+                annotation.double_value = item
+            else:
+                annotation.string_value = item if isinstance(item, str) else json.dumps(item)
+        return event.SerializeToString()
+
+    def head(self) -> bytes:
+        """The packets written so far, the first carrying every interned string and clearing the state."""
+        first = self.packets[0]
+        first.sequence_flags = self.pb.TracePacket.SEQ_INCREMENTAL_STATE_CLEARED
+        for table, numbers in self.interned.items():
+            for text, iid in numbers.items():
+                entry = getattr(first.interned_data, table).add()
+                entry.iid = iid
+                entry.name = text
+        n = len(self.packets)
+        bodies = [packet.SerializeToString() for packet in self.packets]
+        return pc.encode([pc.Message(1, [pc.Encoded(n, np.arange(n), bodies)])])  # each a Trace.packet
 
 
-def _varint(value: int) -> bytes:
-    """``value`` (>= 0) as a protobuf varint: 7 bits a byte, low first, the high bit set on all but the last."""
-    out = bytearray()
-    while value > 0x7F:
-        out.append(value & 0x7F | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def _describe(writer: _Writer, events: list[dict[str, Any]]) -> None:
+def _describe(writer: _Writer, items: list[Item]) -> None:
     """The process and thread tracks the JSON trace's metadata events name, in their sort order."""
     names: dict[tuple[int, int], str] = {}
     ranks: dict[tuple[int, int], int] = {}
-    for e in events:
-        if e.get("ph") != "M":
+    for e in items:
+        if isinstance(e, Batch) or e.get("ph") != "M":
             continue
         key = (e["pid"], e["tid"])
         if e["name"] in ("process_name", "thread_name"):
@@ -177,86 +172,227 @@ def _describe(writer: _Writer, events: list[dict[str, Any]]) -> None:
             writer.track(pid, tid, name, ranks.get((pid, tid), tid))
 
 
-def _lanes(events: list[dict[str, Any]], ts: np.ndarray, dur: np.ndarray) -> list[int]:
-    """Per event, the lane of its thread it is drawn on: 0, or for a span that overlaps another without
-    nesting in it (a mapped device time within the sync uncertainty of the span before) the first lane where
-    it nests. A Perfetto track's slices must nest; the JSON trace draws such overlaps on one thread."""
-    lanes = [0] * len(events)
-    by_track: dict[tuple[int, int], list[int]] = {}
-    for i, e in enumerate(events):
-        if e["ph"] == "X":
-            by_track.setdefault((e["pid"], e["tid"]), []).append(i)
-    for spans in by_track.values():
-        opened: list[list[int]] = []  # per lane, the ends of its open spans, innermost last
-        for i in sorted(spans, key=lambda i: (ts[i], -dur[i])):
-            start, end = ts[i], ts[i] + dur[i]
-            for lane, stack in enumerate(opened):
-                while stack and stack[-1] <= start:
-                    stack.pop()
-                if not stack or end <= stack[-1]:
-                    break
-            else:
-                lane = len(opened)
-                opened.append([])
-            opened[lane].append(end)
-            lanes[i] = lane
-    return lanes
+SPAN, INSTANT, COUNTER, END = 0, 1, 2, 3  # an event's kind (a span's packets: SPAN opens it, END closes it)
+TYPES = np.array([1, 3, 4, 2])  # per kind, TrackEvent.type: TYPE_SLICE_BEGIN, INSTANT, COUNTER, SLICE_END
+COLUMNS = ("ts", "dur", "kind", "pid", "tid", "name", "cat", "arg", "value", "extra", "track")
 
 
-def _timeline(events: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], np.ndarray, np.ndarray, list[int]]:
-    """The events that draw, the order to write their boundaries in, and each one's lane: ``(events, order,
-    ends, lanes)``, where ``order[j]`` indexes ``events`` and ``ends[j]`` says that the j-th boundary closes
-    a span rather than opening it (or writing a whole zero-length span, instant or counter). A track's spans
-    must nest in the order written: at one time, the spans that end close first (the one opened last
-    first), then those that begin open (the longest first)."""
-    drawn = [e for e in events if e.get("ph") in ("X", "i", "C")]
-    ts = np.array([_ns(e["ts"]) for e in drawn], dtype=np.int64)
-    dur = np.array([_ns(e.get("dur", 0)) if e["ph"] == "X" else 0 for e in drawn], dtype=np.int64)
-    index = np.arange(len(drawn))
-    spans = np.flatnonzero(dur > 0)
-    time = np.concatenate([ts, ts[spans] + dur[spans]])
-    kind = np.concatenate([np.ones(len(drawn), dtype=np.int8), np.zeros(len(spans), dtype=np.int8)])
-    tie = np.concatenate([-dur, -ts[spans]])
-    order = np.concatenate([index, -spans - 1])  # the ends: a span opened later closes first
-    sorted_ = np.lexsort((order, tie, kind, time))
-    position = order[sorted_]
-    return drawn, np.where(position < 0, -position - 1, position), position < 0, _lanes(drawn, ts, dur)
+class _Table:
+    """The drawn events of the trace, one row each, as columns: ``ts`` and ``dur`` (ns from the origin),
+    ``kind``, ``pid`` and ``tid``, the interned ``name`` and ``cat`` (0: none), one int argument (``arg``
+    its interned name, 0: none, and ``value``), or ``extra``, the index of other arguments already encoded
+    (-1: none), and a counter's ``track`` (its uuid) and ``value``."""
 
+    def __init__(self, writer: _Writer, items: list[Item]):
+        _intern_by_use(writer, items)
+        self.extras: list[bytes] = []
+        parts: list[dict[str, np.ndarray]] = []
+        rows: dict[str, list[Any]] = {c: [] for c in COLUMNS}
+        for item in items:
+            if isinstance(item, Batch):
+                parts.append(self._batch(writer, item))
+            elif item.get("ph") in ("X", "i", "C"):
+                self._event(writer, item, rows)
+        parts.append(
+            {c: np.array(v, dtype=np.float64 if c == "value" else np.int64) for c, v in rows.items()}
+        )
+        self.columns = {c: np.concatenate([p[c] for p in parts]) for c in COLUMNS}
 
-def render(run: Run, out: IO[bytes]) -> None:
-    """Write the Perfetto protobuf trace of ``run`` (the JSON trace's events, see the module docstring)."""
-    pb = _protos()
-    document = build_trace(run)
-    events = document["traceEvents"]
-    writer = _Writer(pb)
-    _describe(writer, events)
-    TrackEvent = pb.TrackEvent
-    other = {"name": "llmprof run", "cat": "run", "args": document.get("otherData", {})}
-    writer.event(TrackEvent.TYPE_INSTANT, 0, writer.track(PID_RUN, -1), other)
-    drawn, order, ends, lanes = _timeline(events)
-    threads = {(e["pid"], e["tid"]): e["args"]["name"] for e in events if e.get("name") == "thread_name"}
-    begin, end, instant = TrackEvent.TYPE_SLICE_BEGIN, TrackEvent.TYPE_SLICE_END, TrackEvent.TYPE_INSTANT
-    for i, closes in zip(order.tolist(), ends.tolist()):
-        e = drawn[i]
+    @staticmethod
+    def _batch(writer: _Writer, batch: Batch) -> dict[str, np.ndarray]:
+        n = len(batch)
+        ((key, values),) = batch.args.items() if batch.args else (("", np.zeros(n, dtype=np.int64)),)
+        return {
+            "ts": batch.start,
+            "dur": np.maximum(batch.end - batch.start, 0) if batch.end is not None else np.zeros(n, np.int64),
+            "kind": np.full(n, SPAN if batch.ph == "X" else INSTANT),
+            "pid": np.full(n, batch.pid),
+            "tid": np.full(n, batch.tid),
+            "name": np.array(writer.iids("event_names", batch.names), dtype=np.int64),
+            "cat": np.full(n, writer.iid("event_categories", batch.cat)),
+            "arg": np.full(n, writer.iid("debug_annotation_names", key) if key else 0),
+            "value": values.astype(np.float64) if key else np.zeros(n),
+            "extra": np.full(n, -1),
+            "track": np.zeros(n, dtype=np.int64),
+        }
+
+    def _event(self, writer: _Writer, e: Event, rows: dict[str, list[Any]]) -> None:
         ts = _ns(e["ts"])
         if e["ph"] == "C":
             for series, value in e["args"].items():
                 name = f"{e['name']} [{series}]"
                 track = writer.track(e["pid"], f"{e['name']}\0{series}", name, counter=True)
-                writer.event(TrackEvent.TYPE_COUNTER, ts, track, None, value)
-            continue
-        lane = lanes[i]
+                self._row(rows, ts, 0, COUNTER, e["pid"], 0, 0, 0, 0, value, -1, track)
+            return
+        args = e.get("args") or {}
+        arg, value, extra = 0, 0, -1
+        ((key, item),) = args.items() if len(args) == 1 else (("", None),)
+        if type(item) is int and abs(item) < 2**53:  # exact as a double: the column's type
+            arg, value = writer.iid("debug_annotation_names", key), item
+        elif args:
+            extra = len(self.extras)
+            self.extras.append(writer.annotations(args))
+        cat = writer.iid("event_categories", e["cat"]) if e.get("cat") else 0
+        kind = SPAN if e["ph"] == "X" else INSTANT
+        dur = _ns(e.get("dur", 0)) if kind == SPAN else 0
+        name = writer.iid("event_names", e["name"])
+        self._row(rows, ts, dur, kind, e["pid"], e["tid"], name, cat, arg, value, extra, 0)
+
+    @staticmethod
+    def _row(rows: dict[str, list[Any]], *values: Any) -> None:
+        for column, value in zip(COLUMNS, values):
+            rows[column].append(value)
+
+
+def _intern_by_use(writer: _Writer, items: list[Item]) -> None:
+    """Intern the events' names, categories and argument names, the most used first: a number under 128
+    takes one byte, under 16384 two (a long run has a name per step)."""
+    uses: dict[str, Counter[str]] = {table: Counter() for table in INTERNED_TABLES}
+    for item in items:
+        if isinstance(item, Batch):
+            uses["event_names"].update(item.names)
+            uses["event_categories"][item.cat] += len(item)
+            for key in item.args:
+                uses["debug_annotation_names"][key] += len(item)
+        elif item.get("ph") in ("X", "i"):
+            uses["event_names"][item["name"]] += 1
+            uses["event_categories"][item.get("cat") or ""] += 1
+            for key in item.get("args") or ():
+                uses["debug_annotation_names"][key] += 1
+    ranked = sorted(
+        ((n, table, text) for table, c in uses.items() for text, n in c.items() if text), reverse=True
+    )
+    for _, table, text in ranked:
+        writer.iid(table, text)
+
+
+def _lanes(track: np.ndarray, ts: np.ndarray, dur: np.ndarray, spans: np.ndarray) -> np.ndarray:
+    """Per event, the lane of its thread it is drawn on: 0, or for a span that overlaps another without
+    nesting in it (a mapped device time within the sync uncertainty of the span before) the first lane where
+    it nests. A Perfetto track's slices must nest; the JSON trace draws such overlaps on one thread.
+    ``track`` numbers each event's thread; ``spans`` says which events are spans."""
+    lanes = np.zeros(len(ts), dtype=np.int64)
+    at = np.flatnonzero(spans)
+    at = at[np.lexsort((-dur[at], ts[at], track[at]))]  # by thread, then as the spans open
+    bounds = np.flatnonzero(np.diff(track[at])) + 1
+    for rows in np.split(at, bounds):
+        start, end = ts[rows], ts[rows] + dur[rows]
+        if np.all(start[1:] >= end[:-1]):
+            continue  # one after the other: every span on lane 0
+        opened: list[list[int]] = []  # per lane, the ends of its open spans, innermost last
+        for i, s, e in zip(rows.tolist(), start.tolist(), end.tolist()):
+            for lane, stack in enumerate(opened):
+                while stack and stack[-1] <= s:
+                    stack.pop()
+                if not stack or e <= stack[-1]:
+                    break
+            else:
+                lane = len(opened)
+                opened.append([])
+            opened[lane].append(e)
+            lanes[i] = lane
+    return lanes
+
+
+def _timeline(ts: np.ndarray, dur: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The order to write the events' boundaries in: ``(order, ends)``, where ``order[j]`` indexes the events
+    and ``ends[j]`` says that the j-th boundary closes a span rather than opening it (or writing a whole
+    zero-length span, instant or counter). A track's spans must nest in the order written: at one time, the
+    spans that end close first (the one opened last first), then those that begin open (the longest first)."""
+    index = np.arange(len(ts))
+    spans = np.flatnonzero(dur > 0)
+    time = np.concatenate([ts, ts[spans] + dur[spans]])
+    kind = np.concatenate([np.ones(len(ts), dtype=np.int8), np.zeros(len(spans), dtype=np.int8)])
+    tie = np.concatenate([-dur, -ts[spans]])
+    order = np.concatenate([index, -spans - 1])  # the ends: a span opened later closes first
+    position = order[np.lexsort((order, tie, kind, time))]
+    return np.where(position < 0, -position - 1, position), position < 0
+
+
+def _tracks(writer: _Writer, table: _Table, items: list[Item]) -> np.ndarray:
+    """Each event's track uuid: a counter's series, else its thread's or, for an overlapping span, a track
+    "<thread> (overlapping N)" beside it."""
+    c = table.columns
+    lanes = _lanes(c["pid"] << 21 | c["tid"], c["ts"], c["dur"], c["kind"] == SPAN)
+    threads = {
+        (e["pid"], e["tid"]): e["args"]["name"]
+        for e in items
+        if not isinstance(e, Batch) and e.get("name") == "thread_name"
+    }
+    tracks = c["track"].copy()  # the counters' already
+    drawn = c["kind"] != COUNTER
+    keys, inverse = np.unique((c["pid"] << 42 | c["tid"] << 21 | lanes)[drawn], return_inverse=True)
+    uuids = []
+    for key in keys.tolist():
+        pid, tid, lane = key >> 42, key >> 21 & (1 << 21) - 1, key & (1 << 21) - 1
         if lane:
-            thread = threads.get((e["pid"], e["tid"]), f"thread {e['tid']}")
-            track = writer.track(e["pid"], f"{e['tid']}\0{lane}", f"{thread} (overlapping {lane})", e["tid"])
+            thread_name = threads.get((pid, tid), f"thread {tid}")
+            uuids.append(writer.track(pid, f"{tid}\0{lane}", f"{thread_name} (overlapping {lane})", tid))
         else:
-            track = writer.track(e["pid"], e["tid"])
-        if e["ph"] == "i":
-            writer.event(instant, ts, track, e)
-        elif closes:
-            writer.event(end, ts + _ns(e["dur"]), track, None)
-        else:
-            writer.event(begin, ts, track, e)
-            if _ns(e["dur"]) <= 0:  # a zero-length span closes at once
-                writer.event(end, ts, track, None)
-    out.write(b"".join(writer.chunks))
+            uuids.append(writer.track(pid, tid))
+    tracks[drawn] = np.array(uuids, dtype=np.int64)[inverse]
+    return tracks
+
+
+def _events(table: _Table, tracks: np.ndarray) -> Iterator[bytes]:
+    """Every event's packets in time order (a span's BEGIN and END), each framed, encoded a column at a time,
+    ``CHUNK`` packets at a time (the arrays stay small, their memory reused)."""
+    c = table.columns
+    order, ends = _timeline(c["ts"], np.where(c["kind"] == SPAN, c["dur"], 0))
+    zero = ~ends & (c["kind"][order] == SPAN) & (c["dur"][order] == 0)  # written whole: BEGIN then END
+    rows = np.repeat(order, 1 + zero)
+    closing = np.repeat(ends, 1 + zero)
+    closing[np.cumsum(1 + zero)[zero] - 1] = True
+    for start in range(0, len(rows), CHUNK):
+        yield _packets(table, tracks, rows[start : start + CHUNK], closing[start : start + CHUNK])
+
+
+def _packets(table: _Table, tracks: np.ndarray, rows: np.ndarray, closing: np.ndarray) -> bytes:
+    """The framed packets of the events ``rows`` (``closing``: the END of a span rather than its BEGIN)."""
+    c = table.columns
+    kind = np.where(closing, END, c["kind"][rows])
+    ts = c["ts"][rows] + np.where(closing, c["dur"][rows], 0)
+    named = (kind == SPAN) | (kind == INSTANT)
+    n = len(rows)
+    cat, arg, value, extra = (c[name][rows] for name in ("cat", "arg", "value", "extra"))
+    fields: list[pc.Field] = [
+        pc.Varint(3, cat, named & (cat > 0)),
+        pc.Message(4, [pc.Varint(1, arg), pc.Varint(4, value)], named & (arg > 0)),
+    ]
+    with_extra = np.flatnonzero(named & (extra >= 0))
+    if len(with_extra):
+        fields.append(pc.Encoded(n, with_extra, [table.extras[i] for i in extra[with_extra].tolist()]))
+    fields += [
+        pc.Varint(9, TYPES[kind]),
+        pc.Varint(10, c["name"][rows], named),
+        pc.Varint(11, tracks[rows]),
+        pc.Double(44, value, kind == COUNTER),
+    ]
+    packet = [
+        pc.Varint(8, ts),
+        pc.Varint(10, np.full(n, SEQUENCE)),
+        pc.Message(11, fields),
+        pc.Varint(13, np.full(n, NEEDS_STATE)),
+    ]
+    return pc.encode([pc.Message(1, packet)])
+
+
+def render(run: Run, out: IO[bytes]) -> None:
+    """Write the Perfetto protobuf trace of ``run`` (the JSON trace's events, see the module docstring)."""
+    pb = _protos()
+    items, other = trace_items(run)
+    writer = _Writer(pb)
+    _describe(writer, items)
+    run_event = writer.packet()
+    run_event.timestamp = 0
+    run_event.track_event.type = pb.TrackEvent.TYPE_INSTANT
+    run_event.track_event.track_uuid = writer.track(PID_RUN, -1)
+    run_event.track_event.name_iid = writer.iid("event_names", "llmprof run")
+    run_event.track_event.category_iids.append(writer.iid("event_categories", "run"))
+    run_event.track_event.MergeFromString(writer.annotations(other))
+    table = _Table(writer, items)
+    tracks = _tracks(writer, table, items)
+    writer.packets.append(writer.packets.pop(writer.packets.index(run_event)))  # after every descriptor
+    out.write(writer.head())
+    for chunk in _events(table, tracks):
+        out.write(chunk)

@@ -17,7 +17,9 @@ request's start. Layout:
 - a run of several ranks (``run --tp`` under torchrun): pid 1 is rank 0; pid 100+R "rank R (host)" holds rank
   R's requests, host, device and tokens threads, its times put on rank 0's clock by its measured offset.
 
-Pure Python and json: never imports torch or NVML.
+The bulk of a long run's events (its per-step spans and token instants) are built as columns (:class:`Batch`),
+which the JSON writer expands into events and the Perfetto writer encodes as they are. numpy and json: never
+imports torch or NVML.
 """
 
 from __future__ import annotations
@@ -25,12 +27,16 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
+from dataclasses import dataclass, replace
+from dataclasses import field as default
 from typing import IO, Any
+
+import numpy as np
 
 from llmprof.analysis.devices import forward_stages
 from llmprof.analysis.kernels import HOST
 from llmprof.analysis.metrics import RequestMetrics, compute_request
-from llmprof.analysis.record import Label, RawRequest
+from llmprof.analysis.record import Label, RawRequest, at_steps
 from llmprof.analysis.registry import BY_NAME
 from llmprof.analysis.telemetry import THROTTLE_REASONS
 from llmprof.runfile import Run
@@ -95,26 +101,73 @@ def _finite(value: float | None) -> float | None:
     return None if value is None or not math.isfinite(value) else round(value, 4)
 
 
+@dataclass
+class Batch:
+    """Many events of one kind on one thread as columns: spans ("X", from ``start`` to ``end``; a reversed one
+    is clipped to zero length) or instants ("i", at ``start``), in nanoseconds from the trace's origin; a name
+    per event and at most one argument (an int column)."""
+
+    ph: str
+    cat: str
+    tid: int
+    names: list[str]
+    start: np.ndarray
+    end: np.ndarray | None = None
+    args: dict[str, np.ndarray] = default(default_factory=dict)
+    pid: int = PID_RUN
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def events(self) -> list[Event]:
+        """The batch as trace events (the same as one ``_span`` or instant at a time)."""
+        cat, pid, tid = self.cat, self.pid, self.tid
+        ts = (self.start / 1000).tolist()
+        ((key, column),) = self.args.items() if self.args else (("", np.zeros(len(self), dtype=np.int64)),)
+        args = [{key: v} for v in column.tolist()]
+        if self.ph == "i":
+            return [
+                {"name": n, "cat": cat, "ph": "i", "s": "t", "ts": t, "pid": pid, "tid": tid, "args": a}
+                for n, t, a in zip(self.names, ts, args)
+            ]
+        assert self.end is not None
+        dur = (np.maximum(self.end - self.start, 0) / 1000).tolist()
+        events = [
+            {"name": n, "cat": cat, "ph": "X", "ts": t, "dur": d, "pid": pid, "tid": tid}
+            for n, t, d in zip(self.names, ts, dur)
+        ]
+        if self.args:
+            for event, a in zip(events, args):
+                event["args"] = a
+        return events
+
+
+Item = Event | Batch  # what the builders below return: single events, and batches of many
+
+
 # -- one request -------------------------------------------------------------------------------------------
 class _Marks:
     """The marks of one request on one view of the clock (host stamps, or device times where present), read
-    through the record's index."""
+    through the record's index, as nanoseconds from the trace's origin."""
 
-    def __init__(self, raw: RawRequest, device: bool):
+    def __init__(self, raw: RawRequest, device: bool, origin: int):
         self.index = raw.marks
-        self.times = raw.times if device else raw.host_ns
+        self.times = np.asarray(raw.times if device else raw.host_ns, dtype=np.int64) - origin
 
-    def pairs(self, begin: Label, end: Label) -> list[tuple[int, int, int]]:
-        """(step, begin, end) of each span: a begin mark closed by the next end mark of the same step."""
-        return [(step, self.times[b], self.times[e]) for step, b, e in self.index.pairs(begin, end)]
+    def pairs(self, begin: Label, end: Label) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(steps, begins, ends)`` of the spans: a begin mark closed by the next end mark of the same step."""
+        steps, b, e = self.index.pair_positions(begin, end)
+        return steps, self.times[b], self.times[e]
 
-    def first(self, label: Label) -> dict[int, int]:
-        """Per step, the time of the first mark with ``label``."""
-        return {step: self.times[i] for step, i in self.index.first(label).items()}
+    def first(self, label: Label) -> tuple[np.ndarray, np.ndarray]:
+        """``(steps, times)``: per step, the first mark with ``label``."""
+        steps, at = self.index.first_positions(label)
+        return steps, self.times[at]
 
-    def last(self, label: Label) -> dict[int, int]:
-        """Per step, the time of the last mark with ``label``."""
-        return {step: self.times[i] for step, i in self.index.last(label).items()}
+    def last(self, label: Label) -> tuple[np.ndarray, np.ndarray]:
+        """``(steps, times)``: per step, the last mark with ``label``."""
+        steps, at = self.index.last_positions(label)
+        return steps, self.times[at]
 
 
 def _request_args(raw: RawRequest, measure: Callable[[RawRequest], RequestMetrics]) -> dict[str, Any]:
@@ -134,63 +187,73 @@ def _request_args(raw: RawRequest, measure: Callable[[RawRequest], RequestMetric
     return args
 
 
-def _compute_spans(marks: _Marks, tid: int, origin: int) -> list[Event]:
+def _compute_spans(marks: _Marks, tid: int) -> list[Batch]:
     """Forward ("prefill", "decode k": the forward producing token k), sampling and vision encoder spans."""
-    events = []
-    for _, begin, end in marks.pairs(Label.VISION_BEGIN, Label.VISION_END):
-        events.append(_span("vision encoder", "vision", tid, begin, end, origin))
-    for step, begin, end in marks.pairs(Label.FORWARD_BEGIN, Label.FORWARD_END):
-        name = "prefill" if step == 0 else f"decode {step + 1}"
-        events.append(_span(name, "forward", tid, begin, end, origin, step=step))
-    tokens = marks.first(Label.TOKEN)
-    for step, end in marks.last(Label.FORWARD_END).items():
-        if step + 1 in tokens:
-            events.append(_span("sampling", "sampling", tid, end, tokens[step + 1], origin, token=step + 1))
-    return events
+    _, begin, end = marks.pairs(Label.VISION_BEGIN, Label.VISION_END)
+    batches = [Batch("X", "vision", tid, ["vision encoder"] * len(begin), begin, end)]
+    steps, begin, end = marks.pairs(Label.FORWARD_BEGIN, Label.FORWARD_END)
+    names = ["prefill" if step == 0 else f"decode {step + 1}" for step in steps.tolist()]
+    batches.append(Batch("X", "forward", tid, names, begin, end, {"step": steps}))
+    steps, end = marks.last(Label.FORWARD_END)
+    sampled, token = at_steps(*marks.first(Label.TOKEN), steps + 1)
+    n = int(sampled.sum())
+    batches.append(
+        Batch(
+            "X",
+            "sampling",
+            tid,
+            ["sampling"] * n,
+            end[sampled],
+            token[sampled],
+            {"token": steps[sampled] + 1},
+        )
+    )
+    return batches
 
 
-def _host_spans(raw: RawRequest, origin: int) -> list[Event]:
+def _host_spans(raw: RawRequest, origin: int) -> list[Item]:
     """The "host" thread: host prep (start to the first forward launch) and the spans between host stamps."""
-    marks = _Marks(raw, device=False)
-    events = _compute_spans(marks, TID_HOST, origin)
-    launches = marks.first(Label.FORWARD_BEGIN)
-    if launches:
+    marks = _Marks(raw, device=False, origin=origin)
+    items: list[Item] = list(_compute_spans(marks, TID_HOST))
+    _, launches = marks.first(Label.FORWARD_BEGIN)
+    if len(launches):
         start, _ = raw.window
-        events.insert(0, _span("host prep", "host", TID_HOST, start, min(launches.values()), origin))
-    return events
+        items.insert(0, _span("host prep", "host", TID_HOST, start, int(launches.min()) + origin, origin))
+    return items
 
 
-def _device_spans(raw: RawRequest, origin: int) -> list[Event]:
+def _device_spans(raw: RawRequest, origin: int) -> list[Batch]:
     """The "device" thread: the spans between device times, plus each "host gap" (token k-1 to forward k)."""
-    marks = _Marks(raw, device=True)
-    events = _compute_spans(marks, TID_DEVICE, origin)
-    tokens, launches = marks.first(Label.TOKEN), marks.first(Label.FORWARD_BEGIN)
-    for step, launch in launches.items():
-        if step >= 1 and step in tokens:
-            events.append(
-                _span("host gap", "host gap", TID_DEVICE, tokens[step], launch, origin, token=step + 1)
-            )
-    return events
+    marks = _Marks(raw, device=True, origin=origin)
+    batches = _compute_spans(marks, TID_DEVICE)
+    steps, launches = marks.first(Label.FORWARD_BEGIN)
+    decoding = steps >= 1
+    steps, launches = steps[decoding], launches[decoding]
+    found, token = at_steps(*marks.first(Label.TOKEN), steps)
+    n = int(found.sum())
+    batches.append(
+        Batch(
+            "X",
+            "host gap",
+            TID_DEVICE,
+            ["host gap"] * n,
+            token[found],
+            launches[found],
+            {"token": steps[found] + 1},
+        )
+    )
+    return batches
 
 
-def _token_instants(raw: RawRequest, origin: int) -> list[Event]:
+def _token_instants(raw: RawRequest, origin: int) -> Batch:
     """The "tokens" thread: "token k" at T_k, with the number of sequences still generating at that step."""
-    tokens = _Marks(raw, device=True).first(Label.TOKEN)
-    steps = max(raw.tokens_per_sequence, default=0)
-    return [
-        {
-            "name": f"token {k}",
-            "cat": "token",
-            "ph": "i",
-            "s": "t",
-            "ts": _us(tokens[k], origin),
-            "pid": PID_RUN,
-            "tid": TID_TOKENS,
-            "args": {"sequences generating": sum(n >= k for n in raw.tokens_per_sequence)},
-        }
-        for k in range(1, steps + 1)
-        if k in tokens
-    ]
+    steps = np.arange(1, max(raw.tokens_per_sequence, default=0) + 1)
+    found, times = at_steps(*_Marks(raw, device=True, origin=origin).first(Label.TOKEN), steps)
+    steps = steps[found]
+    lengths = np.sort(np.asarray(raw.tokens_per_sequence, dtype=np.int64))
+    generating = len(lengths) - np.searchsorted(lengths, steps, side="left")
+    names = [f"token {k}" for k in steps.tolist()]
+    return Batch("i", "token", TID_TOKENS, names, times[found], None, {"sequences generating": generating})
 
 
 def has_device_timeline(raw: RawRequest) -> bool:
@@ -200,28 +263,31 @@ def has_device_timeline(raw: RawRequest) -> bool:
 
 def _request_events(
     raw: RawRequest, name: str, origin: int, measure: Callable[[RawRequest], RequestMetrics] = compute_request
-) -> list[Event]:
+) -> list[Item]:
     """Every event of one request on the "llmprof" process (its metrics by ``measure``)."""
     start, end = raw.window
     cat = "warm-up" if raw.warmup else "request"
-    events = [_span(name, cat, TID_REQUESTS, start, end, origin, **_request_args(raw, measure))]
-    events += _host_spans(raw, origin)
+    items: list[Item] = [_span(name, cat, TID_REQUESTS, start, end, origin, **_request_args(raw, measure))]
+    items += _host_spans(raw, origin)
     if has_device_timeline(raw):
-        events += _device_spans(raw, origin)
-    return events + _stage_spans(raw, origin) + _token_instants(raw, origin)
+        items += _device_spans(raw, origin)
+    items += _stage_spans(raw, origin)
+    items.append(_token_instants(raw, origin))
+    return [i for i in items if not isinstance(i, Batch) or len(i)]
 
 
-def _stage_spans(raw: RawRequest, origin: int) -> list[Event]:
+def _stage_spans(raw: RawRequest, origin: int) -> list[Batch]:
     """A device_map model: each GPU's stage of every forward, on its own thread."""
-    devices = list(raw.device_forward_ends or ())
-    events = []
-    for step, begin, stages in forward_stages(raw):
-        for lane, (device, ns) in enumerate(zip(devices, stages)):
-            events.append(
-                _span(f"{device} stage", "stage", TID_STAGES + lane, begin, begin + ns, origin, step=step)
-            )
-            begin += ns
-    return events
+    forwards = forward_stages(raw)
+    steps = np.array([step for step, _, _ in forwards], dtype=np.int64)
+    done = np.array([begin for _, begin, _ in forwards], dtype=np.int64) - origin
+    batches = []
+    for lane, device in enumerate(raw.device_forward_ends or ()):
+        reached = done + np.array([stages[lane] for _, _, stages in forwards], dtype=np.int64)
+        names = [f"{device} stage"] * len(steps)
+        batches.append(Batch("X", "stage", TID_STAGES + lane, names, done, reached, {"step": steps}))
+        done = reached
+    return batches
 
 
 def _stage_threads(records: list[RawRequest]) -> dict[int, str]:
@@ -306,12 +372,12 @@ def trace_origin(run: Run) -> int:
     return min(starts + devices or [t for t in samples if isinstance(t, int)] or [0])
 
 
-def _kernel_events(run: Run, origin: int) -> tuple[list[Event], dict[int, str]]:
+def _kernel_events(run: Run, origin: int) -> tuple[list[Item], dict[int, str]]:
     """The kernel capture's request, operators and kernels, and the names of the threads they add."""
     capture = run.kernels
     if capture is None:
         return [], {}
-    events = []
+    events: list[Item] = []
     if capture.request is not None:
         events += _request_events(RawRequest.from_dict(capture.request), "kernel capture", origin)
     threads = {}
@@ -371,7 +437,7 @@ def _other_data(run: Run, origin: int, with_device: bool) -> dict[str, str]:
     return data
 
 
-def _rank_events(run: Run, origin: int, with_device: bool) -> list[Event]:
+def _rank_events(run: Run, origin: int, with_device: bool) -> list[Item]:
     """Every rank but the first as a process of its own, its requests on rank 0's clock."""
     events = []
     for timeline in (run.ranks or [])[1:]:
@@ -386,29 +452,34 @@ def _rank_events(run: Run, origin: int, with_device: bool) -> list[Event]:
                 events.append(_metadata(pid, tid, "thread_name", {"name": thread}))
         shifted = origin - timeline.offset_ns  # its stamps + offset = rank 0's clock
         for raw, request in zip(timeline.records, _request_names(timeline.records)):
-            for event in _request_events(raw, request, shifted) if raw.label else []:
-                events.append({**event, "pid": pid})
+            for item in _request_events(raw, request, shifted) if raw.label else []:
+                events.append(replace(item, pid=pid) if isinstance(item, Batch) else {**item, "pid": pid})
     return events
 
 
-def build_trace(run: Run) -> dict[str, Any]:
-    """The trace-event JSON object of ``run`` (see the module docstring for the layout)."""
+def trace_items(run: Run) -> tuple[list[Item], dict[str, str]]:
+    """The trace of ``run`` as events and batches of events, in the JSON trace's order, and its
+    ``otherData`` (see the module docstring for the layout)."""
     origin = trace_origin(run)
     with_device = any(has_device_timeline(raw) for raw in run.records)
     counters = _counter_events(run.telemetry, origin)
     kernels, threads = _kernel_events(run, origin)
-    events = _thread_metadata(with_device, bool(counters), {**threads, **_stage_threads(run.records)})
+    items: list[Item] = []
+    items += _thread_metadata(with_device, bool(counters), {**threads, **_stage_threads(run.records)})
     if run.ranks and len(run.ranks) > 1:
-        events[0]["args"]["name"] = f"llmprof: rank 0 ({run.ranks[0].hostname})"
+        items[0]["args"]["name"] = f"llmprof: rank 0 ({run.ranks[0].hostname})"
     for raw, name in zip(run.records, _request_names(run.records)):
         if raw.label:
-            events += _request_events(raw, name, origin, run.request_metrics)
-    events += _rank_events(run, origin, with_device)
-    return {
-        "traceEvents": events + kernels + counters,
-        "displayTimeUnit": "ms",
-        "otherData": _other_data(run, origin, with_device),
-    }
+            items += _request_events(raw, name, origin, run.request_metrics)
+    items += _rank_events(run, origin, with_device)
+    return items + kernels + counters, _other_data(run, origin, with_device)
+
+
+def build_trace(run: Run) -> dict[str, Any]:
+    """The trace-event JSON object of ``run`` (see the module docstring for the layout)."""
+    items, other = trace_items(run)
+    events = [e for item in items for e in (item.events() if isinstance(item, Batch) else (item,))]
+    return {"traceEvents": events, "displayTimeUnit": "ms", "otherData": other}
 
 
 def render(run: Run, out: IO[str]) -> None:
