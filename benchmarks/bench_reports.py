@@ -1,12 +1,14 @@
 """What big runs cost to keep and to look at: the time of the ``report`` command per format (the whole
 command a user waits for: Python's start, loading and checking the file, rendering, writing) for runs of 10,
-100 and 1000 short repeats of the synthetic 0 ms model and for a run of about a million marks (20 requests of
-16384 steps), each as a ratio to the 10-repeat run, and what each wrote; and each run file's size, today's
-(version 2, compact) against version 1's plain arrays. Real records: the short repeats are profiled once in this process (the
-smaller runs are the first repeats of the same calls); the long run is one profiled 16384-step generation
-repeated 20 times, each copy shifted in time. Median of ``--rounds`` commands per case, the cases interleaved
-round by round. Issue 17's targets: every text format of 1000 repeats within 3x of 10, the plot within 2x, the
-run file of 1000 repeats 3x smaller than version 1's.
+100 and 1000 short repeats of the synthetic 0 ms model, for a run of about a million marks (20 requests of
+16384 steps) and for one request with an hour of two GPUs' telemetry (the 61 157 probes the sampler keeps of
+an hour at 5 ms: 0.98M counter values), each as a ratio to the 10-repeat run, and what each wrote; and each
+run file's size, today's (version 2, compact) against version 1's plain arrays. Real records: the short
+repeats are profiled once in this process (the smaller runs are the first repeats of the same calls); the
+long run is one profiled 16384-step generation repeated 20 times, each copy shifted in time. Median of
+``--rounds`` commands per case, the cases interleaved round by round. Issue 17's targets: every text format
+of 1000 repeats within 3x of 10, the plot within 2x, the run file of 1000 repeats 3x smaller than version
+1's; the Perfetto trace a fraction of the JSON trace's size and time.
 
     python benchmarks/bench_reports.py [--formats table,md,csv,steps,json,trace,perfetto,plot] [--rounds 3]
         [--keep DIR]  # keep the run files (0.98M_marks.json, 1000_rep.json, ...) to time other commands on
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import random
 import statistics
 import subprocess
 import sys
@@ -63,6 +66,32 @@ def repeated(record: RawRequest, n: int) -> list[RawRequest]:
     ]
 
 
+def hour_of_telemetry(record: RawRequest, probes: int = 61_157) -> dict:
+    """A sampler snapshot of an hour from ``record``'s start: ``probes`` probes (what the sampler keeps of an
+    hour at 5 ms, benchmarks/bench_telemetry_bound.py), two GPUs' rows of NVML's fields each."""
+    rng = random.Random(0)
+    start = record.window[0]
+    t_ns = [start + i * 3_600_000_000_000 // probes for i in range(probes) for _ in range(2)]
+    n = len(t_ns)
+    return {
+        "kind": "nvml",
+        "interval_s": 0.005,
+        "devices": [{"index": "0"}, {"index": "1"}],
+        "samples": {
+            "t_ns": t_ns,
+            "device": ["0", "1"] * probes,
+            "gpu_util": [rng.randrange(101) for _ in range(n)],
+            "mem_util": [rng.randrange(101) for _ in range(n)],
+            "mem_used_bytes": [rng.randrange(1 << 34) for _ in range(n)],
+            "sm_clock_mhz": [1980] * n,
+            "mem_clock_mhz": [2619] * n,
+            "power_w": [rng.random() * 700 for _ in range(n)],
+            "temperature_c": [60] * n,
+            "clock_event_reasons": [0] * n,
+        },
+    }
+
+
 def command(path: Path, args: list[str], out: Path) -> tuple[float, int]:
     """Seconds of one ``python -m llmprof report`` of ``path``, and the bytes it wrote."""
     start = time.perf_counter()
@@ -89,6 +118,8 @@ def main() -> None:
     long = repeated(profiled(1, args.long_steps)[0], args.long_requests)
     runs = {f"{n} rep": short[:n] for n in (10, 100, 1000)}
     runs[f"{sum(len(r.label) for r in long) / 1e6:.2f}M marks"] = long
+    runs["hour telemetry"] = short[:1]
+    telemetry = {"hour telemetry": hour_of_telemetry(short[0])}
     cases = list(runs)
     times: dict[tuple[str, str], list[float]] = {}
     sizes: dict[tuple[str, str], int] = {}
@@ -97,7 +128,9 @@ def main() -> None:
         Path(tmp).mkdir(parents=True, exist_ok=True)
         paths, rows = {}, {"run file v1 (MB)": {}, "run file (MB)": {}, "save (s)": {}}
         for case, records in runs.items():
-            run = Run(config={"model": "synthetic"}, environment={}, records=records)
+            run = Run(
+                config={"model": "synthetic"}, environment={}, records=records, telemetry=telemetry.get(case)
+            )
             paths[case] = Path(tmp) / f"{case.replace(' ', '_')}.json"
             start = time.perf_counter()
             save_run(run, paths[case])

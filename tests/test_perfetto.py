@@ -232,3 +232,13 @@ def test_the_format_needs_a_file_and_the_perfetto_package(tmp_path, capsys):
     assert main(["report", str(path), "--format", "perfetto", "-o", str(tmp_path / "t.pftrace")]) == 0
     assert decode((tmp_path / "t.pftrace").read_bytes())["slices"]
     assert json.loads(render(host_run(), "json"))  # the plain formats do not need it
+
+
+def test_the_packets_are_the_same_encoded_a_few_at_a_time(monkeypatch):
+    """The event packets are encoded in chunks: chunks of 7 give the same bytes as one chunk."""
+    from llmprof.report import perfetto_trace
+
+    run = host_run(telemetry=nvml_snapshot(round(100.0 * MS)))
+    whole = render(run, "perfetto")
+    monkeypatch.setattr(perfetto_trace, "CHUNK", 7)
+    assert render(run, "perfetto") == whole and len(decode(whole)["slices"]) > 7

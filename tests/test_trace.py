@@ -11,7 +11,7 @@ from timelines import MS, host_marks, record
 from llmprof.analysis.metrics import compute_request
 from llmprof.analysis.record import Label
 from llmprof.report import render
-from llmprof.report.trace import HOST_BACKEND_NOTE, build_trace
+from llmprof.report.trace import HOST_BACKEND_NOTE, build_trace, trace_origin
 from llmprof.runfile import Run
 
 PHASES = {"B", "E", "X", "i", "I", "C", "M", "b", "n", "e", "s", "t", "f", "P", "O", "N", "D", "R", "c"}
@@ -323,3 +323,74 @@ def test_the_trace_module_imports_neither_torch_nor_nvml():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_round_4_is_pythons_round_to_the_last_bit():
+    """The counters' vectorized rounding against ``round(v, 4)``: random magnitudes, GiB of random byte
+    counts, exact and near ties (k + 0.5 ten-thousandths), signed zeros, values too big to scale."""
+    import math
+    import random
+
+    import numpy as np
+
+    from llmprof.report.trace import round_4
+
+    rng = random.Random(11)
+    values = [rng.random() * 10 ** rng.randint(-6, 12) * rng.choice([1, -1]) for _ in range(20000)]
+    values += [rng.randrange(1 << 34) / 2**30 for _ in range(20000)]
+    values += [k / 20000 for k in range(-2000, 2000)] + [k / 1e4 + 5e-5 for k in range(-2000, 2000)]
+    values += [0.0, -0.0, -1e-6, 2.0**60, 1e300, 37.0]
+    got = round_4(np.array(values)).tolist()
+    assert [(g, math.copysign(1, g)) for g in got] == [
+        (round(v, 4), math.copysign(1, round(v, 4))) for v in values
+    ]
+
+
+def _counters_by_definition(samples: dict, origin: int) -> list[tuple]:
+    """The JSON trace's counter events as documented, one sample at a time: per sample time (ascending), per
+    field, a value per device (a later sample of the same device, field and time replacing the earlier)."""
+    from llmprof.report.trace import COUNTERS, NOT_COUNTERS, THROTTLE_MASK
+
+    rows: dict[int, dict[str, dict[str, float]]] = {}
+    fields = [f for f in COUNTERS if f in samples] + [
+        f for f in samples if f not in {*COUNTERS, *NOT_COUNTERS}
+    ]
+    for i, t in enumerate(samples["t_ns"]):
+        if not isinstance(t, int) or t < origin:
+            continue
+        for field in fields:
+            value = samples[field][i] if i < len(samples[field]) else None
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue
+            if field == "clock_event_reasons":
+                value = int(value) & THROTTLE_MASK
+            value *= COUNTERS.get(field, (field, 1.0))[1]
+            device = str(samples["device"][i]) if i < len(samples["device"]) else "0"
+            rows.setdefault(t, {}).setdefault(field, {})[device] = round(value, 4)
+    return [
+        (COUNTERS.get(f, (f, 1.0))[0], (t - origin) / 1000, row[f])
+        for t, row in sorted(rows.items())
+        for f in fields
+        if f in row
+    ]
+
+
+def test_counters_hold_every_sample_by_definition_even_irregular_ones():
+    """Samples out of time order, a device sampled twice at one time, booleans, strings and None among the
+    values, a short column, a short device column, a time that is not an integer and one before the run."""
+    snapshot = nvml_snapshot(round(100.0 * MS))
+    samples = snapshot["samples"]
+    samples["t_ns"] = [samples["t_ns"][6]] + samples["t_ns"] + [samples["t_ns"][4], True, "x", 150 * MS]
+    samples["gpu_util"] = [7] + samples["gpu_util"] + [99, 5, 5, 6]
+    samples["power_w"] = [1.23456] + samples["power_w"] + [True, 1.0, "1.0", 0.333333]
+    samples["clock_event_reasons"] = [4] + samples["clock_event_reasons"] + [0x4 | 0x1000, 4, 4, 4]
+    samples["temperature_c"] = samples["temperature_c"][:3]
+    samples["device"] = ["1"] + samples["device"] + ["0", "1", "0"]  # one short
+    samples["fan_percent"] = [50] * len(samples["t_ns"])  # a field the trace does not know: shown as is
+    run = host_run(telemetry=snapshot)
+    doc = build_trace(run)
+    origin = trace_origin(run)
+    got = [(e["name"], e["ts"], e["args"]) for e in doc["traceEvents"] if e["ph"] == "C"]
+    want = _counters_by_definition(samples, origin)
+    assert got == want and any(name == "fan_percent" for name, *_ in got)
+    assert [list(args) for *_, args in got] == [list(args) for *_, args in want]  # devices in sample order

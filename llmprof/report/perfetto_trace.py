@@ -25,7 +25,7 @@ import numpy as np
 
 from llmprof.errors import UsageError
 from llmprof.report import protobuf_columns as pc
-from llmprof.report.trace import PID_RUN, Batch, Event, Item, trace_items
+from llmprof.report.trace import PID_RUN, PID_TELEMETRY, Batch, Counters, Event, Item, trace_items
 from llmprof.runfile import Run
 
 SEQUENCE = 1  # every packet is on one sequence, whose interned strings it shares
@@ -157,7 +157,7 @@ def _describe(writer: _Writer, items: list[Item]) -> None:
     names: dict[tuple[int, int], str] = {}
     ranks: dict[tuple[int, int], int] = {}
     for e in items:
-        if isinstance(e, Batch) or e.get("ph") != "M":
+        if not isinstance(e, dict) or e.get("ph") != "M":
             continue
         key = (e["pid"], e["tid"])
         if e["name"] in ("process_name", "thread_name"):
@@ -191,6 +191,8 @@ class _Table:
         for item in items:
             if isinstance(item, Batch):
                 parts.append(self._batch(writer, item))
+            elif isinstance(item, Counters):
+                parts.append(self._counters(writer, item))
             elif item.get("ph") in ("X", "i", "C"):
                 self._event(writer, item, rows)
         parts.append(
@@ -214,6 +216,25 @@ class _Table:
             "value": values.astype(np.float64) if key else np.zeros(n),
             "extra": np.full(n, -1),
             "track": np.zeros(n, dtype=np.int64),
+        }
+
+    @staticmethod
+    def _counters(writer: _Writer, counters: Counters) -> dict[str, np.ndarray]:
+        n = len(counters)
+        pid = PID_TELEMETRY
+        uuids = {
+            (name, series): writer.track(pid, f"{name}\0{series}", f"{name} [{series}]", counter=True)
+            for name, series in dict.fromkeys(zip(counters.names, counters.series))
+        }
+        zeros = np.zeros(n, dtype=np.int64)
+        return {
+            **{column: zeros for column in ("dur", "tid", "name", "cat", "arg")},
+            "ts": counters.ts,
+            "kind": np.full(n, COUNTER),
+            "pid": np.full(n, pid),
+            "value": counters.values,
+            "extra": np.full(n, -1),
+            "track": np.array([uuids[key] for key in zip(counters.names, counters.series)], dtype=np.int64),
         }
 
     def _event(self, writer: _Writer, e: Event, rows: dict[str, list[Any]]) -> None:
@@ -254,7 +275,7 @@ def _intern_by_use(writer: _Writer, items: list[Item]) -> None:
             uses["event_categories"][item.cat] += len(item)
             for key in item.args:
                 uses["debug_annotation_names"][key] += len(item)
-        elif item.get("ph") in ("X", "i"):
+        elif isinstance(item, dict) and item.get("ph") in ("X", "i"):
             uses["event_names"][item["name"]] += 1
             uses["event_categories"][item.get("cat") or ""] += 1
             for key in item.get("args") or ():
@@ -317,7 +338,7 @@ def _tracks(writer: _Writer, table: _Table, items: list[Item]) -> np.ndarray:
     threads = {
         (e["pid"], e["tid"]): e["args"]["name"]
         for e in items
-        if not isinstance(e, Batch) and e.get("name") == "thread_name"
+        if isinstance(e, dict) and e.get("name") == "thread_name"
     }
     tracks = c["track"].copy()  # the counters' already
     drawn = c["kind"] != COUNTER

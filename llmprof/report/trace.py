@@ -142,7 +142,43 @@ class Batch:
         return events
 
 
-Item = Event | Batch  # what the builders below return: single events, and batches of many
+@dataclass
+class Counters:
+    """The telemetry as counter values, one row each, in the JSON trace's order (by time, then field, then
+    device): ``ts`` in nanoseconds from the trace's origin, the counter's name, its series (the device) and
+    its value."""
+
+    ts: np.ndarray
+    names: list[str]
+    series: list[str]
+    values: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def events(self) -> list[Event]:
+        """One counter event per sample time and counter, one arg per series."""
+        events: list[Event] = []
+        last = None
+        for t, name, series, value in zip(self.ts.tolist(), self.names, self.series, self.values.tolist()):
+            if (t, name) != last:
+                last, args = (t, name), {}
+                events.append(
+                    {
+                        "name": name,
+                        "cat": "telemetry",
+                        "ph": "C",
+                        "ts": t / 1000,
+                        "pid": PID_TELEMETRY,
+                        "tid": TID_COUNTERS,
+                        "args": args,
+                    }
+                )
+            args[series] = value
+        return events
+
+
+Item = Event | Batch | Counters  # what the builders below return: single events, and columns of many
 
 
 # -- one request -------------------------------------------------------------------------------------------
@@ -306,51 +342,76 @@ def _request_names(records: list[RawRequest]) -> list[str]:
 
 
 # -- telemetry ---------------------------------------------------------------------------------------------
-def _counter_value(field: str, value: Any) -> float | None:
-    """A sample in the counter's unit; None for a missing or non-numeric one."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    if field == "clock_event_reasons":
-        value = int(value) & THROTTLE_MASK  # the idle and application-clock bits are not throttling
-    return _finite(value * COUNTERS.get(field, (field, 1.0))[1])
+def round_4(values: np.ndarray) -> np.ndarray:
+    """``round(v, 4)`` of each value, exactly as Python rounds (the double nearest the value rounded half-even
+    to 4 decimals): ``rint(v * 1e4) / 1e4`` wherever ``v * 1e4`` is clearly off a half (its rounding error
+    cannot move it across), Python's own ``round`` for the few that are not."""
+    scaled = values * 1e4
+    off_half = np.abs(scaled - np.floor(scaled) - 0.5)
+    size = np.abs(scaled)
+    clear = (off_half > 1e-9 * np.maximum(size, 1.0)) & (size < 2.0**50)  # its error: under 2**-53 of it
+    out = np.rint(scaled) / 1e4
+    unclear = np.flatnonzero(~clear & np.isfinite(values))
+    out[unclear] = [round(v, 4) for v in values[unclear].tolist()]
+    return out
 
 
-def _counter_events(telemetry: dict[str, Any] | None, origin: int) -> list[Event]:
-    """One counter event per sample time and field, one arg per device.
+def _counter_column(field: str, column: list[Any], n: int) -> np.ndarray:
+    """``n`` samples of a field in the counter's unit, rounded as the trace rounds (NaN for a missing,
+    non-numeric or non-finite one)."""
+    kept = [v if type(v) in (int, float) else math.nan for v in column[:n]]
+    kept += [math.nan] * (n - len(kept))
+    if field == "clock_event_reasons":  # the idle and application-clock bits are not throttling
+        kept = [float(int(v) & THROTTLE_MASK) if math.isfinite(v) else math.nan for v in kept]
+    values = np.array(kept, dtype=np.float64) * COUNTERS.get(field, (field, 1.0))[1]
+    finite = np.isfinite(values)
+    return np.where(finite, round_4(np.where(finite, values, 0.0)), math.nan)
+
+
+def _counter_events(telemetry: dict[str, Any] | None, origin: int) -> Counters:
+    """The telemetry's samples as counters: per sample time and field, a value per device.
 
     Samples taken before ``origin`` are dropped, as Perfetto rejects negative timestamps: only the sampler's
-    first probe precedes the first request, and the next one follows within an interval.
+    first probe precedes the first request, and the next one follows within an interval. Of two samples of
+    one device, field and time, the later one's value is kept, in the earlier one's place.
     """
     samples = (telemetry or {}).get("samples") or {}
     times = samples.get("t_ns") or []
-    devices = samples.get("device") or ["0"] * len(times)
+    n = len(times)
+    labels = [str(d) for d in (samples.get("device") or [])[:n]]
+    labels += ["0"] * (n - len(labels))
+    codes: dict[str, int] = {}
+    device = np.array([codes.setdefault(label, len(codes)) for label in labels], dtype=np.int64)
     fields = [f for f in COUNTERS if f in samples] + [
         f for f in samples if f not in COUNTERS.keys() | NOT_COUNTERS
     ]
-    by_time: dict[int, dict[str, dict[str, float]]] = {}  # one probe stamps all its device rows alike
-    for i, t in enumerate(times):
-        if not isinstance(t, int) or t < origin:
-            continue
-        row = by_time.setdefault(t, {})
-        for field in fields:
-            column = samples[field]
-            value = _counter_value(field, column[i]) if i < len(column) else None
-            if value is not None:
-                row.setdefault(field, {})[str(devices[i]) if i < len(devices) else "0"] = value
-    return [
-        {
-            "name": COUNTERS.get(field, (field, 1.0))[0],
-            "cat": "telemetry",
-            "ph": "C",
-            "ts": _us(t, origin),
-            "pid": PID_TELEMETRY,
-            "tid": TID_COUNTERS,
-            "args": row[field],
-        }
-        for t, row in sorted(by_time.items())
-        for field in fields
-        if field in row
-    ]
+    valid = np.array([isinstance(t, int) and t >= origin for t in times], dtype=bool)
+    t_ns = np.array([t if ok else 0 for t, ok in zip(times, valid.tolist())], dtype=np.int64)
+    i, k, v = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)], [np.zeros(0)]
+    for number, field in enumerate(fields):
+        column = _counter_column(field, samples[field], n)
+        at = np.flatnonzero(valid & ~np.isnan(column))
+        i.append(at)
+        k.append(np.full(len(at), number))
+        v.append(column[at])
+    rows, field_of, values = np.concatenate(i), np.concatenate(k), np.concatenate(v)
+    t, d = t_ns[rows], device[rows]
+    same = np.lexsort((rows, d, field_of, t))  # the samples of one (time, field, device) together, in order
+    t, field_of, d, rows, values = t[same], field_of[same], d[same], rows[same], values[same]
+    new = np.ones(len(t), dtype=bool)
+    new[1:] = (t[1:] != t[:-1]) | (field_of[1:] != field_of[:-1]) | (d[1:] != d[:-1])
+    first = np.flatnonzero(new)
+    last = np.append(first[1:], len(t))[: len(first)] - 1
+    t, field_of, d, rows, values = t[first], field_of[first], d[first], rows[first], values[last]
+    order = np.lexsort((rows, field_of, t))  # by time, then field, then the samples' order
+    names = [COUNTERS.get(f, (f, 1.0))[0] for f in fields]
+    series = list(codes)
+    return Counters(
+        t[order] - origin,
+        [names[j] for j in field_of[order].tolist()],
+        [series[j] for j in d[order].tolist()],
+        values[order],
+    )
 
 
 # -- the document ------------------------------------------------------------------------------------------
@@ -465,20 +526,20 @@ def trace_items(run: Run) -> tuple[list[Item], dict[str, str]]:
     counters = _counter_events(run.telemetry, origin)
     kernels, threads = _kernel_events(run, origin)
     items: list[Item] = []
-    items += _thread_metadata(with_device, bool(counters), {**threads, **_stage_threads(run.records)})
+    items += _thread_metadata(with_device, len(counters) > 0, {**threads, **_stage_threads(run.records)})
     if run.ranks and len(run.ranks) > 1:
         items[0]["args"]["name"] = f"llmprof: rank 0 ({run.ranks[0].hostname})"
     for raw, name in zip(run.records, _request_names(run.records)):
         if raw.label:
             items += _request_events(raw, name, origin, run.request_metrics)
     items += _rank_events(run, origin, with_device)
-    return items + kernels + counters, _other_data(run, origin, with_device)
+    return items + kernels + ([counters] if len(counters) else []), _other_data(run, origin, with_device)
 
 
 def build_trace(run: Run) -> dict[str, Any]:
     """The trace-event JSON object of ``run`` (see the module docstring for the layout)."""
     items, other = trace_items(run)
-    events = [e for item in items for e in (item.events() if isinstance(item, Batch) else (item,))]
+    events = [e for item in items for e in ((item,) if isinstance(item, dict) else item.events())]
     return {"traceEvents": events, "displayTimeUnit": "ms", "otherData": other}
 
 
