@@ -166,25 +166,44 @@ class MarkIndex:
         self._labels = np.asarray(labels, dtype=np.int64)
         self._steps = np.asarray(steps, dtype=np.int64)
         self._cache: dict[tuple[str, int, int], Any] = {}
+        self._by_label: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None
 
     def _of(self, label: int) -> np.ndarray:
         """The positions of the marks with ``label``, in order."""
         key = ("of", label, 0)
         if key not in self._cache:
-            self._cache[key] = np.flatnonzero(self._labels == label)
+            present = label in self._groups()
+            self._cache[key] = np.flatnonzero(self._labels == label) if present else np.zeros(0, np.int64)
         return self._cache[key]
+
+    def _groups(self) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Per label present, ``(steps, first positions, last positions)``, the steps in the order they first
+        appear: every label's at once, in one sort of the marks by (label, step, position)."""
+        if self._by_label is None:
+            n = len(self._labels)
+            order = np.lexsort((np.arange(n), self._steps, self._labels))
+            labels, steps = self._labels[order], self._steps[order]
+            new = np.ones(n, dtype=bool)
+            new[1:] = (labels[1:] != labels[:-1]) | (steps[1:] != steps[:-1])
+            starts = np.flatnonzero(new)
+            first, last = order[starts], order[np.append(starts[1:], n)[: len(starts)] - 1]
+            labels, steps = labels[starts], steps[starts]
+            by_appearance = np.lexsort((first, labels))  # per label, its steps as they first appear
+            labels, steps = labels[by_appearance], steps[by_appearance]
+            first, last = first[by_appearance], last[by_appearance]
+            bounds = (np.flatnonzero(labels[1:] != labels[:-1]) + 1).tolist()
+            self._by_label = {
+                label: (steps[a:b], first[a:b], last[a:b])
+                for label, a, b in zip(
+                    labels[[0, *bounds]].tolist() if len(labels) else [], [0, *bounds], [*bounds, len(labels)]
+                )
+            }
+        return self._by_label
 
     def _ends(self, label: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(steps, first positions, last positions)`` of ``label``, steps in the order they first appear."""
-        key = ("ends", label, 0)
-        if key not in self._cache:
-            at = self._of(label)
-            steps = self._steps[at]
-            unique, first = np.unique(steps, return_index=True)
-            _, from_end = np.unique(steps[::-1], return_index=True)
-            order = np.argsort(first, kind="stable")
-            self._cache[key] = (unique[order], at[first[order]], at[len(at) - 1 - from_end[order]])
-        return self._cache[key]
+        empty = np.zeros(0, dtype=np.int64)
+        return self._groups().get(label, (empty, empty, empty))
 
     def first_positions(self, label: Label) -> tuple[np.ndarray, np.ndarray]:
         """``(steps, positions)``: per step, the first mark with ``label`` (steps in order of appearance)."""
