@@ -80,10 +80,13 @@ class RawRequest:
     def window(self) -> tuple[int, int]:
         """``(t0, t_end)`` on the host clock: the request's start and end marks, or for a truncated record
         without them its first and last host stamps."""
-        starts, ends = self.marks.first(Label.REQUEST_START), self.marks.last(Label.REQUEST_END)
+        starts, ends = (
+            self.marks.first_positions(Label.REQUEST_START)[1],
+            self.marks.last_positions(Label.REQUEST_END)[1],
+        )
         host = self.host_ns
-        start = host[min(starts.values())] if starts else min(host)
-        end = host[max(ends.values())] if ends else max(host)
+        start = host[min(starts.tolist())] if len(starts) else min(host)
+        end = host[max(ends.tolist())] if len(ends) else max(host)
         return start, end
 
     def to_dict(self) -> dict[str, Any]:
@@ -148,6 +151,8 @@ def _ints(values: Any) -> list[int] | None:
 
 def at_steps(steps: np.ndarray, values: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """For each of ``wanted``: whether ``steps`` (unique) holds it, and the value there (0 where not)."""
+    if np.array_equal(steps, wanted):  # every step, in order: a generation's marks
+        return np.ones(len(wanted), dtype=bool), values
     if not len(steps):
         return np.zeros(len(wanted), dtype=bool), np.zeros(len(wanted), dtype=values.dtype)
     order = np.argsort(steps)
@@ -236,6 +241,12 @@ class MarkIndex:
         if not len(opens) or not len(closes):
             return (np.zeros(0, dtype=np.int64),) * 3
         open_steps, close_steps = self._steps[opens], self._steps[closes]
+        if (
+            np.array_equal(open_steps, close_steps)
+            and np.all(open_steps[1:] > open_steps[:-1])
+            and np.all(opens < closes)
+        ):  # each step begun once and then ended once, step after step: a generation's forwards
+            return close_steps, opens, closes
         by_step = np.argsort(open_steps, kind="stable")
         sorted_steps = open_steps[by_step]
         if np.all(sorted_steps[1:] != sorted_steps[:-1]) and len(np.unique(close_steps)) == len(closes):

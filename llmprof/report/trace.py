@@ -247,9 +247,8 @@ def _compute_spans(marks: _Marks, tid: int) -> list[Batch]:
     return batches
 
 
-def _host_spans(raw: RawRequest, origin: int) -> list[Item]:
+def _host_spans(raw: RawRequest, marks: _Marks, origin: int) -> list[Item]:
     """The "host" thread: host prep (start to the first forward launch) and the spans between host stamps."""
-    marks = _Marks(raw, device=False, origin=origin)
     items: list[Item] = list(_compute_spans(marks, TID_HOST))
     _, launches = marks.first(Label.FORWARD_BEGIN)
     if len(launches):
@@ -258,9 +257,8 @@ def _host_spans(raw: RawRequest, origin: int) -> list[Item]:
     return items
 
 
-def _device_spans(raw: RawRequest, origin: int) -> list[Batch]:
+def _device_spans(marks: _Marks) -> list[Batch]:
     """The "device" thread: the spans between device times, plus each "host gap" (token k-1 to forward k)."""
-    marks = _Marks(raw, device=True, origin=origin)
     batches = _compute_spans(marks, TID_DEVICE)
     steps, launches = marks.first(Label.FORWARD_BEGIN)
     decoding = steps >= 1
@@ -281,10 +279,10 @@ def _device_spans(raw: RawRequest, origin: int) -> list[Batch]:
     return batches
 
 
-def _token_instants(raw: RawRequest, origin: int) -> Batch:
+def _token_instants(raw: RawRequest, marks: _Marks) -> Batch:
     """The "tokens" thread: "token k" at T_k, with the number of sequences still generating at that step."""
     steps = np.arange(1, max(raw.tokens_per_sequence, default=0) + 1)
-    found, times = at_steps(*_Marks(raw, device=True, origin=origin).first(Label.TOKEN), steps)
+    found, times = at_steps(*marks.first(Label.TOKEN), steps)
     steps = steps[found]
     lengths = np.sort(np.asarray(raw.tokens_per_sequence, dtype=np.int64))
     generating = len(lengths) - np.searchsorted(lengths, steps, side="left")
@@ -304,11 +302,13 @@ def _request_events(
     start, end = raw.window
     cat = "warm-up" if raw.warmup else "request"
     items: list[Item] = [_span(name, cat, TID_REQUESTS, start, end, origin, **_request_args(raw, measure))]
-    items += _host_spans(raw, origin)
+    host = _Marks(raw, device=False, origin=origin)
+    device = _Marks(raw, device=True, origin=origin) if any(d is not None for d in raw.device_ns) else host
+    items += _host_spans(raw, host, origin)
     if has_device_timeline(raw):
-        items += _device_spans(raw, origin)
+        items += _device_spans(device)
     items += _stage_spans(raw, origin)
-    items.append(_token_instants(raw, origin))
+    items.append(_token_instants(raw, device))
     return [i for i in items if not isinstance(i, Batch) or len(i)]
 
 
