@@ -135,7 +135,9 @@ def compute_request(raw: RawRequest) -> RequestMetrics:
     if min(per_step) < 1 or max(n) > reached[-1]:
         raise ValueError(f"{max(n)} tokens cannot come from steps of {per_step[:5]}... tokens")
     marks, times = raw.marks, raw.times
-    if not marks.first(Label.REQUEST_START) or not marks.last(Label.REQUEST_END):
+    if not len(marks.first_positions(Label.REQUEST_START)[0]) or not len(
+        marks.last_positions(Label.REQUEST_END)[0]
+    ):
         raise ValueError("the timeline lacks the request start or end mark")
     start, end = raw.window
     # per step as columns: T_k (k = 1..steps), and the first forward launch and the last forward return
@@ -233,7 +235,9 @@ def _acceptance(per_step: list[int], drafted: list[int] | None) -> float | None:
 def _vision_inside_prefill(raw: RawRequest) -> bool:
     """Whether the vision encoder ran inside the prefill forward (4.x) rather than before it (5.x pre-encoding)."""
     marks = raw.marks
+    vision = marks.first(Label.VISION_BEGIN).get(0)
+    if vision is None:
+        return False
     begin = marks.first(Label.FORWARD_BEGIN).get(0)
     end = marks.last(Label.FORWARD_END).get(0)
-    vision = marks.first(Label.VISION_BEGIN).get(0)
-    return None not in (begin, end, vision) and begin < vision < end
+    return None not in (begin, end) and begin < vision < end

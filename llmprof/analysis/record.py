@@ -149,6 +149,9 @@ def _ints(values: Any) -> list[int] | None:
     return None if values is None else [int(v) for v in values]
 
 
+NO_MARKS = (np.zeros(0, dtype=np.int64),) * 3  # (steps, first, last) of a label with no mark
+
+
 def at_steps(steps: np.ndarray, values: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """For each of ``wanted``: whether ``steps`` (unique) holds it, and the value there (0 where not)."""
     if np.array_equal(steps, wanted):  # every step, in order: a generation's marks
@@ -178,7 +181,7 @@ class MarkIndex:
         key = ("of", label, 0)
         if key not in self._cache:
             present = label in self._groups()
-            self._cache[key] = np.flatnonzero(self._labels == label) if present else np.zeros(0, np.int64)
+            self._cache[key] = np.flatnonzero(self._labels == label) if present else NO_MARKS[0]
         return self._cache[key]
 
     def _groups(self) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -207,8 +210,7 @@ class MarkIndex:
 
     def _ends(self, label: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(steps, first positions, last positions)`` of ``label``, steps in the order they first appear."""
-        empty = np.zeros(0, dtype=np.int64)
-        return self._groups().get(label, (empty, empty, empty))
+        return self._groups().get(label, NO_MARKS)
 
     def first_positions(self, label: Label) -> tuple[np.ndarray, np.ndarray]:
         """``(steps, positions)``: per step, the first mark with ``label`` (steps in order of appearance)."""
@@ -239,7 +241,7 @@ class MarkIndex:
     def _pairs(self, begin: int, end: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         opens, closes = self._of(begin), self._of(end)
         if not len(opens) or not len(closes):
-            return (np.zeros(0, dtype=np.int64),) * 3
+            return NO_MARKS
         open_steps, close_steps = self._steps[opens], self._steps[closes]
         if (
             np.array_equal(open_steps, close_steps)
