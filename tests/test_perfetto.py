@@ -242,3 +242,21 @@ def test_the_packets_are_the_same_encoded_a_few_at_a_time(monkeypatch):
     whole = render(run, "perfetto")
     monkeypatch.setattr(perfetto_trace, "CHUNK", 7)
     assert render(run, "perfetto") == whole and len(decode(whole)["slices"]) > 7
+
+
+def test_a_huge_step_and_a_mark_before_the_request_start_are_written_exactly():
+    """A step past 2**53 keeps its exact int (not a double's); a host mark before its request's start moves the
+    trace's zero there (a Perfetto timestamp is unsigned), in the JSON as in the protobuf."""
+    raw = record(host_marks(3, start=10.0), [3])
+    big = 2**53 + 1
+    raw.step = [big if (label, step) == (Label.FORWARD_BEGIN, 2) or (label, step) == (Label.FORWARD_END, 2)
+                else step for label, step in zip(raw.label, raw.step)]  # fmt: skip
+    raw.host_ns[1] = raw.host_ns[0] - 3 * MS  # the mark after the start stamped before it
+    raw.__dict__.pop("marks", None)
+    run = Run(config={}, environment={}, records=[raw])
+    data = render(run, "perfetto")
+    steps = [a.int_value for p in pb.Trace.FromString(data).packet for a in p.track_event.debug_annotations]
+    assert big in steps
+    events = build_trace(run)["traceEvents"]
+    assert min(e["ts"] for e in events if "ts" in e) == 0.0
+    assert min(start for _, _, start, _ in decode(data)["slices"]) == 0

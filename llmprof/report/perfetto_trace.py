@@ -174,7 +174,7 @@ def _describe(writer: _Writer, items: list[Item]) -> None:
 
 SPAN, INSTANT, COUNTER, END = 0, 1, 2, 3  # an event's kind (a span's packets: SPAN opens it, END closes it)
 TYPES = np.array([1, 3, 4, 2])  # per kind, TrackEvent.type: TYPE_SLICE_BEGIN, INSTANT, COUNTER, SLICE_END
-COLUMNS = ("ts", "dur", "kind", "pid", "tid", "name", "cat", "arg", "value", "extra", "track")
+COLUMNS = ("ts", "dur", "kind", "pid", "tid", "name", "cat", "arg", "number", "value", "extra", "track")
 
 
 class _Table:
@@ -213,7 +213,8 @@ class _Table:
             "name": np.array(writer.iids("event_names", batch.names), dtype=np.int64),
             "cat": np.full(n, writer.iid("event_categories", batch.cat)),
             "arg": np.full(n, writer.iid("debug_annotation_names", key) if key else 0),
-            "value": values.astype(np.float64) if key else np.zeros(n),
+            "number": values.astype(np.int64) if key else np.zeros(n, dtype=np.int64),
+            "value": np.zeros(n),
             "extra": np.full(n, -1),
             "track": np.zeros(n, dtype=np.int64),
         }
@@ -228,7 +229,7 @@ class _Table:
         }
         zeros = np.zeros(n, dtype=np.int64)
         return {
-            **{column: zeros for column in ("dur", "tid", "name", "cat", "arg")},
+            **{column: zeros for column in ("dur", "tid", "name", "cat", "arg", "number")},
             "ts": counters.ts,
             "kind": np.full(n, COUNTER),
             "pid": np.full(n, pid),
@@ -243,13 +244,13 @@ class _Table:
             for series, value in e["args"].items():
                 name = f"{e['name']} [{series}]"
                 track = writer.track(e["pid"], f"{e['name']}\0{series}", name, counter=True)
-                self._row(rows, ts, 0, COUNTER, e["pid"], 0, 0, 0, 0, value, -1, track)
+                self._row(rows, ts, 0, COUNTER, e["pid"], 0, 0, 0, 0, 0, value, -1, track)
             return
         args = e.get("args") or {}
-        arg, value, extra = 0, 0, -1
+        arg, number, extra = 0, 0, -1
         ((key, item),) = args.items() if len(args) == 1 else (("", None),)
-        if type(item) is int and abs(item) < 2**53:  # exact as a double: the column's type
-            arg, value = writer.iid("debug_annotation_names", key), item
+        if type(item) is int and -(2**63) <= item < 2**63:  # an int64: the column's type
+            arg, number = writer.iid("debug_annotation_names", key), item
         elif args:
             extra = len(self.extras)
             self.extras.append(writer.annotations(args))
@@ -257,7 +258,7 @@ class _Table:
         kind = SPAN if e["ph"] == "X" else INSTANT
         dur = _ns(e.get("dur", 0)) if kind == SPAN else 0
         name = writer.iid("event_names", e["name"])
-        self._row(rows, ts, dur, kind, e["pid"], e["tid"], name, cat, arg, value, extra, 0)
+        self._row(rows, ts, dur, kind, e["pid"], e["tid"], name, cat, arg, number, 0.0, extra, 0)
 
     @staticmethod
     def _row(rows: dict[str, list[Any]], *values: Any) -> None:
@@ -359,6 +360,8 @@ def _events(table: _Table, tracks: np.ndarray) -> Iterator[bytes]:
     """Every event's packets in time order (a span's BEGIN and END), each framed, encoded a column at a time,
     ``CHUNK`` packets at a time (the arrays stay small, their memory reused)."""
     c = table.columns
+    if len(c["ts"]) and c["ts"].min() < 0:  # trace_origin precedes every event: a timestamp is unsigned
+        raise ValueError(f"an event {-int(c['ts'].min())} ns before the trace's origin")
     order, ends = _timeline(c["ts"], np.where(c["kind"] == SPAN, c["dur"], 0))
     zero = ~ends & (c["kind"][order] == SPAN) & (c["dur"][order] == 0)  # written whole: BEGIN then END
     rows = np.repeat(order, 1 + zero)
@@ -375,10 +378,10 @@ def _packets(table: _Table, tracks: np.ndarray, rows: np.ndarray, closing: np.nd
     ts = c["ts"][rows] + np.where(closing, c["dur"][rows], 0)
     named = (kind == SPAN) | (kind == INSTANT)
     n = len(rows)
-    cat, arg, value, extra = (c[name][rows] for name in ("cat", "arg", "value", "extra"))
+    cat, arg, number, value, extra = (c[name][rows] for name in ("cat", "arg", "number", "value", "extra"))
     fields: list[pc.Field] = [
         pc.Varint(3, cat, named & (cat > 0)),
-        pc.Message(4, [pc.Varint(1, arg), pc.Varint(4, value)], named & (arg > 0)),
+        pc.Message(4, [pc.Varint(1, arg), pc.Varint(4, number)], named & (arg > 0)),
     ]
     with_extra = np.flatnonzero(named & (extra >= 0))
     if len(with_extra):

@@ -232,19 +232,16 @@ def _compute_spans(marks: _Marks, tid: int) -> list[Batch]:
     batches.append(Batch("X", "forward", tid, names, begin, end, {"step": steps}))
     steps, end = marks.last(Label.FORWARD_END)
     sampled, token = at_steps(*marks.first(Label.TOKEN), steps + 1)
-    n = int(sampled.sum())
-    batches.append(
-        Batch(
-            "X",
-            "sampling",
-            tid,
-            ["sampling"] * n,
-            end[sampled],
-            token[sampled],
-            {"token": steps[sampled] + 1},
-        )
-    )
+    batches.append(_spans_to_token("sampling", tid, steps, sampled, end, token))
     return batches
+
+
+def _spans_to_token(
+    name: str, tid: int, steps: np.ndarray, kept: np.ndarray, start: np.ndarray, end: np.ndarray
+) -> Batch:
+    """Spans ``name`` (its category too) of the steps ``kept`` says, each with the token it leads to."""
+    n = int(kept.sum())
+    return Batch("X", name, tid, [name] * n, start[kept], end[kept], {"token": steps[kept] + 1})
 
 
 def _host_spans(raw: RawRequest, marks: _Marks, origin: int) -> list[Item]:
@@ -264,18 +261,7 @@ def _device_spans(marks: _Marks) -> list[Batch]:
     decoding = steps >= 1
     steps, launches = steps[decoding], launches[decoding]
     found, token = at_steps(*marks.first(Label.TOKEN), steps)
-    n = int(found.sum())
-    batches.append(
-        Batch(
-            "X",
-            "host gap",
-            TID_DEVICE,
-            ["host gap"] * n,
-            token[found],
-            launches[found],
-            {"token": steps[found] + 1},
-        )
-    )
+    batches.append(_spans_to_token("host gap", TID_DEVICE, steps, found, token, launches))
     return batches
 
 
@@ -359,7 +345,7 @@ def round_4(values: np.ndarray) -> np.ndarray:
 def _counter_column(field: str, column: list[Any], n: int) -> np.ndarray:
     """``n`` samples of a field in the counter's unit, rounded as the trace rounds (NaN for a missing,
     non-numeric or non-finite one)."""
-    kept = [v if type(v) in (int, float) else math.nan for v in column[:n]]
+    kept = [v if isinstance(v, (int, float)) and not isinstance(v, bool) else math.nan for v in column[:n]]
     kept += [math.nan] * (n - len(kept))
     if field == "clock_event_reasons":  # the idle and application-clock bits are not throttling
         kept = [float(int(v) & THROTTLE_MASK) if math.isfinite(v) else math.nan for v in kept]
@@ -417,10 +403,14 @@ def _counter_events(telemetry: dict[str, Any] | None, origin: int) -> Counters:
 # -- the document ------------------------------------------------------------------------------------------
 def trace_origin(run: Run) -> int:
     """The trace's time zero (host clock, ns): the first request's start (of any rank, on rank 0's clock), or
-    an earlier mark time if a mapped device time falls before it (within the sync uncertainty), so that no
-    span starts before zero."""
-    starts = [raw.window[0] for raw in run.records if raw.host_ns]
-    starts += [raw.window[0] + t.offset_ns for t in (run.ranks or [])[1:] for raw in t.records if raw.host_ns]
+    an earlier time if a mark falls before it (a mapped device time within the sync uncertainty, a malformed
+    record's host stamp, a captured kernel), so that no event starts before zero."""
+    starts = [min(raw.host_ns) for raw in run.records if raw.host_ns]
+    starts += [
+        min(raw.host_ns) + t.offset_ns for t in (run.ranks or [])[1:] for raw in t.records if raw.host_ns
+    ]
+    if run.kernels is not None and run.kernels.events["start_ns"]:
+        starts.append(min(run.kernels.events["start_ns"]))
     devices = [d for raw in run.records for d in raw.device_ns if d is not None]
     devices += [
         d + t.offset_ns
