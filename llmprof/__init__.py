@@ -7,6 +7,13 @@ without it. The layers are described in docs/architecture.md.
 
 from typing import Any
 
+from llmprof.imports import drop_current_folder, run_as_main
+
+if (
+    run_as_main()
+):  # `python -m llmprof`: before numpy, torch or transformers can be taken from the user's folder
+    drop_current_folder()
+
 from llmprof.analysis.metrics import Breakdown, RequestMetrics
 from llmprof.analysis.record import Label, RawRequest
 from llmprof.errors import LlmprofError

@@ -240,9 +240,46 @@ def test_a_cache_that_cannot_hold_the_demo_names_llmprof_cache(env, tmp_path):
 
 
 def test_a_patch_that_exits_is_a_one_line_error(env, tmp_path):
-    (tmp_path / "exits.py").write_text("import sys\ndef install(model):\n    sys.exit(3)\n")
-    result = run_llmprof(*FAST, "--patch", "exits:install", env=env, cwd=tmp_path)
-    assert result.returncode == 2 and "--patch exits:install raised SystemExit: 3" in result.stderr
+    (tmp_path / "llmprof_test_exits.py").write_text("import sys\ndef install(model):\n    sys.exit(3)\n")
+    result = run_llmprof(*FAST, "--patch", "llmprof_test_exits:install", env=env, cwd=tmp_path)
+    assert (
+        result.returncode == 2 and "--patch llmprof_test_exits:install raised SystemExit: 3" in result.stderr
+    )
+
+
+SHADOW = "raise ImportError('llmprof imported the user folder\\'s {name}.py instead of the package')\n"
+
+
+def test_files_of_the_current_folder_shadow_no_package(env, tmp_path):
+    for name in ("torch", "transformers", "kernels", "numpy"):
+        (tmp_path / f"{name}.py").write_text(SHADOW.format(name=name))
+    (tmp_path / "llmprof_test_mark.py").write_text(
+        "import pathlib\ndef install(model):\n    pathlib.Path('patched').write_text(type(model).__name__)\n"
+    )
+    result = run_llmprof(*FAST, "--patch", "llmprof_test_mark:install", env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr  # the user's own module still comes from the folder
+    assert (tmp_path / "patched").read_text().endswith("ForCausalLM")
+
+
+def test_a_package_shadowed_on_pythonpath_is_named_in_one_line(env, tmp_path):
+    (tmp_path / "transformers.py").write_text("")  # `from transformers import X` then fails
+    result = llmprof({**env, "PYTHONPATH": str(tmp_path)}, *FAST)
+    (line,) = result.stderr.strip().splitlines()
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert line.startswith(f"llmprof: error: {tmp_path / 'transformers.py'} shadows an installed package"), (
+        line
+    )
+
+
+def test_a_patch_module_named_like_an_imported_package_is_refused(tmp_path, monkeypatch):
+    from llmprof.errors import UsageError
+    from llmprof.workloads.variants import load_function
+
+    (tmp_path / "json.py").write_text("def dumps(model):\n    pass\n")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UsageError, match=r"--patch json:dumps: .*json.py has the name of the module 'json'"):
+        load_function("json:dumps")
+    assert str(tmp_path) not in sys.path[: sys.path.index(next(p for p in sys.path if "site-packages" in p))]
 
 
 def test_a_hub_id_the_hub_cannot_serve_fails_at_once_in_one_line(env):

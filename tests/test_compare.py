@@ -115,7 +115,7 @@ def test_setup_differences_name_what_is_not_under_test():
 def synthetic_dir(tmp_path_factory):
     path = tmp_path_factory.mktemp("models") / "synthetic"
     save_synthetic(path, prefill_ms=10.0, decode_ms=8.0, jitter=0.03)  # realistic run-to-run noise
-    (path.parent / "kernels.py").write_text(
+    (path.parent / "llmprof_test_kernels.py").write_text(
         "def slower(model):\n    model.config.decode_ms *= 1.1\n"
         "    with open(__file__ + '.log', 'a') as log:\n        log.write(f'{model.config.decode_ms}\\n')\n\n"
         "def broken(model):\n    raise RuntimeError('no such kernel')\n"
@@ -133,7 +133,7 @@ def test_ab_interleaves_and_finds_the_slower_patch(synthetic_dir, tmp_path):
         "--model",
         str(synthetic_dir),
         "--b",
-        "patch=kernels:slower",
+        "patch=llmprof_test_kernels:slower",
         "--repeats",
         "6",
         "--prompt-len",
@@ -161,16 +161,16 @@ def test_ab_interleaves_and_finds_the_slower_patch(synthetic_dir, tmp_path):
     a, b = (llmprof.runfile.load_run(tmp_path / f"{x}.json") for x in "ab")
     starts = sorted([(r.host_ns[0], "A") for r in a.measured] + [(r.host_ns[0], "B") for r in b.measured])
     assert "".join(name for _, name in starts) == "AB" * 6
-    assert b.config["variant"]["patch"] == "kernels:slower"
+    assert b.config["variant"]["patch"] == "llmprof_test_kernels:slower"
 
 
 @pytest.mark.parametrize(
     "patch, message",
     [
         ("nomodule:f", "cannot import module 'nomodule'"),
-        ("kernels:missing", "module 'kernels' has no function 'missing'"),
-        ("kernels:broken", "raised RuntimeError: no such kernel"),
-        ("kernels", "expected module:function"),
+        ("llmprof_test_kernels:missing", "module 'llmprof_test_kernels' has no function 'missing'"),
+        ("llmprof_test_kernels:broken", "raised RuntimeError: no such kernel"),
+        ("llmprof_test_kernels", "expected module:function"),
     ],
 )
 def test_patch_errors_are_one_line(synthetic_dir, patch, message):
@@ -193,14 +193,14 @@ def test_patch_errors_are_one_line(synthetic_dir, patch, message):
 
 
 def test_patch_is_applied_once_and_recorded(synthetic_dir, tmp_path):
-    log = synthetic_dir.parent / "kernels.py.log"  # the patch logs the decode time it set
+    log = synthetic_dir.parent / "llmprof_test_kernels.py.log"  # the patch logs the decode time it set
     before = log.read_text().splitlines() if log.exists() else []
     result = llmprof_cli(
         "run",
         "--model",
         str(synthetic_dir),
         "--patch",
-        "kernels:slower",
+        "llmprof_test_kernels:slower",
         "--repeats",
         "2",
         "--prompt-len",
@@ -213,7 +213,7 @@ def test_patch_is_applied_once_and_recorded(synthetic_dir, tmp_path):
     )
     assert result.returncode == 0, result.stderr
     run = llmprof.runfile.load_run(tmp_path / "r.json")
-    assert run.config["patch"] == "kernels:slower"
+    assert run.config["patch"] == "llmprof_test_kernels:slower"
     applied = log.read_text().splitlines()[len(before) :] if log.exists() else []
     assert applied == [str(8.0 * 1.1)]  # the patch ran once, on the loaded model
 

@@ -235,10 +235,10 @@ def ops_model(tmp_path_factory):
     path = tmp_path_factory.mktemp("models") / "ops"
     # a 10 ms base step: 2% of it (the verdict's threshold) is well above a busy machine's jitter of a 1 ms op
     save_synthetic(path, prefill_ms=2.0, decode_ms=10.0, ops={"op_a": 1.0, "op_b": 1.0, "op_c": 1.0})
-    (path.parent / "slow_op.py").write_text(
+    (path.parent / "llmprof_test_slow_op.py").write_text(
         "def slow_b(model):\n    model.op_ms = {**model.op_ms, 'op_b': model.op_ms['op_b'] * 2}\n"
     )
-    (path.parent / "watch.py").write_text(
+    (path.parent / "llmprof_test_watch.py").write_text(
         "import os, torch\n"
         "def watch(model):\n"
         "    generate = model.generate\n"
@@ -253,7 +253,7 @@ def ops_model(tmp_path_factory):
 
 def test_ab_kernels_finds_the_one_slower_operator(ops_model, tmp_path):
     result = run_llmprof(
-        "ab", "--model", str(ops_model), "--b", "patch=slow_op:slow_b", "--kernels", "8", "--repeats", "4",
+        "ab", "--model", str(ops_model), "--b", "patch=llmprof_test_slow_op:slow_b", "--kernels", "8", "--repeats", "4",
         "--prompt-len", "4", "--max-new-tokens", "24", "--ignore-eos", "--no-telemetry", "--format", "md",
         "--json-a", str(tmp_path / "a.json"), "--json-b", str(tmp_path / "b.json"),
         cwd=ops_model.parent,
@@ -275,7 +275,7 @@ def test_ab_kernels_finds_the_one_slower_operator(ops_model, tmp_path):
 def test_the_profiled_call_comes_after_every_measured_one(ops_model, tmp_path):
     watch = tmp_path / "watch.txt"
     result = run_llmprof(
-        "run", "--model", str(ops_model), "--patch", "watch:watch", "--kernels", "2", "--repeats", "3",
+        "run", "--model", str(ops_model), "--patch", "llmprof_test_watch:watch", "--kernels", "2", "--repeats", "3",
         "--warmup", "1", "--prompt-len", "4", "--max-new-tokens", "6", "--no-telemetry",
         cwd=ops_model.parent, env={**os.environ, "WATCH": str(watch)},
     )  # fmt: skip

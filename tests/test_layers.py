@@ -20,6 +20,7 @@ LAYERS = {
     "llmprof.version": 0,
     "llmprof._core": 0,
     "llmprof.analysis": 1,
+    "llmprof.imports": 1,  # the user's modules and shadowed packages
     "llmprof.runfile": 2,
     "llmprof.sweepfile": 3,  # a sweep holds runs
     "llmprof.report": 4,

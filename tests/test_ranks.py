@@ -196,7 +196,7 @@ def test_torchrun_tp_gives_one_run_with_a_timeline_per_rank_and_the_delayed_rank
     ids=["raises", "killed"],
 )
 def test_a_rank_that_fails_or_is_killed_mid_run_leaves_rank_0_with_what_it_measured(tiny_dir, failure):
-    (tiny_dir / "fail_rank.py").write_text(
+    (tiny_dir / "llmprof_test_fail_rank.py").write_text(
         "import os, signal\n\n"
         "def rank1(model):\n"
         "    calls = []\n\n"
@@ -208,7 +208,7 @@ def test_a_rank_that_fails_or_is_killed_mid_run_leaves_rank_0_with_what_it_measu
     )
     out = tiny_dir / "failed.json"
     out.unlink(missing_ok=True)
-    args = [*tp_run(tiny_dir, "fail_rank:rank1", 5, out), "--rank-timeout", "20"]
+    args = [*tp_run(tiny_dir, "llmprof_test_fail_rank:rank1", 5, out), "--rank-timeout", "20"]
     pytest.importorskip("accelerate")
     result = torchrun(tiny_dir, "-m", "llmprof", *args)
     assert result.returncode != 0
@@ -218,7 +218,7 @@ def test_a_rank_that_fails_or_is_killed_mid_run_leaves_rank_0_with_what_it_measu
 
 
 def test_save_ranks_gathers_a_torchrun_script_of_ones_own_into_one_run(tmp_path):
-    script = tmp_path / "mine.py"
+    script = tmp_path / "llmprof_test_mine.py"
     script.write_text(
         "import os, sys, time\n"
         "import torch.distributed as dist\n"

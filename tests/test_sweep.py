@@ -497,20 +497,27 @@ def test_kernel_swaps_are_axes_each_on_its_own_variant(tmp_path, monkeypatch):
 
     monkeypatch.setattr(variants, "prepare", prepare)
     model = save_synthetic(tmp_path / "swap", prefill_ms=1.0, decode_ms=4.0)
-    (tmp_path / "slow.py").write_text(
+    (tmp_path / "llmprof_test_slow.py").write_text(
         "def same(model):\n    pass\n\ndef double(model):\n    model.config.decode_ms *= 2\n"
     )
     monkeypatch.chdir(tmp_path)
     path = tmp_path / "sweep.json"
-    args = ["--variant", "patch=slow:same,slow:double", "--batch-size", "1,2", "--prompt-len", "4"]
+    args = [
+        "--variant",
+        "patch=llmprof_test_slow:same,llmprof_test_slow:double",
+        "--batch-size",
+        "1,2",
+        "--prompt-len",
+        "4",
+    ]
     assert main(sweep_args(model, *args, "--max-new-tokens", "4", "--json", str(path))) == 0
     sweep = load_sweep(path)
     assert list(sweep.axes) == ["patch", "batch_size", "prompt_len", "max_new_tokens"]
     assert [(p.params["patch"], p.params["batch_size"]) for p in sweep.points] == [
-        ("slow:same", 1), ("slow:same", 2), ("slow:double", 1), ("slow:double", 2)
+        ("llmprof_test_slow:same", 1), ("llmprof_test_slow:same", 2), ("llmprof_test_slow:double", 1), ("llmprof_test_slow:double", 2)
     ]  # fmt: skip
     for point in sweep.points:
-        programmed = 4.0 * (2 if point.params["patch"] == "slow:double" else 1) / 1e3
+        programmed = 4.0 * (2 if point.params["patch"] == "llmprof_test_slow:double" else 1) / 1e3
         assert point.run.config["variant"]["patch"] == point.params["patch"]
         log = copies[point.params["patch"]].model.forward_log
         assert copies[point.params["patch"]].model.config.decode_ms * 1e-3 == programmed

@@ -12,6 +12,7 @@ from typing import NoReturn
 
 from llmprof.cli import ab, compare, report, run, sweep
 from llmprof.errors import LlmprofError, UsageError
+from llmprof.imports import import_failure
 from llmprof.version import __version__
 
 DEBUG = "--debug"
@@ -61,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("llmprof: interrupted", file=sys.stderr)
         return 130
-    except (LlmprofError, OSError) as exc:  # OSError: e.g. an output file that cannot be written
+    except (LlmprofError, OSError, ImportError) as exc:  # OSError: e.g. an output file that cannot be written
         if debug:
             traceback.print_exc()
         else:
@@ -69,7 +70,9 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code if isinstance(exc, LlmprofError) else 1
 
 
-def _one_line(exc: LlmprofError | OSError) -> str:
+def _one_line(exc: LlmprofError | OSError | ImportError) -> str:
+    if isinstance(exc, ImportError):  # torch or transformers broken, or shadowed by a file of the user's
+        return import_failure(exc)
     if isinstance(exc, OSError):
         return f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
     return str(exc)

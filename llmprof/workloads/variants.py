@@ -4,16 +4,14 @@ loop of one's own, as variants of one loaded model that can be switched between 
 from __future__ import annotations
 
 import copy
-import importlib
-import os
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from llmprof.errors import VariantError
+from llmprof.errors import UsageError, VariantError
+from llmprof.imports import import_user_module
 from llmprof.workloads.models import DTYPE_ALIASES, DTYPES
 
 KEYS = ("attn", "compile", "dtype", "patch", "loop")
@@ -21,16 +19,17 @@ GENERATE = "generate"  # loop=generate: the model's generate(), as without a loo
 
 
 def load_function(spec: str, flag: str | None = None) -> Callable[[Any], Any]:
-    """The function named ``module:function`` (the current directory is importable). ``flag``: how the user
-    wrote it, for the messages (default ``--patch SPEC``)."""
+    """The function named ``module:function``, the module looked up in the current folder first
+    (:func:`llmprof.imports.import_user_module`). ``flag``: how the user wrote it, for the messages (default
+    ``--patch SPEC``)."""
     flag = flag or f"--patch {spec}"
     module_name, sep, function_name = spec.partition(":")
     if not sep or not module_name or not function_name:
         raise VariantError(f"{flag}: expected module:function")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
     try:
-        module = importlib.import_module(module_name)
+        module = import_user_module(module_name, flag)
+    except UsageError:
+        raise
     except (Exception, SystemExit) as exc:  # noqa: BLE001 - an import error of any kind is the user's to fix
         raise VariantError(
             f"{flag}: cannot import module {module_name!r}: {type(exc).__name__}: {exc}"
