@@ -163,6 +163,26 @@ def test_a_recorded_loop_saves_a_run_that_reports_and_compares_with_a_generate_r
     assert "| TPOT (ms) |" in (tmp_path / "ab.md").read_text()
 
 
+def test_a_recorder_runs_header_says_what_for_model_and_request_were_told(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    model = tiny_llama()
+    ids = torch.randint(3, 150, (2, 8), generator=torch.Generator().manual_seed(1))
+    rec = llmprof.Recorder.for_model(model)
+    greedy_loop(model, ids, 4, rec, eos=-1)  # no EOS: 4 tokens per sequence
+    rec.save(str(tmp_path / "run.json"))
+    assert main(["report", str(tmp_path / "run.json")]) == 0
+    header = capsys.readouterr().out.splitlines()[0]
+    assert header == (
+        "model LlamaForCausalLM on cpu (float32, timeline: host) | batch 2 | prompt 8 tok | output 4 tok/seq | "
+        "1 repeats after 0 warm-up"
+    )
+    bare = llmprof.Recorder()  # nothing told but the device; the user's config still wins
+    greedy_loop(model, ids[:1], 3, bare, eos=-1)
+    bare.save(str(tmp_path / "bare.json"), config={"model": "mine"})
+    assert main(["report", str(tmp_path / "bare.json")]) == 0
+    assert capsys.readouterr().out.startswith("model mine on cpu (timeline: host) | batch 1 | prompt 8 tok |")
+
+
 def test_a_call_that_compiles_new_graphs_says_its_times_include_compiling(tmp_path, capsys):
     model = synthetic_model(prefill_ms=1.0, decode_ms=1.0)
     step = torch.compile(lambda x: x * 2 + 1, backend="eager")  # dynamo without inductor: fast, counted

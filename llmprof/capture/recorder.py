@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import sys
+import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -142,11 +143,15 @@ class Recorder(Records):
         self._prefill: Span = self.timeline.span(True)
         self._token = self.timeline.token
         self._graphs = 0  # compiled_graphs() when the open request began
+        self._model: weakref.ref[torch.nn.Module] | None = None  # for_model(): described in save()'s run
 
     @classmethod
     def for_model(cls, model: torch.nn.Module, **options: Any) -> Recorder:
-        """A recorder on the devices of ``model``'s parameters (one lane per GPU of a device_map model)."""
-        return cls(timelines.timed_devices(model), **options)
+        """A recorder on the devices of ``model``'s parameters (one lane per GPU of a device_map model); the
+        runs it saves name the model, its dtype and device."""
+        recorder = cls(timelines.timed_devices(model), **options)
+        recorder._model = weakref.ref(model)
+        return recorder
 
     @property
     def backend(self) -> str:
@@ -204,13 +209,21 @@ class Recorder(Records):
         self._token(finished, tokens)
 
     def save(self, path: str, config: dict[str, Any] | None = None) -> None:
-        """Save the recorded requests as a run file (``report`` and ``compare`` read it as any other)."""
+        """Save the recorded requests as a run file (``report`` and ``compare`` read it as any other). Its
+        config holds the device (and for :meth:`for_model` the model's name and dtype), then ``config``."""
         from llmprof.capture.environment import capture_environment
         from llmprof.runfile import Run, save_run
 
-        save_run(
-            Run(config=dict(config or {}), environment=capture_environment(), records=self.records), path
+        model = self._model() if self._model is not None else None
+        known: dict[str, Any] = {"device": str(self.device)}
+        if model is not None:
+            name = getattr(getattr(model, "config", None), "name_or_path", "") or type(model).__name__
+            dtype = next(model.parameters()).dtype
+            known.update(model=name, dtype=str(dtype).removeprefix("torch."))
+        run = Run(
+            config={**known, **(config or {})}, environment=capture_environment(model), records=self.records
         )
+        save_run(run, path)
 
     # -- what a recording client builds on (the generate() hooks) -----------------------------------------
     def begin(self, max_steps: int, batch: int = 0) -> None:

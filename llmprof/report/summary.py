@@ -46,18 +46,28 @@ def summary_row(label: str, summary: Summary, unit: str) -> list[str]:
     return [f"{label} ({shown})"] + [format_number(v * scale) for v in cells] + [ci]
 
 
+def _span(values: list[int]) -> str:
+    """``5`` for one value, ``2..8`` for several, ``-`` for none."""
+    values = sorted(set(values))
+    return f"{values[0]}..{values[-1]}" if len(values) > 1 else (str(values[0]) if values else "-")
+
+
 def run_header(run: Run) -> str:
-    """One line saying what was measured."""
+    """One line saying what was measured: the run's config, else what its records hold; a part known to
+    neither is left out (a Recorder loop has no max_new_tokens)."""
     c = run.config
     measured = run.measured
-    tokens = sorted({n for r in measured for n in r.tokens_per_sequence})
-    span = f"{tokens[0]}..{tokens[-1]}" if len(tokens) > 1 else (str(tokens[0]) if tokens else "-")
     backend = measured[0].backend if measured else "-"
+    where = f"model {c.get('model', '?')}" + (f" on {c['device']}" if "device" in c else "")
+    setup = ", ".join([*([c["dtype"]] if "dtype" in c else []), f"timeline: {backend}"])
+    batch = c.get("batch_size", _span([r.batch_size for r in measured]))
+    prompt = c.get("prompt_tokens", _span([r.prompt_tokens for r in measured]))
+    output = _span([n for r in measured for n in r.tokens_per_sequence])
+    limit = f" (max {c['max_new_tokens']})" if "max_new_tokens" in c else ""
+    warmups = c.get("warmup_calls", c.get("warmup", sum(r.warmup for r in run.records)))
     return (
-        f"model {c.get('model', '?')} on {c.get('device', '?')} ({c.get('dtype', '?')}, timeline: {backend}) | "
-        f"batch {c.get('batch_size', '?')} | prompt {c.get('prompt_tokens', '?')} tok | "
-        f"output {span} tok/seq (max {c.get('max_new_tokens', '?')}) | {len(measured)} repeats"
-        f" after {c.get('warmup_calls', c.get('warmup', 0))} warm-up"
+        f"{where} ({setup}) | batch {batch} | prompt {prompt} tok | output {output} tok/seq{limit} | "
+        f"{len(measured)} repeats after {warmups} warm-up"
         + (" (auto: until steady)" if c.get("warmup") == "auto" else "")
     )
 
