@@ -1,6 +1,7 @@
 """Comparisons: the statistics against known distributions, `compare` and `ab` on a synthetic model whose
 decode step is 10% slower in B, the --patch errors, and steady-state warm-up."""
 
+import math
 import random
 import subprocess
 import sys
@@ -10,7 +11,7 @@ from run_cli import run_llmprof
 from timelines import host_marks, record
 
 import llmprof
-from llmprof.analysis.compare import NO_DIFFERENCE, compare_values, setup_differences
+from llmprof.analysis.compare import NO_DIFFERENCE, compare_runs, compare_values, setup_differences
 from llmprof.capture.recorder import COMPILED
 from llmprof.runfile import Run, save_run
 from llmprof.workloads.runner import is_steady, warm_up
@@ -242,3 +243,36 @@ def test_steady_state_warm_up_stops_when_three_calls_agree():
     compiled[1].warnings.append(COMPILED)  # the same time, but that call compiled a new graph
     latest = iter(compiled)
     assert len(list(warm_up(lambda: next(latest), None))) == 2 + 3  # three calls after the compiling one
+
+
+def test_an_ab_whose_variants_set_the_same_is_called_an_a_a_run():
+    from llmprof.cli.ab import same_variant
+
+    def run(**settings):
+        base = {
+            "dtype": "float32",
+            "attn_implementation": "sdpa",
+            "compile": False,
+            "patch": None,
+            "loop": None,
+        }
+        return Run(config={**base, **settings}, environment={})
+
+    assert same_variant([run(), run(attn_implementation="eager")]) == ""
+    assert same_variant([run(), run()]) == (  # e.g. --b attn=sdpa on a model loaded with sdpa
+        "A and B are the same variant (dtype=float32, attn_implementation=sdpa): an A/A run, its differences "
+        "are noise"
+    )
+
+
+def test_a_part_only_generate_has_gets_no_verdict_against_a_loop():
+    from llmprof.analysis.compare import LOOP_VS_GENERATE
+
+    generate, loop = jittered_run(8.0, seed=1), jittered_run(8.0, seed=2)
+    loop.config["loop"] = "mine:decode"
+    verdicts = {c.metric: c for c in compare_runs(generate, loop)}
+    assert verdicts["host_prep"].verdict == LOOP_VS_GENERATE and math.isnan(verdicts["host_prep"].ci_low)
+    assert verdicts["tpot"].verdict != LOOP_VS_GENERATE  # the parts both have are compared as always
+    assert {c.metric: c.verdict for c in compare_runs(generate, jittered_run(8.0, seed=2))}["host_prep"] != (
+        LOOP_VS_GENERATE
+    )

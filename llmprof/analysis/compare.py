@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -20,6 +20,9 @@ from llmprof.analysis.stats import BOOTSTRAP_RESAMPLES, two_sample_ci
 NO_DIFFERENCE = "no significant difference"
 MIN_REPEATS = 4  # below this per side the bootstrap interval is too narrow to trust (false positives)
 TOO_FEW = f"too few repeats (< {MIN_REPEATS})"
+# parts that generate() has and a decode loop of one's own does not: its input preparation before the prefill
+GENERATE_ONLY = ("host_prep",)
+LOOP_VS_GENERATE = "not comparable: generate() against a loop"
 # what must match between two runs for a comparison to isolate one variable: (where, key, label)
 SETUP_KEYS = [
     ("config", "model", "model"),
@@ -122,12 +125,17 @@ def compare_values(
 
 
 def compare_runs(a: ComparedRun, b: ComparedRun) -> list[Comparison]:
-    """Every compared metric (:func:`llmprof.analysis.registry.compared`) that both runs have, B against A."""
+    """Every compared metric (:func:`llmprof.analysis.registry.compared`) that both runs have, B against A. When
+    one side ran generate() and the other a loop of its own, a part only generate() has gets no verdict."""
     metrics_a, metrics_b = a.metrics(), b.metrics()
+    one_loop = bool(a.config.get("loop")) != bool(b.config.get("loop"))
     out = []
     for metric in compared():
         get = metric.get
         comparison = compare_values(metric.name, [get(m) for m in metrics_a], [get(m) for m in metrics_b])
+        if comparison is not None and one_loop and metric.name in GENERATE_ONLY:
+            nan = float("nan")
+            comparison = replace(comparison, ci_low=nan, ci_high=nan, verdict=LOOP_VS_GENERATE)
         if comparison is not None:
             out.append(comparison)
     return out

@@ -35,16 +35,20 @@ from llmprof.cli.workload import (
 )
 from llmprof.errors import UsageError
 
+# what a variant sets in its run's config
+SETTINGS = ("dtype", "attn_implementation", "compile", "patch", "loop")
+
 
 def _settings(variant: Any, base: dict[str, Any]) -> dict[str, Any]:
-    """The run config's entries that this variant sets: its dtype, attention, compile and patch."""
-    return {
-        "dtype": variant.dtype or base["dtype"],
-        "attn_implementation": variant.attn or base["attn_implementation"],
-        "compile": variant.compile,
-        "patch": variant.patch,
-        "loop": variant.loop,
-    }
+    """The run config's entries that this variant sets (SETTINGS), ``base``'s where it sets none."""
+    values = (
+        variant.dtype or base["dtype"],
+        variant.attn or base["attn_implementation"],
+        variant.compile,
+        variant.patch,
+        variant.loop,
+    )
+    return dict(zip(SETTINGS, values))
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
@@ -116,6 +120,8 @@ def main(args: argparse.Namespace) -> int:
         )
         for p in prepared
     ]
+    if same_variant(runs):  # said before the work too, so that a mistyped A/B can be stopped at once
+        print(f"llmprof: warning: {same_variant(runs)}", file=sys.stderr)
 
     def unmeasured(index: int, warmup: bool = True):
         p = prepared[index]
@@ -165,6 +171,16 @@ def main(args: argparse.Namespace) -> int:
     return status or (128 + caught[0] if caught else 0) or (0 if all(saved) else 1) or regressed
 
 
+def same_variant(runs: list[Any]) -> str:
+    """A warning when A and B set the same attention, compile, dtype, patch and loop (e.g. ``--b attn=sdpa`` on
+    a model loaded with sdpa): an A/A run, whose differences are noise; else empty."""
+    settings = [{key: run.config[key] for key in SETTINGS} for run in runs]
+    if settings[0] != settings[1]:
+        return ""
+    shown = ", ".join(f"{key}={value}" for key, value in settings[0].items() if value not in (None, False))
+    return f"A and B are the same variant ({shown}): an A/A run, its differences are noise"
+
+
 def _with_loop(items: list[str], loop: str | None) -> list[str]:
     """A variant's items, with ``loop=LOOP`` first when ``--loop`` was given and the variant sets none."""
     if loop is None or any(item.startswith("loop=") for item in items):
@@ -181,8 +197,9 @@ def _compare(runs: list[Any], prepared: list[Any], variants: list[Any], args: ar
 
     variables = [key for key in KEYS if getattr(variants[0], key) != getattr(variants[1], key)]
     labels = (prepared[0].variant.label(), prepared[1].variant.label())
-    report = ComparisonReport(
-        *labels, compare_runs(runs[0], runs[1]), setup_differences(*runs, variables), compare_kernels(*runs)
-    )
+    differences = setup_differences(*runs, variables)
+    if same_variant(runs):
+        differences.append(same_variant(runs))
+    report = ComparisonReport(*labels, compare_runs(runs[0], runs[1]), differences, compare_kernels(*runs))
     emit_comparison([report], runs, args)
     return failed_thresholds(regressions(report.comparisons, args.fail_on))
