@@ -1,4 +1,6 @@
-"""``python -m llmprof`` in a subprocess: the demo, JSON output, every bad input, and Ctrl-C."""
+"""``python -m llmprof``: the demo, JSON output, every bad input, and Ctrl-C. A case runs in a subprocess where a
+fresh process is the point (signals, the import path, the demo as a user starts it), else in-process through
+``main([...])``, which is the same code less the interpreter's start."""
 
 import json
 import os
@@ -25,6 +27,25 @@ def llmprof(env, *args):
     return run_llmprof(*args, env=env)
 
 
+@pytest.fixture
+def cli(env, monkeypatch, capsys):
+    """``cli(*args)``: ``main(args)`` in this process with ``env``'s demo cache, as a finished process."""
+    from llmprof.cli import main
+
+    monkeypatch.setenv("LLMPROF_CACHE", env["LLMPROF_CACHE"])
+
+    def call(*args: str) -> subprocess.CompletedProcess:
+        capsys.readouterr()
+        try:
+            code = main(list(args))
+        except SystemExit as exc:  # argparse's --help and --version
+            code = exc.code
+        out = capsys.readouterr()
+        return subprocess.CompletedProcess(args, code, out.out, out.err)
+
+    return call
+
+
 def test_bare_command_runs_the_demo_and_prints_the_four_metrics(env):
     result = llmprof(env)
     assert result.returncode == 0, result.stderr
@@ -37,9 +58,9 @@ def test_bare_command_runs_the_demo_and_prints_the_four_metrics(env):
     assert "[6/6] repeat done" in result.stderr  # progress during the repeats
 
 
-def test_json_output_holds_every_raw_timeline(env, tmp_path):
+def test_json_output_holds_every_raw_timeline(cli, tmp_path):
     path = tmp_path / "run.json"
-    result = llmprof(env, *FAST, "--batch-size", "2", "--json", str(path))
+    result = cli(*FAST, "--batch-size", "2", "--json", str(path))
     assert result.returncode == 0, result.stderr
     run = load_run(path)
     assert len(run.records) == 3 and [r.warmup for r in run.records] == [True, False, False]
@@ -81,8 +102,8 @@ def test_json_output_holds_every_raw_timeline(env, tmp_path):
         (["--patch", "nomodule:f"], "--patch nomodule:f: cannot import module 'nomodule'"),
     ],
 )
-def test_bad_input_gives_a_one_line_error(env, args, message):
-    result = llmprof(env, *FAST, *args)
+def test_bad_input_gives_a_one_line_error(cli, args, message):
+    result = cli(*FAST, *args)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("llmprof: error:") and message in lines[0], result.stderr
@@ -117,13 +138,13 @@ def test_user_errors_are_llmprof_errors_with_their_exit_status():
     assert all(issubclass(k, errors.LlmprofError) for k in (errors.UsageError, errors.TelemetryUnavailable))
 
 
-def test_a_model_without_generate_is_refused(env, tmp_path):
+def test_a_model_without_generate_is_refused(cli, tmp_path):
     from transformers import ViTConfig, ViTModel
 
     ViTModel(
         ViTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
     ).save_pretrained(tmp_path / "vit")
-    result = llmprof(env, *FAST, "--model", str(tmp_path / "vit"))
+    result = cli(*FAST, "--model", str(tmp_path / "vit"))
     assert result.returncode == 2 and "has no generate()" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
 
@@ -175,8 +196,8 @@ def test_a_run_that_measured_nothing_leaves_an_existing_file_as_it_was(env, tmp_
     assert path.read_text() == "a good older run"
 
 
-def test_results_are_printed_even_when_the_run_cannot_be_saved(env):
-    result = llmprof(env, *FAST, "--json", "/dev/full")  # a device that is always full
+def test_results_are_printed_even_when_the_run_cannot_be_saved(cli):
+    result = cli(*FAST, "--json", "/dev/full")  # a device that is always full
     assert result.returncode == 1 and "the run could not be saved to /dev/full" in result.stderr
     assert "TPOT (ms)" in result.stdout and "Traceback" not in result.stderr
 
@@ -203,10 +224,10 @@ def saved(tmp_path):
     ],
     ids=["report", "compare", "ab", "run"],
 )
-def test_an_output_onto_an_input_or_another_output_is_refused_before_any_work(env, saved, command):
+def test_an_output_onto_an_input_or_another_output_is_refused_before_any_work(cli, saved, command):
     a, b = saved
     before = a.read_text(), b.read_text()
-    result = llmprof(env, *[part.format(a=a, b=b, c=a.parent / "c.json") for part in command])
+    result = cli(*[part.format(a=a, b=b, c=a.parent / "c.json") for part in command])
     assert result.returncode == 2 and "it would be overwritten; choose another path" in result.stderr
     assert (a.read_text(), b.read_text()) == before and not (a.parent / "c.json").exists()
 
@@ -218,10 +239,10 @@ def test_a_pipe_or_a_device_is_written_as_it_is(env, saved):
 
 
 @pytest.mark.parametrize("command", [[], ["run"], ["report"], ["compare"], ["ab"]], ids=str)
-def test_help_works_on_every_subcommand_and_there_is_a_version(env, command):
-    result = llmprof(env, *command, "--help")
+def test_help_works_on_every_subcommand_and_there_is_a_version(cli, command):
+    result = cli(*command, "--help")
     assert result.returncode == 0 and result.stdout.startswith("usage: llmprof") and not result.stderr
-    version = llmprof(env, "--version")
+    version = cli("--version")
     assert version.returncode == 0 and version.stdout.strip() == f"llmprof {llmprof_version()}"
 
 
@@ -231,17 +252,19 @@ def llmprof_version():
     return package.__version__
 
 
-def test_a_cache_that_cannot_hold_the_demo_names_llmprof_cache(env, tmp_path):
+def test_a_cache_that_cannot_hold_the_demo_names_llmprof_cache(cli, tmp_path, monkeypatch):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
-    result = llmprof({**env, "LLMPROF_CACHE": str(blocker)}, *FAST)
+    monkeypatch.setenv("LLMPROF_CACHE", str(blocker))
+    result = cli(*FAST)
     assert result.returncode == 2 and "set LLMPROF_CACHE to a writable directory" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
 
 
-def test_a_patch_that_exits_is_a_one_line_error(env, tmp_path):
+def test_a_patch_that_exits_is_a_one_line_error(cli, tmp_path, monkeypatch):
     (tmp_path / "llmprof_test_exits.py").write_text("import sys\ndef install(model):\n    sys.exit(3)\n")
-    result = run_llmprof(*FAST, "--patch", "llmprof_test_exits:install", env=env, cwd=tmp_path)
+    monkeypatch.chdir(tmp_path)
+    result = cli(*FAST, "--patch", "llmprof_test_exits:install")
     assert (
         result.returncode == 2 and "--patch llmprof_test_exits:install raised SystemExit: 3" in result.stderr
     )
@@ -283,6 +306,7 @@ def test_a_patch_module_named_like_an_imported_package_is_refused(tmp_path, monk
 
 
 def test_a_hub_id_the_hub_cannot_serve_fails_at_once_in_one_line(env):
+    # a subprocess: huggingface_hub reads HF_ENDPOINT once, when it is imported
     result = llmprof({**env, "HF_ENDPOINT": "https://hub.invalid"}, *FAST, "--model", "someone/some-model")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     (line,) = result.stderr.strip().splitlines()  # no retries, no download noise
@@ -306,14 +330,15 @@ def test_a_signal_while_saving_waits_for_the_save():
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
 
-def test_run_profiles_a_decode_loop_of_ones_own(env, tmp_path):
+def test_run_profiles_a_decode_loop_of_ones_own(cli, tmp_path, monkeypatch):
     path = tmp_path / "loop.json"  # the benchmark's hand-written greedy loop, from its folder
     loop = "bench_loop_vs_generate:greedy"
-    result = run_llmprof(*FAST, "--loop", loop, "--json", str(path), env=env, cwd=BENCHMARKS)
+    monkeypatch.chdir(BENCHMARKS)
+    result = cli(*FAST, "--loop", loop, "--json", str(path))
     assert result.returncode == 0, result.stderr
     assert "TPOT (ms)" in result.stdout
     run = load_run(path)
     assert [r.warmup for r in run.records] == [True, False, False] and run.config["loop"] == loop
     assert all(r.tokens_per_sequence == [6] for r in run.records)
-    bad = run_llmprof(*FAST, "--loop", "bench_loop_vs_generate:missing", env=env, cwd=BENCHMARKS)
+    bad = cli(*FAST, "--loop", "bench_loop_vs_generate:missing")
     assert bad.returncode == 2 and "module 'bench_loop_vs_generate' has no function 'missing'" in bad.stderr

@@ -10,6 +10,7 @@ from run_cli import run_llmprof
 from tiny_models import tiny_llama
 
 import llmprof
+from llmprof.cli import main
 from llmprof.runfile import load_run
 from llmprof.workloads.variants import Variant, prepare
 
@@ -78,10 +79,11 @@ def test_ab_runs_a_loop_variant_against_generate_interleaved(tmp_path):
     assert "".join(name for _, name in starts) == "AB" * 4
 
 
-def test_a_loop_that_cannot_be_imported_is_a_one_line_error():
-    result = run_llmprof("ab", "--b", "loop=examples.nothing:here", cwd=ROOT)
-    lines = result.stderr.strip().splitlines()
-    assert result.returncode == 2 and len(lines) == 1 and "--b loop=examples.nothing:here" in lines[0]
+def test_a_loop_that_cannot_be_imported_is_a_one_line_error(capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    assert main(["ab", "--b", "loop=examples.nothing:here"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "--b loop=examples.nothing:here" in lines[0]
 
 
 def test_loop_generate_is_the_generate_path():
