@@ -30,13 +30,19 @@ SUBCOMMANDS = {"run": run, "report": report, "compare": compare, "ab": ab, "swee
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="llmprof", description=__doc__.split("\n\n")[0])
+    from llmprof.cli.common import summary
+
+    parser = _Parser(
+        prog="llmprof",
+        description="Profile LLM inference: TTFT, TPOT, latency and tokens/s of a model's generate()."
+        " Without a subcommand, llmprof runs `run`: on the built-in demo model unless --model is given.",
+    )
     parser.add_argument("--version", action="version", version=f"llmprof {__version__}")
     parser.add_argument(DEBUG, action="store_true", help=DEBUG_HELP)
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
     for name, module in SUBCOMMANDS.items():
-        summary = module.__doc__.splitlines()[0].replace("%", "%%")  # help strings are %-formatted
-        command = sub.add_parser(name, help=summary, description=module.__doc__)
+        help_ = summary(module.__doc__).replace("%", "%%")  # help strings are %-formatted
+        command = sub.add_parser(name, help=help_, description=module.__doc__)
         module.add_parser(command)
         command.add_argument(DEBUG, action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
     return parser

@@ -1,4 +1,5 @@
-"""What the subcommands share: argument checkers (user errors are :class:`llmprof.errors.UsageError`)."""
+"""What the subcommands share: argument checkers (user errors are :class:`llmprof.errors.UsageError`) and
+their summaries in ``-h``."""
 
 from __future__ import annotations
 
@@ -13,6 +14,12 @@ from pathlib import Path
 from llmprof.errors import UsageError
 
 SI_PREFIXES = {"": 1.0, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15}
+
+
+def summary(doc: str) -> str:
+    """A subcommand's line in ``llmprof -h``: the first sentence of its module docstring, its lines joined."""
+    paragraph = " ".join(doc.split("\n\n")[0].split())
+    return re.split(r"(?<=[.!?])\s+(?=[A-Z])", paragraph, maxsplit=1)[0]
 
 
 def positive_int(text: str) -> int:

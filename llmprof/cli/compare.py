@@ -1,6 +1,8 @@
-"""Compare saved runs: per metric the ratio of medians with a 95% bootstrap CI and a verdict (faster, slower,
-no significant difference); each run after the first is compared with the first. Two sweeps compare point by
-point. --fail-on METRIC:+N% exits 1 when B regressed past the threshold with confidence (for CI)."""
+"""Compare saved runs, or two sweeps point by point: per metric, the ratio of medians and its 95% CI.
+
+Per metric, the ratio of medians with a 95% bootstrap CI and a verdict (faster, slower, no significant
+difference); each run after the first is compared with the first. --fail-on METRIC:+N% exits 1 when B
+regressed past the threshold with confidence (for CI)."""
 
 from __future__ import annotations
 

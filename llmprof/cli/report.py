@@ -1,5 +1,7 @@
-"""Render a saved run again (table, Markdown, CSV, JSON, Chrome trace or plots), or a saved sweep (one row per
-point: table, Markdown, CSV, JSON, plot; or one point's run alone with --point), without torch or a GPU."""
+"""Render a saved run or sweep again, in any format, without torch or a GPU.
+
+A run: table, Markdown, CSV, JSON, Chrome or Perfetto trace, plots. A sweep: one row per point (table,
+Markdown, CSV, JSON, plot), or one point's run alone with --point."""
 
 from __future__ import annotations
 

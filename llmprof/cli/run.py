@@ -55,7 +55,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=120.0,
         metavar="SECONDS",
-        help="with --tp: how long rank 0 waits for the other ranks' timelines (default 120)",
+        help="with --tp: how long rank 0 waits for the other ranks' timelines (default: %(default)g)",
     )
     parser.add_argument("--json", metavar="FILE", help="save the run (every raw timeline) as JSON")
     add_output_options(parser)

@@ -1,5 +1,5 @@
-"""What ``run`` and ``ab`` share: the options that define a workload (model, prompt, tokens, repeats, device,
-...), loading it, and the progress line."""
+"""What ``run``, ``ab`` and ``sweep`` share: the options that define a workload (model, prompt, tokens,
+repeats, device, ...), loading it, and the progress line."""
 
 from __future__ import annotations
 
@@ -40,25 +40,49 @@ def add_workload_options(parser: argparse.ArgumentParser, axes: bool = False) ->
     --prompt-len and --max-new-tokens take lists and ranges (``1,4,16``, ``1-64*2``), parsed later."""
     number = str if axes else positive_int
     listed = " (a list or range: 1,4,16 or 1-64*2 or 128-512+128)" if axes else ""
-    parser.add_argument("--model", default="demo", help="'demo' (built-in), a local directory, or a hub id")
+    parser.add_argument(
+        "--model",
+        default="demo",
+        help="'demo' (built-in, no download), a local directory, or a hub id (default: %(default)s)",
+    )
     prompt = parser.add_mutually_exclusive_group()
-    prompt.add_argument("--prompt", help="prompt text (tokenized with the model's tokenizer)")
+    prompt.add_argument("--prompt", help="prompt text, tokenized with the model's tokenizer")
     prompt.add_argument(
         "--prompt-len",
         type=number,
-        help=f"synthetic prompt of exactly N tokens (default {DEFAULT_PROMPT_LEN}){listed}",
+        metavar="N",
+        help=f"a synthetic prompt of exactly N random token ids{listed} (default: {DEFAULT_PROMPT_LEN})",
     )
-    parser.add_argument("--max-new-tokens", type=number, default="64" if axes else 64, help=listed or None)
-    parser.add_argument("--batch-size", type=number, default="1" if axes else 1, help=listed or None)
-    parser.add_argument("--repeats", type=positive_int, default=5, help="measured generate() calls")
+    parser.add_argument(
+        "--max-new-tokens",
+        type=number,
+        default="64" if axes else 64,
+        metavar="N",
+        help=f"tokens generated per sequence, fewer where it ends on EOS (see --ignore-eos){listed}"
+        " (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=number,
+        default="1" if axes else 1,
+        metavar="N",
+        help=f"sequences per generate() call{listed} (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--repeats", type=positive_int, default=5, metavar="N", help="measured calls (default: %(default)s)"
+    )
     parser.add_argument(
         "--warmup",
         type=warmup_count,
         default=1,
-        help="unmeasured calls before the repeats, or 'auto': until 3 calls agree within 3%%",
+        metavar="N",
+        help="unmeasured calls before the repeats, or 'auto': until 3 calls agree within 3%%"
+        " (default: %(default)s)",
     )
     parser.add_argument(
-        "--device", default="auto", help="auto (cuda if available, else cpu), cpu, cuda, cuda:N"
+        "--device",
+        default="auto",
+        help="auto (cuda if available, else cpu), cpu, cuda, cuda:N (default: %(default)s)",
     )
     parser.add_argument(
         "--device-map",
@@ -67,14 +91,24 @@ def add_workload_options(parser: argparse.ArgumentParser, axes: bool = False) ->
         " each GPU gets its own timeline lane",
     )
     parser.add_argument(
-        "--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16", "fp32", "fp16", "bf16"]
+        "--dtype",
+        default="auto",
+        choices=["auto", "float32", "float16", "bfloat16", "fp32", "fp16", "bf16"],
+        help="the weights' dtype; auto: bfloat16 on a GPU that has it, else float16, float32 on the CPU"
+        " (default: %(default)s)",
     )
     parser.add_argument(
-        "--attn-implementation", help="eager, sdpa, flash_attention_2, ... (passed to transformers)"
+        "--attn-implementation",
+        help="eager, sdpa, flash_attention_2, ... (passed to transformers; default: the model's own choice)",
     )
     parser.add_argument("--do-sample", action="store_true", help="multinomial sampling instead of greedy")
     parser.add_argument("--ignore-eos", action="store_true", help="always generate --max-new-tokens tokens")
-    parser.add_argument("--seed", type=seed, default=0, help="seed of the synthetic prompt and of sampling")
+    parser.add_argument(
+        "--seed",
+        type=seed,
+        default=0,
+        help="seed of the synthetic prompt and of sampling (default: %(default)s)",
+    )
     parser.add_argument(
         "--sample-interval",
         type=sample_interval,
