@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from run_cli import run_llmprof
+from run_cli import run_in_process, run_llmprof
 
 from llmprof.runfile import FORMAT_VERSION, load_run
 
@@ -30,20 +30,8 @@ def llmprof(env, *args):
 @pytest.fixture
 def cli(env, monkeypatch, capsys):
     """``cli(*args)``: ``main(args)`` in this process with ``env``'s demo cache, as a finished process."""
-    from llmprof.cli import main
-
     monkeypatch.setenv("LLMPROF_CACHE", env["LLMPROF_CACHE"])
-
-    def call(*args: str) -> subprocess.CompletedProcess:
-        capsys.readouterr()
-        try:
-            code = main(list(args))
-        except SystemExit as exc:  # argparse's --help and --version
-            code = exc.code
-        out = capsys.readouterr()
-        return subprocess.CompletedProcess(args, code, out.out, out.err)
-
-    return call
+    return lambda *args: run_in_process(capsys, *args)
 
 
 def test_bare_command_runs_the_demo_and_prints_the_four_metrics(env):

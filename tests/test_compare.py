@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from run_cli import run_llmprof
+from run_cli import run_in_process
 from timelines import host_marks, record
 
 import llmprof
@@ -124,11 +124,18 @@ def synthetic_dir(tmp_path_factory):
     return path
 
 
-def llmprof_cli(*args, cwd):
-    return run_llmprof(*args, cwd=cwd)
+@pytest.fixture
+def llmprof_cli(capsys, monkeypatch):
+    """``llmprof_cli(*args, cwd=DIR)``: the CLI in this process, run from ``DIR`` (where the patches are)."""
+
+    def call(*args, cwd):
+        monkeypatch.chdir(cwd)
+        return run_in_process(capsys, *args)
+
+    return call
 
 
-def test_ab_interleaves_and_finds_the_slower_patch(synthetic_dir, tmp_path):
+def test_ab_interleaves_and_finds_the_slower_patch(llmprof_cli, synthetic_dir, tmp_path):
     result = llmprof_cli(
         "ab",
         "--model",
@@ -174,7 +181,7 @@ def test_ab_interleaves_and_finds_the_slower_patch(synthetic_dir, tmp_path):
         ("llmprof_test_kernels", "expected module:function"),
     ],
 )
-def test_patch_errors_are_one_line(synthetic_dir, patch, message):
+def test_patch_errors_are_one_line(llmprof_cli, synthetic_dir, patch, message):
     result = llmprof_cli(
         "run",
         "--model",
@@ -193,7 +200,7 @@ def test_patch_errors_are_one_line(synthetic_dir, patch, message):
     assert result.returncode == 2 and len(lines) == 1 and message in lines[0], result.stderr
 
 
-def test_patch_is_applied_once_and_recorded(synthetic_dir, tmp_path):
+def test_patch_is_applied_once_and_recorded(llmprof_cli, synthetic_dir, tmp_path):
     log = synthetic_dir.parent / "llmprof_test_kernels.py.log"  # the patch logs the decode time it set
     before = log.read_text().splitlines() if log.exists() else []
     result = llmprof_cli(
@@ -219,7 +226,7 @@ def test_patch_is_applied_once_and_recorded(synthetic_dir, tmp_path):
     assert applied == [str(8.0 * 1.1)]  # the patch ran once, on the loaded model
 
 
-def test_bad_variant_is_a_one_line_error(synthetic_dir):
+def test_bad_variant_is_a_one_line_error(llmprof_cli, synthetic_dir):
     result = llmprof_cli("ab", "--model", str(synthetic_dir), "--b", "speed=fast", cwd=synthetic_dir.parent)
     assert (
         result.returncode == 2
