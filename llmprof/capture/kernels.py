@@ -6,16 +6,22 @@ The profiler's clock is aligned with llmprof's by calibration ranges, each opene
 before and after the call (the least delayed is kept; the before/after disagreement is saved). An operator belongs to the step whose interval its start lies in (step 1: from the
 request's start to the first token; step k: token k-1 to token k); a kernel to the step of the host call that
 launched it (by correlation id), wherever it ran later on the device.
+
+Kineto writes a ``USDT: ... profiler_start`` and a ``profiler_stop`` line to stderr (from C++, on fd 2) as a
+session starts and stops: kept out of llmprof's output, and nothing else that was written then.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
+import sys
 import tempfile
 import time
 from bisect import bisect_left
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from llmprof.analysis.kernels import EVENT_COLUMNS, HOST, PREFILL_STEP, KernelCapture
@@ -28,6 +34,7 @@ DEVICE_CATEGORIES = {"kernel", "gpu_memcpy", "gpu_memset"}
 LAUNCH_CATEGORIES = {"cuda_runtime", "cuda_driver"}
 DEFAULT_STEPS = 8
 CALIBRATIONS = 3  # before the call and after it: the least delayed of each is kept
+KINETO_LINE = re.compile(rb"USDT:[^\n]*\] profiler_(?:start|stop)\r?\n")
 
 
 def parse_window(text: str) -> tuple[int, int]:
@@ -61,6 +68,43 @@ def _calibrate(record_function: Any) -> int:
     return stamp
 
 
+@contextlib.contextmanager
+def _without_kineto_lines() -> Iterator[None]:
+    """What is written to fd 2 inside goes to a file, then back to fd 2 less Kineto's lines."""
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr to keep clean
+        yield
+        return
+    sys.stderr.flush()
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            kept = KINETO_LINE.sub(b"", held.read())
+            if kept:
+                with open(2, "wb", closefd=False) as stderr:
+                    stderr.write(kept)
+
+
+@contextlib.contextmanager
+def _session(profile: Any, activities: list[Any]) -> Iterator[Any]:
+    """A torch.profiler session, started and stopped without Kineto's lines on stderr."""
+    prof = profile(activities=activities)
+    with _without_kineto_lines():
+        prof.__enter__()
+    try:
+        yield prof
+    finally:
+        with _without_kineto_lines():
+            prof.__exit__(None, None, None)
+
+
 _warmed: set[str] = set()
 
 
@@ -70,7 +114,7 @@ def _warm_up(profile: Any, activities: list[Any], torch: Any) -> None:
     key = str(sorted(str(a) for a in activities))
     if key in _warmed:
         return
-    with profile(activities=activities):
+    with _session(profile, activities):
         for _ in range(100):
             torch.ones(8).add_(1).sum()
     _warmed.add(key)
@@ -88,7 +132,7 @@ def profile_call(
     if torch.cuda.is_available():
         activities.append(ProfilerActivity.CUDA)
     _warm_up(profile, activities, torch)
-    with profile(activities=activities) as prof:
+    with _session(profile, activities) as prof:
         stamps = [_calibrate(record_function) for _ in range(CALIBRATIONS)]
         record = call()
         stamps += [_calibrate(record_function) for _ in range(CALIBRATIONS)]

@@ -1,12 +1,15 @@
 """The built-in demo model: a small Llama-architecture model with random weights and a byte-level BPE
 tokenizer trained here on a generated corpus (no download). Built once into the cache directory
-(``$LLMPROF_CACHE`` or ``~/.cache/llmprof``)."""
+(``$LLMPROF_CACHE`` or ``~/.cache/llmprof``). Also :func:`quiet_progress`, which the other workload modules
+(loading, the synthetic model) import from here, the one they all build on."""
 
 from __future__ import annotations
 
+import contextlib
 import random
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +88,30 @@ _WORDS = (
 )
 
 
+@contextlib.contextmanager
+def quiet_progress() -> Iterator[None]:
+    """transformers' progress bars (loading weights, writing shards: a second of noise in llmprof's output) off
+    inside, and as they were after; the hub's download bars as they were (a download is worth watching). Left
+    alone where the user asked for every bar (``HF_HUB_DISABLE_PROGRESS_BARS=0``)."""
+    from huggingface_hub import constants
+    from huggingface_hub import utils as hub
+    from transformers.utils import logging as hf_logging
+
+    if not hf_logging.is_progress_bar_enabled() or constants.HF_HUB_DISABLE_PROGRESS_BARS is False:
+        yield
+        return
+    downloads = not hub.are_progress_bars_disabled()
+    hf_logging.disable_progress_bar()  # the hub's too
+    if downloads:
+        hub.enable_progress_bars()
+    try:
+        yield
+    finally:
+        hf_logging.enable_progress_bar()  # the hub's too
+        if not downloads:
+            hub.disable_progress_bars()
+
+
 def demo_path() -> Path:
     """The demo model's directory, built on first use. Raises ModelLoadError, naming ``LLMPROF_CACHE``, when
     the cache directory cannot hold it (a file, read-only, full)."""
@@ -133,6 +160,7 @@ def train_demo_tokenizer() -> Any:
     )
 
 
+@quiet_progress()
 def _build_demo(path: Path) -> None:
     """Train the tokenizer and save a randomly initialized model into ``path``, atomically."""
     from transformers import LlamaConfig, LlamaForCausalLM

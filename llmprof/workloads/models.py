@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from llmprof.errors import ModelLoadError
-from llmprof.workloads.demo import DEMO_NAME, demo_path
+from llmprof.workloads.demo import DEMO_NAME, demo_path, quiet_progress
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 DTYPE_ALIASES = {"fp32": "float32", "fp16": "float16", "half": "float16", "bf16": "bfloat16"}
@@ -65,6 +65,7 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     return DTYPES[name]
 
 
+@quiet_progress()
 def load_model(
     name: str,
     device: str = "auto",
@@ -78,11 +79,8 @@ def load_model(
     CPU with gloo); with ``device_map`` (auto, balanced, sequential), spread over this machine's GPUs by
     accelerate (``device`` is then where its forward starts). Raises ModelLoadError."""
     from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, AutoTokenizer
-    from transformers.utils import logging as hf_logging
 
     import llmprof.workloads.synthetic  # noqa: F401 - registers the synthetic model type with the Auto classes
-
-    hf_logging.disable_progress_bar()
 
     if device_map is not None:
         _check_device_map(device_map, device, tp)

@@ -32,7 +32,7 @@ from transformers import (
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from llmprof.capture.tokens import cache_argument
-from llmprof.workloads.demo import train_demo_tokenizer
+from llmprof.workloads.demo import quiet_progress, train_demo_tokenizer
 
 PAD_ID, EOS_ID = 0, 1
 FIRST_CONTENT_ID = 2
@@ -177,6 +177,7 @@ def synthetic_model(**config: Any) -> SyntheticModel:
     return SyntheticModel(SyntheticConfig(**config)).eval()
 
 
+@quiet_progress()
 def save_synthetic(path: str | Path, **config: Any) -> Path:
     """Save a :class:`SyntheticModel` (``config`` as for :class:`SyntheticConfig`) with the demo tokenizer."""
     synthetic_model(**config).save_pretrained(path)
