@@ -5,18 +5,19 @@ from __future__ import annotations
 
 import io
 import math
-from dataclasses import dataclass, field
-
-from rich.console import Console
-from rich.table import Table
+import sys
+from dataclasses import dataclass, field, replace
 
 from llmprof.analysis import registry
 from llmprof.analysis.compare import Comparison
 from llmprof.analysis.kernels import KernelDiff
-from llmprof.report.kernels import diff_section
+from llmprof.report.kernels import DIFF_CAPTION, DIFF_CI, DIFF_COLUMNS, DIFF_SHORT, diff_section
 from llmprof.report.summary import Section, format_number
+from llmprof.report.table import Column, Layout, console_for, left_out, print_fitted, width_of
 
 COLUMNS = ["metric", "A median", "B median", "B / A", "95% CI of B / A", "verdict"]
+SHORT = ["metric", "A", "B", "B / A", "95% CI", "verdict"]  # where COLUMNS do not fit, with SHORT_CAPTION
+SHORT_CAPTION = "A, B: the medians; 95% CI: of B / A"
 
 
 @dataclass
@@ -54,42 +55,49 @@ def _title(report: ComparisonReport) -> str:
     return f"B = {report.name_b} against A = {report.name_a}{counts}"
 
 
-def render_comparison_table(reports: list[ComparisonReport], width: int = 140) -> str:
-    """The comparisons as rich tables (plain text when not on a terminal)."""
+def render_comparison_table(reports: list[ComparisonReport], width: int | None = None) -> str:
+    """The comparisons as rich tables (plain text when not on a terminal) at ``width`` columns (default: the
+    width of standard output, :func:`~llmprof.report.table.width_of`)."""
     out = io.StringIO()
-    console = Console(file=out, width=width, highlight=False)
+    console = console_for(out, width or width_of(sys.stdout))
     for report in reports:
-        table = Table(title=_title(report), title_justify="left")
-        for i, column in enumerate(COLUMNS):
-            table.add_column(column, justify="left" if i in (0, 5) else "right")
-        for row in _rows(report):
-            style = "green" if row[-1].endswith("faster") else "red" if row[-1].endswith("slower") else None
-            table.add_row(*row, style=style)
-        console.print(table)
+        rows = _rows(report)
+        styles = [_style(row[-1].endswith("faster"), row[-1].endswith("slower")) for row in rows]
+        print_fitted(console, _title(report), _narrowed(COLUMNS, SHORT, SHORT_CAPTION, rows, styles))
         for warning in report.warnings:
             console.print(f"warning: {warning}", markup=False)
         if report.kernels is not None:
             section, notes = diff_section(report.kernels, report.name_a, report.name_b)
-            console.print(_kernel_table(section))
+            print_fitted(console, section.title, _kernel_layouts(section, console.width))
             for note in notes:
                 console.print(note, markup=False)
     return out.getvalue()
 
 
-def _kernel_table(section: Section) -> Table:
-    table = Table(title=section.title, title_justify="left")
-    for i, column in enumerate([section.first, *(section.columns or [])]):
-        table.add_column(column, justify="left" if i in (0, 5) else "right")
-    for row in section.rows:
-        style = (
-            "red"
-            if row[-1] == "changed" and row[3].startswith("+")
-            else "green"
-            if row[-1] == "changed"
-            else None
-        )
-        table.add_row(*row, style=style)
-    return table
+def _style(better: bool, worse: bool) -> str | None:
+    return "green" if better else "red" if worse else None
+
+
+def _narrowed(
+    full: list[str], short: list[str], caption: str, rows: list[list[str]], styles: list[str | None]
+) -> list[Layout]:
+    """A comparison's layouts: its ``full`` headers, then the ``short`` ones with ``caption`` saying the rest;
+    the first column (what is compared) and the last (the verdict) are text, the others numbers."""
+    layout = Layout([Column(h, text=i in (0, len(full) - 1)) for i, h in enumerate(full)], rows, styles)
+    columns = [replace(column, header=h) for column, h in zip(layout.columns, short)]
+    return [layout, replace(layout, columns=columns, caption=caption)]
+
+
+def _kernel_layouts(section: Section, width: int) -> list[Layout]:
+    """The kernel diff's layouts: its full headers, the short ones, then without the CI of the change (which
+    the verdict sums up)."""
+    headers = [section.first, *(section.columns or [])]
+    styles = [
+        _style(row[-1] == "changed" and not row[3].startswith("+"), row[-1] == "changed")
+        for row in section.rows
+    ]
+    full, short = _narrowed(headers, [section.first, *DIFF_SHORT], DIFF_CAPTION, section.rows, styles)
+    return [full, short, short.without([1 + DIFF_COLUMNS.index(DIFF_CI)], left_out([DIFF_CI], width))]
 
 
 def render_comparison_markdown(reports: list[ComparisonReport]) -> str:

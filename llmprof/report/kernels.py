@@ -12,7 +12,10 @@ from llmprof.runfile import Run
 
 TOP = 12  # operators/kernels shown per phase
 TABLE_COLUMNS = ["calls / step", "time / step (ms)", "share of step"]
-DIFF_COLUMNS = ["A (ms/step)", "B (ms/step)", "B - A (ms/step)", "95% CI of B - A", "verdict"]
+DIFF_CI = "95% CI of B - A"
+DIFF_COLUMNS = ["A (ms/step)", "B (ms/step)", "B - A (ms/step)", DIFF_CI, "verdict"]
+DIFF_SHORT = ["A", "B", "B - A", "95% CI", "verdict"]  # a narrow terminal's headers, with DIFF_CAPTION
+DIFF_CAPTION = "A, B (medians), B - A and its CI: ms per step"
 
 
 def _ms(ns: float) -> str:

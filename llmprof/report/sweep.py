@@ -9,37 +9,47 @@ import io
 import json
 import math
 import statistics
-from dataclasses import dataclass, field
+import sys
+from dataclasses import dataclass, field, replace
 from typing import IO, Any
-
-from rich.console import Console
-from rich.table import Table
 
 from llmprof.analysis import registry
 from llmprof.analysis.compare import Comparison, compare_runs
 from llmprof.analysis.registry import ROOFLINE
 from llmprof.report.summary import format_number, measured_warnings
+from llmprof.report.table import Column, Layout, console_for, left_out, print_fitted, width_of
 from llmprof.runfile import Run
 from llmprof.sweepfile import OK, Sweep, SweepPoint
 
 AXIS_COLUMNS = {"batch_size": "batch", "prompt_len": "prompt", "depth": "depth", "max_new_tokens": "gen"}
-METRIC_COLUMNS = [  # (column, metric of the registry)
-    ("TTFT (ms)", "ttft"),
-    ("TPOT (ms)", "tpot"),
-    ("ITL p99 (ms)", "itl_p99"),
-    ("TPS (tok/s)", "tps"),
-    ("decode TPS (tok/s)", "decode_tps"),
+METRIC_COLUMNS = [  # (column, metric of the registry): its header is the column and its display unit
+    ("TTFT", "ttft"),
+    ("TPOT", "tpot"),
+    ("ITL p99", "itl_p99"),
+    ("TPS", "tps"),
+    ("decode TPS", "decode_tps"),
     ("MBU", "mbu"),
-    ("floor TPOT (ms)", "floor_tpot"),
+    ("floor TPOT", "floor_tpot"),
 ]
+LEFT_OUT = [("decode_tps", "floor_tpot"), ("itl_p99", "mbu")]  # in turn, where a narrow table needs it
+NOTE_WIDTH = 30  # the notes stay in the table where their column gets this much, else they go below it
 FORMATS = ("table", "md", "csv", "json")
 
 
+def _unit(metric: str) -> str | None:
+    """The unit a metric's cells are in, None for a ratio (its cells say %)."""
+    unit = registry.BY_NAME[metric].unit
+    return None if unit == "ratio" else registry.display(unit)[0]
+
+
 def columns(sweep: Sweep) -> list[str]:
-    """The header: one column per axis, the status, the metrics, and the note (why a point did not run, or
-    what its requests warned of)."""
+    """The header: one column per axis, the status, the metrics (with their units), and the note (why a point
+    did not run, or what its requests warned of)."""
     axes = [AXIS_COLUMNS.get(name, name) for name in sweep.axes]
-    return [*axes, "status", *(column for column, _ in METRIC_COLUMNS), "note"]
+    metrics = [
+        f"{column} ({_unit(metric)})" if _unit(metric) else column for column, metric in METRIC_COLUMNS
+    ]
+    return [*axes, "status", *metrics, "note"]
 
 
 def point_medians(point: SweepPoint) -> dict[str, float]:
@@ -94,16 +104,60 @@ def _title(sweep: Sweep) -> str:
     )
 
 
-def render_table(sweep: Sweep, out: IO[str]) -> None:
-    """The sweep as a rich table (plain text when not on a terminal)."""
-    console = Console(file=out, width=200, highlight=False)
-    table = Table(title=_title(sweep), title_justify="left")
+def render_table(sweep: Sweep, out: IO[str], width: int | None = None) -> None:
+    """The sweep as a rich table (plain text when not on a terminal) at ``width`` columns (default:
+    :func:`~llmprof.report.table.width_of`): the widest layout that fits, of the whole table; its notes below
+    it; its units in a caption; fewer metrics (LEFT_OUT)."""
+    console = console_for(out, width)
+    print_fitted(console, _title(sweep), _layouts(sweep, console.width))
+
+
+def _layouts(sweep: Sweep, width: int) -> list[Layout]:
+    """The sweep table's layouts, the widest first: whole; its notes below it; its units in a caption; less
+    each group of LEFT_OUT in turn."""
+    cells = rows(sweep)
+    status = len(sweep.axes)
     header = columns(sweep)
-    for column in header:
-        table.add_column(column, justify="left" if column in ("status", "note") else "right")
-    for row in rows(sweep):
-        table.add_row(*row, style=None if row[len(sweep.axes)] == OK else "yellow")
-    console.print(table)
+    axes = _axis_columns(list(sweep.axes), [p.params for p in sweep.points])
+    metrics = [Column(h) for h in header[status + 1 : -1]]
+    notes = Column("note", text=True, wrap_at=NOTE_WIDTH)
+    styles = [None if row[status] == OK else "yellow" for row in cells]
+    full = Layout([*axes, Column("status", text=True), *metrics, notes], cells, styles)
+    below = full.without(
+        [len(header) - 1], *(f"{p.label}: {row[-1]}" for p, row in zip(sweep.points, cells) if row[-1])
+    )
+    short = [Column(h) for h, _ in METRIC_COLUMNS]
+    layouts = [full, below, replace(below, columns=below.columns[: status + 1] + short, caption=_caption([]))]
+    names = [metric for _, metric in METRIC_COLUMNS]
+    dropped: list[str] = []
+    for group in LEFT_OUT:
+        dropped += group
+        headers = [column for column, metric in METRIC_COLUMNS if metric in dropped]
+        narrower = layouts[2].without(
+            [status + 1 + names.index(m) for m in dropped], left_out(headers, width)
+        )
+        layouts.append(replace(narrower, caption=_caption(dropped)))
+    return layouts
+
+
+def _axis_columns(axes: list[str], params: list[dict[str, Any]]) -> list[Column]:
+    """The axes' columns: numbers, or text where a value is not one (a kernel swap's, a missing one)."""
+    return [
+        Column(
+            AXIS_COLUMNS.get(name, name), text=not all(isinstance(p.get(name), int | float) for p in params)
+        )
+        for name in axes
+    ]
+
+
+def _caption(dropped: list[str]) -> str:
+    """The units of the metrics shown (not ``dropped``) where their headers leave them out."""
+    by_unit: dict[str, list[str]] = {}
+    for column, metric in METRIC_COLUMNS:
+        unit = _unit(metric)
+        if unit and metric not in dropped:
+            by_unit.setdefault(unit, []).append(column)
+    return "; ".join(f"{', '.join(shown)} in {unit}" for unit, shown in by_unit.items())
 
 
 def render_markdown(sweep: Sweep, out: IO[str]) -> None:
@@ -177,6 +231,7 @@ def _comparison_header(axes: list[str]) -> list[str]:
 
 
 def _comparison_rows(points: list[PointComparison], axes: list[str]) -> list[list[str]]:
+    """One row per point: its axes, then each compared metric's B / A, CI and verdict."""
     rows = []
     for point in points:
         cells = [str(point.params.get(name, "-")) for name in axes]
@@ -192,28 +247,48 @@ def _comparison_rows(points: list[PointComparison], axes: list[str]) -> list[lis
     return rows
 
 
+def _style(verdicts: list[str]) -> str | None:
+    slower, faster = (any(v.endswith(side) for v in verdicts) for side in ("slower", "faster"))
+    return "red" if slower else "green" if faster else None
+
+
+def _comparison_layouts(points: list[PointComparison], axes: list[str]) -> list[Layout]:
+    """One row per point (the metrics side by side), then, narrower, one row per point and metric (the axes on
+    a point's first row only)."""
+    wide = _comparison_rows(points, axes)
+    axis_columns = _axis_columns(axes, [p.params for p in points])
+    columns = axis_columns + [
+        Column(h, text=h.endswith("verdict")) for h in _comparison_header(axes)[len(axes) :]
+    ]
+    long = [
+        [
+            *(row[: len(axes)] if i == 0 else [""] * len(axes)),
+            label,
+            *row[len(axes) + 3 * i : len(axes) + 3 * i + 3],
+        ]
+        for row in wide
+        for i, (label, _) in enumerate(COMPARED_COLUMNS)
+    ]
+    metric = [Column("metric", text=True), Column("B / A"), Column("95% CI"), Column("verdict", text=True)]
+    return [
+        Layout(columns, wide, [_style(row[len(axes) + 2 :: 3]) for row in wide]),
+        Layout(axis_columns + metric, long, [_style(row[-1:]) for row in long]),
+    ]
+
+
 def render_comparison(
-    points: list[PointComparison], axes: list[str], names: tuple[str, str], fmt: str
+    points: list[PointComparison], axes: list[str], names: tuple[str, str], fmt: str, width: int | None = None
 ) -> str:
-    """Sweep B against sweep A, one row per point, as a terminal table (``table``) or Markdown (``md``)."""
+    """Sweep B against sweep A, one row per point, as a terminal table (``table``, at ``width`` columns, by
+    default the width of standard output: :func:`~llmprof.report.table.width_of`) or Markdown (``md``)."""
     title = f"Sweep B = {names[1]} against A = {names[0]}, point by point"
-    header, rows = _comparison_header(axes), _comparison_rows(points, axes)
     out = io.StringIO()
     if fmt == "md":
+        header, rows = _comparison_header(axes), _comparison_rows(points, axes)
         out.write(f"#### {title}\n\n| " + " | ".join(header) + " |\n")
         out.write("| " + " | ".join("---" if "verdict" in c else "---:" for c in header) + " |\n")
         for row in rows:
             out.write("| " + " | ".join(row) + " |\n")
         return out.getvalue()
-    table = Table(title=title, title_justify="left")
-    for column in header:
-        table.add_column(column, justify="left" if "verdict" in column else "right")
-    for row in rows:
-        verdicts = row[len(axes) + 2 :: 3]
-        slower, faster = (
-            any(v.endswith("slower") for v in verdicts),
-            any(v.endswith("faster") for v in verdicts),
-        )
-        table.add_row(*row, style="red" if slower else "green" if faster else None)
-    Console(file=out, width=220, highlight=False).print(table)
+    print_fitted(console_for(out, width or width_of(sys.stdout)), title, _comparison_layouts(points, axes))
     return out.getvalue()
