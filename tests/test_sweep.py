@@ -12,6 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from timelines import synthetic_run
 from tiny_models import tiny_llama
 
 from llmprof.analysis import registry
@@ -19,7 +20,10 @@ from llmprof.analysis.grid import parse_values, point_key, points
 from llmprof.capture.model_shape import model_shape
 from llmprof.cli import main
 from llmprof.errors import CaptureError, RunFormatError, UsageError
-from llmprof.sweepfile import FAILED, OK, SKIPPED, Sweep, load_sweep
+from llmprof.report import render
+from llmprof.report.sweep import point_medians
+from llmprof.report.sweep import render as render_sweep
+from llmprof.sweepfile import FAILED, OK, REFUSED, SKIPPED, Sweep, SweepPoint, load_sweep
 from llmprof.workloads.runner import depth_cache
 from llmprof.workloads.synthetic import SyntheticConfig, decode_step_ms, save_synthetic
 
@@ -181,7 +185,7 @@ def test_report_renders_a_sweep_one_row_per_point(scaling_model, tmp_path, capsy
     ]
     sweep = load_sweep(path)
     for row, point in zip(rows, sweep.points):
-        assert float(row["tpot"]) == statistics.median(m.tpot for m in point.run.metrics())
+        assert float(row["tpot_s"]) == statistics.median(m.tpot for m in point.run.metrics())
         summaries = registry.summaries(point.run.metrics())  # the medians, without the bootstrap
         assert registry.medians(point.run.metrics()) == {name: s.median for name, s in summaries.items()}
     assert main(["report", str(path), "--format", "md"]) == 0
@@ -207,6 +211,28 @@ def test_report_renders_a_sweep_one_row_per_point(scaling_model, tmp_path, capsy
         == 0
     )
     assert json.loads((tmp_path / "t.json").read_text())["traceEvents"]
+
+
+def test_the_sweep_csv_names_its_columns_with_their_units_as_the_run_csv_does():
+    run = synthetic_run(10.0)  # with a roofline: every metric has a value
+    sweep = Sweep({"batch_size": [1, 2]}, points=[SweepPoint({"batch_size": 1}, run=run)])
+    sweep.points.append(SweepPoint({"batch_size": 2}, REFUSED, "too big"))
+    header, measured, refused = csv.reader(io.StringIO(render_sweep(sweep, "csv")))
+    names = ["ttft", "tpot", "itl_p99", "tps", "decode_tps", "mbu", "floor_tpot"]
+    columns = [
+        "ttft_s",
+        "tpot_s",
+        "itl_p99_s",
+        "tps_tok_per_s",
+        "decode_tps_tok_per_s",
+        "mbu_ratio",
+        "floor_tpot_s",
+    ]
+    assert header == ["batch_size", "status", *columns, "note"]
+    assert set(columns) <= set(next(csv.DictReader(io.StringIO(render(run, "csv")))))  # the run CSV's names
+    medians = point_medians(sweep.points[0])
+    assert measured == ["1", "ok", *(repr(medians[name]) for name in names), ""]
+    assert refused == ["2", "refused", *[""] * len(columns), "too big"]
 
 
 def test_each_point_keeps_the_telemetry_of_its_own_window_and_renders_alone(scaling_model, tmp_path, capsys):

@@ -170,10 +170,11 @@ def render_markdown(sweep: Sweep, out: IO[str]) -> None:
 
 
 def render_csv(sweep: Sweep, out: IO[str]) -> None:
-    """One CSV row per point: the axes, the status, the medians in base units (s, tok/s, ratios), the note."""
+    """One CSV row per point: the axes, the status, the medians in base units (s, tok/s, ratios), each column
+    named as in a run's CSV (``ttft_s``, ``tps_tok_per_s``: the registry's), the note."""
     writer = csv.writer(out, lineterminator="\n")
     names = [metric for _, metric in METRIC_COLUMNS]
-    writer.writerow([*sweep.axes, "status", *names, "note"])
+    writer.writerow([*sweep.axes, "status", *(registry.BY_NAME[n].column for n in names), "note"])
     for point in sweep.points:
         medians = point_medians(point)
         values = ["" if medians.get(n) is None else repr(medians[n]) for n in names]
