@@ -34,6 +34,7 @@ def cli(env, monkeypatch, capsys):
     return lambda *args: run_in_process(capsys, *args)
 
 
+@pytest.mark.slow
 def test_bare_command_runs_the_demo_and_prints_the_four_metrics(env):
     result = llmprof(env)
     assert result.returncode == 0, result.stderr
@@ -137,6 +138,7 @@ def test_a_model_without_generate_is_refused(cli, tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
 def test_ctrl_c_sigterm_and_sighup_keep_the_repeats_already_measured(env, tmp_path, sig):
     path = tmp_path / "run.json"
