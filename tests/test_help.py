@@ -4,8 +4,9 @@ every subcommand explained, with the defaults of the workload's sizes."""
 import re
 
 import pytest
+from run_cli import run_in_process
 
-from llmprof.cli import SUBCOMMANDS, main
+from llmprof.cli import SUBCOMMANDS
 
 WORKLOAD_DEFAULTS = {
     "--max-new-tokens": 64,
@@ -17,10 +18,9 @@ WORKLOAD_DEFAULTS = {
 
 
 def help_of(capsys, *command: str) -> str:
-    with pytest.raises(SystemExit) as exit_:
-        main([*command, "-h"])
-    assert exit_.value.code == 0
-    return capsys.readouterr().out
+    result = run_in_process(capsys, *command, "-h")
+    assert result.returncode == 0 and not result.stderr
+    return result.stdout
 
 
 def entries(text: str, section: str, indent: int) -> dict[str, str]:

@@ -1,13 +1,18 @@
-"""llmprof's stderr is its own: no progress bar of transformers' (building, saving or loading a model) and no
-Kineto line of torch.profiler's, and transformers' own setting is left as the user had it."""
+"""What a new user meets on a fresh machine. llmprof's stderr is its own: no progress bar of transformers'
+(building, saving or loading a model) and no Kineto line of torch.profiler's, and transformers' own setting is
+left as the user had it. A model folder without a tokenizer takes a synthetic prompt; --prompt TEXT is one
+line saying the folder has no tokenizer."""
 
 import os
 import subprocess
 import sys
 
-from run_cli import run_llmprof
+from run_cli import run_in_process, run_llmprof
+from tiny_models import tiny_llama
 
-LLMPROF_LINES = ("[", "llmprof:", "peaks measured on ")  # progress, messages, the roofline's measurement
+from llmprof.runfile import load_run
+
+LLMPROF_LINES = ("[", "llmprof:", "peaks measured on ", "run saved to ")  # progress, messages, peaks, --json
 
 
 def foreign_lines(stderr: str) -> list[str]:
@@ -48,3 +53,21 @@ def test_transformers_progress_bars_are_off_only_while_llmprof_saves_or_loads(tm
     assert not hf_logging.is_progress_bar_enabled()
     hf_logging.enable_progress_bar()
     assert capfd.readouterr().err == ""
+
+
+def test_a_model_folder_without_a_tokenizer_takes_a_synthetic_prompt(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("LLMPROF_CACHE", str(tmp_path / "cache"))
+    folder, path = tmp_path / "model", tmp_path / "run.json"
+    tiny_llama().save_pretrained(folder)  # config, generation config and weights: no tokenizer file
+    fast = ["--max-new-tokens", "3", "--repeats", "1", "--warmup", "0", "--ignore-eos", "--no-telemetry"]
+    result = run_in_process(
+        capsys, "run", "--model", str(folder), "--prompt-len", "8", *fast, "--json", str(path)
+    )
+    assert result.returncode == 0, result.stderr
+    run = load_run(path)
+    assert run.config["prompt_tokens"] == 8 and [r.tokens_per_sequence for r in run.records] == [[3]]
+    assert foreign_lines(result.stderr) == []
+
+    result = run_in_process(capsys, "run", "--model", str(folder), "--prompt", "hi", *fast)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert result.stderr.startswith("llmprof: error: --prompt") and "has no tokenizer" in result.stderr

@@ -252,6 +252,13 @@ def _make_inputs(loaded: Any, args: argparse.Namespace) -> tuple[dict[str, Any],
     tokenizer = loaded.tokenizer
     tokenize_s = None
     if args.prompt is not None:
+        if tokenizer is None:
+            from llmprof.workloads.models import TOKENIZER_FILES
+
+            raise UsageError(
+                f"--prompt: the folder {args.model!r} has no tokenizer (no {' or '.join(TOKENIZER_FILES)});"
+                " --prompt-len N needs none (synthetic token ids)"
+            )
         start = time.perf_counter()
         ids = tokenizer(args.prompt, return_tensors="pt").input_ids
         tokenize_s = time.perf_counter() - start
@@ -262,16 +269,32 @@ def _make_inputs(loaded: Any, args: argparse.Namespace) -> tuple[dict[str, Any],
     else:
         length = args.prompt_len or DEFAULT_PROMPT_LEN
         _check_room(loaded, args, length)  # before allocating the prompts
-        vocab = min(len(tokenizer), loaded.model.get_input_embeddings().num_embeddings)
-        special = torch.tensor(sorted(set(tokenizer.all_special_ids)), dtype=torch.long)
+        vocab, special_ids = _vocabulary(loaded)
+        special = torch.tensor(sorted(special_ids), dtype=torch.long)
         allowed = torch.arange(vocab)[~torch.isin(torch.arange(vocab), special)]
         if not len(allowed):
-            raise UsageError(f"the tokenizer of {args.model!r} has no ordinary token to build a prompt from")
+            raise UsageError(f"model {args.model!r} has no ordinary token to build a prompt from")
         generator = torch.Generator().manual_seed(args.seed)
         ids = allowed[torch.randint(len(allowed), (args.batch_size, length), generator=generator)]
     prompt_tokens = int(ids.shape[1])
     inputs = {"input_ids": ids.to(loaded.device), "attention_mask": torch.ones_like(ids).to(loaded.device)}
     return inputs, prompt_tokens, tokenize_s
+
+
+def _vocabulary(loaded: Any) -> tuple[int, set[int]]:
+    """The ids a synthetic prompt draws from (those below the first) less the special ones: the tokenizer's,
+    or without one the model configuration's vocabulary size and its BOS, EOS, pad and decoder-start ids."""
+    embeddings = loaded.model.get_input_embeddings().num_embeddings
+    if loaded.tokenizer is not None:
+        return min(len(loaded.tokenizer), embeddings), set(loaded.tokenizer.all_special_ids)
+    config = loaded.model.config
+    text = getattr(config, "get_text_config", lambda: config)()
+    special: set[int] = set()
+    for source in (text, loaded.model.generation_config):
+        for field in ("bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id"):
+            value = getattr(source, field, None)
+            special.update(value if isinstance(value, list) else [] if value is None else [value])
+    return min(getattr(text, "vocab_size", None) or embeddings, embeddings), special
 
 
 def _check_room(loaded: Any, args: argparse.Namespace, prompt_tokens: int) -> None:
@@ -291,9 +314,10 @@ def _check_room(loaded: Any, args: argparse.Namespace, prompt_tokens: int) -> No
 
 
 def _generate_kwargs(loaded: Any, args: argparse.Namespace) -> dict[str, Any]:
-    tokenizer = loaded.tokenizer
     kwargs: dict[str, Any] = {"max_new_tokens": args.max_new_tokens, "do_sample": args.do_sample}
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    ids = loaded.tokenizer if loaded.tokenizer is not None else loaded.model.generation_config
+    pad = ids.pad_token_id if ids.pad_token_id is not None else ids.eos_token_id
+    pad = pad[0] if isinstance(pad, list) and pad else pad  # a generation config's EOS may be a list
     if pad is not None:
         kwargs["pad_token_id"] = pad
     if not args.do_sample:  # silence the warnings about sampling parameters that greedy ignores

@@ -17,14 +17,16 @@ from llmprof.workloads.demo import DEMO_NAME, demo_path, quiet_progress
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 DTYPE_ALIASES = {"fp32": "float32", "fp16": "float16", "half": "float16", "bf16": "bfloat16"}
+TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json")  # a tokenizer's save_pretrained writes both
 
 
 @dataclass
 class LoadedModel:
-    """A model ready for generate(), its tokenizer, and what the run report needs to know about it."""
+    """A model ready for generate(), its tokenizer (None: a folder without one), and what the run report needs
+    to know about it."""
 
     model: Any
-    tokenizer: Any
+    tokenizer: Any | None
     name: str
     device: torch.device
     dtype: torch.dtype
@@ -77,7 +79,8 @@ def load_model(
     """Load ``name`` (``demo``, a local directory or a hub id) for generation; with ``tp``, sharded over the
     ranks of this torchrun job (transformers' ``tp_plan="auto"``: this rank's shard on its own GPU, or on the
     CPU with gloo); with ``device_map`` (auto, balanced, sequential), spread over this machine's GPUs by
-    accelerate (``device`` is then where its forward starts). Raises ModelLoadError."""
+    accelerate (``device`` is then where its forward starts). A local directory without a tokenizer (none of
+    TOKENIZER_FILES) loads without one. Raises ModelLoadError."""
     from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, AutoTokenizer
 
     import llmprof.workloads.synthetic  # noqa: F401 - registers the synthetic model type with the Auto classes
@@ -121,10 +124,12 @@ def load_model(
         raise ModelLoadError(f"cannot load model {name!r}: {errors[0]}")
     if not callable(getattr(model, "generate", None)) or not model.can_generate():
         raise ModelLoadError(f"model {name!r} ({type(model).__name__}) has no generate()")
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(source)
-    except Exception as exc:
-        raise ModelLoadError(f"cannot load the tokenizer of {name!r}: {_first_line(exc)}") from exc
+    tokenizer = None
+    if not Path(source).is_dir() or any((Path(source) / file).exists() for file in TOKENIZER_FILES):
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(source)
+        except Exception as exc:
+            raise ModelLoadError(f"cannot load the tokenizer of {name!r}: {_first_line(exc)}") from exc
     if device_map is not None:  # where accelerate put it: the device its forward starts on
         from llmprof.capture.timeline import model_devices
 
