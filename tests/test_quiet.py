@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from run_cli import run_in_process, run_llmprof
 from tiny_models import tiny_llama
 
@@ -19,6 +20,7 @@ def foreign_lines(stderr: str) -> list[str]:
     return [line for line in stderr.replace("\r", "\n").splitlines() if not line.startswith(LLMPROF_LINES)]
 
 
+@pytest.mark.slow  # the demo built, loaded and profiled in a fresh process
 def test_a_first_run_with_kernels_prints_only_llmprofs_lines(tmp_path):
     """A fresh cache: the demo is built and saved, loaded, then profiled once more under torch.profiler."""
     env = {**os.environ, "LLMPROF_CACHE": str(tmp_path / "cache")}
