@@ -7,6 +7,7 @@ import io
 import json
 import shutil
 import statistics
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -508,6 +509,47 @@ def test_a_point_the_memory_estimate_cannot_fit_is_refused_before_any_work(tmp_p
     small, huge = load_sweep(path).points
     assert small.status == OK and huge.status == "refused" and huge.run is None
     assert "a batch of 4000000 x (8 + 2) tokens needs about" in huge.reason
+
+
+def test_the_time_left_counts_only_the_points_that_will_do_their_work(tmp_path, monkeypatch, capsys):
+    """Prompts of 100 tokens do not fit the context of 64: refused at once, as the skipped batch 4 after batch 2
+    ran out of memory; the time left is that of the points still to measure, at 10 s each on a fake clock."""
+    from llmprof.cli import sweep as sweep_cli
+    from llmprof.workloads import runner
+
+    model = save_synthetic(
+        tmp_path / "m", prefill_ms=1.0, decode_ms=1.0, oom_at_batch=2, max_position_embeddings=64
+    )
+    clock = [0.0]
+    monkeypatch.setattr(
+        sweep_cli, "time", SimpleNamespace(monotonic=lambda: clock[0], monotonic_ns=time.monotonic_ns)
+    )
+    real = runner.repeat_generate
+
+    def ten_seconds(*args, **kwargs):
+        clock[0] += 10.0
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "repeat_generate", ten_seconds)
+    args = ["--batch-size", "1,2,4", "--prompt-len", "8,100", "--max-new-tokens", "3"]
+    assert main(sweep_args(model, *args)) == 0
+    progress = [line for line in capsys.readouterr().err.splitlines() if line.startswith("llmprof: [")]
+    assert [line.split(": ")[2].split(",")[0] for line in progress] == [
+        OK,
+        REFUSED,
+        FAILED,
+        REFUSED,
+        SKIPPED,
+        REFUSED,
+    ]
+    assert [line[line.rindex("(") :] for line in progress] == [
+        "(5 left, 2 to measure, about 20 s more)",  # batch 2 and 4 at prompt 8, at 10 s each
+        "(4 left, 2 to measure, about 20 s more)",
+        "(3 left, none to measure)",  # batch 2 ran out of memory: batch 4 is skipped
+        "(2 left, none to measure)",
+        "(1 left, none to measure)",
+        "(0 left)",
+    ]
 
 
 def test_kernel_swaps_are_axes_each_on_its_own_variant(tmp_path, monkeypatch):

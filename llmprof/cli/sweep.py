@@ -112,7 +112,7 @@ def main(args: argparse.Namespace) -> int:
     refuse_under_torchrun("sweep")
     from llmprof.analysis.grid import point_key, points
     from llmprof.capture.environment import capture_environment
-    from llmprof.sweepfile import Sweep, load_sweep
+    from llmprof.sweepfile import FAILED, OK, Sweep, load_sweep
     from llmprof.workloads.models import load_model
 
     path = args.resume or args.json
@@ -146,6 +146,8 @@ def main(args: argparse.Namespace) -> int:
     }
     status = 0
     out_of_memory: dict[tuple[Any, ...], int] = {}  # (the point less its batch) -> the batch that ran out
+    refused = _refused(todo, loaded, args)
+    timed = 0  # the points that did their work (measured, or failed on the way): what the time went to
     started = time.monotonic()
     with interrupts.stopping(), contextlib.ExitStack() as attached:
         for profiler in {id(v.profiler): v.profiler for v in context["variants"].values()}.values():
@@ -162,7 +164,11 @@ def main(args: argparse.Namespace) -> int:
             sweep.record(point)
             if path:
                 _save(sweep, path)
-            _progress(n, len(todo), point, time.monotonic() - started)
+            timed += point.status in (OK, FAILED)
+            to_measure = sum(
+                point_key(p) not in refused and _skipped(p, out_of_memory) is None for p in todo[n:]
+            )
+            _progress(n, len(todo), point, time.monotonic() - started, timed, to_measure)
     with interrupts.deferred() as caught:
         sweep.interrupted = status != 0
         saved = _save(sweep, path) if path else True
@@ -227,6 +233,38 @@ def _variants(loaded: Any, axes: dict[str, list[Any]], args: argparse.Namespace)
     return out
 
 
+def _point_args(args: argparse.Namespace, params: dict[str, Any]) -> argparse.Namespace:
+    """The command line's options with the point's axes set."""
+    return argparse.Namespace(**{**vars(args), **{k: v for k, v in params.items() if k in AXES}})
+
+
+def _rest(params: dict[str, Any]) -> tuple[Any, ...]:
+    """The point less its batch: the points that differ by their batch alone share it."""
+    return tuple(v for k, v in sorted(params.items()) if k != "batch_size")
+
+
+def _skipped(params: dict[str, Any], out_of_memory: dict[tuple[Any, ...], int]) -> str | None:
+    """Why the point is skipped (a smaller batch of the same rest ran out of memory), or None."""
+    smallest = out_of_memory.get(_rest(params))
+    if smallest is None or params["batch_size"] < smallest:
+        return None
+    return f"batch {smallest} ran out of memory at the same prompt and generation"
+
+
+def _refused(todo: list[dict[str, Any]], loaded: Any, args: argparse.Namespace) -> set[str]:
+    """The keys of the points that the context check or the memory estimate refuses now, before any work (as
+    each point's own check will when it comes): the time left is that of the other points."""
+    from llmprof.analysis.grid import point_key
+
+    refused = set()
+    for params in todo:
+        try:
+            workload_for(loaded, _point_args(args, params))
+        except UsageError:
+            refused.add(point_key(params))
+    return refused
+
+
 def _point(
     params: dict[str, Any],
     context: dict[str, Any],
@@ -238,13 +276,10 @@ def _point(
     from llmprof.sweepfile import FAILED, REFUSED, SKIPPED, SweepPoint
     from llmprof.workloads.runner import depth_cache, repeat_generate
 
-    rest = tuple(v for k, v in sorted(params.items()) if k != "batch_size")
-    smallest = out_of_memory.get(rest)
-    if smallest is not None and params["batch_size"] >= smallest:
-        return SweepPoint(
-            params, SKIPPED, f"batch {smallest} ran out of memory at the same prompt and generation"
-        )
-    point_args = argparse.Namespace(**{**vars(args), **{k: v for k, v in params.items() if k in AXES}})
+    skipped = _skipped(params, out_of_memory)
+    if skipped is not None:
+        return SweepPoint(params, SKIPPED, skipped)
+    point_args = _point_args(args, params)
     depth = params.get("depth", 0)
     variant = context["variants"][_variant_key(params)]
     variant.prepared.activate()
@@ -280,6 +315,7 @@ def _point(
         lines = str(exc).strip().splitlines()
         reason = f"{type(exc).__name__}: {lines[0] if lines else ''}"
         if _is_out_of_memory(exc):
+            rest = _rest(params)
             out_of_memory[rest] = min(params["batch_size"], out_of_memory.get(rest, params["batch_size"]))
         return SweepPoint(params, FAILED, reason)
     close_run(run, _telemetry(variant.profiler, started), 0, point_args)
@@ -298,15 +334,21 @@ def _is_out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, MemoryError) or "out of memory" in str(exc).lower()
 
 
-def _progress(done: int, total: int, point: Any, elapsed: float) -> None:
+def _progress(done: int, total: int, point: Any, elapsed: float, timed: int, to_measure: int) -> None:
+    """Say how the point went and what is left: ``to_measure`` of the points left will do their work (the
+    others are refused or skipped at once), each in the mean time of the ``timed`` points so far."""
     from llmprof.report.sweep import point_medians
 
     tpot = point_medians(point).get("tpot")
     what = f"TPOT {tpot * 1e3:.3f} ms" if tpot is not None else (point.reason or point.status)
-    left = total - done
-    eta = f", about {elapsed / done * left:.0f} s more" if left else ""
+    left = [f"{total - done} left"]
+    if to_measure < total - done:
+        left.append(f"{to_measure or 'none'} to measure")
+    if to_measure and timed:
+        left.append(f"about {elapsed / timed * to_measure:.0f} s more")
     print(
-        f"llmprof: [{done}/{total}] {point.label}: {point.status}, {what} ({left} left{eta})", file=sys.stderr
+        f"llmprof: [{done}/{total}] {point.label}: {point.status}, {what} ({', '.join(left)})",
+        file=sys.stderr,
     )
 
 
