@@ -1,5 +1,7 @@
-"""Interleaved A/B: two variants of one model (attention implementation, torch.compile, dtype, a patch) run
-in one process, alternating A B A B ... so that machine drift hits both alike; then compared as `compare` does.
+"""Interleaved A/B: two variants of one model run alternately in one process, then compared.
+
+The variants (attention implementation, torch.compile, dtype, a patch, a decode loop) alternate call by call,
+A B A B ..., so that machine drift hits both alike; then they are compared as `compare` does.
 
 Variants are KEY=VALUE lists: --a attn=eager --b attn=sdpa; --b compile=on; --b dtype=bf16;
 --b patch=my_kernels:install; --b loop=my_loop:decode (a decode loop of one's own against generate(), as
