@@ -1,6 +1,7 @@
 """Reporters: golden files for table, Markdown and CSV from a hand-built run; plots; `report` without torch;
 bad input; atomic writes."""
 
+import csv
 import io
 import json
 import os
@@ -369,6 +370,19 @@ def test_one_registry_entry_reaches_the_tables_the_csv_and_comparisons(monkeypat
     assert render(run, "csv").splitlines()[0].split(",").count("latency_to_last_token_s") == 1
     (comparison,) = [c for c in compare_runs(run, run) if c.metric == extra.name]
     assert comparison.ratio == 1.0 and comparison.unit == "s"
+
+
+def test_csv_floats_are_rounded_to_9_decimals_and_written_in_their_shortest_form():
+    from llmprof.report.csv_format import cell
+
+    floats = [0.052282903000000006, 0.043000000000000003, 91.11617312072893, 1e-10, 2.5, float("nan")]
+    assert [cell(v) for v in floats] == ["0.052282903", "0.043", "91.116173121", "0.0", "2.5", "nan"]
+    assert [cell(v) for v in (None, 3, "6;4")] == ["", 3, "6;4"]  # None empty, the rest as they are
+    run = hand_run()
+    request = next(csv.DictReader(io.StringIO(render(run, "csv"))))
+    assert (request["ttft_s"], request["itl_p50_s"], request["host_prep_s"]) == ("0.043", "0.01275", "0.002")
+    step = next(csv.DictReader(io.StringIO(render(run, "csv", per_step=True))))
+    assert (step["itl_s"], step["forward_s"], step["kv_length"]) == ("0.01175", "0.011", "33")
 
 
 def test_a_noisy_run_says_so_in_one_line_and_a_quiet_one_says_nothing():

@@ -1,6 +1,7 @@
 """CSV: one row per request with every metric, or one row per decode step; each column's name carries its
-unit (``ttft_s``, ``tps_tok_per_s``, ``mbu_ratio``: ratios as 0..1), warm-ups flagged in ``warmup``.
-Never imports torch."""
+unit (``ttft_s``, ``tps_tok_per_s``, ``mbu_ratio``: ratios as 0..1), warm-ups flagged in ``warmup``; every
+value written by :func:`cell` (floats rounded to 1e-9), as in the kernel and sweep CSVs. Never imports
+torch."""
 
 from __future__ import annotations
 
@@ -24,11 +25,17 @@ TELEMETRY_COLUMNS = {
 STEP_KEYS = ["request", "warmup", "step", "kv_length"]
 
 
-def _cell(value: Any) -> Any:
+DECIMALS = 9  # a float cell's rounding: 1 ns of a time in seconds, far below what a rate or a ratio resolves
+
+
+def cell(value: Any) -> Any:
+    """A value as every llmprof CSV writes it: a float rounded to DECIMALS places, then its shortest repr that
+    reads back the same (``0.052282903``, not ``0.052282903000000006``; ``nan``, ``inf`` as they are); None
+    empty; an int or a string as it is."""
     if value is None:
         return ""
     if isinstance(value, float):
-        return repr(value)  # full precision, round-trips
+        return repr(round(float(value), DECIMALS))
     return value
 
 
@@ -36,7 +43,7 @@ def _write(out: IO[str], header: list[str], rows: list[dict[str, Any]]) -> None:
     writer = csv.DictWriter(out, fieldnames=header, lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: _cell(v) for k, v in row.items()})
+        writer.writerow({k: cell(v) for k, v in row.items()})
 
 
 def _roofline(run: Run) -> Roofline | None:

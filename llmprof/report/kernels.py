@@ -7,6 +7,7 @@ import statistics
 from typing import IO
 
 from llmprof.analysis.kernels import MIN_EFFECT, PHASES, KernelDiff, kernel_table
+from llmprof.report.csv_format import cell
 from llmprof.report.summary import Section, format_number
 from llmprof.runfile import Run
 
@@ -120,7 +121,8 @@ def diff_section(diff: KernelDiff, name_a: str, name_b: str, top: int = TOP) -> 
 
 
 def render_csv(run: Run, out: IO[str]) -> None:
-    """One row per captured step and operator/kernel: phase, step, name, device (-1: host), calls, time."""
+    """One row per captured step and operator/kernel: phase, step, name, device (-1: host), calls, time (each
+    value written by :func:`~llmprof.report.csv_format.cell`)."""
     import csv
 
     writer = csv.writer(out, lineterminator="\n")
@@ -135,4 +137,5 @@ def render_csv(run: Run, out: IO[str]) -> None:
                 ((k, v) for k, v in totals.items() if k[2] == step), key=lambda kv: (-kv[1][1], kv[0])
             )
             for (name, dev, _), (calls, time) in rows:
-                writer.writerow([phase, step, name, dev, calls, time, capture.step_time(step)])
+                row = [phase, step, name, dev, calls, time, capture.step_time(step)]
+                writer.writerow([cell(value) for value in row])

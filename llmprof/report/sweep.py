@@ -16,6 +16,7 @@ from typing import IO, Any
 from llmprof.analysis import registry
 from llmprof.analysis.compare import Comparison, compare_runs
 from llmprof.analysis.registry import ROOFLINE
+from llmprof.report.csv_format import cell
 from llmprof.report.summary import format_number, measured_warnings
 from llmprof.report.table import Column, Layout, console_for, left_out, print_fitted, width_of
 from llmprof.runfile import Run
@@ -170,14 +171,15 @@ def render_markdown(sweep: Sweep, out: IO[str]) -> None:
 
 
 def render_csv(sweep: Sweep, out: IO[str]) -> None:
-    """One CSV row per point: the axes, the status, the medians in base units (s, tok/s, ratios), each column
-    named as in a run's CSV (``ttft_s``, ``tps_tok_per_s``: the registry's), the note."""
+    """One CSV row per point: the axes, the status, the medians in base units (s, tok/s, ratios; written by
+    :func:`~llmprof.report.csv_format.cell`), each column named as in a run's CSV (``ttft_s``,
+    ``tps_tok_per_s``: the registry's), the note."""
     writer = csv.writer(out, lineterminator="\n")
     names = [metric for _, metric in METRIC_COLUMNS]
     writer.writerow([*sweep.axes, "status", *(registry.BY_NAME[n].column for n in names), "note"])
     for point in sweep.points:
         medians = point_medians(point)
-        values = ["" if medians.get(n) is None else repr(medians[n]) for n in names]
+        values = [cell(medians.get(n)) for n in names]
         writer.writerow([*(point.params[a] for a in sweep.axes), point.status, *values, note(point)])
 
 
