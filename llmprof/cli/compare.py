@@ -76,9 +76,17 @@ def emit_comparison(reports: list, runs: list, args: argparse.Namespace) -> None
 
         write_plot(lambda png: render_comparison(reports, runs, png), args.output)
         return
-    write_text(
-        render_comparison_markdown(reports) if args.format == "md" else render_comparison_table(reports), args
-    )
+    if args.format == "md":
+        write_text(render_comparison_markdown(reports), args)
+    else:
+        write_text(render_comparison_table(reports, text_width(args)), args)
+
+
+def text_width(args: argparse.Namespace) -> int:
+    """The width of a comparison's terminal table: the terminal's on stdout, a file's (COLUMNS or 140) with -o."""
+    from llmprof.report.table import width_of
+
+    return width_of(sys.stdout if args.output is None else None)
 
 
 def write_text(text: str, args: argparse.Namespace) -> None:
@@ -155,6 +163,6 @@ def _compare_sweeps(sweeps: list, args: argparse.Namespace) -> int:
         text = ""
         for (name_a, name_b, points), sweep in zip(compared, sweeps[1:]):
             axes = list(dict.fromkeys([*sweeps[0].axes, *sweep.axes]))
-            text += render_comparison(points, axes, (name_a, name_b), args.format)
+            text += render_comparison(points, axes, (name_a, name_b), args.format, text_width(args))
         write_text(text, args)
     return failed_thresholds(lines)

@@ -25,8 +25,9 @@ NARROW = ["median", "p99", "95% CI of median"]
 WIDEST = 10**6  # wider than any cell
 
 
-def width_of(out: IO[str]) -> int:
-    """The width to render at: the terminal's when ``out`` is one, else ``COLUMNS`` if set, else FILE_WIDTH."""
+def width_of(out: IO[str] | None) -> int:
+    """The width to render at: the terminal's when ``out`` is one, else ``COLUMNS`` if set, else FILE_WIDTH
+    (``out`` None: a file not opened yet)."""
     if "COLUMNS" in os.environ:
         try:
             return max(int(os.environ["COLUMNS"]), 40)
