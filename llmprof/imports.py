@@ -72,6 +72,8 @@ def _shadowing_files(exc: ImportError) -> list[str]:
     name: outside site-packages and the standard library, while a package of that name is installed."""
     roots = _installed_roots()
     candidates = [exc.path] if exc.path else []
+    loaded = sys.modules.get((exc.name or "").partition(".")[0])  # `No module named 'x.y'; 'x' is not a package`
+    candidates += [loaded.__file__] if getattr(loaded, "__file__", None) else []
     candidates += [frame.filename for frame in traceback.extract_tb(exc.__traceback__)]
     found: list[str] = []
     for filename in candidates:

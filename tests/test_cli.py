@@ -284,6 +284,25 @@ def test_a_package_shadowed_on_pythonpath_is_named_in_one_line(env, tmp_path):
     )
 
 
+def test_both_ways_a_shadowed_import_fails_name_the_file(tmp_path, monkeypatch):
+    import types
+
+    from llmprof.imports import import_failure
+
+    shadow = tmp_path / "json.py"  # the standard library's json, shadowed
+    shadow.write_text("")
+    cannot = ImportError("cannot import name 'dumps' from 'json'", name="json", path=str(shadow))
+    assert import_failure(cannot).startswith(
+        f"{shadow} shadows an installed package of its name (rename it): "
+    )
+    monkeypatch.setitem(sys.modules, "json", types.SimpleNamespace(__file__=str(shadow)))
+    no_module = ModuleNotFoundError("No module named 'json.x'; 'json' is not a package", name="json.x")
+    assert import_failure(no_module).startswith(f"{shadow} shadows an installed package")
+    assert import_failure(ImportError("libfoo.so: cannot open")) == (
+        "cannot import a library llmprof needs: ImportError: libfoo.so: cannot open"
+    )
+
+
 def test_a_patch_module_named_like_an_imported_package_is_refused(tmp_path, monkeypatch):
     from llmprof.errors import UsageError
     from llmprof.workloads.variants import load_function
