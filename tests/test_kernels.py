@@ -4,11 +4,10 @@ where kernels run after the step that launched them), the tables and the kernel 
 known cost."""
 
 import json
-import os
 import random
 
 import pytest
-from run_cli import run_llmprof
+from run_cli import run_in_process
 from timelines import MS, host_marks, record
 
 from llmprof.analysis.kernels import HOST, KernelCapture, kernel_diff, kernel_table
@@ -201,9 +200,13 @@ def test_operators_are_on_llmprofs_clock_inside_the_forwards_that_ran_them():
     assert checked == len(capture.steps) == 5
 
 
-def test_run_kernels_on_the_demo_lists_its_matmuls_and_attention(tmp_path):
+def test_run_kernels_on_the_demo_lists_its_matmuls_and_attention(tmp_path, capsys):
     out = tmp_path / "run.json"
-    result = run_llmprof(
+
+    def cli(*args):
+        return run_in_process(capsys, *args)
+
+    result = cli(
         "run", "--kernels", "4", "--max-new-tokens", "12", "--repeats", "2", "--prompt-len", "16",
         "--ignore-eos", "--no-telemetry", "--format", "md", "--json", str(out),
     )  # fmt: skip
@@ -217,16 +220,16 @@ def test_run_kernels_on_the_demo_lists_its_matmuls_and_attention(tmp_path):
     names = {r.name for r in decode.rows}
     assert "aten::mm" in names and any("scaled_dot_product" in n for n in names)
     assert 0 < decode.total_ns <= decode.step_ns
-    csv = run_llmprof("report", str(out), "--format", "csv", "--kernels")
+    csv = cli("report", str(out), "--format", "csv", "--kernels")
     assert csv.returncode == 0, csv.stderr
     lines = csv.stdout.splitlines()
     assert lines[0] == "phase,step,name,device,calls,time_ns,step_ns"
     assert {line.split(",")[1] for line in lines[1:]} == {"1", "5", "6", "7", "8"}
-    table = run_llmprof("report", str(out))
+    table = cli("report", str(out))
     assert "Kernels: prefill" in table.stdout and "outside operators" in table.stdout
     bare = tmp_path / "bare.json"
-    assert run_llmprof("run", "--max-new-tokens", "4", "--repeats", "1", "--json", str(bare)).returncode == 0
-    refused = run_llmprof("report", str(bare), "--format", "csv", "--kernels")
+    assert cli("run", "--max-new-tokens", "4", "--repeats", "1", "--json", str(bare)).returncode == 0
+    refused = cli("report", str(bare), "--format", "csv", "--kernels")
     assert refused.returncode == 2 and "has no kernels (run it with --kernels N)" in refused.stderr
 
 
@@ -251,12 +254,13 @@ def ops_model(tmp_path_factory):
     return path
 
 
-def test_ab_kernels_finds_the_one_slower_operator(ops_model, tmp_path):
-    result = run_llmprof(
+def test_ab_kernels_finds_the_one_slower_operator(ops_model, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(ops_model.parent)
+    result = run_in_process(
+        capsys,
         "ab", "--model", str(ops_model), "--b", "patch=llmprof_test_slow_op:slow_b", "--kernels", "8", "--repeats", "4",
         "--prompt-len", "4", "--max-new-tokens", "24", "--ignore-eos", "--no-telemetry", "--format", "md",
         "--json-a", str(tmp_path / "a.json"), "--json-b", str(tmp_path / "b.json"),
-        cwd=ops_model.parent,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
@@ -272,19 +276,21 @@ def test_ab_kernels_finds_the_one_slower_operator(ops_model, tmp_path):
     assert any(line.startswith("- TPOT +") and "op_b +" in line for line in lines)
 
 
-def test_the_profiled_call_comes_after_every_measured_one(ops_model, tmp_path):
+def test_the_profiled_call_comes_after_every_measured_one(ops_model, tmp_path, capsys, monkeypatch):
     watch = tmp_path / "watch.txt"
-    result = run_llmprof(
+    monkeypatch.chdir(ops_model.parent)
+    monkeypatch.setenv("WATCH", str(watch))
+    result = run_in_process(
+        capsys,
         "run", "--model", str(ops_model), "--patch", "llmprof_test_watch:watch", "--kernels", "2", "--repeats", "3",
         "--warmup", "1", "--prompt-len", "4", "--max-new-tokens", "6", "--no-telemetry",
-        cwd=ops_model.parent, env={**os.environ, "WATCH": str(watch)},
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert watch.read_text() == "00001"  # warm-up and 3 repeats unprofiled, then the one profiled call
 
 
-def test_kernels_steps_needs_kernels():
-    result = run_llmprof("run", "--kernels-steps", "4:8", "--repeats", "1")
+def test_kernels_steps_needs_kernels(capsys):
+    result = run_in_process(capsys, "run", "--kernels-steps", "4:8", "--repeats", "1")
     assert result.returncode == 2 and "--kernels-steps goes with --kernels N" in result.stderr
 
 

@@ -4,13 +4,12 @@ reports, and the demo run on the CPU."""
 
 import json
 import math
-import os
 import subprocess
 import sys
 
 import pytest
 import torch
-from run_cli import run_llmprof
+from run_cli import run_in_process
 from timelines import PEAKS, SYNTHETIC, host_marks, record, synthetic_run
 from tiny_models import TEXT, tiny_llama, tiny_llava
 from transformers import LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM
@@ -407,12 +406,12 @@ def test_rate_option_reads_numbers_and_si_units():
             bandwidth(bad)
 
 
-def test_demo_run_on_cpu_prints_floor_mbu_and_mfu_from_a_measured_bandwidth(tmp_path):
-    env = {**os.environ, "LLMPROF_CACHE": str(tmp_path / "cache")}
+def test_demo_run_on_cpu_prints_floor_mbu_and_mfu_from_a_measured_bandwidth(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("LLMPROF_CACHE", str(tmp_path / "cache"))
     path = tmp_path / "run.json"
 
     def llmprof(*args):
-        return run_llmprof(*args, env=env)
+        return run_in_process(capsys, *args)
 
     result = llmprof("run", "--repeats", "2", "--max-new-tokens", "8", "--json", str(path))
     assert result.returncode == 0, result.stderr
