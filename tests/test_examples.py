@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from run_cli import run_llmprof
+from run_cli import run_in_process
 from tiny_models import tiny_llama
 
 import llmprof
@@ -57,12 +57,12 @@ def test_the_custom_kernel_loop_refuses_a_model_without_the_kernel():
         )
 
 
-def test_ab_runs_a_loop_variant_against_generate_interleaved(tmp_path):
+def test_ab_runs_a_loop_variant_against_generate_interleaved(tmp_path, capsys, monkeypatch):
     a, b = tmp_path / "a.json", tmp_path / "b.json"
-    result = run_llmprof(
-        "ab", "--b", "loop=examples.gpt_fast_loop:decode_eager", "--repeats", "4", "--max-new-tokens", "6",
-        "--prompt-len", "16", "--no-telemetry", "--json-a", str(a), "--json-b", str(b), "--format", "md",
-        cwd=ROOT,
+    monkeypatch.chdir(ROOT)
+    result = run_in_process(
+        capsys, "ab", "--b", "loop=examples.gpt_fast_loop:decode_eager", "--repeats", "4", "--max-new-tokens",
+        "6", "--prompt-len", "16", "--no-telemetry", "--json-a", str(a), "--json-b", str(b), "--format", "md",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "B (loop=examples.gpt_fast_loop:decode_eager) against A" in result.stdout
