@@ -263,11 +263,23 @@ void install_marking_call(const py::object& cls, const py::object& list_call) {
     if (rc < 0) throw py::error_already_set();
 }
 
+// A step's token count is kept as int32 and summed over a request's steps: bounded where it enters.
+constexpr std::int64_t kMaxStepTokens = 1 << 20;
+
 // The strict token() of the public API: misuse raises; flags may be a one-byte tensor or a sequence.
-void checked_token(Timeline& tl, const py::object& finished, std::int64_t tokens) {
+void checked_token(Timeline& tl, const py::object& finished, const py::handle& count) {
     if (!tl.open()) misuse("token() outside a request: open one with Recorder.request()");
     if (tl.in_forward()) misuse("token() inside a forward() block: the forward must end before its token");
-    if (tokens < 1) misuse("a step appends at least one token, got " + std::to_string(tokens));
+    int overflow = 0;
+    std::int64_t tokens = 0;  // an int (or anything with __index__, not a bool): else refused below
+    if (!PyBool_Check(count.ptr()) && PyIndex_Check(count.ptr())) {
+        const auto index = py::reinterpret_steal<py::object>(PyNumber_Index(count.ptr()));
+        if (!index) throw py::error_already_set();
+        tokens = PyLong_AsLongLongAndOverflow(index.ptr(), &overflow);
+    }
+    if (tokens < 1 || tokens > kMaxStepTokens || overflow != 0)
+        misuse("tokens: a step appends an int of 1 to " + std::to_string(kMaxStepTokens) + " tokens, got " +
+               py::repr(count).cast<std::string>());
     if (finished.is_none()) {
         tl.token(tokens);
         return;

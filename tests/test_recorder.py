@@ -4,6 +4,7 @@ synthetic ground truth, misuse, and run files that report and compare as any oth
 import statistics
 import time
 
+import numpy as np
 import pytest
 import torch
 from tiny_models import tiny_llama
@@ -137,6 +138,43 @@ def test_misuse_is_an_error_not_a_wrong_number():
     with rec.request():
         rec.token()
     assert len(rec.records) == 1  # and the recorder still works
+
+
+@pytest.mark.parametrize(
+    "request_kwargs, tokens, message",
+    [
+        (
+            {},
+            2**31,
+            r"tokens: a step appends an int of 1 to 1048576 tokens, got 2147483648",
+        ),  # was int32 wrap
+        ({}, 2**70, r"got 1180591620717411303424"),
+        ({}, True, r"got True"),
+        ({}, 1.5, r"got 1.5"),
+        ({"batch": 0}, 1, r"batch must be an int from 1 to 1048576, got 0"),
+        ({"prompt_tokens": 2**40}, 1, r"prompt_tokens must be an int from 0 to 2147483647"),
+        ({"max_steps": 2**31}, 1, r"max_steps must be an int from 1 to 16777216"),  # reserved before t0
+        ({"prefill_tokens": -1}, 1, r"prefill_tokens must be an int from 0"),
+        ({"batch": 2.0}, 1, r"batch must be an int"),
+    ],
+)
+def test_counts_are_checked_where_they_enter(request_kwargs, tokens, message):
+    rec = llmprof.Recorder()
+    with pytest.raises(CaptureError, match=message), rec.request(**request_kwargs):
+        rec.token(tokens=tokens)
+    assert rec.records == []
+    with rec.request(batch=np.int64(2), prompt_tokens=np.int32(4)):  # numpy ints are ints
+        rec.token(tokens=np.int64(3))
+    assert rec.records[0].tokens_per_sequence == [3, 3] and rec.records[0].prompt_tokens == 4
+
+
+def test_a_config_with_a_nan_is_refused_at_save_not_at_load(tmp_path):
+    rec = llmprof.Recorder()
+    with rec.request():
+        rec.token()
+    with pytest.raises(CaptureError, match=r"config\['tries'\]\[1\] is not a finite number"):
+        rec.save(str(tmp_path / "run.json"), config={"tries": [1.0, float("nan")]})
+    assert not (tmp_path / "run.json").exists()
 
 
 def test_a_recorded_loop_saves_a_run_that_reports_and_compares_with_a_generate_run(tmp_path):

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import math
+import operator
 import sys
 import weakref
 from collections.abc import Iterator, Sequence
@@ -107,6 +109,11 @@ class Capture:
         return {device: [row[lane] for row in rows] for lane, device in enumerate(self.devices)}
 
 
+# what Recorder.request() accepts, checked where the counts enter rather than where they would overflow
+MAX_BATCH = 1 << 20
+MAX_TOKENS = (1 << 31) - 1
+MAX_STEPS = 1 << 24  # room for the steps is reserved before t0
+
 COMPILED = (
     "torch.compile compiled new graphs during the call: its times include compiling (more warm-ups: --warmup N"
     " or auto)"
@@ -118,6 +125,35 @@ def compiled_graphs() -> int:
     counters are read only once torch._dynamo is imported, never importing it)."""
     utils = sys.modules.get("torch._dynamo.utils")
     return 0 if utils is None else utils.counters["stats"]["unique_graphs"]
+
+
+def _count(name: str, value: Any, low: int, high: int) -> int:
+    """``value`` as an int (anything with ``__index__`` but a bool) from ``low`` to ``high``, else CaptureError."""
+    try:
+        number = operator.index(value) if not isinstance(value, bool) else None
+    except TypeError:
+        number = None
+    if number is None or not low <= number <= high:
+        raise CaptureError(f"Recorder.request(): {name} must be an int from {low} to {high}, got {value!r}")
+    return number
+
+
+def _not_finite(value: Any, where: str = "config") -> str | None:
+    """The first place in ``value`` (dicts, lists, numbers) holding a NaN or an infinity, as ``config['key']``."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return where
+    items = (
+        value.items()
+        if isinstance(value, dict)
+        else enumerate(value)
+        if isinstance(value, list | tuple)
+        else ()
+    )
+    for key, item in items:
+        found = _not_finite(item, f"{where}[{key!r}]")
+        if found:
+            return found
+    return None
 
 
 class Recorder(Records):
@@ -168,11 +204,13 @@ class Recorder(Records):
         request that raises is forgotten."""
         if self.timeline.open:
             raise CaptureError("Recorder.request() inside a request: end the first one first")
-        if batch < 1 or prompt_tokens < 0 or max_steps < 1:
-            raise CaptureError(
-                "a request needs batch >= 1, prompt_tokens >= 0 and max_steps >= 1, got"
-                f" {batch}, {prompt_tokens} and {max_steps}"
-            )
+        batch, prompt_tokens, max_steps = (
+            _count("batch", batch, 1, MAX_BATCH),
+            _count("prompt_tokens", prompt_tokens, 0, MAX_TOKENS),
+            _count("max_steps", max_steps, 1, MAX_STEPS),
+        )
+        if prefill_tokens is not None:
+            prefill_tokens = _count("prefill_tokens", prefill_tokens, 0, MAX_TOKENS * MAX_BATCH)
         self.begin(max_steps, batch)
         self.timeline.arm(True)
         try:
@@ -214,6 +252,11 @@ class Recorder(Records):
         from llmprof.capture.environment import capture_environment
         from llmprof.runfile import Run, save_run
 
+        bad = _not_finite(config or {})
+        if bad:
+            raise CaptureError(
+                f"Recorder.save(config=...): {bad} is not a finite number (a run file holds none)"
+            )
         model = self._model() if self._model is not None else None
         known: dict[str, Any] = {"device": str(self.device)}
         if model is not None:
