@@ -162,7 +162,7 @@ def main(args: argparse.Namespace) -> int:
                 )
                 break
             sweep.record(point)
-            if path:
+            if path and sweep.measured():  # a sweep that measured nothing leaves an existing file as it was
                 _save(sweep, path)
             timed += point.status in (OK, FAILED)
             to_measure = sum(
@@ -171,9 +171,13 @@ def main(args: argparse.Namespace) -> int:
             _progress(n, len(todo), point, time.monotonic() - started, timed, to_measure)
     with interrupts.deferred() as caught:
         sweep.interrupted = status != 0
-        saved = _save(sweep, path) if path else True
+        saved = _save(sweep, path) if path and sweep.measured() else True
         emit_sweep(sweep, args)
-    return status or (128 + caught[0] if caught else 0) or (0 if saved else 1)
+        if not sweep.measured():
+            kept = f": {path} is left as it was" if path else ""
+            print(f"llmprof: nothing was measured{kept}", file=sys.stderr)
+    nothing = 0 if sweep.measured() else 1
+    return status or (128 + caught[0] if caught else 0) or (0 if saved else 1) or nothing
 
 
 def _resumed(sweep: Any, axes: dict[str, list[Any]], shared: dict[str, Any]) -> Any:
