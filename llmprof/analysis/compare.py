@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -217,13 +217,41 @@ class Threshold:
         return c.ci_low > self.limit if self.limit >= 1 else c.ci_high < self.limit
 
 
+@dataclass
+class Gate:
+    """What ``--fail-on`` found: one line per threshold passed (``regressions``) and one per threshold it could
+    not judge (``unjudged``: too few repeats, the metric or the point missing on one side)."""
+
+    regressions: list[str] = field(default_factory=list)
+    unjudged: list[str] = field(default_factory=list)
+
+    def __add__(self, other: Gate) -> Gate:
+        return Gate(self.regressions + other.regressions, self.unjudged + other.unjudged)
+
+
 def regressions(
-    comparisons: Sequence[Comparison], thresholds: Sequence[Threshold], where: str = ""
-) -> list[str]:
-    """One line per threshold that ``comparisons`` exceed, e.g. "tpot +2.0%: B / A 1.103 (CI 1.081-1.125)"."""
-    return [
-        f"{where}{t.describe()}: B / A {c.ratio:.3f} (CI {c.ci_low:.3f}-{c.ci_high:.3f})"
-        for t in thresholds
-        for c in comparisons
-        if t.exceeded(c)
-    ]
+    comparisons: Sequence[Comparison], thresholds: Sequence[Threshold], where: str = "", missing: str = ""
+) -> Gate:
+    """Each threshold against ``comparisons`` (of B at ``where``: a file, a point): passed, e.g. "tpot +2.0%:
+    B / A 1.103 (CI 1.081-1.125)", or not judged, e.g. "--fail-on tpot +2.0%: cannot judge b.json: too few
+    repeats (3 < 4)"; ``missing`` says why there is no comparison at all (a point not measured on one side)."""
+    gate = Gate()
+    prefix = f"{where}: " if where else ""
+    for t in thresholds:
+        c = next((c for c in comparisons if c.metric == t.metric), None)
+        if c is not None and t.exceeded(c):
+            gate.regressions.append(
+                f"{prefix}{t.describe()}: B / A {c.ratio:.3f} (CI {c.ci_low:.3f}-{c.ci_high:.3f})"
+            )
+        elif c is None or math.isnan(c.ci_low):
+            why = (missing or f"{t.metric} is not measured on both sides") if c is None else _no_ci(c)
+            at = f" {where}" if where else ""
+            gate.unjudged.append(f"--fail-on {t.describe()}: cannot judge{at}: {why}")
+    return gate
+
+
+def _no_ci(c: Comparison) -> str:
+    """Why a comparison has no CI: too few repeats (with how many), or its verdict's reason."""
+    if c.verdict == TOO_FEW:
+        return f"too few repeats ({min(c.n_a, c.n_b)} < {MIN_REPEATS})"
+    return c.verdict

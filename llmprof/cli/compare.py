@@ -2,16 +2,21 @@
 
 Per metric, the ratio of medians with a 95% bootstrap CI and a verdict (faster, slower, no significant
 difference); each run after the first is compared with the first. --fail-on METRIC:+N% exits 1 when B
-regressed past the threshold with confidence (for CI)."""
+regressed past the threshold with confidence (for CI), or when it cannot judge it (too few repeats, the metric or
+a point missing on one side) unless --allow-unjudged."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from llmprof.cli.common import check_distinct, check_output_path
 from llmprof.cli.output import write_plot
 from llmprof.errors import UsageError
+
+if TYPE_CHECKING:
+    from llmprof.analysis.compare import Gate
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
@@ -35,7 +40,13 @@ def add_comparison_output(parser: argparse.ArgumentParser) -> None:
         type=fail_on,
         metavar="METRIC:+N%",
         help="exit 1 when B / A of METRIC lies wholly past +N%% (or -N%%) with 95%% confidence, e.g."
-        " tpot:+2%% or tps:-5%% (repeatable; without a sign, the metric's worse side)",
+        " tpot:+2%% or tps:-5%% (repeatable; without a sign, the metric's worse side); a threshold it cannot"
+        " judge (too few repeats, the metric or point missing on one side) exits 1 too",
+    )
+    parser.add_argument(
+        "--allow-unjudged",
+        action="store_true",
+        help="with --fail-on: a threshold that cannot be judged is said on stderr but does not fail",
     )
 
 
@@ -49,11 +60,15 @@ def fail_on(text: str) -> object:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def failed_thresholds(lines: list[str]) -> int:
-    """Say each regression past a --fail-on threshold on stderr; the exit status (1 if any, else 0)."""
-    for line in lines:
+def failed_thresholds(gate: Gate, allow_unjudged: bool = False) -> int:
+    """Say each regression past a --fail-on threshold, and each threshold that could not be judged, on stderr;
+    the exit status: 1 if any regressed, or any could not be judged unless ``allow_unjudged``, else 0."""
+    for line in gate.regressions:
         print(f"llmprof: regression past --fail-on {line}", file=sys.stderr)
-    return 1 if lines else 0
+    for line in gate.unjudged:
+        allowed = " (allowed by --allow-unjudged)" if allow_unjudged else ""
+        print(f"llmprof: {line}{allowed}", file=sys.stderr)
+    return 1 if gate.regressions or (gate.unjudged and not allow_unjudged) else 0
 
 
 def check_comparison_output(args: argparse.Namespace) -> None:
@@ -103,7 +118,7 @@ def write_text(text: str, args: argparse.Namespace) -> None:
 def main(args: argparse.Namespace) -> int:
     """Load the runs (or sweeps) and compare each with the first; returns the exit status (1 when a --fail-on
     threshold is passed)."""
-    from llmprof.analysis.compare import compare_kernels, compare_runs, regressions, setup_differences
+    from llmprof.analysis.compare import Gate, compare_kernels, compare_runs, regressions, setup_differences
     from llmprof.report.comparison import ComparisonReport
 
     if len(args.runs) < 2:
@@ -128,8 +143,8 @@ def main(args: argparse.Namespace) -> int:
         for path, run in zip(args.runs[1:], runs[1:])
     ]
     emit_comparison(reports, runs, args)
-    lines = [line for r in reports for line in regressions(r.comparisons, args.fail_on, f"{r.name_b}: ")]
-    return failed_thresholds(lines)
+    gate = sum((regressions(r.comparisons, args.fail_on, r.name_b) for r in reports), Gate())
+    return failed_thresholds(gate, args.allow_unjudged)
 
 
 def _load(path: str) -> object:
@@ -145,16 +160,16 @@ def _load(path: str) -> object:
 
 def _compare_sweeps(sweeps: list, args: argparse.Namespace) -> int:
     """Each sweep after the first against it, point by point."""
-    from llmprof.analysis.compare import regressions
+    from llmprof.analysis.compare import Gate, regressions
     from llmprof.report.sweep import compare_points, render_comparison
 
-    compared, lines = [], []
+    compared, gate = [], Gate()
     for path, sweep in zip(args.runs[1:], sweeps[1:]):
         points = compare_points(sweeps[0], sweep)
         compared.append((args.runs[0], path, points))
         for p in points:
-            where = f"{path}: " + " ".join(f"{k}={v}" for k, v in p.params.items()) + ": "
-            lines += regressions(p.comparisons, args.fail_on, where)
+            where = f"{path} at " + " ".join(f"{k}={v}" for k, v in p.params.items())
+            gate += regressions(p.comparisons, args.fail_on, where, p.missing)
     if args.format == "plot":
         from llmprof.report.plot import render_sweep_comparison
 
@@ -165,4 +180,4 @@ def _compare_sweeps(sweeps: list, args: argparse.Namespace) -> int:
             axes = list(dict.fromkeys([*sweeps[0].axes, *sweep.axes]))
             text += render_comparison(points, axes, (name_a, name_b), args.format, text_width(args))
         write_text(text, args)
-    return failed_thresholds(lines)
+    return failed_thresholds(gate, args.allow_unjudged)

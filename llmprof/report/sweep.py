@@ -219,11 +219,19 @@ def compare_points(a: Sweep, b: Sweep) -> list[PointComparison]:
     for key, values in params.items():
         pa, pb = ran_a.get(key), ran_b.get(key)
         if pa is None or pa.run is None or pb is None or pb.run is None:
-            missing = "not measured in A" if pa is None else "not measured in B"
+            missing = _not_measured(a, key, "A") if pa is None else _not_measured(b, key, "B")
             out.append(PointComparison(values, missing=missing))
         else:
             out.append(PointComparison(values, compare_runs(pa.run, pb.run)))
     return out
+
+
+def _not_measured(sweep: Sweep, key: str, side: str) -> str:
+    """Why the point ``key`` has no run in ``sweep`` (``side``: A or B): its status there, or not measured."""
+    point = next((p for p in sweep.points if p.key == key), None)
+    if point is None or point.status == OK:
+        return f"not measured in {side}"
+    return f"{point.status} in {side}" + (f": {point.reason}" if point.reason else "")
 
 
 def _comparison_header(axes: list[str]) -> list[str]:
