@@ -5,6 +5,7 @@ Ctrl-C, a depth that cannot be sized)."""
 import pytest
 from run_cli import run_in_process
 
+from llmprof.runfile import load_run
 from llmprof.workloads.synthetic import save_synthetic
 
 SENTINEL = "an older sweep, to be replaced only by a sweep that measured something\n"
@@ -27,3 +28,45 @@ def test_a_sweep_that_measured_nothing_leaves_an_existing_file_as_it_was(synthet
     )
     assert path.read_text() == SENTINEL
     assert "refused" in result.stdout  # the table still says why each point was refused
+
+
+EXITING_LOOP = '''import torch
+
+calls = []
+
+
+def decode(model, inputs, recorder):
+    """A greedy loop that exits the process on its third call."""
+    calls.append(1)
+    if len(calls) == 3:
+        raise SystemExit(0)
+    ids = inputs["input_ids"]
+    with torch.no_grad(), recorder.request(batch=ids.shape[0], prompt_tokens=ids.shape[1]):
+        with recorder.prefill():
+            model(input_ids=ids)
+        recorder.token()
+        for _ in range(inputs["max_new_tokens"] - 1):
+            with recorder.forward():
+                model(input_ids=ids)
+            recorder.token()
+'''
+
+
+@pytest.mark.parametrize("command", ["run", "ab"])
+def test_a_loop_that_exits_keeps_and_saves_what_was_measured(
+    synthetic, tmp_path, capsys, monkeypatch, command
+):
+    module = f"llmprof_test_exiting_{command}"  # a fresh module (its own call count) for each case
+    (tmp_path / f"{module}.py").write_text(EXITING_LOOP)
+    monkeypatch.chdir(tmp_path)
+    common = ["--model", str(synthetic), "--prompt-len", "4", "--max-new-tokens", "3", "--repeats", "5"]
+    if command == "run":
+        args = ["run", *common, "--loop", f"{module}:decode", "--json", "a.json"]
+    else:
+        args = ["ab", *common, "--b", f"loop={module}:decode", "--json-a", "a.json", "--json-b", "b.json"]
+    result = run_in_process(capsys, *args, "--warmup", "1", "--no-telemetry")
+    assert result.returncode == 1 and "the loop raised SystemExit(0)" in result.stderr, result.stderr
+    runs = [load_run(tmp_path / name) for name in (["a.json"] if command == "run" else ["a.json", "b.json"])]
+    # the loop's warm-up and first repeat ran; in ab, A's generate() ran alongside as far as B got
+    assert [len(run.measured) for run in runs] == ([1] if command == "run" else [2, 1])
+    assert all(run.interrupted for run in runs) and "TPOT" in result.stdout

@@ -59,9 +59,13 @@ def recorded_call(
     loop: Callable[..., Any], recorder: Any, model: Any, inputs: dict[str, Any], warmup: bool = False
 ) -> RawRequest:
     """One call of a user's decode loop ``loop(model, inputs, recorder)``: the request it recorded (flagged
-    warm-up or not). Raises CaptureError when it recorded none, or more than one."""
+    warm-up or not). Raises CaptureError when it recorded none, or more than one, or when the loop exits
+    (``SystemExit``, as any other exception, ends the measuring and keeps what was measured)."""
     before = len(recorder.records)
-    loop(model, inputs, recorder)
+    try:
+        loop(model, inputs, recorder)
+    except SystemExit as exc:
+        raise CaptureError(f"the loop raised SystemExit({exc.code!r})") from None
     new = len(recorder.records) - before
     if new != 1:
         raise CaptureError(
