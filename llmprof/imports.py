@@ -71,8 +71,11 @@ def _shadowing_files(exc: ImportError) -> list[str]:
     """The files, among those the failed import touched, that stand in for an installed package of their
     name: outside site-packages and the standard library, while a package of that name is installed."""
     roots = _installed_roots()
+    import_roots = {os.path.realpath(p or os.getcwd()) for p in sys.path}  # where top-level modules come from
     candidates = [exc.path] if exc.path else []
-    loaded = sys.modules.get((exc.name or "").partition(".")[0])  # `No module named 'x.y'; 'x' is not a package`
+    loaded = sys.modules.get(
+        (exc.name or "").partition(".")[0]
+    )  # `No module named 'x.y'; 'x' is not a package`
     candidates += [loaded.__file__] if getattr(loaded, "__file__", None) else []
     candidates += [frame.filename for frame in traceback.extract_tb(exc.__traceback__)]
     found: list[str] = []
@@ -83,7 +86,12 @@ def _shadowing_files(exc: ImportError) -> list[str]:
         real = os.path.realpath(path)
         if any(real.startswith(root + os.sep) for root in roots):
             continue
-        name = path.parent.name if path.name == "__init__.py" else path.stem
+        top = path.parent if path.name == "__init__.py" else path  # the top-level module or package
+        if os.path.realpath(top.parent) not in import_roots:  # a submodule (llmprof/analysis/kernels.py)
+            continue
+        name = top.stem
+        if name == __name__.partition(".")[0]:  # llmprof's own source (an editable install) shadows nothing
+            continue
         installed = importlib.machinery.PathFinder.find_spec(name, roots)
         if installed is not None and installed.origin != real and str(path) not in found:
             found.append(str(path))

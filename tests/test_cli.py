@@ -289,8 +289,9 @@ def test_both_ways_a_shadowed_import_fails_name_the_file(tmp_path, monkeypatch):
 
     from llmprof.imports import import_failure
 
-    shadow = tmp_path / "json.py"  # the standard library's json, shadowed
+    shadow = tmp_path / "json.py"  # the standard library's json, shadowed from a folder on sys.path
     shadow.write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path))
     cannot = ImportError("cannot import name 'dumps' from 'json'", name="json", path=str(shadow))
     assert import_failure(cannot).startswith(
         f"{shadow} shadows an installed package of its name (rename it): "
@@ -301,6 +302,14 @@ def test_both_ways_a_shadowed_import_fails_name_the_file(tmp_path, monkeypatch):
     assert import_failure(ImportError("libfoo.so: cannot open")) == (
         "cannot import a library llmprof needs: ImportError: libfoo.so: cannot open"
     )
+    import llmprof.analysis.record as submodule  # a submodule named like nothing installed is no shadow, ...
+
+    inner = ImportError("cannot import name 'X'", name=submodule.__name__, path=submodule.__file__)
+    assert import_failure(inner).startswith("cannot import a library llmprof needs")
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "json.py").write_text("")  # ... nor is one named like an installed package (json)
+    nested = ImportError("cannot import name 'X'", name="pkg.json", path=str(tmp_path / "pkg" / "json.py"))
+    assert import_failure(nested).startswith("cannot import a library llmprof needs")
 
 
 def test_a_patch_module_named_like_an_imported_package_is_refused(tmp_path, monkeypatch):
