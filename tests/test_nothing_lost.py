@@ -70,3 +70,29 @@ def test_a_loop_that_exits_keeps_and_saves_what_was_measured(
     # the loop's warm-up and first repeat ran; in ab, A's generate() ran alongside as far as B got
     assert [len(run.measured) for run in runs] == ([1] if command == "run" else [2, 1])
     assert all(run.interrupted for run in runs) and "TPOT" in result.stdout
+
+
+@pytest.mark.parametrize("command", ["run", "sweep"])
+def test_an_output_that_cannot_be_written_is_shown_when_it_was_the_only_copy(synthetic, capsys, command):
+    args = [
+        command,
+        "--model",
+        str(synthetic),
+        "--prompt-len",
+        "4",
+        "--max-new-tokens",
+        "3",
+        "--repeats",
+        "2",
+    ]
+    result = run_in_process(
+        capsys, *args, "--no-telemetry", "--format", "md", "-o", "/dev/full"
+    )  # always full
+    assert result.returncode == 1 and result.stderr.strip().splitlines()[-1].startswith("llmprof: error: ")
+    assert "TPOT" in result.stdout  # no run file kept the results: the table shows them
+
+
+def test_an_output_that_cannot_be_written_is_not_shown_when_a_run_file_kept_it(synthetic, tmp_path, capsys):
+    args = ["run", "--model", str(synthetic), "--prompt-len", "4", "--max-new-tokens", "3", "--repeats", "2"]
+    result = run_in_process(capsys, *args, "--json", str(tmp_path / "r.json"), "-o", "/dev/full")
+    assert result.returncode == 1 and result.stdout == "" and load_run(tmp_path / "r.json").measured

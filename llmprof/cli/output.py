@@ -61,9 +61,13 @@ def check_output_options(args: argparse.Namespace) -> None:
         check_available()
 
 
-def emit(run: object, args: argparse.Namespace, stages: Stages | None = None) -> None:
+def emit(
+    run: object, args: argparse.Namespace, stages: Stages | None = None, only_copy: bool = False
+) -> None:
     """Render ``run`` as asked and write it to the output (or stdout); ``stages``: the progress bar to step
-    through rendering and writing (ended before anything is written to stdout)."""
+    through rendering and writing (ended before anything is written to stdout). ``only_copy``: the output is
+    the run's only copy (no run file kept it), so when it cannot be written (a full disk) the table is shown on
+    stdout before the error is raised."""
     from llmprof.report import render, renderer
     from llmprof.runfile import write_atomic
 
@@ -78,9 +82,15 @@ def emit(run: object, args: argparse.Namespace, stages: Stages | None = None) ->
     data = render(run, args.format, per_step=args.per_step, kernels=kernels)
     if stages is not None:
         stages.step(f"writing {args.output}")
-    write_atomic(args.output, data)
-    if stages is not None:
-        stages.close()
+    try:
+        write_atomic(args.output, data)
+    except OSError:
+        if only_copy:  # the results are not lost with the file: the table, then the error
+            renderer("table")(run, sys.stdout)
+        raise
+    finally:
+        if stages is not None:
+            stages.close()
     print(f"{args.format} written to {args.output}", file=sys.stderr)
 
 
@@ -96,18 +106,13 @@ def write_plot(draw: Callable[[IO[bytes]], None], path: str) -> None:
     print(f"plot written to {path}", file=sys.stderr)
 
 
-def emit_sweep(sweep: Any, args: argparse.Namespace) -> None:
+def emit_sweep(sweep: Any, args: argparse.Namespace, only_copy: bool = False) -> None:
     """Render a sweep (one row per point, or its curves as a PNG) as ``args.format`` asks, to the output or
-    stdout."""
+    stdout; ``only_copy`` as :func:`emit` takes it."""
     from llmprof.report.sweep import FORMATS, RENDERERS, render
     from llmprof.runfile import write_atomic
 
-    if args.format == "plot":
-        from llmprof.report.plot import render_sweep
-
-        write_plot(lambda png: render_sweep(sweep, png), args.output)
-        return
-    if args.format not in FORMATS:
+    if args.format != "plot" and args.format not in FORMATS:
         raise UsageError(
             f"a sweep renders as {', '.join(FORMATS)} or plot, not {args.format}"
             " (report one point's run with --point)"
@@ -115,5 +120,15 @@ def emit_sweep(sweep: Any, args: argparse.Namespace) -> None:
     if args.output is None:
         RENDERERS[args.format](sweep, sys.stdout)
         return
-    write_atomic(args.output, render(sweep, args.format))
+    try:
+        if args.format == "plot":
+            from llmprof.report.plot import render_sweep
+
+            write_plot(lambda png: render_sweep(sweep, png), args.output)
+            return
+        write_atomic(args.output, render(sweep, args.format))
+    except OSError:
+        if only_copy:  # the results are not lost with the file: the table, then the error
+            RENDERERS["table"](sweep, sys.stdout)
+        raise
     print(f"{args.format} written to {args.output}", file=sys.stderr)

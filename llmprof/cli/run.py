@@ -118,7 +118,7 @@ def _profile(workload: Any, args: argparse.Namespace, loop: Any, ranks: Any) -> 
     with interrupts.deferred() as caught:  # a signal now waits: the save and the table are not cut
         saved = close_run(run, telemetry(), status, args, path=None if quiet else args.json)
         if run.measured and not quiet:
-            emit(run, args)
+            emit(run, args, only_copy=not (args.json and saved))
     return status or (128 + caught[0] if caught else 0) or (0 if saved else 1)
 
 

@@ -172,7 +172,7 @@ def main(args: argparse.Namespace) -> int:
     with interrupts.deferred() as caught:
         sweep.interrupted = status != 0
         saved = _save(sweep, path) if path and sweep.measured() else True
-        emit_sweep(sweep, args)
+        emit_sweep(sweep, args, only_copy=not (path and saved))
         if not sweep.measured():
             kept = f": {path} is left as it was" if path else ""
             print(f"llmprof: nothing was measured{kept}", file=sys.stderr)
