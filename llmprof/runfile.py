@@ -215,6 +215,9 @@ def _physical(record: RawRequest, where: str) -> RequestMetrics:
 
 # -- validation on load ------------------------------------------------------------------------------------
 MAX_NS = 2**63 - 1
+# a peak (B/s, FLOP/s) a file may claim: 10^8 times today's largest GPU, and 1 at least; every figure divided by
+# it, or formatted from it, stays a finite float
+PEAK_RANGE = (1.0, 1e24)
 MAX_DEPTH = 32  # a run file nests a few levels; deeper is not one
 REQUEST_FIELDS: dict[str, tuple[type, ...]] = {  # optional fields of a request and their JSON types
     "prefill_tokens": (int, type(None)),
@@ -244,6 +247,15 @@ def _int(value: Any, where: str, low: int = 0, high: int = MAX_NS) -> int:
         raise _fail(where, f"an integer is needed, not {_type_name(value)} {value!r:.40}")
     if not low <= value <= high:
         raise _fail(where, f"{value} is out of range ({low}..{high})")
+    return value
+
+
+def _number(value: Any, where: str, low: float, high: float) -> float:
+    """``value`` if it is a number (an integer or a float, not a bool) within low..high (NaN is not)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _fail(where, f"a number is needed, not {_type_name(value)} {value!r:.40}")
+    if not low <= value <= high:
+        raise _fail(where, f"{value!r:.20} is out of range ({low:g}..{high:g})")
     return value
 
 
@@ -383,6 +395,13 @@ def _check_ranks(ranks: Any) -> None:
                 _check_request(request, f"{where}.requests[{j}]")
 
 
+SHAPE_PARTS = (  # (part, whole) of a model's shape: a part larger makes bytes negative, or (1 - k/E)^n overflow
+    ("experts_per_token", "experts"),
+    ("sliding_layers", "layers"),
+    ("expert_bytes", "weight_bytes"),
+)
+
+
 def _check_roofline(roofline: dict[str, Any]) -> None:
     """The model's shape (non-negative integers, its cache dtype a string) and the peaks (positive, finite)."""
     for part, kind in (("model", ModelShape), ("peaks", Peaks)):
@@ -400,13 +419,18 @@ def _check_roofline(roofline: dict[str, Any]) -> None:
                 if not isinstance(item, str):
                     raise _fail(where, f"a string is needed, not {_type_name(item)}")
             elif "float" in str(spec.type):
-                if isinstance(item, bool) or not isinstance(item, (int, float)) or not 0 < item < math.inf:
-                    raise _fail(where, f"a positive number is needed, not {item!r:.20}")
+                _number(item, where, *PEAK_RANGE)
             elif not ("None" in str(spec.type) and item is None):
                 _int(item, where)
         unknown = set(value) - {f.name for f in dataclasses.fields(kind)}
         if unknown:
             raise _fail(f"roofline.{part}", f"unknown fields {sorted(unknown)}")
+    model = roofline["model"]
+    for part, whole in SHAPE_PARTS:
+        if model.get(part, 0) > model.get(whole, 0):
+            raise _fail(
+                f"roofline.model.{part}", f"{model[part]} is more than its {whole} ({model.get(whole, 0)})"
+            )
 
 
 def _check_request(request: Any, where: str) -> None:
@@ -444,6 +468,14 @@ def _check_request(request: Any, where: str) -> None:
         _int(request["cached_tokens"], f"{where}.cached_tokens")
         if request["cached_tokens"] >= request["prompt_tokens"]:
             raise _fail(f"{where}.cached_tokens", "not fewer than the prompt's tokens: nothing was prefilled")
+    for key, value in request.get(
+        "telemetry", {}
+    ).items():  # its counters (energy, peak bytes, CPU) and a note
+        if key.endswith("_note"):
+            if not isinstance(value, (str, type(None))):
+                raise _fail(f"{where}.telemetry.{key}", f"a string is needed, not {_type_name(value)}")
+        elif value is not None:
+            _number(value, f"{where}.telemetry.{key}", -MAX_NS, MAX_NS)
     if not all(isinstance(w, str) for w in request.get("warnings", [])):
         raise _fail(f"{where}.warnings", "a list of strings is needed")
     if request.get("drafted_per_step") is not None:
@@ -532,18 +564,20 @@ def _check_telemetry(telemetry: dict[str, Any]) -> None:
         for name, column in series.items():
             if len(column) != len(times):
                 raise _fail(f"telemetry.{block}.{name}", "not as long as its t_ns column")
-            if name not in ("t_ns", "device", "field") and not all(
-                v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in column
-            ):
-                raise _fail(f"telemetry.{block}.{name}", "a list of numbers is needed")
+            if name not in ("t_ns", "device", "field"):
+                for j, v in enumerate(column):
+                    if v is not None:
+                        _number(v, f"telemetry.{block}.{name}[{j}]", -MAX_NS, MAX_NS)
     for key in ("devices",):
         if key in telemetry and not (
             isinstance(telemetry[key], list) and all(isinstance(d, dict) for d in telemetry[key])
         ):
             raise _fail(f"telemetry.{key}", "a list of objects is needed")
-    interval = telemetry.get("interval_s")
-    if interval is not None and (isinstance(interval, bool) or not isinstance(interval, (int, float))):
-        raise _fail("telemetry.interval_s", "a number is needed")
+    for key in ("kind", "reason", "power_source"):  # shown as text
+        if not isinstance(telemetry.get(key, ""), (str, type(None))):
+            raise _fail(f"telemetry.{key}", f"a string is needed, not {_type_name(telemetry[key])}")
+    if telemetry.get("interval_s") is not None:
+        _number(telemetry["interval_s"], "telemetry.interval_s", 0, 86400)
 
 
 def _check_physical(m: RequestMetrics, where: str) -> None:

@@ -13,7 +13,15 @@ import pytest
 from timelines import synthetic_run
 
 from llmprof.cli import main
-from llmprof.runfile import FORMAT_VERSION, MARKS_ENCODING, dump_run, encode_marks, load_run
+from llmprof.runfile import (
+    FORMAT_VERSION,
+    MARKS_ENCODING,
+    MAX_NS,
+    PEAK_RANGE,
+    dump_run,
+    encode_marks,
+    load_run,
+)
 
 MUTANTS = 320
 FORMATS = ("table", "md", "csv", "json", "trace")
@@ -28,12 +36,15 @@ BAD_VALUES = [
     -1e300,
     10**10,
     10**30,
+    10**400,
     [],
     {},
     "\ud800",
     [1, 2, 3],
     {"a": 1},
 ]
+
+ROOFLINE_VALUES = [10**400, -(10**400), math.inf, -math.inf, math.nan, -1, 0, 1e-300, 1e300, 2**63]
 
 
 def base_document(compact: bool = False) -> dict:
@@ -114,7 +125,8 @@ def rearranged(values, rng):
 def mutant(base: dict, text: str, rng: random.Random) -> str:
     """One mutant of the run file, as text."""
     kind = rng.choices(
-        ["leaf", "delete", "list", "truncate", "version", "nest", "constant"], [40, 15, 25, 6, 4, 4, 6]
+        ["leaf", "delete", "list", "truncate", "version", "nest", "constant", "roofline"],
+        [40, 15, 25, 6, 4, 4, 6, 6],
     )[0]
     if kind == "truncate":
         return text[: rng.randrange(len(text))]
@@ -125,6 +137,12 @@ def mutant(base: dict, text: str, rng: random.Random) -> str:
     if kind == "constant":  # NaN / Infinity tokens, which Python's json writes and reads by default
         all_paths = [p for p in paths(document) if p and isinstance(get(document, p), (int, float))]
         replace(document, rng.choice(all_paths), rng.choice([math.nan, math.inf, -math.inf]))
+        return json.dumps(document)
+    if kind == "roofline":  # a peak or a shape field past anything arithmetic survives (10**400 B/s)
+        numbers = [
+            p for p in paths(document["roofline"]) if isinstance(get(document["roofline"], p), (int, float))
+        ]
+        replace(document["roofline"], rng.choice(numbers), rng.choice(ROOFLINE_VALUES))
         return json.dumps(document)
     # bias towards the requests, where the numbers are
     pool = [p for p in paths(document) if p]
@@ -232,6 +250,46 @@ def test_a_bad_field_is_named_with_its_request(tmp_path, mutate, message):
     path.write_text(json.dumps(document))
     with pytest.raises(Exception, match=message):
         load_run(path)
+
+
+ROOFLINE_NUMBERS = [
+    ("peaks", "bandwidth"),
+    ("peaks", "flops"),
+    ("model", "weight_bytes"),
+    ("model", "matmul_params"),
+    ("model", "layers"),
+    ("model", "head_dim"),
+    ("model", "cache_dtype_bytes"),
+    ("model", "experts_per_token"),
+    ("model", "sliding_layers"),
+]
+
+
+@pytest.mark.parametrize("value", ROOFLINE_VALUES, ids=lambda v: f"{v!r:.12}")
+def test_a_roofline_number_out_of_range_is_one_line_naming_the_field(tmp_path, capsys, value):
+    """Issue 27: a peak of 10**400 B/s ended `report` in an OverflowError; every numeric roofline field, set to
+    a value no arithmetic survives (huge, infinite, NaN, negative, tiny), is refused in one line naming it, or
+    (a value the field may hold) rendered in every format."""
+    for part, name in ROOFLINE_NUMBERS:
+        document = base_document()
+        document["roofline"][part][name] = value
+        path = tmp_path / "run.json"
+        path.write_text(json.dumps(document))
+        codes = {
+            main(["report", str(path), "--format", f, "-o", str(tmp_path / f"out.{f}")]) for f in FORMATS
+        }
+        err = capsys.readouterr().err
+        if codes == {0}:  # only a value the field may hold
+            assert 0 <= value <= MAX_NS if part == "model" else PEAK_RANGE[0] <= value <= PEAK_RANGE[1]
+            physical(path)
+        else:
+            assert codes == {2} and err.count("\n") == len(FORMATS), (name, value, err)
+            named = (
+                "is not a number JSON has"
+                if isinstance(value, float) and not math.isfinite(value)
+                else f"roofline.{part}.{name}: "
+            )
+            assert named in err, (name, value, err)
 
 
 def _compact(document: dict) -> dict:
