@@ -137,6 +137,7 @@ class Run:
         first field that is wrong."""
         check_document(data)
         records = [RawRequest.from_dict(r) for r in data["requests"]]
+        check_config(data.get("config", {}), records)
         computed = {id(r): (r, _physical(r, f"requests[{i}]")) for i, r in enumerate(records)}
         run = cls(
             config=dict(data.get("config", {})),
@@ -208,7 +209,7 @@ def _physical(record: RawRequest, where: str) -> RequestMetrics:
     try:
         m = compute_request(record)
     except (ValueError, ZeroDivisionError) as exc:
-        raise RunFormatError(f"malformed llmprof run: {where}: {exc}") from None
+        raise RunFormatError(f"{MALFORMED}{where}: {exc}") from None
     _check_physical(m, where)
     return m
 
@@ -233,8 +234,11 @@ REQUEST_FIELDS: dict[str, tuple[type, ...]] = {  # optional fields of a request 
 }
 
 
+MALFORMED = "malformed llmprof run: "  # what every field's error begins with
+
+
 def _fail(where: str, what: str) -> RunFormatError:
-    return RunFormatError(f"malformed llmprof run: {where}: {what}")
+    return RunFormatError(f"{MALFORMED}{where}: {what}")
 
 
 def _type_name(value: Any) -> str:
@@ -360,8 +364,7 @@ def _check_compact_total(data: dict[str, Any]) -> None:
             total += count
     if total > MAX_COMPACT_MARKS:
         raise RunFormatError(
-            f"malformed llmprof run: its requests claim {total} marks, more than one file may hold"
-            f" ({MAX_COMPACT_MARKS})"
+            f"{MALFORMED}its requests claim {total} marks, more than one file may hold ({MAX_COMPACT_MARKS})"
         )
 
 
@@ -578,6 +581,47 @@ def _check_telemetry(telemetry: dict[str, Any]) -> None:
             raise _fail(f"telemetry.{key}", f"a string is needed, not {_type_name(telemetry[key])}")
     if telemetry.get("interval_s") is not None:
         _number(telemetry["interval_s"], "telemetry.interval_s", 0, 86400)
+
+
+# what a run's config says of each request, and the least it may say (a sweep's depth may be 0)
+CONFIG_MINIMUM = {"batch_size": 1, "prompt_tokens": 1, "depth": 0, "max_new_tokens": 1}
+
+
+def check_config(
+    config: dict[str, Any],
+    records: list[RawRequest],
+    where: str = "config",
+    names: dict[str, str] | None = None,
+) -> None:
+    """``config``'s batch size, prompt tokens, depth and max_new_tokens (those it holds, each an integer)
+    against what every request shows: its batch, its prompt less its cached tokens, its cached tokens, its
+    longest sequence (no more than the limit). A decode loop of the user's own (``loop``) and continuous
+    batching's requests (each its own batch and prompt) are not the config's to describe. ``names``: how the
+    message calls each key (a sweep's axes); raises RunFormatError naming both values."""
+    for key, low in CONFIG_MINIMUM.items():
+        if key in config:
+            _int(config[key], f"{where}.{(names or {}).get(key, key)}", low)
+    if config.get("loop"):
+        return
+    shown = {  # what a request shows, as the message says it
+        "batch_size": (lambda r: r.batch_size, "batch {}"),
+        "prompt_tokens": (
+            lambda r: r.prompt_tokens - r.cached_tokens,
+            "{} prompt tokens (less the cached ones)",
+        ),
+        "depth": (lambda r: r.cached_tokens, "{} cached tokens"),
+        "max_new_tokens": (lambda r: max(r.tokens_per_sequence), "{} tokens in a sequence"),
+    }
+    for i, record in enumerate(records):
+        if any(w.startswith("continuous batching") for w in record.warnings):  # capture/batching.BATCHED
+            continue
+        for key, (of, what) in shown.items():
+            value = of(record)
+            if key in config and (value > config[key] if key == "max_new_tokens" else value != config[key]):
+                raise _fail(
+                    f"{where}.{(names or {}).get(key, key)}",
+                    f"{config[key]}, but requests[{i}] has {what.format(value)}",
+                )
 
 
 def _check_physical(m: RequestMetrics, where: str) -> None:

@@ -13,12 +13,19 @@ from typing import Any
 
 from llmprof.analysis.grid import point_key
 from llmprof.errors import RunFormatError, UsageError
-from llmprof.runfile import Run, load_with, write_atomic
+from llmprof.runfile import CONFIG_MINIMUM, MALFORMED, Run, check_config, load_with, write_atomic
 
 FORMAT_NAME = "llmprof-sweep"
 FORMAT_VERSION = 1
 OK, FAILED, SKIPPED, REFUSED = "ok", "failed", "skipped", "refused"
 STATUSES = (OK, FAILED, SKIPPED, REFUSED)
+# the numeric axes, each with its key in a point's run config (whose own check compares it to the requests)
+CONFIG_KEYS = {
+    "batch_size": "batch_size",
+    "prompt_len": "prompt_tokens",
+    "depth": "depth",
+    "max_new_tokens": "max_new_tokens",
+}
 
 
 @dataclass
@@ -121,22 +128,50 @@ class Sweep:
             raise RunFormatError("config: an object is needed")
         if not isinstance(points, list):
             raise RunFormatError("points: a list is needed")
+        for name, values in axes.items():
+            for value in values:
+                _axis_value(name, value, f"axes.{name}")
+            if len(set(values)) != len(values):
+                raise RunFormatError(f"axes.{name}: a value is listed twice")
         sweep = cls(axes, config, interrupted=data.get("interrupted") is True)
         if isinstance(data.get("created"), str):
             sweep.created = data["created"]
+        seen: dict[str, int] = {}
         for i, item in enumerate(points):
-            sweep.points.append(_point(item, set(axes), f"points[{i}]"))
+            point = _point(item, axes, f"points[{i}]")
+            if point.key in seen:
+                raise RunFormatError(
+                    f"points[{i}] ({point.label}): the same point as points[{seen[point.key]}]"
+                )
+            seen[point.key] = i
+            sweep.points.append(point)
         return sweep
 
 
-def _point(item: Any, axes: set[str], where: str) -> SweepPoint:
+def _axis_value(name: str, value: Any, where: str) -> None:
+    """A numeric axis' value is an integer at least its minimum (batch >= 1, depth >= 0); another's (a kernel
+    swap's) a string."""
+    minimum = CONFIG_MINIMUM.get(CONFIG_KEYS.get(name, ""))
+    if minimum is None:
+        if not isinstance(value, str):
+            raise RunFormatError(f"{where}: a string is needed, not {value!r:.40}")
+    elif isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= 2**63 - 1:
+        raise RunFormatError(f"{where}: an integer of at least {minimum} is needed, not {value!r:.40}")
+
+
+def _point(item: Any, axes: dict[str, list[Any]], where: str) -> SweepPoint:
+    """One point, its values those of the axes and, where it ran, those of its run's config and requests."""
     if not isinstance(item, dict):
         raise RunFormatError(f"{where}: an object is needed")
     params, status, reason, run = (item.get(k) for k in ("params", "status", "reason", "run"))
-    if not isinstance(params, dict) or set(params) != axes:
+    if not isinstance(params, dict) or set(params) != set(axes):
         raise RunFormatError(f"{where}.params: one value per axis ({', '.join(sorted(axes))}) is needed")
-    if not all(isinstance(v, (int, str)) and not isinstance(v, bool) for v in params.values()):
-        raise RunFormatError(f"{where}.params: numbers or strings are needed")
+    for name, value in params.items():
+        _axis_value(name, value, f"{where}.params.{name}")
+        if value not in axes[name]:
+            raise RunFormatError(
+                f"{where} ({SweepPoint(params).label}): params.{name}: {value} is not a value of its axis"
+            )
     if status not in STATUSES:
         raise RunFormatError(f"{where}.status: one of {', '.join(STATUSES)} is needed, not {status!r:.40}")
     if reason is not None and not isinstance(reason, str):
@@ -146,9 +181,32 @@ def _point(item: Any, axes: set[str], where: str) -> SweepPoint:
             f"{where}.run: a point {'that ran needs' if status == OK else 'that did not run has no'} run"
         )
     try:
-        return SweepPoint(params, status, reason, None if run is None else Run.from_dict(run))
+        point = SweepPoint(params, status, reason, None if run is None else Run.from_dict(run))
     except RunFormatError as exc:
         raise RunFormatError(f"{where}.run: {exc}") from None
+    if point.run is not None:
+        _check_run(point, point.run, f"{where} ({point.label})")
+    return point
+
+
+def _check_run(point: SweepPoint, run: Run, where: str) -> None:
+    """The point's axis values against its run: its config (where it holds them) and its requests."""
+    config = run.config
+    if "sweep_point" in config and config["sweep_point"] != point.params:
+        raise RunFormatError(
+            f"{where}: params differ from its run's config.sweep_point {config['sweep_point']}"
+        )
+    claimed = {CONFIG_KEYS[name]: value for name, value in point.params.items() if name in CONFIG_KEYS}
+    for key, value in claimed.items():
+        if key in config and config[key] != value:
+            name = next(n for n, k in CONFIG_KEYS.items() if k == key)
+            raise RunFormatError(
+                f"{where}: params.{name}: {value}, but its run's config.{key} is {config[key]}"
+            )
+    try:
+        check_config(claimed, run.records, "params", {key: name for name, key in CONFIG_KEYS.items()})
+    except RunFormatError as exc:
+        raise RunFormatError(f"{where}: {str(exc).removeprefix(MALFORMED)}") from None
 
 
 def save_sweep(sweep: Sweep, path: str | os.PathLike[str]) -> None:
