@@ -1,3 +1,6 @@
-from llmprof.cli import main
+from llmprof.cli import interrupts, main
 
-raise SystemExit(main())
+interrupts.for_the_process()
+status = main()
+interrupts.exiting()
+raise SystemExit(status)

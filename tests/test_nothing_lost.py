@@ -2,10 +2,16 @@
 cases an adversary found (a sweep every point of which is refused, a loop that exits, a full disk, a burst of
 Ctrl-C, a depth that cannot be sized)."""
 
+import signal
+import subprocess
+import sys
+import time
+
 import pytest
 from run_cli import run_in_process
 
 from llmprof.runfile import load_run
+from llmprof.sweepfile import load_sweep
 from llmprof.workloads.synthetic import save_synthetic
 
 SENTINEL = "an older sweep, to be replaced only by a sweep that measured something\n"
@@ -96,3 +102,23 @@ def test_an_output_that_cannot_be_written_is_not_shown_when_a_run_file_kept_it(s
     args = ["run", "--model", str(synthetic), "--prompt-len", "4", "--max-new-tokens", "3", "--repeats", "2"]
     result = run_in_process(capsys, *args, "--json", str(tmp_path / "r.json"), "-o", "/dev/full")
     assert result.returncode == 1 and result.stdout == "" and load_run(tmp_path / "r.json").measured
+
+
+@pytest.mark.slow  # a fresh process: the point is its signal handling
+def test_a_burst_of_ctrl_c_during_a_sweep_keeps_every_point_and_prints_no_traceback(synthetic, tmp_path):
+    path = tmp_path / "sweep.json"
+    args = ["--batch-size", "1,2,3,4,5,6", "--prompt-len", "4", "--max-new-tokens", "20", "--repeats", "3"]
+    command = [sys.executable, "-m", "llmprof", "sweep", "--model", str(synthetic), *args, "--no-telemetry"]
+    proc = subprocess.Popen(
+        [*command, "--json", str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    for line in proc.stderr:
+        if line.startswith("llmprof: [2/"):  # two points done
+            break
+    for gap in (0.0, 0.005, 0.01):  # three Ctrl-C within 20 ms
+        time.sleep(gap)
+        proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    assert "llmprof: interrupted: " in err and "Sweep" in out
+    assert len(load_sweep(path).measured()) >= 2

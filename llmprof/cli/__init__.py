@@ -10,7 +10,7 @@ import sys
 import traceback
 from typing import NoReturn
 
-from llmprof.cli import ab, compare, report, run, sweep
+from llmprof.cli import ab, compare, interrupts, report, run, sweep
 from llmprof.errors import LlmprofError, UsageError
 from llmprof.imports import import_failure
 from llmprof.version import __version__
@@ -66,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(_with_subcommand(argv))
         return SUBCOMMANDS[args.command].main(args)
     except KeyboardInterrupt:
+        interrupts.interrupted()
         print("llmprof: interrupted", file=sys.stderr)
         return 130
     except (LlmprofError, OSError, ImportError) as exc:  # OSError: e.g. an output file that cannot be written

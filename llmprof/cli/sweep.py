@@ -149,26 +149,27 @@ def main(args: argparse.Namespace) -> int:
     refused = _refused(todo, loaded, args)
     timed = 0  # the points that did their work (measured, or failed on the way): what the time went to
     started = time.monotonic()
+    done = 0  # the points recorded (and saved)
     with interrupts.stopping(), contextlib.ExitStack() as attached:
-        for profiler in {id(v.profiler): v.profiler for v in context["variants"].values()}.values():
-            attached.enter_context(profiler)
-        for n, params in enumerate(todo, 1):
-            try:
+        try:
+            for profiler in {id(v.profiler): v.profiler for v in context["variants"].values()}.values():
+                attached.enter_context(profiler)
+            for n, params in enumerate(todo, 1):
                 point = _point(params, context, args, out_of_memory)
-            except KeyboardInterrupt as exc:  # the point under way is dropped; every finished one is kept
-                status = 128 + interrupts.signal_number(exc)
-                print(
-                    f"{line_break()}llmprof: interrupted: {n - 1} of {len(todo)} points done", file=sys.stderr
+                sweep.record(point)
+                done = n
+                if (
+                    path and sweep.measured()
+                ):  # a sweep that measured nothing leaves an existing file as it was
+                    _save(sweep, path)
+                timed += point.status in (OK, FAILED)
+                to_measure = sum(
+                    point_key(p) not in refused and _skipped(p, out_of_memory) is None for p in todo[n:]
                 )
-                break
-            sweep.record(point)
-            if path and sweep.measured():  # a sweep that measured nothing leaves an existing file as it was
-                _save(sweep, path)
-            timed += point.status in (OK, FAILED)
-            to_measure = sum(
-                point_key(p) not in refused and _skipped(p, out_of_memory) is None for p in todo[n:]
-            )
-            _progress(n, len(todo), point, time.monotonic() - started, timed, to_measure)
+                _progress(n, len(todo), point, time.monotonic() - started, timed, to_measure)
+        except KeyboardInterrupt as exc:  # the point under way is dropped; every recorded one is kept
+            status = 128 + interrupts.signal_number(exc)
+            print(f"{line_break()}llmprof: interrupted: {done} of {len(todo)} points done", file=sys.stderr)
     with interrupts.deferred() as caught:
         sweep.interrupted = status != 0
         saved = _save(sweep, path) if path and sweep.measured() else True
