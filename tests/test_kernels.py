@@ -4,17 +4,19 @@ where kernels run after the step that launched them), the tables and the kernel 
 known cost."""
 
 import json
-import random
+import math
 
 import pytest
 from run_cli import run_in_process
 from timelines import MS, host_marks, record
 
-from llmprof.analysis.kernels import HOST, KernelCapture, kernel_diff, kernel_table
+from llmprof.analysis.compare import compare_kernels
+from llmprof.analysis.kernels import HOST, KernelCapture, call_means, kernel_diff, kernel_table
 from llmprof.analysis.record import RawRequest
 from llmprof.capture.kernels import CALIBRATION, choose_steps, from_kineto, parse_window, profile_call
 from llmprof.capture.profiler import Profiler
 from llmprof.errors import CaptureError, RunFormatError, UsageError
+from llmprof.report.kernels import diff_section
 from llmprof.runfile import Run, load_run
 from llmprof.workloads.runner import profiled_call
 from llmprof.workloads.synthetic import save_synthetic, synthetic_model, synthetic_prompt
@@ -113,50 +115,127 @@ def test_steps_are_chosen_from_the_middle_or_the_window():
             parse_window(bad)
 
 
-def capture_of(times: dict[str, list[float]], steps: list[int]) -> KernelCapture:
-    """A host-operator capture with the given per-step times (ms) of each name."""
+def capture_of(times: dict[str, list[float]], steps: list[int], step_ms: float = 10.0) -> KernelCapture:
+    """A host-operator capture of one call with the given per-step times (ms) of each name."""
     names = list(times)
     events = {k: [] for k in ("name", "device", "step", "start_ns", "dur_ns", "self_ns")}
     for n, name in enumerate(names):
         for step, ms in zip(steps, times[name]):
             for key, value in zip(events, (n, HOST, step, 0, round(ms * MS), round(ms * MS))):
                 events[key].append(value)
-    return KernelCapture(names, events, steps, [10 * MS] * len(steps))
+    return KernelCapture(names, events, steps, [round(step_ms * MS)] * len(steps))
 
 
-def test_kernel_diff_ranks_the_changed_operator_first_with_a_ci_that_excludes_zero():
-    rng = random.Random(1)
-    steps = list(range(2, 10))
-
-    def noisy(ms):
-        return [ms * (1 + rng.gauss(0, 0.03)) for _ in steps]
-
-    a = capture_of({"mm": noisy(2.0), "sdpa": noisy(1.0), "old_norm": noisy(0.3), "tiny": [0.1] * 8}, steps)
-    b = capture_of(
-        {"mm": noisy(2.0), "sdpa": noisy(2.0), "fused_norm": noisy(0.1), "tiny": [0.15] * 8}, steps
+def calls_of(per_call: dict[str, list[float]], step_ms: list[float], steps=(2, 3, 4, 5)) -> KernelCapture:
+    """A capture of several calls: call c's steps take ``step_ms[c]``; name n's alternate around
+    ``per_call[n][c]`` (+-0.1 ms), so that call's mean per step is exactly ``per_call[n][c]``."""
+    return KernelCapture.join(
+        [
+            capture_of(
+                {
+                    n: [v[c] + (0.1 if i % 2 else -0.1) for i in range(len(steps))]
+                    for n, v in per_call.items()
+                },
+                list(steps),
+                step_ms[c],
+            )
+            for c in range(len(step_ms))
+        ]
     )
-    diff = kernel_diff(a, b, tpot_change_ns=0.8 * MS)
-    first = diff.changes[0]
-    assert first.name == "sdpa" and first.significant and first.ci_low_ns > 0
-    assert first.change_ns == pytest.approx(MS, rel=0.1)
-    status = {c.name: c.status for c in diff.changes}
-    assert status == {"sdpa": "", "old_norm": "removed", "fused_norm": "added", "mm": "", "tiny": ""}
-    verdicts = {c.name: diff.verdict(c) for c in diff.changes}
-    # +0.05 ms on every step is significant, but under 2% of A's 10 ms step
-    assert verdicts == {
+
+
+def test_the_kernel_diff_resamples_calls_of_known_means():
+    from llmprof.analysis.stats import two_sample_ci
+
+    # per call: mm unchanged but B's second call slow (call-level noise), sdpa +1 ms in every call
+    a = calls_of({"mm": [2.0, 2.1, 1.9], "sdpa": [1.0, 1.1, 0.9], "old": [0.3] * 3}, [10.0, 10.2, 9.8])
+    b = calls_of({"mm": [2.0, 2.6, 1.95], "sdpa": [2.0, 2.1, 1.9], "new": [0.1] * 3}, [11.0, 11.7, 10.9])
+    assert a.calls == 3 and b.calls == 3
+    diff = kernel_diff(a, b, tpot_change_ns=0.9 * MS)
+    changes = {c.name: c for c in diff.changes}
+    # the change of medians over calls of per-call means, its CI the bootstrap over those three values a side
+    for name, va, vb in (
+        ("mm", [2.0, 2.1, 1.9], [2.0, 2.6, 1.95]),
+        ("sdpa", [1.0, 1.1, 0.9], [2.0, 2.1, 1.9]),
+    ):
+        c = changes[name]
+        assert (c.a_ns, c.b_ns) == pytest.approx((sorted(va)[1] * MS, sorted(vb)[1] * MS))
+        low, high = two_sample_ci([v * MS for v in va], [v * MS for v in vb], lambda x, y: y - x, 1000)
+        assert (c.ci_low_ns, c.ci_high_ns) == pytest.approx((low, high))
+    assert diff.changes[0].name == "sdpa" and changes["sdpa"].ci_low_ns == pytest.approx(0.8 * MS)
+    assert {c.name: diff.verdict(c) for c in diff.changes} == {
         "sdpa": "changed",
-        "old_norm": "removed",
-        "fused_norm": "added",
-        "mm": "no significant change",
-        "tiny": "negligible",
+        "old": "removed",
+        "new": "added",
+        "mm": "no significant change",  # B's slow call widens its CI: 1.95 - 2.1 .. 2.6 - 1.9
     }
-    # sdpa +1.0, old_norm -0.3, fused_norm +0.1: 0.8 of the 0.8 ms TPOT change
-    assert diff.explained(4) == pytest.approx(1.0, abs=0.1)
-    assert diff.warnings == []
-    later = capture_of({"mm": noisy(2.0)}, [s + 20 for s in steps])
+    assert changes["mm"].ci_low_ns == pytest.approx(-0.15 * MS) and changes["mm"].ci_high_ns == pytest.approx(
+        0.7 * MS
+    )
+
+
+def test_too_few_calls_give_no_ci_and_a_note_that_says_so():
+    one = kernel_diff(calls_of({"mm": [2.0]}, [10.0]), calls_of({"mm": [3.0]}, [11.0]), tpot_change_ns=MS)
+    (change,) = one.changes
+    assert change.change_ns == pytest.approx(MS) and math.isnan(change.ci_low_ns) and not change.significant
+    assert one.verdict(change) == "no CI"
+    section, notes = diff_section(one, "a", "b")
+    assert section.rows == [["mm", "2.000", "3.000", "+1.000", "-", "no CI"]]
+    assert "one captured call (A 1, B 1): no CI (it needs 3 calls a side: --kernel-calls)" in notes[0]
+    two = kernel_diff(calls_of({"mm": [2.0, 2.0]}, [10.0] * 2), calls_of({"mm": [3.0] * 3}, [11.0] * 3))
+    assert [two.verdict(c) for c in two.changes] == ["no CI"]
+    assert "2 captured calls (A 2, B 3): no CI" in diff_section(two, "a", "b")[1][0]
+
+
+def test_the_diff_adds_up_to_the_tpot_change():
+    # A: step 10 ms = mm 2 + sdpa 1 + tiny 0.1 + 6.9 outside; B: step 11.5 = mm 2.02 + sdpa 2 + tiny 0.1 + 7.38
+    a = calls_of({"mm": [2.0] * 3, "sdpa": [1.0] * 3, "tiny": [0.1] * 3}, [10.0] * 3)
+    b = calls_of({"mm": [2.02] * 3, "sdpa": [2.0] * 3, "tiny": [0.1] * 3}, [11.5] * 3)
+    diff = kernel_diff(a, b, tpot_change_ns=1.6 * MS)  # the measured repeats' TPOT change
+    named, others, outside, rest = diff.accounting(12)
+    # mm moved in every call, but by 0.2% of A's step: negligible, yet counted in the sum with the others
+    assert [c.name for c in named] == ["sdpa"]
+    assert diff.verdict(next(c for c in diff.changes if c.name == "mm")) == "negligible"
+    assert others == pytest.approx(0.02 * MS) and outside == pytest.approx(0.48 * MS)
+    assert rest == pytest.approx(0.1 * MS)  # 1.6 - (1.0 + 0.02 + 0.48)
+    _, notes = diff_section(diff, "a", "b")
+    assert "at least 0.5% of A's step (0.050 ms) (smaller: negligible; the sum below counts every" in notes[0]
+    assert notes[-1] == (
+        "TPOT +1.600 ms/step = sdpa +1.000 + 2 others +0.020 + outside operators +0.480 + rest +0.100"
+        " (explained: sdpa 62%)"
+    )
+    assert kernel_diff(a, b).accounting(12) is None  # no TPOT change (a run without repeats' TPOT)
+    later = capture_of({"mm": [2.0] * 4}, [12, 13, 14, 15])
     assert kernel_diff(a, later).warnings == [
-        "the kernel captures are of different decode steps (A 2..9, B 22..29): their context lengths differ"
+        "the kernel captures are of different decode steps (A 2..5, B 12..15): their context lengths differ"
     ]
+
+
+def test_a_capture_of_several_calls_keeps_them_in_the_run_file_and_tables_take_medians_over_calls(capsys):
+    from llmprof.report import render
+
+    capture = calls_of({"mm": [2.0, 4.0, 3.0]}, [10.0, 14.0, 12.0])
+    data = json.loads(json.dumps(capture.to_dict()))
+    assert data["events"]["call"] == [0] * 4 + [1] * 4 + [2] * 4
+    assert data["later_step_ns"] == [[14 * MS] * 4, [12 * MS] * 4]
+    assert KernelCapture.from_dict(data) == capture
+    one = capture_of({"mm": [2.0] * 4}, [2, 3, 4, 5])
+    assert "call" not in one.to_dict()["events"] and "later_step_ns" not in one.to_dict()  # as before
+    table = kernel_table(capture, "decode")
+    assert table.step_ns == 12 * MS and [(r.name, r.time_ns) for r in table.rows] == [("mm", 3 * MS)]
+    for key, bad, message in [
+        ("later_step_ns", [[MS] * 3], "kernels.later_step_ns"),
+        ("call", [0] * 11 + [3], "a call that was not captured"),
+    ]:
+        broken = json.loads(json.dumps(data))
+        (broken["events"] if key == "call" else broken)[key] = bad
+        with pytest.raises(RunFormatError, match=message):
+            KernelCapture.from_dict(broken)
+    run = Run(config={}, environment={}, records=[record(host_marks(6), [6])], kernels=capture)
+    csv = render(run, "csv", kernels=True).splitlines()
+    assert csv[0] == "call,phase,step,name,device,calls,time_ns,step_ns"
+    assert csv[1:3] == ["0,decode,2,mm,-1,1,1900000,10000000", "0,decode,3,mm,-1,1,2100000,10000000"]
+    assert len(csv) == 13 and csv[-1] == "2,decode,5,mm,-1,1,3100000,12000000"
 
 
 def test_the_run_file_keeps_the_capture_and_rejects_a_broken_one():
@@ -212,10 +291,12 @@ def test_run_kernels_on_the_demo_lists_its_matmuls_and_attention(tmp_path, capsy
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert (
-        "#### Kernels: decode (per step, median over 4 captured steps 5..8; host operators" in result.stdout
+        "#### Kernels: decode (per step, median over 3 calls of 4 captured steps 5..8; host operators"
+        in result.stdout
     )
     run = load_run(out)
-    assert len(run.records) == 3  # the warm-up and the repeats: the profiled call is not one of them
+    assert len(run.records) == 3  # the warm-up and the repeats: the profiled calls are not of them
+    assert run.kernels.calls == 3
     decode = kernel_table(run.kernels, "decode")
     names = {r.name for r in decode.rows}
     assert "aten::mm" in names and any("scaled_dot_product" in n for n in names)
@@ -223,8 +304,10 @@ def test_run_kernels_on_the_demo_lists_its_matmuls_and_attention(tmp_path, capsy
     csv = cli("report", str(out), "--format", "csv", "--kernels")
     assert csv.returncode == 0, csv.stderr
     lines = csv.stdout.splitlines()
-    assert lines[0] == "phase,step,name,device,calls,time_ns,step_ns"
-    assert {line.split(",")[1] for line in lines[1:]} == {"1", "5", "6", "7", "8"}
+    assert lines[0] == "call,phase,step,name,device,calls,time_ns,step_ns"
+    assert {tuple(line.split(",")[:3:2]) for line in lines[1:]} == {
+        (c, s) for c in "012" for s in ("1", "5", "6", "7", "8")
+    }
     table = cli("report", str(out))
     assert "Kernels: prefill" in table.stdout and "outside operators" in table.stdout
     bare = tmp_path / "bare.json"
@@ -254,26 +337,62 @@ def ops_model(tmp_path_factory):
     return path
 
 
-def test_ab_kernels_finds_the_one_slower_operator(ops_model, tmp_path, capsys, monkeypatch):
-    monkeypatch.chdir(ops_model.parent)
+@pytest.fixture(scope="module")
+def named_ops(tmp_path_factory):
+    """The synthetic model with four named operators (15 ms of Python-free host work outside them a step), and a
+    patch making op_d 30% slower."""
+    path = tmp_path_factory.mktemp("models") / "named"
+    save_synthetic(path, ops={"op_a": 0.5, "op_b": 1.0, "op_c": 1.5, "op_d": 0.8})
+    (path.parent / "llmprof_test_slow_d.py").write_text(
+        "def slow_d(model):\n    model.op_ms = {**model.op_ms, 'op_d': model.op_ms['op_d'] * 1.3}\n"
+    )
+    return path
+
+
+def test_ab_kernels_finds_the_one_slower_operator_and_accounts_for_the_tpot_change(
+    named_ops, tmp_path, capsys, monkeypatch
+):
+    monkeypatch.chdir(named_ops.parent)
     result = run_in_process(
         capsys,
-        "ab", "--model", str(ops_model), "--b", "patch=llmprof_test_slow_op:slow_b", "--kernels", "8", "--repeats", "4",
-        "--prompt-len", "4", "--max-new-tokens", "24", "--ignore-eos", "--no-telemetry", "--format", "md",
-        "--json-a", str(tmp_path / "a.json"), "--json-b", str(tmp_path / "b.json"),
+        "ab", "--model", str(named_ops), "--b", "patch=llmprof_test_slow_d:slow_d", "--kernels", "8",
+        "--repeats", "4", "--prompt-len", "4", "--max-new-tokens", "24", "--ignore-eos", "--no-telemetry",
+        "--format", "md", "--json-a", str(tmp_path / "a.json"), "--json-b", str(tmp_path / "b.json"),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
+    runs = [load_run(tmp_path / f"{v}.json") for v in "ab"]
+    diff = compare_kernels(*runs)
+    assert diff.calls == (3, 3)  # the default
+    assert [c.name for c in diff.changes if diff.verdict(c) == "changed"] in (["op_d"], [])  # none other
+    # the TPOT change, stated as its sum: the changed ones, the other operators, outside them, the rest
+    (line,) = [line for line in lines if line.startswith("- TPOT ")]
+    named, others, outside, rest = diff.accounting(12)
+    terms = [f"{c.name} {c.change_ns / 1e6:+.3f}" for c in named]
+    terms += [f"{len(diff.changes) - len(named)} others {others / 1e6:+.3f}"]
+    terms += [f"outside operators {outside / 1e6:+.3f}", f"rest {rest / 1e6:+.3f}"]
+    assert line.startswith(f"- TPOT {diff.tpot_change_ns / 1e6:+.3f} ms/step = " + " + ".join(terms))
+    assert sum(c.change_ns for c in named) + others + outside + rest == pytest.approx(diff.tpot_change_ns)
+    # ground truth of the same calls: a loaded machine preempts a busy-waiting operator for most steps of a
+    # call now and then (seen with a load of 3 on 2 cores: op_d 0.8 ms -> 4.2-8.8 ms in 6 of 8 steps of a
+    # call), and then the CI over 3 calls rightly spans 0; undisturbed, op_d must be found
+    truth = {"op_a": 0.5, "op_b": 1.0, "op_c": 1.5}
+    disturbed = [
+        (side, name, round(ms / 1e6, 3))
+        for side, run, d_ms in (("A", runs[0], 0.8), ("B", runs[1], 1.04))
+        for name, per_call in call_means(run.kernels, "decode")[0].items()
+        if name in (*truth, "op_d")
+        for ms in per_call
+        if abs(ms / MS - truth.get(name, d_ms)) > 0.1
+    ]
+    if disturbed:
+        pytest.skip(f"the machine disturbed the captured calls (side, operator, ms per step): {disturbed}")
     top = lines[lines.index(next(line for line in lines if line.startswith("#### Kernel diff: decode"))) + 4]
-    assert top.startswith("| op_b |") and top.endswith("| changed |")
-    diff = kernel_diff(*(load_run(tmp_path / f"{v}.json").kernels for v in "ab"))
-    changes = {c.name: c for c in diff.changes}
-    assert diff.changes[0].name == "op_b" and changes["op_b"].ci_low_ns > 0
-    assert changes["op_b"].change_ns == pytest.approx(MS, rel=0.3)
-    for other in ("op_a", "op_c"):  # the unchanged operators move by far less than the changed one
-        assert abs(changes[other].change_ns) < 0.25 * changes["op_b"].change_ns
-        assert diff.verdict(changes[other]) != "changed"
-    assert any(line.startswith("- TPOT +") and "op_b +" in line for line in lines)
+    assert top.startswith("| op_d |") and top.endswith("| changed |")
+    op_d = diff.changes[0]
+    assert op_d.change_ns == pytest.approx(0.24 * MS, rel=0.3) and op_d.ci_low_ns > 0
+    assert 0.7 <= op_d.change_ns / diff.tpot_change_ns <= 1.3
+    assert line.startswith(f"- TPOT {diff.tpot_change_ns / 1e6:+.3f} ms/step = op_d ")
 
 
 def test_the_profiled_call_comes_after_every_measured_one(ops_model, tmp_path, capsys, monkeypatch):
@@ -286,12 +405,16 @@ def test_the_profiled_call_comes_after_every_measured_one(ops_model, tmp_path, c
         "--warmup", "1", "--prompt-len", "4", "--max-new-tokens", "6", "--no-telemetry",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert watch.read_text() == "00001"  # warm-up and 3 repeats unprofiled, then the one profiled call
+    assert watch.read_text() == "0000111"  # warm-up and 3 repeats unprofiled, then the 3 profiled calls
 
 
-def test_kernels_steps_needs_kernels(capsys):
+def test_kernels_steps_and_kernel_calls_need_kernels_and_calls_one_or_more(capsys):
     result = run_in_process(capsys, "run", "--kernels-steps", "4:8", "--repeats", "1")
     assert result.returncode == 2 and "--kernels-steps goes with --kernels N" in result.stderr
+    result = run_in_process(capsys, "ab", "--b", "attn=eager", "--kernel-calls", "2", "--repeats", "1")
+    assert result.returncode == 2 and "--kernel-calls goes with --kernels N" in result.stderr
+    result = run_in_process(capsys, "run", "--kernels", "2", "--kernel-calls", "0")
+    assert result.returncode == 2 and "argument --kernel-calls: must be >= 1, got 0" in result.stderr
 
 
 def test_the_trace_draws_kernels_on_llmprofs_clock_lined_up_with_their_steps():
@@ -360,9 +483,8 @@ def test_compare_plots_every_ratio_and_a_and_bs_kernels_side_by_side(tmp_path, c
     from llmprof.report.plot import _diff_names
     from llmprof.runfile import save_run
 
-    steps = list(range(2, 10))
-    a = capture_of({"mm": [2.0] * 8, "sdpa": [1.0] * 8, "old_norm": [0.3] * 8}, steps)
-    b = capture_of({"mm": [2.0] * 8, "sdpa": [2.0] * 8, "fused_norm": [0.1] * 8}, steps)
+    a = calls_of({"mm": [2.0] * 3, "sdpa": [1.0] * 3, "old_norm": [0.3] * 3}, [10.0] * 3)
+    b = calls_of({"mm": [2.0] * 3, "sdpa": [2.0] * 3, "fused_norm": [0.1] * 3}, [10.0] * 3)
     paths = {}
     for name, capture in (("a", a), ("b", b), ("bare", None)):
         paths[name] = str(tmp_path / f"{name}.json")

@@ -33,6 +33,7 @@ HOST_CATEGORIES = {"cpu_op", "user_annotation"}
 DEVICE_CATEGORIES = {"kernel", "gpu_memcpy", "gpu_memset"}
 LAUNCH_CATEGORIES = {"cuda_runtime", "cuda_driver"}
 DEFAULT_STEPS = 8
+DEFAULT_CALLS = 3  # kernel-profiled calls a run (an ab: a variant) makes, for the kernel diff's CI
 CALIBRATIONS = 3  # before the call and after it: the least delayed of each is kept
 KINETO_LINE = re.compile(rb"USDT:[^\n]*\] profiler_(?:start|stop)\r?\n")
 

@@ -150,10 +150,13 @@ def main(args: argparse.Namespace) -> int:
             for _ in range(args.repeats):
                 for index in range(2):
                     call(index, False)
-            for index in range(2):  # after the repeats, which they would perturb
-                name = f"variant {prepared[index].variant.name}: "
-                device = workload.loaded.device
-                runs[index].kernels = after_repeats(lambda index=index: unmeasured(index), args, device, name)
+            # after the repeats, which they would perturb: the variants' calls alternate
+            after = [
+                (f"variant {p.variant.name}: ", lambda index=i: unmeasured(index))
+                for i, p in enumerate(prepared)
+            ]
+            for run, capture in zip(runs, after_repeats(after, args, workload.loaded.device)):
+                run.kernels = capture
     except (KeyboardInterrupt, Exception) as exc:
         if isinstance(exc, UsageError):  # a variant that cannot be applied: nothing to keep
             raise

@@ -108,7 +108,7 @@ def _profile(workload: Any, args: argparse.Namespace, loop: Any, ranks: Any) -> 
                 run.records.append(record)
                 progress(i, total, record)
             # after the repeats, which they would perturb
-            run.kernels = after_repeats(one_call, args, workload.loaded.device)
+            (run.kernels,) = after_repeats([("", one_call)], args, workload.loaded.device)
         except (KeyboardInterrupt, Exception) as exc:  # noqa: BLE001 - e.g. out of memory: keep what was measured
             status = 128 + interrupts.signal_number(exc) if isinstance(exc, KeyboardInterrupt) else 1
             print(failure(exc, len(run.measured), args.repeats, args), file=sys.stderr)

@@ -147,8 +147,15 @@ def add_step_capture_options(parser: argparse.ArgumentParser) -> None:
         type=non_negative_int,
         default=0,
         metavar="N",
-        help="after the repeats, one more call under torch.profiler: the operators/kernels of the prefill and"
-        " of N decode steps (from the middle of the generation), per step",
+        help="after the repeats, more calls under torch.profiler (--kernel-calls): the operators/kernels of"
+        " the prefill and of N decode steps (from the middle of the generation), per step",
+    )
+    parser.add_argument(
+        "--kernel-calls",
+        type=positive_int,
+        metavar="K",
+        help="with --kernels: K calls under torch.profiler (default 3; in ab per variant, alternating A B A B):"
+        " the kernel diff's CI resamples the calls",
     )
     parser.add_argument(
         "--kernels-steps",
@@ -336,6 +343,8 @@ def kernel_window(args: argparse.Namespace) -> tuple[int, int] | None:
         raise UsageError(
             "--kernels and --cuda-profiler-range both need CUPTI (torch.profiler's and Nsight's): run them apart"
         )
+    if args.kernel_calls is not None and not args.kernels:
+        raise UsageError("--kernel-calls goes with --kernels N")
     if args.kernels_steps is None:
         return None
     if not (args.kernels or args.cuda_profiler_range):
@@ -343,52 +352,85 @@ def kernel_window(args: argparse.Namespace) -> tuple[int, int] | None:
     return parse_window(args.kernels_steps)
 
 
-def after_repeats(call: Any, args: argparse.Namespace, device: Any, name: str = "") -> Any:
-    """The unmeasured calls after the repeats: the kernel-profiled call of ``--kernels`` (its capture, or None,
-    said on stderr, when it cannot be taken) and the Nsight ranges of ``--nvtx``/``--cuda-profiler-range``
-    (on that call, or on one of their own)."""
-    from llmprof.capture.kernels import DEFAULT_STEPS, choose_steps, profile_call
-    from llmprof.capture.nsight import observing, ranges_for, why_unavailable
+def _nsight_ranges(args: argparse.Namespace, device: Any, name: str) -> Any:
+    """The Nsight ranges of ``--nvtx``/``--cuda-profiler-range`` for one call (None without them, or, said on
+    stderr, where they cannot be made)."""
+    from llmprof.capture.kernels import DEFAULT_STEPS, choose_steps
+    from llmprof.capture.nsight import ranges_for, why_unavailable
+
+    if not (args.nvtx or args.cuda_profiler_range):
+        return None
+    why = why_unavailable(device, args.cuda_profiler_range)
+    flags = " and ".join(
+        f for f, on in (("--nvtx", args.nvtx), ("--cuda-profiler-range", args.cuda_profiler_range)) if on
+    )
+    if why:
+        print(f"llmprof: {name}{flags} did nothing: {why}", file=sys.stderr)
+        return None
+    steps = choose_steps(args.max_new_tokens, args.kernels or DEFAULT_STEPS, kernel_window(args))
+    window = (steps[0], steps[-1]) if args.cuda_profiler_range and steps else None
+    what = [
+        "NVTX ranges per step" if args.nvtx else "",
+        f"cuProfilerStart/Stop around decode steps {steps[0]}..{steps[-1]}" if window else "",
+    ]
+    print(f"llmprof: {name}{' and '.join(w for w in what if w)} (Nsight)", file=sys.stderr)
+    return ranges_for(device, args.nvtx, window)
+
+
+def after_repeats(calls: list[tuple[str, Any]], args: argparse.Namespace, device: Any) -> list[Any]:
+    """The unmeasured calls after the repeats, of each variant of ``calls`` (its name in messages, e.g.
+    "variant A: ", and its call): the ``--kernel-calls`` kernel-profiled calls of ``--kernels``, alternating
+    between the variants (A B A B ...), each variant's joined into one capture (None, said on stderr, when
+    none could be taken); the Nsight ranges of ``--nvtx``/``--cuda-profiler-range`` on its first such call (or
+    on one of their own)."""
+    from llmprof.analysis.kernels import KernelCapture
+    from llmprof.capture.kernels import DEFAULT_CALLS, profile_call
+    from llmprof.capture.nsight import observing
     from llmprof.errors import CaptureError
 
-    ranges = None
-    if args.nvtx or args.cuda_profiler_range:
-        why = why_unavailable(device, args.cuda_profiler_range)
-        flags = " and ".join(
-            f for f, on in (("--nvtx", args.nvtx), ("--cuda-profiler-range", args.cuda_profiler_range)) if on
-        )
-        if why:
-            print(f"llmprof: {name}{flags} did nothing: {why}", file=sys.stderr)
-        else:
-            steps = choose_steps(args.max_new_tokens, args.kernels or DEFAULT_STEPS, kernel_window(args))
-            window = (steps[0], steps[-1]) if args.cuda_profiler_range and steps else None
-            ranges = ranges_for(device, args.nvtx, window)
-            what = [
-                "NVTX ranges per step" if args.nvtx else "",
-                f"cuProfilerStart/Stop around decode steps {steps[0]}..{steps[-1]}" if window else "",
-            ]
-            print(f"llmprof: {name}{' and '.join(w for w in what if w)} (Nsight)", file=sys.stderr)
-    traced = call
-    if ranges is not None:
+    ranges = [_nsight_ranges(args, device, name) for name, _ in calls]
 
-        def traced() -> Any:
-            with observing(ranges):
-                return call()
+    def traced(index: int) -> Any:
+        with observing(ranges[index]):
+            return calls[index][1]()
 
-    kernels = None
-    if args.kernels:
-        print(
-            f"llmprof: {name}one more call under torch.profiler (--kernels {args.kernels})", file=sys.stderr
-        )
-        try:
-            kernels = profile_call(traced, args.kernels, kernel_window(args))
-        except CaptureError as exc:
-            print(f"llmprof: no kernels: {exc}", file=sys.stderr)
-    elif ranges is not None:
-        traced()
-    for error in ranges.errors if ranges is not None else []:
-        print(f"llmprof: Nsight ranges: {error}", file=sys.stderr)
-    return kernels
+    captures: list[list[Any]] = [[] for _ in calls]
+    count = args.kernel_calls or DEFAULT_CALLS
+    for i in range(count if args.kernels else 0):
+        for index, (name, call) in enumerate(calls):
+            print(
+                f"llmprof: {name}one more call under torch.profiler (--kernels {args.kernels}, call {i + 1}"
+                f" of {count})",
+                file=sys.stderr,
+            )
+            first = captures[index][0] if captures[index] else None
+            # a later call captures the first one's steps
+            window = kernel_window(args) if first is None else (first.steps[1], first.steps[-1])
+            try:
+                capture = profile_call(
+                    (lambda index=index: traced(index)) if i == 0 and ranges[index] is not None else call,
+                    args.kernels,
+                    window,
+                )
+            except CaptureError as exc:
+                print(f"llmprof: {name}no kernels from this call: {exc}", file=sys.stderr)
+                continue
+            if first is not None and capture.steps != first.steps:
+                print(
+                    f"llmprof: {name}call {i + 1} under torch.profiler left out: it captured steps"
+                    f" {capture.steps}, the first {first.steps}",
+                    file=sys.stderr,
+                )
+                continue
+            captures[index].append(capture)
+    for index, r in enumerate(ranges):
+        if r is None:
+            continue
+        if not args.kernels:
+            traced(index)
+        for error in r.errors:
+            print(f"llmprof: Nsight ranges: {error}", file=sys.stderr)
+    return [KernelCapture.join(c) if c else None for c in captures]
 
 
 def progress(done: int, total: int | None, record: Any, name: str = "") -> None:

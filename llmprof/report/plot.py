@@ -277,16 +277,16 @@ def _kernel_colours(names: list[str]) -> dict[str, str]:
 def _kernel_stack(
     ax: Any, capture: KernelCapture, top: list[str], colours: dict[str, str], title: str, legend: bool = True
 ) -> None:
-    """Each captured decode step of ``capture`` stacked by the names ``top``, the others as one, and the
-    part no operator/kernel covers."""
+    """Each captured decode step of ``capture``'s first call stacked by the names ``top``, the others as one,
+    and the part no operator/kernel covers."""
     steps = capture.phase_steps("decode")
     per_step = capture.per_step("decode")
     shown = [name for name in top if name in per_step]
     series = [
-        (name, [per_step[name].get(s, (0, 0))[1] / 1e6 for s in steps], colours[name]) for name in shown
+        (name, [per_step[name].get((0, s), (0, 0))[1] / 1e6 for s in steps], colours[name]) for name in shown
     ]
     rest = [n for n in per_step if n not in shown]
-    others = [sum(per_step[n].get(s, (0, 0))[1] for n in rest) / 1e6 for s in steps]
+    others = [sum(per_step[n].get((0, s), (0, 0))[1] for n in rest) / 1e6 for s in steps]
     series.append((f"{len(rest)} others", others, "#bbbbbb"))
     covered = [sum(values[i] for _, values, _ in series) for i in range(len(steps))]
     outside = "device idle" if capture.has_device else "outside operators"
@@ -298,7 +298,8 @@ def _kernel_stack(
         ax.bar(positions, values, bottom=bottom, color=colour, label=name, width=0.7)
         bottom = [b + v for b, v in zip(bottom, values)]
     ax.set_xticks(positions, [str(s) for s in steps])
-    ax.set_xlabel("decode step of the kernel-profiled call (after the repeats)")
+    first = f"first of {capture.calls} kernel-profiled calls" if capture.calls > 1 else "kernel-profiled call"
+    ax.set_xlabel(f"decode step of the {first} (after the repeats)")
     ax.set_ylabel("time per step (ms)")
     what = "device kernels" if capture.has_device else "host operators, by self time"
     ax.set_title(f"{title}\n({what})", fontsize=10)

@@ -8,7 +8,7 @@ request's start. Layout:
   (host prep, forward launches, sampling, vision encoder from host stamps), tid 3 "device" (CUDA records only:
   the same spans from device times, plus the host gaps where the device waited), tid 4 "tokens" (one instant
   per step).
-- with a kernel capture (``run --kernels``): the profiled call as a request "kernel capture" on the threads
+- with a kernel capture (``run --kernels``): the (first) profiled call as a request "kernel capture" on the threads
   above, tid 5 "operators" (its host operators, nested) and tid 10+N "kernels (device N)", each event with
   its llmprof step in args, on the same clock as the step spans.
 - a model over several GPUs of one process (device_map): tid 50+L "stages (cuda:N)", each GPU's stage of every
@@ -433,7 +433,11 @@ def _kernel_events(run: Run, origin: int) -> tuple[list[Item], dict[int, str]]:
         events += _request_events(RawRequest.from_dict(capture.request), "kernel capture", origin)
     threads = {}
     e = capture.events
-    for name, dev, step, start, dur in zip(e["name"], e["device"], e["step"], e["start_ns"], e["dur_ns"]):
+    for name, dev, step, start, dur, call in zip(
+        e["name"], e["device"], e["step"], e["start_ns"], e["dur_ns"], capture.call_of_events()
+    ):
+        if call:  # the first captured call only: its request is the one drawn
+            continue
         host = dev == HOST
         tid = TID_OPERATORS if host else TID_KERNELS + dev
         threads[tid] = "operators" if host else f"kernels (device {dev})"
