@@ -283,3 +283,15 @@ def test_a_part_only_generate_has_gets_no_verdict_against_a_loop():
     assert {c.metric: c.verdict for c in compare_runs(generate, jittered_run(8.0, seed=2))}["host_prep"] != (
         LOOP_VS_GENERATE
     )
+
+
+def test_a_comparison_shows_each_runs_warnings_as_its_own_report_does(tmp_path, capsys):
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    save_run(jittered_run(8.0, seed=1), a)
+    compiled = jittered_run(8.0, seed=2)
+    for raw in compiled.records:
+        raw.warnings = [COMPILED]
+    save_run(compiled, b)
+    out = run_in_process(capsys, "compare", str(a), str(b), "--format", "md").stdout
+    warnings = [line for line in out.splitlines() if line.startswith("- warning")]
+    assert warnings == [f"- warning: B: {COMPILED} (8 requests)"]  # A warns of nothing

@@ -13,17 +13,21 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from timelines import synthetic_run
+from run_cli import run_in_process
+from timelines import host_marks, record, synthetic_run
 from tiny_models import tiny_llama
 
 from llmprof.analysis import registry
 from llmprof.analysis.grid import parse_values, point_key, points
 from llmprof.capture.model_shape import model_shape
+from llmprof.capture.recorder import COMPILED
 from llmprof.cli import main
 from llmprof.errors import CaptureError, RunFormatError, UsageError
 from llmprof.report import render
 from llmprof.report.sweep import render as render_sweep
-from llmprof.sweepfile import FAILED, OK, REFUSED, SKIPPED, Sweep, SweepPoint, load_sweep
+from llmprof.report.sweep import render_table
+from llmprof.runfile import Run
+from llmprof.sweepfile import FAILED, OK, REFUSED, SKIPPED, Sweep, SweepPoint, load_sweep, save_sweep
 from llmprof.workloads.runner import depth_cache
 from llmprof.workloads.synthetic import SyntheticConfig, decode_step_ms, save_synthetic
 
@@ -616,3 +620,71 @@ def test_bad_kernel_swap_axes_are_one_line_errors_before_the_model_loads(option,
     assert main(["sweep", "--model", "no-such-model", "--variant", option]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0]
+
+
+def hand_run(
+    decode_ms: list[float], warnings: tuple[str, ...] = (), model: str = "hand", batch: int = 1
+) -> Run:
+    """One hand-built request of ``batch`` x 6 tokens per entry of ``decode_ms`` (its forwards' time), each
+    with ``warnings``: a point's run of known noise, no clock."""
+    records = [
+        record(host_marks(6, start=1000.0 * i, decode=ms), [6] * batch) for i, ms in enumerate(decode_ms)
+    ]
+    for raw in records:
+        raw.warnings = list(warnings)
+    return Run(config={"model": model}, environment={}, records=records)
+
+
+def hand_sweep(runs: list[Run]) -> Sweep:
+    """A batch-size sweep of ``runs`` (of batches 1, 2, 4 ...), one a point."""
+    batches = [run.measured[0].batch_size for run in runs]
+    points = [SweepPoint({"batch_size": b}, run=run) for b, run in zip(batches, runs)]
+    return Sweep({"batch_size": batches}, {"model": runs[0].config["model"]}, points)
+
+
+NOISY = (
+    "noisy: TPOT varies by 121% across the 2 repeats (coefficient of variation > 10%; the slowest 13.0x the"
+)
+NOTES = [
+    NOISY + " fastest): another busy process, changing clocks or too few warm-ups; compare with care",
+    f"warning: {COMPILED} (4 requests)",
+    "2 repeats: too few to judge the noise",
+    "",
+]
+
+
+def test_a_points_note_carries_its_noise_and_compile_warnings_in_table_md_and_csv():
+    # TPOT 16.5 ms and 214.5 ms (the forward, 1 ms sampling, 0.5 ms gap): 13x apart over 2 repeats
+    sweep = hand_sweep(
+        [
+            hand_run([15.0, 213.0]),
+            hand_run([15.0, 15.1, 14.9, 15.0], (COMPILED,), batch=2),
+            hand_run([15.0, 15.05], batch=4),
+            hand_run([15.0, 15.1, 14.9], batch=8),
+        ]
+    )
+    assert [row["note"] for row in csv.DictReader(io.StringIO(render_sweep(sweep, "csv")))] == NOTES
+    md = [line.split(" | ")[-1].removesuffix(" |") for line in render_sweep(sweep, "md").splitlines()[4:]]
+    assert md == NOTES
+    for width in (250, 100):  # the notes in the table, then below it
+        out = io.StringIO()
+        render_table(sweep, out, width)
+        text = " ".join(out.getvalue().replace("│", " ").split())
+        assert all(" ".join(note.split()[:6]) in text for note in NOTES[:3])
+
+
+def test_a_sweep_comparison_shows_each_points_warnings_and_what_else_differs(tmp_path, capsys):
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    quiet = [15.0, 15.1, 14.9, 15.0]
+    save_sweep(hand_sweep([hand_run(quiet), hand_run(quiet, batch=2)]), a)
+    save_sweep(
+        hand_sweep([hand_run([15.0, 213.0], model="other"), hand_run(quiet, model="other", batch=2)]), b
+    )
+    out = run_in_process(capsys, "compare", str(a), str(b), "--format", "md").stdout.splitlines()
+    notes = [line.split(" | ")[-1].removesuffix(" |") for line in out if line.startswith(("| 1 ", "| 2 "))]
+    assert notes == [f"B: {NOTES[0]}", ""]
+    assert [line for line in out if line.startswith("- warning")] == [
+        "- warning: model differs: 'hand' vs 'other'"
+    ]
+    table = run_in_process(capsys, "compare", str(a), str(b)).stdout
+    assert "warning: model differs: 'hand' vs 'other'" in table and "B: noisy: TPOT varies by 121%" in table

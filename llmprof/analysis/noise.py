@@ -10,13 +10,13 @@ from llmprof.analysis.metrics import RequestMetrics
 from llmprof.analysis.telemetry import RequestTelemetry
 
 MAX_CV = 0.10  # a coefficient of variation above this across repeats is noise, not a measurement
-MIN_REPEATS = 3  # below this a spread says nothing
+MIN_REPEATS = 3  # below this a narrow spread says nothing (a wide one still says noise)
 MIN_CPU_PERCENT = 50.0  # a CPU run whose process got less than half a core was waiting for one
 
 
 def coefficient_of_variation(values: Sequence[float]) -> float | None:
-    """stdev / mean, None for fewer than MIN_REPEATS values or a zero mean."""
-    if len(values) < MIN_REPEATS:
+    """stdev / mean, None for fewer than 2 values or a zero mean."""
+    if len(values) < 2:
         return None
     mean = statistics.fmean(values)
     return statistics.stdev(values) / mean if mean else None
@@ -26,15 +26,25 @@ def noise_warnings(
     metrics: Sequence[RequestMetrics], telemetry: Sequence[RequestTelemetry] = ()
 ) -> list[str]:
     """One line per sign of a noisy machine: TTFT or TPOT spreading more than MAX_CV across the repeats, or
-    a CPU run whose process got less than MIN_CPU_PERCENT of a core during its requests."""
+    a CPU run whose process got less than MIN_CPU_PERCENT of a core during its requests. Below MIN_REPEATS
+    repeats a wide spread is still said (with how far apart they are), and otherwise that they are too few to
+    judge the noise."""
     out = []
     for name, values in (("TTFT", [m.ttft for m in metrics]), ("TPOT", [m.tpot for m in metrics])):
-        cv = coefficient_of_variation([v for v in values if v is not None])
+        values = [v for v in values if v is not None]
+        cv = coefficient_of_variation(values)
         if cv is not None and cv > MAX_CV:
-            out.append(
-                f"noisy: {name} varies by {cv:.0%} across the {len(metrics)} repeats (coefficient of variation"
-                f" > {MAX_CV:.0%}): another busy process, changing clocks or too few warm-ups; compare with care"
+            few = len(values) < MIN_REPEATS
+            spread = (
+                f"; the slowest {max(values) / min(values):.1f}x the fastest" if few and min(values) else ""
             )
+            out.append(
+                f"noisy: {name} varies by {cv:.0%} across the {len(values)} repeats (coefficient of variation"
+                f" > {MAX_CV:.0%}{spread}): another busy process, changing clocks or too few warm-ups; compare"
+                " with care"
+            )
+    if metrics and len(metrics) < MIN_REPEATS and not out:
+        out.append(f"{len(metrics)} repeat{'s' if len(metrics) > 1 else ''}: too few to judge the noise")
     cpu = [t.cpu_percent for t in telemetry if t.cpu_percent is not None]
     if cpu and statistics.median(cpu) < MIN_CPU_PERCENT:
         out.append(

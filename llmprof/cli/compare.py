@@ -84,8 +84,13 @@ def check_comparison_output(args: argparse.Namespace) -> None:
 
 def emit_comparison(reports: list, runs: list, args: argparse.Namespace) -> None:
     """Render the comparison reports (of ``runs``: A, then each B) as asked, to the output or stdout."""
-    from llmprof.report.comparison import render_comparison_markdown, render_comparison_table
+    from llmprof.report.comparison import (
+        render_comparison_markdown,
+        render_comparison_table,
+        with_run_warnings,
+    )
 
+    reports = [with_run_warnings(report, runs[0], run) for report, run in zip(reports, runs[1:])]
     if args.format == "plot":
         from llmprof.report.plot import render_comparison
 
@@ -161,7 +166,7 @@ def _load(path: str) -> object:
 def _compare_sweeps(sweeps: list, args: argparse.Namespace) -> int:
     """Each sweep after the first against it, point by point."""
     from llmprof.analysis.compare import Gate, regressions
-    from llmprof.report.sweep import compare_points, render_comparison
+    from llmprof.report.sweep import compare_points, render_comparison, sweep_differences
 
     compared, gate = [], Gate()
     for path, sweep in zip(args.runs[1:], sweeps[1:]):
@@ -178,6 +183,7 @@ def _compare_sweeps(sweeps: list, args: argparse.Namespace) -> int:
         text = ""
         for (name_a, name_b, points), sweep in zip(compared, sweeps[1:]):
             axes = list(dict.fromkeys([*sweeps[0].axes, *sweep.axes]))
-            text += render_comparison(points, axes, (name_a, name_b), args.format, text_width(args))
+            warnings = sweep_differences(sweeps[0], sweep)
+            text += render_comparison(points, axes, (name_a, name_b), args.format, text_width(args), warnings)
         write_text(text, args)
     return failed_thresholds(gate, args.allow_unjudged)

@@ -12,8 +12,9 @@ from llmprof.analysis import registry
 from llmprof.analysis.compare import Comparison
 from llmprof.analysis.kernels import KernelDiff
 from llmprof.report.kernels import DIFF_CAPTION, DIFF_CI, DIFF_COLUMNS, DIFF_SHORT, diff_section
-from llmprof.report.summary import Section, format_number
+from llmprof.report.summary import Section, format_number, measured_warnings
 from llmprof.report.table import Column, Layout, console_for, left_out, print_fitted, width_of
+from llmprof.runfile import Run
 
 COLUMNS = ["metric", "A median", "B median", "B / A", "95% CI of B / A", "verdict"]
 SHORT = ["metric", "A", "B", "B / A", "95% CI", "verdict"]  # where COLUMNS do not fit, with SHORT_CAPTION
@@ -29,6 +30,21 @@ class ComparisonReport:
     comparisons: list[Comparison]
     warnings: list[str] = field(default_factory=list)
     kernels: KernelDiff | None = None  # when both runs captured kernels
+
+
+def side_warnings(a: Run, b: Run) -> list[str]:
+    """The warnings of runs A and B (:func:`~llmprof.report.summary.measured_warnings`), each with its side:
+    "A: noisy: ...", "B: torch.compile compiled ..."."""
+    return [
+        f"{side}: {w.removeprefix('warning: ')}"
+        for side, run in (("A", a), ("B", b))
+        for w in measured_warnings(run)
+    ]
+
+
+def with_run_warnings(report: ComparisonReport, a: Run, b: Run) -> ComparisonReport:
+    """``report`` with the warnings of its runs A and B (:func:`side_warnings`) below what else differs."""
+    return replace(report, warnings=[*report.warnings, *side_warnings(a, b)])
 
 
 def _rows(report: ComparisonReport) -> list[list[str]]:

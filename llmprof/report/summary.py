@@ -85,16 +85,14 @@ def _section(title: str, first: str, section: str, summaries: dict[str, Summary]
 def summary_sections(run: Run) -> tuple[list[Section], list[str]]:
     """The tables of ``run`` (metrics, breakdown, roofline, telemetry) and the notes and warnings that go below
     them."""
-    measured = run.metrics()
     summaries = run.summaries()
     metrics = _section("Inference metrics (over repeats)", "metric", SECTION_METRICS, summaries)
     breakdown = _section("Breakdown (per request)", "part", SECTION_BREAKDOWN, summaries)
     sections, notes = [metrics, breakdown], []
     if run.interrupted:
         notes.append("interrupted: only the repeats completed before the interruption are shown")
-    notes += [f"warning: {w}" for w in measured_warnings(run)]
     telemetry = requests_telemetry(run.telemetry, run.measured) if run.telemetry is not None else []
-    notes += noise_warnings(measured, telemetry)
+    notes += measured_warnings(run, telemetry)
     if "host_bound_share" not in summaries and run.measured:
         notes.append(HOST_TIMELINE_NOTE)
     if run.roofline is not None and run.measured:
@@ -143,9 +141,15 @@ def _telemetry_section(run: Run, per_request: list[RequestTelemetry]) -> tuple[S
     return section, _counted(notes)
 
 
-def measured_warnings(run: Run) -> list[str]:
-    """The warnings of the run's measured requests, each once, with how many requests gave it."""
-    return _counted([w for raw in run.measured for w in raw.warnings])
+def measured_warnings(run: Run, telemetry: list[RequestTelemetry] | None = None) -> list[str]:
+    """Every warning about the run's measured requests, as the run report, a sweep point's note and a comparison
+    show it: each request's warning once ("warning: ...", with how many requests gave it), then the noise
+    check's (:func:`~llmprof.analysis.noise.noise_warnings`; ``telemetry``: the requests' own, computed here
+    when not given)."""
+    if telemetry is None:
+        telemetry = requests_telemetry(run.telemetry, run.measured) if run.telemetry is not None else []
+    warnings = [f"warning: {w}" for w in _counted([w for raw in run.measured for w in raw.warnings])]
+    return warnings + noise_warnings(run.metrics(), telemetry)
 
 
 def _counted(notes: list[str]) -> list[str]:

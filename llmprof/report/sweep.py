@@ -14,8 +14,9 @@ from dataclasses import dataclass, field, replace
 from typing import IO, Any
 
 from llmprof.analysis import registry
-from llmprof.analysis.compare import Comparison, compare_runs
+from llmprof.analysis.compare import Comparison, compare_runs, setup_differences
 from llmprof.analysis.registry import ROOFLINE
+from llmprof.report.comparison import side_warnings
 from llmprof.report.csv_format import cell
 from llmprof.report.summary import format_number, measured_warnings
 from llmprof.report.table import Column, Layout, console_for, left_out, print_fitted, width_of
@@ -204,7 +205,8 @@ class PointComparison:
 
     params: dict[str, Any]
     comparisons: list[Comparison] = field(default_factory=list)
-    missing: str = ""  # "not measured in A", "not measured in B"
+    missing: str = ""  # "not measured in A", "failed in B" (its reason in the notes)
+    notes: list[str] = field(default_factory=list)  # the warnings of A's and B's runs of the point
 
 
 COMPARED_COLUMNS = [("TTFT", "ttft"), ("TPOT", "tpot"), ("TPS", "tps")]
@@ -219,26 +221,46 @@ def compare_points(a: Sweep, b: Sweep) -> list[PointComparison]:
     for key, values in params.items():
         pa, pb = ran_a.get(key), ran_b.get(key)
         if pa is None or pa.run is None or pb is None or pb.run is None:
-            missing = _not_measured(a, key, "A") if pa is None else _not_measured(b, key, "B")
-            out.append(PointComparison(values, missing=missing))
+            missing, why = _not_measured(a, key, "A") if pa is None else _not_measured(b, key, "B")
+            out.append(PointComparison(values, missing=missing, notes=why))
         else:
-            out.append(PointComparison(values, compare_runs(pa.run, pb.run)))
+            out.append(
+                PointComparison(values, compare_runs(pa.run, pb.run), notes=side_warnings(pa.run, pb.run))
+            )
     return out
 
 
-def _not_measured(sweep: Sweep, key: str, side: str) -> str:
-    """Why the point ``key`` has no run in ``sweep`` (``side``: A or B): its status there, or not measured."""
+def sweep_differences(a: Sweep, b: Sweep) -> list[str]:
+    """What differs between the sweeps' runs of the same points besides nothing under test (model, dtype,
+    device, versions: :func:`~llmprof.analysis.compare.setup_differences`), each once; a point's own
+    difference (its output tokens) names the point."""
+    ran_b = {p.key: p.run for p in b.measured()}
+    out: dict[str, None] = {}
+    for point in a.measured():
+        run_b = ran_b.get(point.key)
+        if point.run is None or run_b is None:
+            continue
+        for difference in setup_differences(point.run, run_b):
+            out[
+                f"at {point.label}: {difference}" if difference.startswith("output tokens") else difference
+            ] = None
+    return list(out)
+
+
+def _not_measured(sweep: Sweep, key: str, side: str) -> tuple[str, list[str]]:
+    """Why the point ``key`` has no run in ``sweep`` (``side``: A or B): its status there ("failed in B"), or
+    not measured; and its reason as a note."""
     point = next((p for p in sweep.points if p.key == key), None)
     if point is None or point.status == OK:
-        return f"not measured in {side}"
-    return f"{point.status} in {side}" + (f": {point.reason}" if point.reason else "")
+        return f"not measured in {side}", []
+    return f"{point.status} in {side}", [f"{side}: {point.reason}"] if point.reason else []
 
 
 def _comparison_header(axes: list[str]) -> list[str]:
     cells = [AXIS_COLUMNS.get(name, name) for name in axes]
     for label, _ in COMPARED_COLUMNS:
         cells += [f"{label} B / A", f"{label} 95% CI", f"{label} verdict"]
-    return cells
+    return [*cells, "note"]
 
 
 def _comparison_rows(points: list[PointComparison], axes: list[str]) -> list[list[str]]:
@@ -254,7 +276,7 @@ def _comparison_rows(points: list[PointComparison], axes: list[str]) -> list[lis
             else:
                 ci = "-" if math.isnan(c.ci_low) else f"{c.ci_low:.3f} - {c.ci_high:.3f}"
                 cells += [f"{c.ratio:.3f}", ci, c.verdict]
-        rows.append(cells)
+        rows.append([*cells, "; ".join(point.notes)])
     return rows
 
 
@@ -264,12 +286,12 @@ def _style(verdicts: list[str]) -> str | None:
 
 
 def _comparison_layouts(points: list[PointComparison], axes: list[str]) -> list[Layout]:
-    """One row per point (the metrics side by side), then, narrower, one row per point and metric (the axes on
-    a point's first row only)."""
+    """One row per point (the metrics side by side, its note last), the same with the notes below it, then,
+    narrower, one row per point and metric (the axes on a point's first row only), the notes below."""
     wide = _comparison_rows(points, axes)
     axis_columns = _axis_columns(axes, [p.params for p in points])
     columns = axis_columns + [
-        Column(h, text=h.endswith("verdict")) for h in _comparison_header(axes)[len(axes) :]
+        Column(h, text=h.endswith("verdict")) for h in _comparison_header(axes)[len(axes) : -1]
     ]
     long = [
         [
@@ -280,26 +302,49 @@ def _comparison_layouts(points: list[PointComparison], axes: list[str]) -> list[
         for row in wide
         for i, (label, _) in enumerate(COMPARED_COLUMNS)
     ]
+    below = [
+        " ".join(f"{k}={v}" for k, v in point.params.items()) + f": {row[-1]}"
+        for point, row in zip(points, wide)
+        if row[-1]
+    ]
     metric = [Column("metric", text=True), Column("B / A"), Column("95% CI"), Column("verdict", text=True)]
+    full = Layout(
+        [*columns, Column("note", text=True, wrap_at=NOTE_WIDTH)],
+        wide,
+        [_style(row[len(axes) + 2 : -1 : 3]) for row in wide],
+    )
     return [
-        Layout(columns, wide, [_style(row[len(axes) + 2 :: 3]) for row in wide]),
-        Layout(axis_columns + metric, long, [_style(row[-1:]) for row in long]),
+        full,
+        full.without([len(columns)], *below),
+        Layout(axis_columns + metric, long, [_style(row[-1:]) for row in long], notes=below),
     ]
 
 
 def render_comparison(
-    points: list[PointComparison], axes: list[str], names: tuple[str, str], fmt: str, width: int | None = None
+    points: list[PointComparison],
+    axes: list[str],
+    names: tuple[str, str],
+    fmt: str,
+    width: int | None = None,
+    warnings: list[str] | None = None,
 ) -> str:
     """Sweep B against sweep A, one row per point, as a terminal table (``table``, at ``width`` columns, by
-    default the width of standard output: :func:`~llmprof.report.table.width_of`) or Markdown (``md``)."""
+    default the width of standard output: :func:`~llmprof.report.table.width_of`) or Markdown (``md``), with
+    ``warnings`` (what else differs: :func:`sweep_differences`) below it."""
     title = f"Sweep B = {names[1]} against A = {names[0]}, point by point"
     out = io.StringIO()
     if fmt == "md":
         header, rows = _comparison_header(axes), _comparison_rows(points, axes)
         out.write(f"#### {title}\n\n| " + " | ".join(header) + " |\n")
-        out.write("| " + " | ".join("---" if "verdict" in c else "---:" for c in header) + " |\n")
+        out.write(
+            "| " + " | ".join("---" if c == "note" or "verdict" in c else "---:" for c in header) + " |\n"
+        )
         for row in rows:
-            out.write("| " + " | ".join(row) + " |\n")
+            out.write("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |\n")
+        out.write("".join(f"\n- warning: {w}" for w in warnings or []) + ("\n" if warnings else ""))
         return out.getvalue()
-    print_fitted(console_for(out, width or width_of(sys.stdout)), title, _comparison_layouts(points, axes))
+    console = console_for(out, width or width_of(sys.stdout))
+    print_fitted(console, title, _comparison_layouts(points, axes))
+    for warning in warnings or []:
+        console.print(f"warning: {warning}", markup=False)
     return out.getvalue()
