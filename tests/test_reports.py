@@ -445,3 +445,40 @@ def test_a_render_pauses_the_cyclic_collector_and_restores_it():
     finally:
         gc.enable()
         Run.metrics = real
+
+
+@pytest.mark.parametrize(
+    ("decode_ms", "legend", "lines"),
+    [
+        # each request flat, the requests 10% apart: no slope to resolve
+        (lambda i, step: 15.0 * (1 + 0.1 * i), "KV cost not resolved: slope CI -", 0),
+        (
+            lambda i, step: 10.0 + 0.5 * step,
+            "fit 5.500 ms + 500.000 ms per 1k tokens (95% CI 500.000 .. 500.000)",
+            1,
+        ),
+    ],
+)
+def test_the_run_plot_draws_its_context_fit_only_when_it_is_a_result(monkeypatch, decode_ms, legend, lines):
+    pytest.importorskip("matplotlib")
+    from matplotlib.figure import Figure
+
+    from llmprof.analysis.record import Label
+
+    drawn = []
+    monkeypatch.setattr(Figure, "savefig", lambda fig, *_, **__: drawn.append(fig))
+    records = []
+    for i in range(4):  # 8 steps after a 10-token prompt, each step's forward decode_ms(i, step)
+        t, marks = 1000.0 * i, [(Label.REQUEST_START, 0, 1000.0 * i)]
+        marks += [(Label.FORWARD_BEGIN, 0, t + 1), (Label.FORWARD_END, 0, t + 2), (Label.TOKEN, 1, t + 3)]
+        t += 3
+        for step in range(2, 9):
+            t += decode_ms(i, step)
+            marks += [(Label.FORWARD_BEGIN, step, t - decode_ms(i, step)), (Label.FORWARD_END, step, t)]
+            marks.append((Label.TOKEN, step, t))
+        records.append(record(marks + [(Label.REQUEST_END, 0, t + 1)], [8]))
+    render(Run(config={}, environment={}, records=records), "plot")
+    ax = drawn[0].axes[0]
+    texts = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert any(text.startswith(legend) for text in texts), texts
+    assert sum(line.get_linestyle() == ":" for line in ax.get_lines()) == lines

@@ -445,8 +445,9 @@ def test_the_context_curve_recovers_the_programmed_kv_cost_and_the_plot_draws_ev
     for batch in (1, 2):
         runs = [p.run for p in sweep.points if p.params["batch_size"] == batch]
         curve = [(mean_context(run), statistics.median(m.tpot for m in run.metrics()) * 1e3) for run in runs]
-        _, per_1k = fit_context_cost(curve)
-        assert per_1k == pytest.approx(40.0 * batch, rel=0.05)  # kv_ms_per_1k x the batch's rows
+        fit = fit_context_cost(curve)
+        assert fit.problem is None and fit.low <= fit.per_1k <= fit.high  # a result, with its CI
+        assert fit.per_1k == pytest.approx(40.0 * batch, rel=0.05)  # kv_ms_per_1k x the batch's rows
     height = int.from_bytes(png.read_bytes()[20:24], "big")
     assert height == 3 * 420  # latency-throughput, TPOT against context, TTFT against prompt
 
@@ -467,7 +468,8 @@ def test_a_depth_sweep_measures_tpot_at_depth_and_recovers_the_kv_cost(scaling_m
     curve = [
         (mean_context(p.run), statistics.median(m.tpot for m in p.run.metrics()) * 1e3) for p in sweep.points
     ]
-    assert fit_context_cost(curve)[1] == pytest.approx(40.0, rel=0.05)  # the programmed 40 ms per 1k tokens
+    fit = fit_context_cost(curve)
+    assert fit.problem is None and fit.per_1k == pytest.approx(40.0, rel=0.05)  # the programmed 40 ms per 1k
 
 
 def test_a_depth_needs_a_model_that_returns_a_kv_cache():
@@ -688,3 +690,79 @@ def test_a_sweep_comparison_shows_each_points_warnings_and_what_else_differs(tmp
     ]
     table = run_in_process(capsys, "compare", str(a), str(b)).stdout
     assert "warning: model differs: 'hand' vs 'other'" in table and "B: noisy: TPOT varies by 121%" in table
+
+
+@pytest.mark.parametrize(
+    ("curve", "problem"),
+    [
+        ([(100, 10.0), (1100, 12.0)], "fit over 2 points: not a result"),
+        ([(100, 10.0), (100, 10.4), (1100, 12.0)], "fit over 2 points: not a result"),  # 2 distinct lengths
+        ([(100, 10.0), (600, 11.5), (1100, 9.0), (1600, 10.6)], "KV cost not resolved: slope CI -"),
+        ([(100, 12.0), (600, 11.0), (1100, 10.05), (1600, 9.0)], "KV cost negative (slope CI -"),
+    ],
+)
+def test_a_fit_over_too_few_points_or_with_an_unresolved_or_negative_slope_is_not_a_result(curve, problem):
+    from llmprof.report.plot import fit_context_cost
+
+    fit = fit_context_cost(curve)
+    assert fit.problem.startswith(problem) and fit.describe() == fit.problem
+    assert "ms per 1k tokens" in fit.problem or "points" in fit.problem
+
+
+def test_a_clean_fit_is_a_result_with_its_value_and_ci():
+    from llmprof.report.plot import fit_context_cost
+
+    fit = fit_context_cost([(100, 10.0), (600, 30.1), (1100, 49.9), (1600, 70.0)])  # 40 ms per 1k tokens
+    assert fit.problem is None and 39.0 < fit.low < fit.per_1k < fit.high < 41.0
+    assert (
+        fit.describe() == f"fit 6.034 ms + 39.960 ms per 1k tokens (95% CI {fit.low:.3f} .. {fit.high:.3f})"
+    )
+    assert fit_context_cost([(100, 10.0), (100, 11.0)]) is None  # one length: no line at all
+
+
+def depth_sweep(depths: list[int], ms_per_1k: float) -> Sweep:
+    """A hand-built depth sweep (prompt 16, 6 tokens): each point's forwards take 5 ms + ``ms_per_1k`` per 1k
+    tokens of its prompt and depth, 3 repeats each."""
+    points = []
+    for depth in depths:
+        decode = 5.0 + ms_per_1k * (16 + depth) / 1000
+        records = [
+            record(host_marks(6, start=1000.0 * i, decode=decode), [6], prompt=16 + depth) for i in range(3)
+        ]
+        params = {"batch_size": 1, "prompt_len": 16, "depth": depth, "max_new_tokens": 6}
+        points.append(SweepPoint(params, run=Run(config={"model": "hand"}, environment={}, records=records)))
+    return Sweep({"batch_size": [1], "prompt_len": [16], "depth": depths, "max_new_tokens": [6]}, {}, points)
+
+
+@pytest.mark.parametrize(
+    ("depths", "ms_per_1k", "legend", "lines"),
+    [
+        (
+            [0, 512, 1536],
+            40.0,
+            "batch 1: fit 6.360 ms + 40.000 ms per 1k tokens (95% CI 40.000 .. 40.000)",
+            1,
+        ),
+        ([0, 1536], 40.0, "batch 1: fit over 2 points: not a result", 0),
+        ([0, 512, 1536], -4.0, "batch 1: KV cost negative (slope CI -4.000 .. -4.000", 0),
+    ],
+)
+def test_a_depth_sweep_draws_tpot_against_context_and_its_fit_only_when_it_is_a_result(
+    monkeypatch, depths, ms_per_1k, legend, lines
+):
+    pytest.importorskip("matplotlib")
+    from matplotlib.figure import Figure
+
+    from llmprof.report.plot import render_sweep
+
+    drawn = []
+    monkeypatch.setattr(Figure, "savefig", lambda fig, *_, **__: drawn.append(fig))
+    render_sweep(depth_sweep(depths, ms_per_1k), io.BytesIO())
+    (fig,) = drawn
+    (ax,) = fig.axes
+    assert ax.get_title().startswith("TPOT against context")
+    (curve,) = [line for line in ax.get_lines() if line.get_marker() == "o"]
+    assert len(curve.get_xdata()) == len(depths)
+    assert sum(line.get_linestyle() == ":" for line in ax.get_lines()) == lines  # the fit's line
+    texts = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert any(text.startswith(legend) for text in texts), texts

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from dataclasses import dataclass
 from typing import IO, Any
 
 import numpy as np
@@ -63,15 +64,93 @@ def _pyplot() -> Any:
     return plt
 
 
-def fit_context_cost(points: Any) -> tuple[float, float] | None:
-    """Least-squares line through (context length, ms) pairs (a sequence, or an array of two columns):
-    (intercept ms, slope in ms per 1k tokens). The intercept is the cost of reading the weights, the slope
-    the cost of reading the KV cache."""
+# two-sided 95% quantiles of Student's t for 1 to 30 degrees of freedom (past 30: 1.96 + 2.4 / df, within 0.2%)
+T95 = [
+    12.706,
+    4.303,
+    3.182,
+    2.776,
+    2.571,
+    2.447,
+    2.365,
+    2.306,
+    2.262,
+    2.228,
+    2.201,
+    2.179,
+    2.160,
+    2.145,
+    2.131,
+]
+T95 += [
+    2.120,
+    2.110,
+    2.101,
+    2.093,
+    2.086,
+    2.080,
+    2.074,
+    2.069,
+    2.064,
+    2.060,
+    2.056,
+    2.052,
+    2.048,
+    2.045,
+    2.042,
+]
+MIN_FIT_POINTS = 3  # distinct context lengths: through 2 any line fits exactly, and says nothing of its error
+
+
+@dataclass(frozen=True)
+class ContextFit:
+    """A least-squares line of ms against context length: ``intercept`` (ms: reading the weights), ``per_1k``
+    (ms per 1k tokens: reading the KV cache) with its 95% CI (``low``, ``high``), over ``distinct`` lengths."""
+
+    intercept: float
+    per_1k: float
+    low: float
+    high: float
+    distinct: int
+
+    @property
+    def problem(self) -> str | None:
+        """Why the fit is not a result (too few lengths; a slope whose CI holds zero or lies below it); None
+        when it is one."""
+        if self.distinct < MIN_FIT_POINTS:
+            return f"fit over {self.distinct} points: not a result"
+        ci = f"slope CI {self.low:+.3f} .. {self.high:+.3f} ms per 1k tokens"
+        if self.low <= 0 <= self.high:
+            return f"KV cost not resolved: {ci}"
+        return f"KV cost negative ({ci}): noise, not a result" if self.high < 0 else None
+
+    def describe(self) -> str:
+        """The fit as a legend says it: its line and the slope's CI, or why it is not a result."""
+        sign = "+" if self.per_1k >= 0 else "-"
+        return self.problem or (
+            f"fit {self.intercept:.3f} ms {sign} {abs(self.per_1k):.3f} ms per 1k tokens"
+            f" (95% CI {self.low:.3f} .. {self.high:.3f})"
+        )
+
+
+def fit_context_cost(points: Any) -> ContextFit | None:
+    """The least-squares line through (context length, ms) pairs (a sequence, or an array of two columns), with
+    the 95% CI of its slope from its standard error (Student's t); None under two distinct lengths."""
     xy = np.asarray(points, dtype=float).reshape(-1, 2)
-    if len(np.unique(xy[:, 0])) < 2:
+    x, y = xy[:, 0], xy[:, 1]
+    distinct = len(np.unique(x))
+    if distinct < 2:
         return None
-    slope, intercept = np.polyfit(xy[:, 0], xy[:, 1], 1)
-    return float(intercept), float(slope) * 1000.0
+    slope, intercept = np.polyfit(x, y, 1)
+    spread = float(np.sum((x - x.mean()) ** 2))
+    df = len(x) - 2
+    if df > 0:
+        residual = float(np.sum((y - (intercept + slope * x)) ** 2)) / df
+        half = (T95[df - 1] if df <= len(T95) else 1.96 + 2.4 / df) * math.sqrt(residual / spread)
+    else:
+        half = math.inf
+    per_1k = float(slope) * 1000.0
+    return ContextFit(float(intercept), per_1k, per_1k - half * 1000.0, per_1k + half * 1000.0, distinct)
 
 
 def envelope(x: np.ndarray, y: np.ndarray, columns: int = PLOT_COLUMNS) -> tuple[np.ndarray, ...]:
@@ -143,15 +222,7 @@ def _decode_panel(ax: Any, run: Run, metrics: list[RequestMetrics]) -> str | Non
         ax.set_ylim(bottom=0)
     fit = fit_context_cost(np.column_stack((x, y))) if len(x) else None
     if fit is not None:
-        intercept, per_k = fit
-        ax.plot(
-            [xs[0], xs[-1]],
-            [intercept + per_k * xs[0] / 1e3, intercept + per_k * xs[-1] / 1e3],
-            color="black",
-            ls=":",
-            lw=1.5,
-            label=f"fit: {intercept:.3f} ms {'+' if per_k >= 0 else '-'} {abs(per_k):.3f} ms per 1k tokens of context",
-        )
+        _fit_line(ax, fit, [xs[0], xs[-1]], "black")
     ttft = statistics.median(m.ttft for m in metrics) * 1e3
     ax.text(
         0.01,
@@ -445,7 +516,8 @@ def render_sweep_comparison(
 def render_sweep(sweep: Sweep, out: IO[bytes]) -> None:
     """The PNG of a sweep's curves, each where its axis has two values or more: decode throughput (all
     sequences) against per-sequence TPOT across batch sizes with the roofline's floor, TPOT against the decode
-    steps' mean context with its fitted KV-read slope, and TTFT against prompt length."""
+    steps' mean context (prompt length, depth or tokens generated) with its fitted KV-read slope (or why the
+    fit is not a result), and TTFT against prompt length."""
     plt = _pyplot()
     points = [(p.params, point_medians(p), p.run) for p in sweep.measured() if p.run is not None]
     if not points:
@@ -455,7 +527,7 @@ def render_sweep(sweep: Sweep, out: IO[bytes]) -> None:
         panel
         for panel, shown in (
             (_throughput_panel, varies.get("batch_size")),
-            (_context_panel, varies.get("prompt_len") or varies.get("max_new_tokens")),
+            (_context_panel, varies.get("prompt_len") or varies.get("depth") or varies.get("max_new_tokens")),
             (_prefill_panel, varies.get("prompt_len")),
         )
         if shown
@@ -515,17 +587,25 @@ def _context_panel(ax: Any, points: list[Any]) -> None:
         if not shown:
             continue
         colour = KERNEL_COLOURS[i % len(KERNEL_COLOURS)]
+        ax.plot([s[0] for s in shown], [s[1] for s in shown], "o-", color=colour, label=label)
         fit = fit_context_cost([(x, y) for x, y, _ in shown])
-        extra = f" (fit {fit[0]:.3f} ms + {fit[1]:.3f} ms per 1k tokens)" if fit else ""
-        ax.plot([s[0] for s in shown], [s[1] for s in shown], "o-", color=colour, label=label + extra)
-        if fit:
-            xs = [shown[0][0], shown[-1][0]]
-            ax.plot(xs, [fit[0] + fit[1] * x / 1e3 for x in xs], ":", color="black", lw=1)
+        if fit is not None:
+            _fit_line(ax, fit, [shown[0][0], shown[-1][0]], colour, f"{label}: ")
         floors = [(x, f * 1e3) for x, _, f in shown if f]
         if floors:
             ax.plot(*zip(*floors), ls="-.", color=colour, alpha=0.6, label=f"{label}: roofline floor")
     _finish(ax, "mean context of the decode steps (depth + prompt + tokens generated so far)", "TPOT (ms)",
             "TPOT against context: the slope is the cost of reading the KV cache", from_zero=False)  # fmt: skip
+
+
+def _fit_line(ax: Any, fit: ContextFit, ends: list[float], colour: str, prefix: str = "") -> None:
+    """A fit in a panel: its dotted line over ``ends`` (x) with its figures in the legend, or, when it is not a
+    result, only a legend entry saying so (no line)."""
+    if fit.problem is not None:
+        ax.plot([], [], ls="none", label=f"{prefix}{fit.problem}")
+        return
+    line = [fit.intercept + fit.per_1k * x / 1e3 for x in ends]
+    ax.plot(ends, line, ":", color=colour, lw=1.5, label=f"{prefix}{fit.describe()}")
 
 
 def _prefill_panel(ax: Any, points: list[Any]) -> None:
