@@ -122,3 +122,11 @@ def test_a_burst_of_ctrl_c_during_a_sweep_keeps_every_point_and_prints_no_traceb
     assert proc.returncode == 130 and "Traceback" not in err, err
     assert "llmprof: interrupted: " in err and "Sweep" in out
     assert len(load_sweep(path).measured()) >= 2
+
+
+def test_a_depth_the_model_cannot_be_sized_for_is_refused_before_any_allocation(synthetic, capsys):
+    # the synthetic model's config gives no size: its inputs alone (64 bytes a position) are over any free memory
+    args = ["--model", str(synthetic), "--depth", str(10**10), "--prompt-len", "4", "--max-new-tokens", "2"]
+    result = run_in_process(capsys, "sweep", *args, "--repeats", "1", "--no-telemetry")
+    assert result.returncode == 1 and "refused" in result.stdout  # it allocated until the OS killed it
+    assert "refused, a batch of 1 x (10000000004 + 2) tokens needs about 596.0 GiB" in result.stderr

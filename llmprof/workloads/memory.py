@@ -13,6 +13,9 @@ from llmprof.errors import UsageError
 
 HEADROOM = 0.9  # of the free memory: the allocator, the framework and the sampler need some too
 GIB = 2**30
+# a position's token id, mask, position ids and the copies generate() makes of them, as int64: 56 bytes a position
+# measured (the synthetic model at --depth 2e7, peak RSS), counted 64: all that a model of no known size needs
+INPUT_BYTES = 64
 
 
 @dataclass(frozen=True)
@@ -22,10 +25,11 @@ class Estimate:
     kv_cache: int
     logits: int
     activations: int
+    inputs: int  # the token ids, their mask and positions: all a model whose config gives no size is known to need
 
     @property
     def total(self) -> int:
-        return self.kv_cache + self.logits + self.activations
+        return self.kv_cache + self.logits + self.activations + self.inputs
 
 
 def estimate(model: Any, batch: int, prompt: int, new_tokens: int) -> Estimate:
@@ -44,6 +48,7 @@ def estimate(model: Any, batch: int, prompt: int, new_tokens: int) -> Estimate:
         kv_cache=2 * layers * kv_heads * head_dim * width * positions,
         logits=3 * batch * vocab * 4,  # float32 scores of the last position, and the processors' copies
         activations=batch * prompt * (4 * hidden + 2 * inner) * width,  # one layer of the prefill at a time
+        inputs=positions * INPUT_BYTES,
     )
 
 
@@ -82,6 +87,6 @@ def check_fits(model: Any, device: torch.device, batch: int, prompt: int, new_to
     raise UsageError(
         f"a batch of {batch} x ({prompt} + {new_tokens}) tokens needs about {need.total / GIB:.1f} GiB beyond the"
         f" weights (KV cache {need.kv_cache / GIB:.1f}, logits {need.logits / GIB:.1f}, activations"
-        f" {need.activations / GIB:.1f}) and {device} has {free / GIB:.1f} GiB free: lower --batch-size,"
-        " --prompt-len or --max-new-tokens (or --no-memory-check)"
+        f" {need.activations / GIB:.1f}, inputs {need.inputs / GIB:.1f}) and {device} has {free / GIB:.1f} GiB"
+        " free: lower --batch-size, --prompt-len or --max-new-tokens (or --no-memory-check)"
     )
