@@ -5,8 +5,11 @@ known cost."""
 
 import json
 import math
+import subprocess
+import sys
 
 import pytest
+import torch
 from run_cli import run_in_process
 from timelines import MS, host_marks, record
 
@@ -393,6 +396,58 @@ def test_ab_kernels_finds_the_one_slower_operator_and_accounts_for_the_tpot_chan
     assert op_d.change_ns == pytest.approx(0.24 * MS, rel=0.3) and op_d.ci_low_ns > 0
     assert 0.7 <= op_d.change_ns / diff.tpot_change_ns <= 1.3
     assert line.startswith(f"- TPOT {diff.tpot_change_ns / 1e6:+.3f} ms/step = op_d ")
+
+
+SLOW_MLP = """import torch.nn.functional as F
+
+
+def install(model):
+    for module in model.modules():
+        if type(module).__name__.endswith("MLP"):
+            forward = module.forward
+
+            def slower(x, forward=forward):
+                y = forward(x)
+                for _ in range(4):  # silu, mul and add: the output unchanged
+                    y = y + F.silu(y) * 0.0
+                return y
+
+            module.forward = slower
+"""
+
+
+def test_ab_kernels_under_a_busy_core_changes_no_operator_the_patch_does_not_touch(
+    tmp_path, capsys, monkeypatch
+):
+    """The demo with each MLP given silu+mul+add work, captured while a second process loads a core: the
+    call-level noise (a captured call slowed as a whole) makes no untouched operator "changed"."""
+    (tmp_path / "llmprof_test_slow_mlp.py").write_text(SLOW_MLP)
+    monkeypatch.chdir(tmp_path)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a second intra-op thread would spin against the hog (sdpa 10x slower): no test
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        result = run_in_process(
+            capsys,
+            "ab", "--b", "patch=llmprof_test_slow_mlp:install", "--kernels", "3", "--repeats", "2",
+            "--max-new-tokens", "6", "--prompt-len", "4", "--ignore-eos", "--no-telemetry",
+            "--json-a", str(tmp_path / "a.json"), "--json-b", str(tmp_path / "b.json"), "--format", "md",
+        )  # fmt: skip
+    finally:
+        hog.kill()
+        hog.wait()
+        torch.set_num_threads(threads)
+    assert result.returncode == 0, result.stderr
+    runs = [load_run(tmp_path / f"{v}.json") for v in "ab"]
+    diff = compare_kernels(*runs)
+    assert diff.calls == (3, 3) and diff.has_ci
+    # touched: called a different number of times a step (silu, mul, add and the allocation of their outputs)
+    calls = [{r.name: r.calls for r in kernel_table(run.kernels, "decode").rows} for run in runs]
+    touched = {n for n in calls[0].keys() | calls[1].keys() if calls[0].get(n) != calls[1].get(n)}
+    assert {"aten::silu", "aten::mul", "aten::add"} <= touched
+    changed = {c.name for c in diff.changes if diff.verdict(c) == "changed"}
+    assert changed <= touched, result.stdout
+    assert "- TPOT " in result.stdout
 
 
 def test_the_profiled_call_comes_after_every_measured_one(ops_model, tmp_path, capsys, monkeypatch):
