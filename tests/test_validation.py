@@ -3,6 +3,7 @@ point twice, axis values of their type and range; a run's config against what it
 file is one line naming the point or the field and both values; every file llmprof writes still loads."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ from run_cli import run_in_process
 from timelines import synthetic_run
 
 from llmprof.analysis.record import RawRequest
+from llmprof.analysis.roofline import above_peak, verdict
 from llmprof.errors import RunFormatError
 from llmprof.runfile import Run, dump_run, load_run
 from llmprof.sweepfile import load_sweep
@@ -237,3 +239,65 @@ def test_configs_that_agree_or_say_nothing_still_load(tmp_path):
         raw.cached_tokens = 6
     assert [r.cached_tokens for r in load_text(tmp_path, deep).records] == [6, 6, 6]
     assert isinstance(load_text(tmp_path, config_run()).records[0], RawRequest)
+
+
+def peaked_report(tmp_path, capsys, **peaks) -> str:
+    """The Markdown report of a run whose decode is at 50% of 10 GB/s, its prefill at 25% and decode at 10% of
+    1 TFLOP/s, against ``peaks`` instead."""
+    run = synthetic_run(10.0, kv=False)
+    run.roofline["peaks"].update(peaks)
+    path = tmp_path / "run.json"
+    path.write_text(dump_run(run))
+    result = run_in_process(capsys, "report", str(path), "--format", "md")
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_mbu_over_100_percent_says_the_peak_bandwidth_must_be_too_low(tmp_path, capsys):
+    """Issue 27: a peak bandwidth too low gave "bound: memory bandwidth ... at 155% of the peak"."""
+    out = peaked_report(tmp_path, capsys, bandwidth=1e9)
+    assert "| MBU, decode (token to token) (%) | 500.0 |" in out  # the figure, as measured against the peak
+    assert (
+        "- bound: not judged. MBU 500% is above the peak: the peak bandwidth (1 GB/s, override) must be too low;"
+        " the roofline's floors and shares above are wrong with it" in out
+    )
+    assert "bound: memory bandwidth" not in out and "MFU" not in out.split("bound: not judged")[1]
+    assert "bound: neither bandwidth nor compute" in peaked_report(tmp_path, capsys)  # at 50%: judged
+
+
+def test_mfu_over_100_percent_says_the_peak_flops_must_be_too_low(tmp_path, capsys):
+    out = peaked_report(tmp_path, capsys, flops=1e11, flops_source="table: test card")
+    assert (
+        "- bound: not judged. MFU 250% is above the peak: the peak FLOP/s (100 GFLOP/s, table: test card) must be"
+        " too low;" in out
+    )
+
+
+def test_one_decode_step_above_the_peak_is_flagged_too():
+    """A request at 80% whose best step is at 120%: that step cannot be, so neither can the peak."""
+    analysis = synthetic_run(10.0, kv=False).roofline_analyses()[0]
+    analysis.step_mbu[-1] = 1.2
+    assert verdict([analysis]).startswith(
+        "bound: not judged. MBU 120% is above the peak: the peak bandwidth (10"
+    )
+    analysis.peaks = None
+    assert above_peak([analysis]) == "MBU 120% is above the peak: the peak bandwidth must be too low"
+    analysis.step_mbu[-1] = 1.005  # within the clock's resolution of the peak: possible
+    assert above_peak([analysis]) is None
+
+
+def test_run_with_a_peak_bandwidth_far_too_low_flags_its_mbu(tmp_path, capsys):
+    """The issue's command: `run --peak-bandwidth` far below what the model moved (1 B/s: no step of a real
+    model is that slow), on a tiny Llama on the CPU."""
+    from tiny_models import tiny_llama
+
+    tiny_llama().save_pretrained(tmp_path / "llama")
+    result = run_in_process(
+        capsys, "run", "--model", str(tmp_path / "llama"), "--repeats", "1", "--warmup", "0",
+        "--max-new-tokens", "3", "--no-telemetry", "--peak-bandwidth", "1B/s", "--peak-flops", "1e30",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert re.search(
+        r"bound: not judged\. MBU \d+% is above the peak: the peak bandwidth \(1 B/s, override\) must be too low",
+        " ".join(result.stdout.split()),
+    ), result.stdout

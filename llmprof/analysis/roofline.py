@@ -18,6 +18,7 @@ from typing import Any
 from llmprof.analysis.metrics import RequestMetrics
 
 MEMORY_BOUND_MBU = 0.6  # a decode at this share of peak bandwidth or more is bandwidth-bound
+ABOVE_PEAK = 1.01  # MBU or MFU past this cannot be (1% for the clock's resolution on one short step)
 HOST_BOUND_SHARE = 0.5  # a GPU that waited on the host in this share of decode steps or more is host-bound
 
 
@@ -199,6 +200,7 @@ class Roofline:
                 > shape.decode_bytes(batch, contexts[-1]) / peaks.bandwidth
             ),
             host_bound_share=m.breakdown.host_bound_share,
+            peaks=peaks,
         )
 
 
@@ -218,6 +220,7 @@ class RequestRoofline:
     mfu_prefill: float | None
     compute_bound: bool  # the decode floor is set by FLOPs, not bytes (a large batch)
     host_bound_share: float | None
+    peaks: Peaks | None = None  # what it was measured against
 
 
 def _median(values: Sequence[float | None]) -> float | None:
@@ -225,8 +228,31 @@ def _median(values: Sequence[float | None]) -> float | None:
     return statistics.median(present) if present else None
 
 
+def above_peak(analyses: Sequence[RequestRoofline]) -> str | None:
+    """The sentence saying that a figure is physically impossible, MBU or MFU over 100% (of a request, its
+    forwards or one decode step; past ABOVE_PEAK): the peak it is a share of must be too low. None when every
+    one is within."""
+    peaks = next((a.peaks for a in analyses if a.peaks is not None), None)
+    said = []
+    for name, field, unit, shares in (
+        ("MBU", "bandwidth", "B/s", [v for a in analyses for v in (a.mbu, a.mbu_forward, *a.step_mbu)]),
+        ("MFU", "flops", "FLOP/s", [v for a in analyses for v in (a.mfu_decode, a.mfu_prefill)]),
+    ):
+        top = max((v for v in shares if v is not None), default=0.0)
+        if top > ABOVE_PEAK:
+            what = "bandwidth" if field == "bandwidth" else "FLOP/s"
+            if peaks is not None:
+                what += f" ({si(getattr(peaks, field), unit)}, {getattr(peaks, field + '_source')})"
+            said.append(f"{name} {top:.0%} is above the peak: the peak {what} must be too low")
+    return "; ".join(said) or None
+
+
 def verdict(analyses: Sequence[RequestRoofline]) -> str:
-    """One sentence on what bounds the run's decode: memory bandwidth, compute, the host, or the kernels."""
+    """One sentence on what bounds the run's decode: memory bandwidth, compute, the host, or the kernels; none
+    when a figure is above its peak (:func:`above_peak`), which then must be wrong."""
+    impossible = above_peak(analyses)
+    if impossible is not None:
+        return f"bound: not judged. {impossible}; the roofline's floors and shares above are wrong with it"
     mbu = _median([a.mbu for a in analyses])
     if mbu is None:
         mfu = _median([a.mfu_prefill for a in analyses])
