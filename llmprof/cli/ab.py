@@ -207,4 +207,4 @@ def _compare(runs: list[Any], prepared: list[Any], variants: list[Any], args: ar
         differences.append(same_variant(runs))
     report = ComparisonReport(*labels, compare_runs(runs[0], runs[1]), differences, compare_kernels(*runs))
     emit_comparison([report], runs, args)
-    return failed_thresholds(regressions(report.comparisons, args.fail_on))
+    return failed_thresholds(regressions(report.comparisons, args.fail_on), args.allow_unjudged)
