@@ -175,6 +175,9 @@ def test_a_config_with_a_nan_is_refused_at_save_not_at_load(tmp_path):
     with pytest.raises(CaptureError, match=r"config\['tries'\]\[1\] is not a finite number"):
         rec.save(str(tmp_path / "run.json"), config={"tries": [1.0, float("nan")]})
     assert not (tmp_path / "run.json").exists()
+    with pytest.raises(CaptureError, match=r"config.batch_size: 64, but requests\[0\] has batch 1"):
+        rec.save(str(tmp_path / "run.json"), config={"batch_size": 64})  # loadable files only
+    assert not (tmp_path / "run.json").exists()
 
 
 def test_a_recorded_loop_saves_a_run_that_reports_and_compares_with_a_generate_run(tmp_path):
@@ -219,6 +222,26 @@ def test_a_recorder_runs_header_says_what_for_model_and_request_were_told(tmp_pa
     bare.save(str(tmp_path / "bare.json"), config={"model": "mine"})
     assert main(["report", str(tmp_path / "bare.json")]) == 0
     assert capsys.readouterr().out.startswith("model mine on cpu (timeline: host) | batch 1 | prompt 8 tok |")
+
+
+def test_a_call_after_torch_compile_gave_up_for_its_recompile_limit_says_so():
+    import torch._dynamo
+
+    from llmprof.capture.recorder import RECOMPILE_LIMIT
+
+    step = torch.compile(lambda x: x * 3 - 1, backend="eager", dynamic=False)
+    rec = llmprof.Recorder()
+    with torch._dynamo.config.patch(recompile_limit=2):
+        for shape in (1, 2, 3, 3):  # the third shape is one recompile too many: eager from then on
+            with rec.request():
+                with rec.prefill():
+                    step(torch.ones(shape))
+                rec.token()
+    assert [RECOMPILE_LIMIT in r.warnings for r in rec.records] == [False, False, True, True]
+    later = llmprof.Recorder()  # a limit hit before a recorder began is not its requests' concern
+    with later.request():
+        later.token()
+    assert later.records[0].warnings == []
 
 
 def test_a_call_that_compiles_new_graphs_says_its_times_include_compiling(tmp_path, capsys):

@@ -127,6 +127,20 @@ def compiled_graphs() -> int:
     return 0 if utils is None else utils.counters["stats"]["unique_graphs"]
 
 
+RECOMPILE_LIMIT = (
+    "torch.compile hit its recompile limit since profiling began (torch._dynamo.config.recompile_limit): what it"
+    " gave up on runs eagerly, slower than compiled"
+)
+
+
+def recompile_limit_hits() -> int:
+    """How many times torch.compile has given up on a function for its recompile limit in this process (read
+    from dynamo's counters once torch._dynamo is imported, never importing it)."""
+    utils = sys.modules.get("torch._dynamo.utils")
+    reasons = {} if utils is None else utils.counters.get("unimplemented", {})
+    return sum(count for reason, count in reasons.items() if "recompile limit" in reason.lower())
+
+
 def _count(name: str, value: Any, low: int, high: int) -> int:
     """``value`` as an int (anything with ``__index__`` but a bool) from ``low`` to ``high``, else CaptureError."""
     try:
@@ -179,6 +193,7 @@ class Recorder(Records):
         self._prefill: Span = self.timeline.span(True)
         self._token = self.timeline.token
         self._graphs = 0  # compiled_graphs() when the open request began
+        self._limit_hits = recompile_limit_hits()  # those before this recorder are not its requests' concern
         self._model: weakref.ref[torch.nn.Module] | None = None  # for_model(): described in save()'s run
 
     @classmethod
@@ -250,7 +265,8 @@ class Recorder(Records):
         """Save the recorded requests as a run file (``report`` and ``compare`` read it as any other). Its
         config holds the device (and for :meth:`for_model` the model's name and dtype), then ``config``."""
         from llmprof.capture.environment import capture_environment
-        from llmprof.runfile import Run, save_run
+        from llmprof.errors import RunFormatError
+        from llmprof.runfile import Run, check_config, save_run
 
         bad = _not_finite(config or {})
         if bad:
@@ -266,6 +282,10 @@ class Recorder(Records):
         run = Run(
             config={**known, **(config or {})}, environment=capture_environment(model), records=self.records
         )
+        try:
+            check_config(run.config, run.records)  # contradicting the requests: refused now, not when loaded
+        except RunFormatError as exc:
+            raise CaptureError(f"Recorder.save(config=...): {exc}") from None
         save_run(run, path)
 
     # -- what a recording client builds on (the generate() hooks) -----------------------------------------
@@ -306,7 +326,8 @@ class Recorder(Records):
             step_tokens=timeline.step_tokens,
             flags=None if flags is None else np.frombuffer(flags, dtype=np.uint8).reshape(rows, batch),
             flags_error=timeline.flags_error,
-            warnings=[COMPILED] if compiled_graphs() != self._graphs else [],
+            warnings=[COMPILED] * (compiled_graphs() != self._graphs)
+            + [RECOMPILE_LIMIT] * (recompile_limit_hits() > self._limit_hits),
         )
 
     def abort(self) -> None:
