@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from llmprof.errors import UsageError
+from llmprof.runfile import PEAK_RANGE
 
 SI_PREFIXES = {"": 1.0, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15}
 
@@ -47,8 +48,11 @@ def rate(units: str, example: str) -> Callable[[str], float]:
     def parse(text: str) -> float:
         match = pattern.fullmatch(text)
         value = float(match[1]) * SI_PREFIXES[match[2].upper()] if match else math.nan
-        if not 0 < value < math.inf:
-            raise argparse.ArgumentTypeError(f"expected a positive, finite rate like {example}, got {text!r}")
+        low, high = PEAK_RANGE  # what a run file keeps
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(
+                f"expected a rate from {low:g} to {high:g} like {example}, got {text!r}"
+            )
         return value
 
     return parse
