@@ -81,7 +81,7 @@ def main(args: argparse.Namespace) -> int:
     from llmprof.workloads.memory import check_copies
     from llmprof.workloads.models import DTYPES
     from llmprof.workloads.runner import profiled_call, recorded_call, warm_up
-    from llmprof.workloads.variants import Variant, prepare
+    from llmprof.workloads.variants import Variant, own_copies, prepare
 
     for path, option in ((args.json_a, "--json-a"), (args.json_b, "--json-b")):
         check_output_path(path, option)
@@ -97,7 +97,7 @@ def main(args: argparse.Namespace) -> int:
         check_copies(
             model,
             workload.loaded.device,
-            {v.name: DTYPES[v.dtype] if v.dtype else model.dtype for v in variants if v.needs_own_model},
+            {v.name: DTYPES[v.dtype] if v.dtype else model.dtype for v in own_copies(variants)},
         )
     prepared = prepare(workload.loaded.model, variants)
     for p in prepared:  # a bad setting (e.g. an unknown attention implementation) fails before any work

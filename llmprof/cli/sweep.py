@@ -215,15 +215,13 @@ def _variants(loaded: Any, axes: dict[str, list[Any]], args: argparse.Namespace)
     from llmprof.capture.profiler import Profiler
     from llmprof.workloads.memory import check_copies
     from llmprof.workloads.models import DTYPES
-    from llmprof.workloads.variants import Variant, prepare
+    from llmprof.workloads.variants import Variant, own_copies, prepare
 
     combos = points({key: axes[key] for key in VARIANT_KEYS if key in axes})
     variants = [Variant.parse("sweep", [f"{k}={v}" for k, v in combo.items()]) for combo in combos]
     model = loaded.model
     if not args.no_memory_check:
-        copies = {
-            v.label(): DTYPES[v.dtype] if v.dtype else model.dtype for v in variants if v.needs_own_model
-        }
+        copies = {v.label(): DTYPES[v.dtype] if v.dtype else model.dtype for v in own_copies(variants)}
         check_copies(model, loaded.device, copies)
     prepared = prepare(model, variants)
     profilers: dict[int, Any] = {}

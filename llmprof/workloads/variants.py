@@ -163,17 +163,27 @@ def _unwrapped(forward: Any, depth: int = 8) -> set[int]:
     return ids
 
 
+def own_copies(variants: list[Variant]) -> list[Variant]:
+    """The variants that run on a copy of the loaded model: all of them when any needs one (a dtype or a
+    patch), so that no variant runs on the loaded weights against another's copy: the demo's aten::mm ran 8-17%
+    slower on a copy than on the loaded model beside a busy core, as if the patch had slowed it
+    (tests/test_kernels.py, the MLP patch)."""
+    return list(variants) if any(v.needs_own_model for v in variants) else []
+
+
 def prepare(model: Any, variants: list[Variant]) -> list[PreparedVariant]:
-    """Build every variant from the loaded ``model``: attn and compile switch on the model itself at each turn
-    (see :meth:`PreparedVariant.activate`); dtype and patch variants get their own copy of it, made here,
-    before any turn has changed it. A patch that changes code for the whole process (an op, a class) rather
-    than the model it is given reaches both variants: A/B it as two `run --patch` runs and `compare`."""
+    """Build every variant from the loaded ``model``: attn and compile switch on the model (or its copy) at
+    each turn (see :meth:`PreparedVariant.activate`); the variants of :func:`own_copies` get their own copy of
+    it, made here, before any turn has changed it. A patch that changes code for the whole process (an op, a
+    class) rather than the model it is given reaches both variants: A/B it as two `run --patch` runs and
+    `compare`."""
     base_attn = getattr(model.config, "_attn_implementation", None)
     compiled_forwards: set[int] = set()
+    copied = {id(v) for v in own_copies(variants)}
     prepared = []
     for variant in variants:
         instance = model
-        if variant.needs_own_model:
+        if id(variant) in copied:
             instance = copy.deepcopy(model)
             if variant.dtype is not None:
                 instance.to(DTYPES[variant.dtype])
