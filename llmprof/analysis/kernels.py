@@ -15,7 +15,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
-from llmprof.analysis.stats import two_sample_ci
+from llmprof.analysis.stats import welch_ci
 from llmprof.errors import RunFormatError
 
 PREFILL_STEP = 1
@@ -23,9 +23,9 @@ PHASES = ("prefill", "decode")
 HOST = -1  # the device of a host operator
 EVENT_COLUMNS = ("name", "device", "step", "start_ns", "dur_ns", "self_ns")
 CALL = "call"  # the events' column of the call, present when several calls were captured
-DIFF_RESAMPLES = 1000
-# the diff's CI resamples calls; with fewer a side it has none: at 2 calls a side the 95% bootstrap interval
-# excludes zero in ~30% of A/A diffs (measured), at 3 in ~7-10%, at 5 or more in ~5%
+# the diff's CI is over calls (Welch's t on each call's mean); with fewer a side it has none (2 a side: one
+# degree of freedom, an interval as wide as 12.7 standard errors). A bootstrap over 3 calls was far too narrow:
+# the demo's aten::mm "changed" by +-0.1..0.2 ms (2-4%) in 2 of 6 A/A-like diffs beside a busy core
 MIN_CALLS = 3
 # a significant change under this share of A's step is "negligible": with ~50 operators each judged at 95%, tiny
 # ones (a few us) would be "changed" by chance in every diff; never applied to the TPOT change's sum
@@ -279,9 +279,9 @@ NO_CI = "no CI"  # the verdict of a change with too few calls a side for a CI
 
 @dataclass(frozen=True)
 class KernelChange:
-    """One operator/kernel of B against A: time per step on each side (the median over the calls of each
-    call's mean over its captured steps), the change with its 95% bootstrap CI over the calls (NaN with fewer
-    than MIN_CALLS a side), and whether it is only on one side."""
+    """One operator/kernel of B against A: time per step on each side (the mean over the calls of each call's
+    mean over its captured steps), the change with its 95% CI over the calls (Welch's t; NaN with fewer than
+    MIN_CALLS a side), and whether it is only on one side."""
 
     name: str
     a_ns: float
@@ -309,7 +309,7 @@ class KernelDiff:
     tpot_change_ns: float | None = None
     steps: tuple[list[int], list[int]] = ([], [])  # the captured steps of A and of B
     calls: tuple[int, int] = (1, 1)
-    step_ns_a: float = 0.0  # A's step (the median over its calls of each call's mean)
+    step_ns_a: float = 0.0  # A's step (the mean over its calls of each call's mean)
     has_device: bool = False  # device kernels (outside them: device idle), else host operators
 
     @property
@@ -372,8 +372,9 @@ def kernel_diff(
     a: KernelCapture, b: KernelCapture, phase: str = "decode", tpot_change_ns: float | None = None
 ) -> KernelDiff:
     """B against A per operator/kernel of ``phase`` (a name missing on one side counts 0 there: added or
-    removed), ranked by absolute change: each call's mean time per step, then the median over the calls and
-    the bootstrap CI of B - A resampling each side's calls (none with fewer than MIN_CALLS a side)."""
+    removed), ranked by absolute change: each call's mean time per step, then the mean over the calls and the
+    95% CI of B - A over each side's calls (Welch's t; none with fewer than MIN_CALLS a side). Means add up:
+    the rows, the part outside them and the step's change are one sum."""
     diff = KernelDiff(
         phase, [], tpot_change_ns=tpot_change_ns, steps=(a.phase_steps(phase), b.phase_steps(phase))
     )
@@ -381,22 +382,15 @@ def kernel_diff(
     if not (diff.steps[0] and diff.steps[1]):
         return diff
     (times_a, outside_a, step_a), (times_b, outside_b, _) = call_means(a, phase), call_means(b, phase)
-    median = statistics.median
-    diff.step_ns_a = median(step_a)
-    diff.outside_change_ns = median(outside_b) - median(outside_a)
+    mean = statistics.fmean
+    diff.step_ns_a = mean(step_a)
+    diff.outside_change_ns = mean(outside_b) - mean(outside_a)
     zeros_a, zeros_b = [0.0] * a.calls, [0.0] * b.calls
     nan = float("nan")
     for name in sorted(times_a.keys() | times_b.keys()):
         va, vb = times_a.get(name, zeros_a), times_b.get(name, zeros_b)
-        low, high = two_sample_ci(va, vb, _difference, DIFF_RESAMPLES) if diff.has_ci else (nan, nan)
+        low, high = welch_ci(va, vb) if diff.has_ci else (nan, nan)
         status = "added" if name not in times_a else "removed" if name not in times_b else ""
-        diff.changes.append(
-            KernelChange(name, median(va), median(vb), median(vb) - median(va), low, high, status)
-        )
+        diff.changes.append(KernelChange(name, mean(va), mean(vb), mean(vb) - mean(va), low, high, status))
     diff.changes.sort(key=lambda c: (-abs(c.change_ns), c.name))
     return diff
-
-
-def _difference(ma: Any, mb: Any) -> Any:
-    """B - A per resample."""
-    return mb - ma

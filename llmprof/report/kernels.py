@@ -106,10 +106,10 @@ def diff_section(diff: KernelDiff, name_a: str, name_b: str, top: int = TOP) -> 
     else:
         floor = f"{MIN_EFFECT:.1%} of A's step ({_ms(MIN_EFFECT * diff.step_ns_a)} ms)"
         how = (
-            f"the 95% CI resamples the captured calls (A {calls_a}, B {calls_b}); changed: it excludes 0 and"
+            f"the 95% CI is over the captured calls (A {calls_a}, B {calls_b}; Welch's t); changed: it excludes 0 and"
             f" the change is at least {floor} (smaller: negligible; the sum below counts every change)"
         )
-    notes = [f"kernel diff: per side the median over its calls of each call's mean per step; {how}"]
+    notes = [f"kernel diff: per side the mean over its calls of each call's mean per step; {how}"]
     notes += [f"warning: {w}" for w in diff.warnings]
     accounting = diff.accounting(top)
     if accounting is not None and diff.tpot_change_ns is not None:

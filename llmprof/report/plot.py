@@ -19,6 +19,7 @@ from llmprof.analysis.compare import Comparison
 from llmprof.analysis.kernels import KernelCapture, KernelDiff, kernel_table
 from llmprof.analysis.metrics import RequestMetrics
 from llmprof.analysis.roofline import Roofline
+from llmprof.analysis.stats import t95
 from llmprof.errors import PlotUnavailable
 from llmprof.report.comparison import ComparisonReport
 from llmprof.report.sweep import AXIS_COLUMNS as AXIS_NAMES
@@ -64,41 +65,6 @@ def _pyplot() -> Any:
     return plt
 
 
-# two-sided 95% quantiles of Student's t for 1 to 30 degrees of freedom (past 30: 1.96 + 2.4 / df, within 0.2%)
-T95 = [
-    12.706,
-    4.303,
-    3.182,
-    2.776,
-    2.571,
-    2.447,
-    2.365,
-    2.306,
-    2.262,
-    2.228,
-    2.201,
-    2.179,
-    2.160,
-    2.145,
-    2.131,
-]
-T95 += [
-    2.120,
-    2.110,
-    2.101,
-    2.093,
-    2.086,
-    2.080,
-    2.074,
-    2.069,
-    2.064,
-    2.060,
-    2.056,
-    2.052,
-    2.048,
-    2.045,
-    2.042,
-]
 MIN_FIT_POINTS = 3  # distinct context lengths: through 2 any line fits exactly, and says nothing of its error
 
 
@@ -146,7 +112,7 @@ def fit_context_cost(points: Any) -> ContextFit | None:
     df = len(x) - 2
     if df > 0:
         residual = float(np.sum((y - (intercept + slope * x)) ** 2)) / df
-        half = (T95[df - 1] if df <= len(T95) else 1.96 + 2.4 / df) * math.sqrt(residual / spread)
+        half = t95(df) * math.sqrt(residual / spread)
     else:
         half = math.inf
     per_1k = float(slope) * 1000.0
