@@ -101,3 +101,11 @@ def test_a_variant_turn_takes_its_compiled_forward_back_out_of_the_profilers_wra
         plain.activate()
         prof._hooks.follow_forward()
         assert model.forward.fn == type(model).forward.__get__(model)  # A runs the model's own forward
+
+
+def test_when_one_variant_needs_a_copy_of_the_model_every_variant_runs_on_one():
+    model = tiny_llama()
+    same = prepare(model, [Variant("A"), Variant("B", attn="eager")])
+    assert all(p.model is model for p in same)  # attn switches on the loaded model
+    plain, other = prepare(model, [Variant("A"), Variant("B", dtype="float32")])
+    assert plain.model is not model and other.model is not model and plain.model is not other.model
