@@ -17,7 +17,7 @@ TABLE_COLUMNS = ["calls / step", "time / step (ms)", "share of step"]
 DIFF_CI = "95% CI of B - A"
 DIFF_COLUMNS = ["A (ms/step)", "B (ms/step)", "B - A (ms/step)", DIFF_CI, "verdict"]
 DIFF_SHORT = ["A", "B", "B - A", "95% CI", "verdict"]  # a narrow terminal's headers, with DIFF_CAPTION
-DIFF_CAPTION = "A, B (medians), B - A and its CI: ms per step"
+DIFF_CAPTION = "A, B (means over the calls), B - A and its CI: ms per step"
 OUTSIDE = {True: "device idle", False: "outside operators"}  # the step's part no kernel/operator covers
 
 
