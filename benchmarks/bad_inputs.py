@@ -1,6 +1,7 @@
 """Bad inputs, tried as a user and an adversary would: each CLI case below, classified as clean (a one-line
-error, or the run it asked for), traceback, data loss (a file that should be untouched changed), silently
-wrong (exit 0 for an input that must be refused) or hang. The run-file mutants are the fuzz test's
+error, or the run it asked for), traceback, data loss (a file that should be untouched changed, or what was
+measured neither saved nor shown), silently wrong (exit 0 for an input that must be refused, or a figure
+shown without the warning it needs), killed or hang. The run-file mutants are the fuzz test's
 (`python -m pytest -s tests/test_runfile_fuzz.py -k every_mutant` prints their counts).
 
     python benchmarks/bad_inputs.py [--only SUBSTRING]
@@ -18,7 +19,7 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
-ERROR, OK = "error", "ok"
+ERROR, OK, GATE = "error", "ok", "gate"  # GATE: exit 1 with the gate's own lines (CHECKS), no error
 SENTINEL = "a file that must stay as it is\n"
 
 
@@ -100,10 +101,109 @@ def cases(tmp: Path) -> list[tuple[str, list[str], str]]:
         ("--version", ["--version"], OK),
         ("run -h", ["run", "-h"], OK),
     ]
-    return out
+    return out + adversary_cases()
 
 
-def classify(argv: list[str], expected: str, keep: Path, env: dict[str, str]) -> str:
+def adversary_cases() -> list[tuple[str, list[str], str]]:
+    """The cases of the adversary's report (issue 27: lost, clobbered, killed, silently wrong), on the synthetic
+    model ``{syn}``; those whose outcome needs more than the exit status have a check in CHECKS."""
+    syn = ["--model", "{syn}", "--prompt-len", "4", "--max-new-tokens", "3", "--no-telemetry"]
+    sweep = ["sweep", *syn, "--repeats", "1"]
+    return [
+        (
+            "sweep, every point refused",
+            [*sweep, "--batch-size", "99999999999999999999", "--json", "{keep}"],
+            ERROR,
+        ),
+        ("sweep --depth 1e9 unsizable", [*sweep, "--depth", "1000000000", "--json", "{keep}"], ERROR),
+        (
+            "run --loop exits 0",
+            ["run", *syn, "--loop", "llmprof_exits:decode", "--json", "{tmp}/loop.json"],
+            ERROR,
+        ),
+        (
+            "ab loop exits 0",
+            ["ab", *syn, "--b", "loop=llmprof_exits:decode", "--json-b", "{tmp}/ab.json"],
+            ERROR,
+        ),
+        ("run --loop tokens=2**31", ["run", *syn, "--loop", "llmprof_exits:huge", "--json", "{keep}"], ERROR),
+        (
+            "run -o /dev/full, no --json",
+            ["run", *syn, "--repeats", "2", "-o", "/dev/full", "--format", "md"],
+            ERROR,
+        ),
+        ("report a relabelled sweep", ["report", "{tmp}/relabelled.json"], ERROR),
+        ("report a contradicting config", ["report", "{tmp}/contradicting.json"], ERROR),
+        ("compare --fail-on, 3 repeats", ["compare", "{run}", "{run}", "--fail-on", "tpot:+2%"], GATE),
+        ("compare sweeps of two models", ["compare", "{tmp}/sweep-a.json", "{tmp}/sweep-b.json"], OK),
+        (
+            "run --peak-bandwidth 1GB/s",
+            ["run", "--repeats", "1", "--max-new-tokens", "3", "--peak-bandwidth", "1GB/s"],
+            OK,
+        ),
+    ]
+
+
+LOOPS = """import torch
+
+calls = []
+
+
+def decode(model, inputs, recorder):
+    calls.append(1)
+    if len(calls) == 3:
+        raise SystemExit(0)
+    huge(model, inputs, recorder, 1)
+
+
+def huge(model, inputs, recorder, tokens=2**31):
+    ids = inputs["input_ids"]
+    with torch.no_grad(), recorder.request(batch=ids.shape[0], prompt_tokens=ids.shape[1]):
+        with recorder.prefill():
+            model(input_ids=ids)
+        recorder.token(tokens=tokens)
+"""
+
+# name -> (what the output must show, the outcome when it does not)
+CHECKS = {
+    "run --loop exits 0": (lambda out, tmp: (tmp / "loop.json").exists(), "data loss"),
+    "ab loop exits 0": (lambda out, tmp: (tmp / "ab.json").exists(), "data loss"),
+    "run -o /dev/full, no --json": (lambda out, tmp: "TPOT" in out, "data loss"),
+    "compare --fail-on, 3 repeats": (lambda out, tmp: "cannot judge" in out, "silently wrong"),
+    "compare sweeps of two models": (lambda out, tmp: "model differs" in out, "silently wrong"),
+    "run --peak-bandwidth 1GB/s": (lambda out, tmp: "must be too low" in out, "silently wrong"),
+}
+
+
+def adversary_files(tmp: Path) -> None:
+    """What the adversary's cases read: the synthetic model, the loops, hand-edited run and sweep files."""
+    import json
+
+    from timelines import synthetic_run
+
+    from llmprof.runfile import save_run
+    from llmprof.sweepfile import Sweep, SweepPoint, save_sweep
+    from llmprof.workloads.synthetic import save_synthetic
+
+    save_synthetic(tmp / "syn", prefill_ms=1.0, decode_ms=1.0)
+    (tmp / "llmprof_exits.py").write_text(LOOPS)
+    for name, model in (("sweep-a.json", "one"), ("sweep-b.json", "other")):
+        run = synthetic_run(10.0)
+        run.config = {"model": model, "batch_size": 1}
+        save_sweep(
+            Sweep({"batch_size": [1]}, {"model": model}, [SweepPoint({"batch_size": 1}, run=run)]), tmp / name
+        )
+    relabelled = json.loads((tmp / "sweep-a.json").read_text())
+    relabelled["axes"]["batch_size"] = [4]
+    relabelled["points"][0]["params"]["batch_size"] = 4
+    (tmp / "relabelled.json").write_text(json.dumps(relabelled))
+    contradicting = synthetic_run(10.0)
+    contradicting.config = {"batch_size": 64}
+    save_run(contradicting, tmp / "contradicting.json")
+
+
+def classify(case: str, argv: list[str], expected: str, tmp: Path, env: dict[str, str]) -> str:
+    keep = tmp / "keep.json"
     keep.write_text(SENTINEL)
     try:
         result = subprocess.run(
@@ -111,15 +211,23 @@ def classify(argv: list[str], expected: str, keep: Path, env: dict[str, str]) ->
             capture_output=True,
             text=True,
             env=env,
+            cwd=tmp,
             timeout=300,
             check=False,
         )
     except subprocess.TimeoutExpired:
         return "hang"
+    if result.returncode < 0:
+        return "killed"
     if "Traceback" in result.stderr:
         return "traceback"
     if keep.read_text() != SENTINEL:
         return "data loss"
+    check, failed = CHECKS.get(case, (None, ""))
+    if check is not None and not check(result.stdout + result.stderr, tmp):
+        return failed
+    if expected == GATE:
+        return "clean" if result.returncode == 1 else "silently wrong"
     if expected == ERROR:
         if result.returncode == 0:
             return "silently wrong"
@@ -143,13 +251,15 @@ def main() -> int:
         save_run(synthetic_run(10.0), tmp / "run.json")
         (tmp / "empty.json").write_text("")
         (tmp / "text.json").write_text("not json at all")
-        keep = tmp / "keep.json"
+        adversary_files(tmp)
         env = {**os.environ, "HF_ENDPOINT": "https://hub.invalid"}
         for case, argv, expected in cases(tmp):
             if args.only and args.only not in case:
                 continue
-            argv = [a.format(tmp=tmp, run=tmp / "run.json", keep=keep) for a in argv]
-            outcome = classify(argv, expected, keep, env)
+            argv = [
+                a.format(tmp=tmp, run=tmp / "run.json", keep=tmp / "keep.json", syn=tmp / "syn") for a in argv
+            ]
+            outcome = classify(case, argv, expected, tmp, env)
             counts[outcome] += 1
             if outcome != "clean":
                 print(f"{outcome}: {case}: llmprof {' '.join(argv)}")

@@ -30,7 +30,7 @@ def test_a_sweep_that_measured_nothing_leaves_an_existing_file_as_it_was(synthet
         "--max-new-tokens", "2", "--repeats", "1", "--no-telemetry", "--json", str(path),
     )  # fmt: skip
     assert (
-        result.returncode == 1 and f"llmprof: nothing was measured: {path} is left as it was" in result.stderr
+        result.returncode == 1 and f"llmprof: error: nothing was measured (no point ran): {path} is left as it was" in result.stderr
     )
     assert path.read_text() == SENTINEL
     assert "refused" in result.stdout  # the table still says why each point was refused
