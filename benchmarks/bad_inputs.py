@@ -144,26 +144,6 @@ def adversary_cases() -> list[tuple[str, list[str], str]]:
     ]
 
 
-LOOPS = """import torch
-
-calls = []
-
-
-def decode(model, inputs, recorder):
-    calls.append(1)
-    if len(calls) == 3:
-        raise SystemExit(0)
-    huge(model, inputs, recorder, 1)
-
-
-def huge(model, inputs, recorder, tokens=2**31):
-    ids = inputs["input_ids"]
-    with torch.no_grad(), recorder.request(batch=ids.shape[0], prompt_tokens=ids.shape[1]):
-        with recorder.prefill():
-            model(input_ids=ids)
-        recorder.token(tokens=tokens)
-"""
-
 # name -> (what the output must show, the outcome when it does not)
 CHECKS = {
     "run --loop exits 0": (lambda out, tmp: (tmp / "loop.json").exists(), "data loss"),
@@ -179,6 +159,7 @@ def adversary_files(tmp: Path) -> None:
     """What the adversary's cases read: the synthetic model, the loops, hand-edited run and sweep files."""
     import json
 
+    from test_nothing_lost import EXITING_LOOP
     from timelines import synthetic_run
 
     from llmprof.runfile import save_run
@@ -186,7 +167,7 @@ def adversary_files(tmp: Path) -> None:
     from llmprof.workloads.synthetic import save_synthetic
 
     save_synthetic(tmp / "syn", prefill_ms=1.0, decode_ms=1.0)
-    (tmp / "llmprof_exits.py").write_text(LOOPS)
+    (tmp / "llmprof_exits.py").write_text(EXITING_LOOP)
     for name, model in (("sweep-a.json", "one"), ("sweep-b.json", "other")):
         run = synthetic_run(10.0)
         run.config = {"model": model, "batch_size": 1}

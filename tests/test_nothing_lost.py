@@ -30,7 +30,8 @@ def test_a_sweep_that_measured_nothing_leaves_an_existing_file_as_it_was(synthet
         "--max-new-tokens", "2", "--repeats", "1", "--no-telemetry", "--json", str(path),
     )  # fmt: skip
     assert (
-        result.returncode == 1 and f"llmprof: error: nothing was measured (no point ran): {path} is left as it was" in result.stderr
+        result.returncode == 1
+        and f"llmprof: error: nothing was measured (no point ran): {path} is left as it was" in result.stderr
     )
     assert path.read_text() == SENTINEL
     assert "refused" in result.stdout  # the table still says why each point was refused
@@ -42,19 +43,24 @@ calls = []
 
 
 def decode(model, inputs, recorder):
-    """A greedy loop that exits the process on its third call."""
+    """A loop that exits the process on its third call."""
     calls.append(1)
     if len(calls) == 3:
         raise SystemExit(0)
+    huge(model, inputs, recorder, 1)
+
+
+def huge(model, inputs, recorder, tokens=2**31):
+    """Its steps append ``tokens`` each (2**31 by default: more than a step's count can hold)."""
     ids = inputs["input_ids"]
     with torch.no_grad(), recorder.request(batch=ids.shape[0], prompt_tokens=ids.shape[1]):
         with recorder.prefill():
             model(input_ids=ids)
-        recorder.token()
+        recorder.token(tokens=tokens)
         for _ in range(inputs["max_new_tokens"] - 1):
             with recorder.forward():
                 model(input_ids=ids)
-            recorder.token()
+            recorder.token(tokens=tokens)
 '''
 
 
