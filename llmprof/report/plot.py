@@ -335,8 +335,8 @@ def _kernel_stack(
         ax.bar(positions, values, bottom=bottom, color=colour, label=name, width=0.7)
         bottom = [b + v for b, v in zip(bottom, values)]
     ax.set_xticks(positions, [str(s) for s in steps])
-    first = f"first of {capture.calls} kernel-profiled calls" if capture.calls > 1 else "kernel-profiled call"
-    ax.set_xlabel(f"decode step of the {first} (after the repeats)")
+    first = f"first of {capture.calls} profiled calls" if capture.calls > 1 else "the profiled call"
+    ax.set_xlabel(f"decode step ({first})")  # two panels side by side: a label either fits
     ax.set_ylabel("time per step (ms)")
     what = "device kernels" if capture.has_device else "host operators, by self time"
     ax.set_title(f"{title}\n({what})", fontsize=10)
