@@ -22,9 +22,12 @@ from llmprof.errors import UsageError
 
 
 def run_as_main() -> bool:
-    """Whether this process is ``python [OPTIONS] -m llmprof ...`` (torchrun's workers included)."""
+    """Whether this process is ``python [OPTIONS] -m llmprof ...`` (torchrun's workers included), asked while
+    runpy imports the package: ``sys.argv[0]`` is then ``-m`` (a script's argument ``-m llmprof`` is not)."""
     argv = getattr(sys, "orig_argv", [])
-    return "-m" in argv[:-1] and argv[argv.index("-m") + 1].partition(".")[0] == "llmprof"
+    if sys.argv[:1] != ["-m"] or "-m" not in argv[:-1]:
+        return False
+    return argv[argv.index("-m") + 1].partition(".")[0] == "llmprof"
 
 
 def drop_current_folder() -> None:

@@ -31,7 +31,8 @@ def test_a_sweep_that_measured_nothing_leaves_an_existing_file_as_it_was(synthet
     )  # fmt: skip
     assert (
         result.returncode == 1
-        and f"llmprof: error: nothing was measured (no point ran): {path} is left as it was" in result.stderr
+        and f"llmprof: error: nothing was measured (every point refused or failed): {path} is left as it was"
+        in result.stderr
     )
     assert path.read_text() == SENTINEL
     assert "refused" in result.stdout  # the table still says why each point was refused

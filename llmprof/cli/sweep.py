@@ -176,7 +176,9 @@ def main(args: argparse.Namespace) -> int:
         emit_sweep(sweep, args, only_copy=not (path and saved))
         if not sweep.measured():
             kept = f": {path} is left as it was" if path else ""
-            print(f"llmprof: error: nothing was measured (no point ran){kept}", file=sys.stderr)
+            print(
+                f"llmprof: error: nothing was measured (every point refused or failed){kept}", file=sys.stderr
+            )
     nothing = 0 if sweep.measured() else 1
     return status or (128 + caught[0] if caught else 0) or (0 if saved else 1) or nothing
 

@@ -165,9 +165,9 @@ def _unwrapped(forward: Any, depth: int = 8) -> set[int]:
 
 def own_copies(variants: list[Variant]) -> list[Variant]:
     """The variants that run on a copy of the loaded model: all of them when any needs one (a dtype or a
-    patch), so that no variant runs on the loaded weights against another's copy: the demo's aten::mm ran 8-17%
-    slower on a copy than on the loaded model beside a busy core, as if the patch had slowed it
-    (tests/test_kernels.py, the MLP patch)."""
+    patch), so that no variant runs on the loaded weights against another's copy: beside a busy core the demo's
+    aten::mm ran slower on a copy than on the loaded model, and the kernel diff called it changed by a patch
+    that never touched it (tests/test_kernels.py, the MLP patch under a busy loop)."""
     return list(variants) if any(v.needs_own_model for v in variants) else []
 
 
