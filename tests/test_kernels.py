@@ -526,7 +526,7 @@ def test_a_step_takes_its_time_from_device_times_and_its_work_from_host_stamps()
 def test_compare_plots_every_ratio_and_a_and_bs_kernels_side_by_side(tmp_path, capsys):
     pytest.importorskip("matplotlib")
     from llmprof.cli import main
-    from llmprof.report.plot import _diff_names
+    from llmprof.report.kernel_plot import diff_names
     from llmprof.runfile import save_run
 
     a = calls_of({"mm": [2.0] * 3, "sdpa": [1.0] * 3, "old_norm": [0.3] * 3}, [10.0] * 3)
@@ -546,7 +546,7 @@ def test_compare_plots_every_ratio_and_a_and_bs_kernels_side_by_side(tmp_path, c
     )
     assert height(tmp_path / "k.png") == height(tmp_path / "r.png") + 420  # the row of A's and B's kernels
     # both sides stacked by the same names: what changed, was added or removed first, then the largest
-    assert _diff_names(kernel_diff(a, b)) == ["sdpa", "old_norm", "fused_norm", "mm"]
+    assert diff_names(kernel_diff(a, b)) == ["sdpa", "old_norm", "fused_norm", "mm"]
     capsys.readouterr()
     assert main(["compare", paths["a"], paths["b"], "--format", "plot"]) == 2
     assert "give it a file with -o" in capsys.readouterr().err
