@@ -1,5 +1,5 @@
 """A run's trace in Perfetto's native format: protobuf TracePackets of TrackEvents. Opens in ui.perfetto.dev like
-the JSON trace (:mod:`llmprof.report.trace`), from whose events and batches of events it is written, so both
+the JSON trace (:mod:`llmprof.report.trace`), from whose events and columns of events it is written, so both
 show the same processes, threads, spans, instants and counters; it is smaller (times are integers; every
 name, category and argument name is interned: written once, the most used first, then referred to by number)
 and faster to write: the descriptors and irregular arguments go through the protos of the ``perfetto``
@@ -25,7 +25,8 @@ import numpy as np
 
 from llmprof.errors import UsageError
 from llmprof.report import protobuf_columns as pc
-from llmprof.report.trace import PID_RUN, PID_TELEMETRY, Batch, Counters, Event, Item, trace_items
+from llmprof.report.trace import trace_items
+from llmprof.report.trace_events import PID_RUN, PID_TELEMETRY, Counters, Event, EventColumns, Item
 from llmprof.runfile import Run
 
 SEQUENCE = 1  # every packet is on one sequence, whose interned strings it shares
@@ -189,8 +190,8 @@ class _Table:
         parts: list[dict[str, np.ndarray]] = []
         rows: dict[str, list[Any]] = {c: [] for c in COLUMNS}
         for item in items:
-            if isinstance(item, Batch):
-                parts.append(self._batch(writer, item))
+            if isinstance(item, EventColumns):
+                parts.append(self._event_columns(writer, item))
             elif isinstance(item, Counters):
                 parts.append(self._counters(writer, item))
             elif item.get("ph") in ("X", "i", "C"):
@@ -201,17 +202,17 @@ class _Table:
         self.columns = {c: np.concatenate([p[c] for p in parts]) for c in COLUMNS}
 
     @staticmethod
-    def _batch(writer: _Writer, batch: Batch) -> dict[str, np.ndarray]:
-        n = len(batch)
-        ((key, values),) = batch.args.items() if batch.args else (("", np.zeros(n, dtype=np.int64)),)
+    def _event_columns(writer: _Writer, group: EventColumns) -> dict[str, np.ndarray]:
+        n = len(group)
+        ((key, values),) = group.args.items() if group.args else (("", np.zeros(n, dtype=np.int64)),)
         return {
-            "ts": batch.start,
-            "dur": np.maximum(batch.end - batch.start, 0) if batch.end is not None else np.zeros(n, np.int64),
-            "kind": np.full(n, SPAN if batch.ph == "X" else INSTANT),
-            "pid": np.full(n, batch.pid),
-            "tid": np.full(n, batch.tid),
-            "name": np.array(writer.iids("event_names", batch.names), dtype=np.int64),
-            "cat": np.full(n, writer.iid("event_categories", batch.cat)),
+            "ts": group.start,
+            "dur": np.maximum(group.end - group.start, 0) if group.end is not None else np.zeros(n, np.int64),
+            "kind": np.full(n, SPAN if group.ph == "X" else INSTANT),
+            "pid": np.full(n, group.pid),
+            "tid": np.full(n, group.tid),
+            "name": np.array(writer.iids("event_names", group.names), dtype=np.int64),
+            "cat": np.full(n, writer.iid("event_categories", group.cat)),
             "arg": np.full(n, writer.iid("debug_annotation_names", key) if key else 0),
             "number": values.astype(np.int64) if key else np.zeros(n, dtype=np.int64),
             "value": np.zeros(n),
@@ -271,7 +272,7 @@ def _intern_by_use(writer: _Writer, items: list[Item]) -> None:
     takes one byte, under 16384 two (a long run has a name per step)."""
     uses: dict[str, Counter[str]] = {table: Counter() for table in INTERNED_TABLES}
     for item in items:
-        if isinstance(item, Batch):
+        if isinstance(item, EventColumns):
             uses["event_names"].update(item.names)
             uses["event_categories"][item.cat] += len(item)
             for key in item.args:
