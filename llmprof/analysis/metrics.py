@@ -124,104 +124,152 @@ def _span(end: int | None, start: int | None) -> float | None:
     return None if end is None or start is None else (end - start) * NS
 
 
-def compute_request(raw: RawRequest) -> RequestMetrics:
-    """Compute the metrics of one recorded request. Raises ValueError if the timeline lacks a needed mark."""
+def _steps(raw: RawRequest) -> tuple[list[int], list[int]]:
+    """(the tokens each step appended, the tokens that exist after each step). Raises ValueError for a request
+    that generated nothing, or whose sequences hold more tokens than its steps appended."""
     n = raw.tokens_per_sequence
-    per_step = raw.tokens_per_step or [1] * max(n, default=0)  # tokens each step appended
-    steps = len(per_step)
-    if steps < 1 or max(n, default=0) < 1:
+    per_step = raw.tokens_per_step or [1] * max(n, default=0)
+    if not per_step or max(n, default=0) < 1:
         raise ValueError("the request generated no token")
-    reached = list(accumulate(per_step))  # tokens that exist after each step
+    reached = list(accumulate(per_step))
     if min(per_step) < 1 or max(n) > reached[-1]:
         raise ValueError(f"{max(n)} tokens cannot come from steps of {per_step[:5]}... tokens")
-    marks, times = raw.marks, raw.times
+    return per_step, reached
+
+
+@dataclass
+class _Timeline:
+    """A request's marks as per-step columns (ns): ``tokens`` holds T_k (k = 1..steps) at k - 1; ``launch`` and
+    ``done`` the first forward launch and the last forward return (chunked prefill has several) of each step
+    0..steps-1 (the forward producing token k ran at step k-1), valid where ``has_begin`` / ``has_end``;
+    ``begin_at`` the launch marks' positions in the timeline."""
+
+    tokens: np.ndarray
+    launch: np.ndarray
+    done: np.ndarray
+    has_begin: np.ndarray
+    has_end: np.ndarray
+    begin_at: np.ndarray
+
+
+def _timeline(raw: RawRequest, steps: int) -> _Timeline:
+    """The per-step columns of ``raw``. Raises ValueError when the request or a token mark is missing."""
+    marks = raw.marks
     if not len(marks.first_positions(Label.REQUEST_START)[0]) or not len(
         marks.last_positions(Label.REQUEST_END)[0]
     ):
         raise ValueError("the timeline lacks the request start or end mark")
-    start, end = raw.window
-    # per step as columns: T_k (k = 1..steps), and the first forward launch and the last forward return
-    # (chunked prefill has several) of each step 0..steps-1 (the forward producing token k ran at step k-1)
-    arrays = np.asarray(times, dtype=np.int64)
+    arrays = np.asarray(raw.times, dtype=np.int64)
     has_token, token_at = at_steps(*marks.first_positions(Label.TOKEN), np.arange(1, steps + 1))
     has_begin, begin_at = at_steps(*marks.first_positions(Label.FORWARD_BEGIN), np.arange(steps))
     has_end, end_at = at_steps(*marks.last_positions(Label.FORWARD_END), np.arange(steps))
-    vision_time, encoder_time = (
-        sum(((times[e] - times[b]) * NS for _, b, e in marks.pairs(begin, end)), 0.0)
-        for begin, end in ((Label.VISION_BEGIN, Label.VISION_END), (Label.ENCODER_BEGIN, Label.ENCODER_END))
-    )
     if not has_token.all():
         missing = (np.flatnonzero(~has_token) + 1).tolist()
         raise ValueError(f"the timeline lacks the token marks of steps {missing[:5]}")
-    tokens, launch, done = arrays[token_at], arrays[begin_at], arrays[end_at]
-    token = tokens.tolist()  # T_k at token[k - 1]
+    return _Timeline(arrays[token_at], arrays[begin_at], arrays[end_at], has_begin, has_end, begin_at)
 
+
+def compute_request(raw: RawRequest) -> RequestMetrics:
+    """Compute the metrics of one recorded request (docs/architecture.md, "Metrics"). Raises ValueError if the
+    timeline lacks a needed mark."""
+    n = raw.tokens_per_sequence
+    per_step, reached = _steps(raw)
+    timeline = _timeline(raw, len(per_step))
+    start, end = raw.window
+    token = timeline.tokens.tolist()  # T_k at token[k - 1]
     t_first, t_last = token[0], token[-1]
     ttft = (t_first - start) * NS
     latency = (end - start) * NS
-    # the step at which a sequence's last token came (its count of tokens, when a step appends one)
-    last = [bisect.bisect_left(reached, k) + 1 for k in n]
-    tpot_seq = [(token[s - 1] - t_first) * NS / (k - 1) if k >= 2 else None for k, s in zip(n, last)]
-    itl = (np.diff(tokens) * NS).tolist()
+    tpot_seq = _tpot_per_sequence(n, reached, token)
     decode_tokens = sum(k - 1 for k in n if k >= 1)
-
-    launch_0 = int(launch[0]) if has_begin[0] else None
-    done_0 = int(done[0]) if has_end[0] else None
-    prefill = _span(done_0, launch_0)
-    if prefill is not None:
-        prefill = max(prefill - vision_time, 0.0) if _vision_inside_prefill(raw) else prefill
-    first_sample = _span(t_first, done_0)
-    drafts: dict[int, float] = {}  # per step, the time drafting its forward's candidates
-    for step, b, e in marks.pairs(Label.DRAFT_BEGIN, Label.DRAFT_END):
-        drafts[step] = drafts.get(step, 0.0) + (times[e] - times[b]) * NS
-    known = encoder_time + vision_time + drafts.get(0, 0.0) + (prefill or 0.0) + (first_sample or 0.0)
-    host_prep = ttft - known if prefill is not None else None
-
-    # decode steps k >= 2: their forwards are steps 1..steps-1
-    has_begin, begin_at, launch = has_begin[1:], begin_at[1:], launch[1:]
-    has_end, done = has_end[1:], done[1:]
-    step_forward = _optional((done - launch) * NS, has_begin & has_end)
-    step_sampling = _optional((tokens[1:] - done) * NS, has_end)
-    step_draft = np.array([drafts.get(step, 0.0) for step in range(1, steps)]) if drafts else 0.0
-    step_gap = _optional((launch - tokens[:-1]) * NS - step_draft, has_begin)
-    on_device = raw.backend != "host"
-    step_bound = []
-    if on_device:
-        uncertainty = raw.sync_uncertainty_ns + HOST_BOUND_TOLERANCE_NS
-        for i in begin_at[has_begin].tolist():
-            device = raw.device_ns[i]
-            if device is not None:
-                step_bound.append(device - raw.host_ns[i] <= uncertainty)
-
+    decode_s = (t_last - t_first) * NS
+    prompt = raw.prefill_tokens if raw.prefill_tokens is not None else len(n) * raw.prompt_tokens
     return RequestMetrics(
         ttft=ttft,
         latency=latency,
         latency_to_last_token=(t_last - start) * NS,
         tpot=_mean(tpot_seq),
         tpot_per_sequence=tpot_seq,
-        itl=itl,
+        itl=(np.diff(timeline.tokens) * NS).tolist(),
         tps=sum(n) / latency,
-        decode_tps=decode_tokens / ((t_last - t_first) * NS) if steps >= 2 and t_last > t_first else None,
-        prefill_tps=(raw.prefill_tokens if raw.prefill_tokens is not None else len(n) * raw.prompt_tokens)
-        / ttft,
+        decode_tps=decode_tokens / decode_s if len(per_step) >= 2 and t_last > t_first else None,
+        prefill_tps=prompt / ttft,
         output_tokens=list(n),
         prompt_tokens=raw.prompt_tokens,
         cached_tokens=raw.cached_tokens,
-        breakdown=Breakdown(
-            host_prep=host_prep,
-            vision=vision_time,
-            encoder=encoder_time,
-            prefill=prefill,
-            first_sample=first_sample,
-            step_forward=step_forward,
-            step_sampling=step_sampling,
-            step_host_gap=step_gap,
-            step_host_bound=step_bound if on_device else None,
-            first_draft=drafts.get(0, 0.0),
-            step_draft=[drafts.get(k - 1) for k in range(2, steps + 1)] if drafts else [],
-        ),
+        breakdown=_breakdown(raw, timeline, ttft),
         step_tokens=per_step[1:] if raw.tokens_per_step else [],
         acceptance_rate=_acceptance(per_step, raw.drafted_per_step),
+    )
+
+
+def _tpot_per_sequence(n: list[int], reached: list[int], token: list[int]) -> list[float | None]:
+    """Each sequence's TPOT, ``(T_last(i) - T_1) / (n_i - 1)`` (None where n_i < 2): its last token came at the
+    step whose tokens ``reached`` its n_i (step n_i when each step appends one)."""
+    last = [bisect.bisect_left(reached, k) + 1 for k in n]
+    return [(token[s - 1] - token[0]) * NS / (k - 1) if k >= 2 else None for k, s in zip(n, last)]
+
+
+def _span_total(raw: RawRequest, begin: Label, end: Label) -> float:
+    """Seconds inside the spans ``begin`` opens and ``end`` closes, over all steps."""
+    return sum(((raw.times[e] - raw.times[b]) * NS for _, b, e in raw.marks.pairs(begin, end)), 0.0)
+
+
+def _drafts(raw: RawRequest) -> dict[int, float]:
+    """Per step, the seconds spent drafting the candidates its forward verifies (assisted generation)."""
+    drafts: dict[int, float] = {}
+    for step, b, e in raw.marks.pairs(Label.DRAFT_BEGIN, Label.DRAFT_END):
+        drafts[step] = drafts.get(step, 0.0) + (raw.times[e] - raw.times[b]) * NS
+    return drafts
+
+
+def _prefill(raw: RawRequest, timeline: _Timeline, vision: float) -> tuple[float | None, float | None]:
+    """(the prefill forward's span, less the vision encoder when that ran inside it; the first sample: that
+    forward's end to T_1). None where a mark is missing."""
+    launch = int(timeline.launch[0]) if timeline.has_begin[0] else None
+    done = int(timeline.done[0]) if timeline.has_end[0] else None
+    prefill = _span(done, launch)
+    if prefill is not None and _vision_inside_prefill(raw):
+        prefill = max(prefill - vision, 0.0)
+    return prefill, _span(int(timeline.tokens[0]), done)
+
+
+def _host_bound(raw: RawRequest, launches: list[int]) -> list[bool] | None:
+    """Per decode forward launched at the positions ``launches`` that has a device time: whether its start event
+    ran within the sync uncertainty of its host stamp (it met an empty queue). None on the host backend."""
+    if raw.backend == "host":
+        return None
+    uncertainty = raw.sync_uncertainty_ns + HOST_BOUND_TOLERANCE_NS
+    return [
+        raw.device_ns[i] - raw.host_ns[i] <= uncertainty for i in launches if raw.device_ns[i] is not None
+    ]
+
+
+def _breakdown(raw: RawRequest, timeline: _Timeline, ttft: float) -> Breakdown:
+    """Where the request's time went: TTFT's parts, then each decode step k >= 2's (its forward is step k-1)."""
+    vision = _span_total(raw, Label.VISION_BEGIN, Label.VISION_END)
+    encoder = _span_total(raw, Label.ENCODER_BEGIN, Label.ENCODER_END)
+    drafts = _drafts(raw)
+    prefill, first_sample = _prefill(raw, timeline, vision)
+    known = encoder + vision + drafts.get(0, 0.0) + (prefill or 0.0) + (first_sample or 0.0)
+
+    steps = len(timeline.tokens)
+    # decode steps k >= 2: their forwards are steps 1..steps-1
+    has_begin, has_end = timeline.has_begin[1:], timeline.has_end[1:]
+    launch, done = timeline.launch[1:], timeline.done[1:]
+    step_draft = np.array([drafts.get(step, 0.0) for step in range(1, steps)]) if drafts else 0.0
+    return Breakdown(
+        host_prep=ttft - known if prefill is not None else None,
+        vision=vision,
+        encoder=encoder,
+        prefill=prefill,
+        first_sample=first_sample,
+        step_forward=_optional((done - launch) * NS, has_begin & has_end),
+        step_sampling=_optional((timeline.tokens[1:] - done) * NS, has_end),
+        step_host_gap=_optional((launch - timeline.tokens[:-1]) * NS - step_draft, has_begin),
+        step_host_bound=_host_bound(raw, timeline.begin_at[1:][has_begin].tolist()),
+        first_draft=drafts.get(0, 0.0),
+        step_draft=[drafts.get(k - 1) for k in range(2, steps + 1)] if drafts else [],
     )
 
 
