@@ -80,6 +80,28 @@ def own_pids() -> set[int]:
     return {os.getpid()}
 
 
+def _off_wall_clock(ahead_ns: int) -> str | None:
+    """Why samples whose newest is stamped ``ahead_ns`` after now are not on the host wall clock; None when
+    they may be."""
+    if -MAX_BEHIND_NS <= ahead_ns <= MAX_AHEAD_NS:
+        return None
+    return (
+        f"sample stamps are {abs(ahead_ns) / 1e9:.3g} s "
+        f"{'ahead of' if ahead_ns > 0 else 'behind'} the host wall clock: not on it"
+    )
+
+
+def _ordered_from(times: list[int], values: list[Any], floor_ns: int) -> tuple[list[int], list[Any]]:
+    """The samples (``times``, ``values``) stamped at ``floor_ns`` or later, in time order and once each (as
+    the driver gives them, but for rare exceptions)."""
+    if sorted(set(times)) != times:
+        by_time = dict(zip(times, values))
+        times = sorted(by_time)
+        values = [by_time[t] for t in times]
+    first = bisect.bisect_left(times, floor_ns)
+    return times[first:], values[first:]
+
+
 def _load_nvml() -> Any:
     try:
         import pynvml
@@ -220,80 +242,83 @@ class NvmlSampler(Sampler):
         NotSupported, or stamps that are not on the host wall clock, disable it for the rest of the run
         (per device) and say why in ``errors["buffered <field>"]``. Samples from before start() are
         dropped (the first fetch, with stamp 0, returns the whole buffer)."""
-        offset, start_ns = self._wall_offset_ns or 0, self._run_start_ns
-        new_t: list[int] = []
-        new_device: list[str] = []
-        new_field: list[str] = []
-        new_value: list[Any] = []
+        new: dict[str, list[Any]] = {column: [] for column in self.buffered}
         for key, last_us in list(self._buffered_last_us.items()):
-            position, name = key
-            sampling_type, divisor = self._sampling_types[name]
-            try:
-                value_type, samples = self._get_samples(self.handles[position], sampling_type, last_us)
-            except self.nvml.NVMLError as exc:
-                code = getattr(exc, "value", None)
-                if code == self._not_supported:
-                    del self._buffered_last_us[key]
-                    self._buffered_error(name, position, str(exc))
-                elif code != self._not_found:  # reported only if the field never gives a sample
-                    self._buffered_transient.setdefault(name, str(exc))
-                continue
-            if not samples:
-                continue
-            member = self._value_members.get(value_type)
-            if member is None:
-                del self._buffered_last_us[key]
-                self._buffered_error(name, position, f"unknown NVML value type {value_type}")
-                continue
-            stamps = [s.timeStamp for s in samples]
-            newest_us = max(stamps)
-            now_ns = time.monotonic_ns()
-            ahead_ns = newest_us * 1000 - offset - now_ns
-            if ahead_ns > MAX_AHEAD_NS or ahead_ns < -MAX_BEHIND_NS:
-                del self._buffered_last_us[key]
-                self._buffered_error(
-                    name,
-                    position,
-                    f"sample stamps are {abs(ahead_ns) / 1e9:.3g} s "
-                    f"{'ahead of' if ahead_ns > 0 else 'behind'} the host wall clock: not on it",
-                )
-                continue
-            self._buffered_last_us[key] = max(newest_us, last_us)
-            times = [stamp * 1000 - offset for stamp in stamps]
-            values = [getattr(s.sampleValue, member) for s in samples]
-            if divisor != 1:
-                values = [v / divisor for v in values]
-            floor_ns = max(start_ns, last_us * 1000 - offset + 1)  # newer than last seen, not before start
-            if sorted(set(times)) != times:  # the driver gives them in order, once each: rare
-                by_time = dict(zip(times, values))
-                times = sorted(by_time)
-                values = [by_time[t] for t in times]
-            first = bisect.bisect_left(times, floor_ns)
-            if first == len(times):
-                continue
-            if first:
-                times, values = times[first:], values[first:]
-            seen = self._buffered_seen.get(key, 0)  # the bounding rule's stride, per device and field
-            self._buffered_seen[key] = seen + len(times)
-            kept = [j for j in range(len(times)) if (seen + j) % self._buffered_stride == 0]
-            new_t += [times[j] for j in kept]
-            new_value += [values[j] for j in kept]
-            new_device += [str(self.devices[position])] * len(kept)
-            new_field += [name] * len(kept)
-            self._buffered_fields.add(name)
-        if new_t:
+            times, values = self._samples_since(key, last_us)
+            if times:
+                self._keep_strided(key, times, values, new)
+        if new["t_ns"]:
             with self._lock:
-                self.buffered["t_ns"] += new_t
-                self.buffered["device"] += new_device
-                self.buffered["field"] += new_field
-                self.buffered["value"] += new_value
+                for column, added in new.items():
+                    self.buffered[column] += added
                 if len(self.buffered["t_ns"]) > BUFFERED_PER_PROBE * self.max_probes:  # the bounding rule:
                     # every other sample of each device's field, and from now on the stride
                     halve(self.buffered, series_ordinals(self.buffered["device"], self.buffered["field"]))
                     self._buffered_stride *= 2
                     self.dropped["halvings"] += 1
 
-    def _buffered_error(self, name: str, position: int, reason: str) -> None:
+    def _get_since(self, key: tuple[int, str], last_us: int) -> tuple[Any, list[Any]] | None:
+        """nvmlDeviceGetSamples of (device position, field) ``key`` newer than ``last_us``: (value type,
+        samples), or None on an NVML error (NotSupported disables the field on that device)."""
+        position, name = key
+        try:
+            return self._get_samples(self.handles[position], self._sampling_types[name][0], last_us)
+        except self.nvml.NVMLError as exc:
+            code = getattr(exc, "value", None)
+            if code == self._not_supported:
+                self._disable_buffered(key, str(exc))
+            elif code != self._not_found:  # reported only if the field never gives a sample
+                self._buffered_transient.setdefault(name, str(exc))
+            return None
+
+    def _samples_since(self, key: tuple[int, str], last_us: int) -> tuple[list[int], list[Any]]:
+        """The new samples of (device position, field) ``key`` on the host clock, in our unit, in time order and
+        once each, newer than ``last_us`` and not before start(); ([], []) when there are none or they cannot be
+        read (value type unknown, stamps not on the host wall clock: the field is then disabled on that
+        device)."""
+        fetched = self._get_since(key, last_us)
+        if not fetched or not fetched[1]:
+            return [], []
+        value_type, samples = fetched
+        member = self._value_members.get(value_type)
+        if member is None:
+            self._disable_buffered(key, f"unknown NVML value type {value_type}")
+            return [], []
+        offset = self._wall_offset_ns or 0
+        stamps = [s.timeStamp for s in samples]
+        newest_us = max(stamps)
+        off_clock = _off_wall_clock(newest_us * 1000 - offset - time.monotonic_ns())
+        if off_clock:
+            self._disable_buffered(key, off_clock)
+            return [], []
+        self._buffered_last_us[key] = max(newest_us, last_us)
+        divisor = self._sampling_types[key[1]][1]
+        values = [getattr(s.sampleValue, member) for s in samples]
+        if divisor != 1:
+            values = [v / divisor for v in values]
+        # newer than last seen, not before start
+        floor_ns = max(self._run_start_ns, last_us * 1000 - offset + 1)
+        return _ordered_from([stamp * 1000 - offset for stamp in stamps], values, floor_ns)
+
+    def _keep_strided(
+        self, key: tuple[int, str], times: list[int], values: list[Any], new: dict[str, list[Any]]
+    ) -> None:
+        """Add to the columns ``new`` every stride-th of the samples of ``key``, counted per device and field
+        since the run began (the bounding rule's stride)."""
+        position, name = key
+        seen = self._buffered_seen.get(key, 0)
+        self._buffered_seen[key] = seen + len(times)
+        kept = [j for j in range(len(times)) if (seen + j) % self._buffered_stride == 0]
+        new["t_ns"] += [times[j] for j in kept]
+        new["device"] += [str(self.devices[position])] * len(kept)
+        new["field"] += [name] * len(kept)
+        new["value"] += [values[j] for j in kept]
+        self._buffered_fields.add(name)
+
+    def _disable_buffered(self, key: tuple[int, str], reason: str) -> None:
+        """Fetch no more samples of (device position, field) ``key`` this run, and say why."""
+        del self._buffered_last_us[key]
+        position, name = key
         where = "" if len(self.devices) == 1 else f" (GPU {self.devices[position]})"
         self.errors.setdefault(f"buffered {name}", reason + where)
 
