@@ -85,6 +85,14 @@ def _clock_drop(rows: list[tuple[int, str, float]]) -> tuple[float, float] | Non
     return None
 
 
+def _throttle_reasons(reasons: list[float]) -> list[str]:
+    """The names of the throttle reasons set in any of the clock-event ``reasons`` bit masks."""
+    bits = 0
+    for mask in reasons:
+        bits |= int(mask)
+    return [name for bit, name in THROTTLE_REASONS.items() if bits & bit]
+
+
 class TelemetryIndex:
     """A run's telemetry (a sampler snapshot) indexed by time, to summarize each of its requests."""
 
@@ -132,8 +140,13 @@ class TelemetryIndex:
         )
         if result.energy_j is not None and sum(raw.tokens_per_sequence):
             result.energy_per_token_j = result.energy_j / sum(raw.tokens_per_sequence)
-        if self.telemetry.get("kind") != "nvml":
-            return result
+        if self.telemetry.get("kind") == "nvml":
+            self._summarize_gpu(result, start, end)
+        return result
+
+    def _chosen(self, start: int, end: int) -> tuple[dict[str, list[tuple[int, str, float]]], set[str]]:
+        """Per field of BUFFERED_FIELDS, its driver-buffered samples in ``start..end`` where there are some,
+        else its polled ones; and the sources ("buffered", "polled") of the fields that have samples."""
         chosen, sources = {}, set()
         for name in BUFFERED_FIELDS:
             buffered = self.buffered.get(name)
@@ -142,6 +155,11 @@ class TelemetryIndex:
             chosen[name] = rows or (polled.window(start, end) if polled else [])
             if chosen[name]:
                 sources.add("buffered" if rows else "polled")
+        return chosen, sources
+
+    def _summarize_gpu(self, result: RequestTelemetry, start: int, end: int) -> None:
+        """Fill ``result``'s GPU fields, its source and its GPU warnings from the samples in ``start..end``."""
+        chosen, sources = self._chosen(start, end)
         result.source = "mixed" if len(sources) > 1 else next(iter(sources), "polled")
         util = [v for _, _, v in chosen["gpu_util"]]
         clocks = [v for _, _, v in chosen["sm_clock_mhz"]]
@@ -151,10 +169,7 @@ class TelemetryIndex:
         result.mem_used_peak_bytes = max(memory, default=None)
         result.sm_clock_mean_mhz = statistics.fmean(clocks) if clocks else None
         result.power_mean_w = _sum_of_device_means(chosen["power_w"])
-        reasons = 0
-        for bits in self._values("clock_event_reasons", start, end):
-            reasons |= int(bits)
-        active = [name for bit, name in THROTTLE_REASONS.items() if reasons & bit]
+        active = _throttle_reasons(self._values("clock_event_reasons", start, end))
         if active:
             result.warnings.append(f"clocks throttled during the request: {', '.join(active)}")
         drop = _clock_drop(chosen["sm_clock_mhz"])
@@ -162,11 +177,10 @@ class TelemetryIndex:
             result.warnings.append(
                 f"SM clock dropped from {drop[0]:.0f} to {drop[1]:.0f} MHz during the request"
             )
-        if not samples and "buffered" not in sources:
+        if not result.samples and "buffered" not in sources:
             result.warnings.append(
                 "no telemetry sample fell inside the request (shorter than the sampling interval)"
             )
-        return result
 
 
 def request_telemetry(telemetry: dict[str, Any], raw: RawRequest) -> RequestTelemetry:
