@@ -14,6 +14,7 @@ session starts and stops: kept out of llmprof's output, and nothing else that wa
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import re
@@ -22,6 +23,7 @@ import tempfile
 import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from llmprof.analysis.kernels import EVENT_COLUMNS, HOST, PREFILL_STEP, KernelCapture
@@ -148,27 +150,23 @@ def profile_call(
     return from_kineto(doc, record, stamps, count, window)
 
 
-def _step_bounds(record: RawRequest) -> tuple[list[int], list[int]]:
-    """(steps, end times) on the host clock, which bounds the host work of each step (its operators and
-    launches): step 1 ends at T_1, step k at T_k; step 1 starts at t0."""
-    tokens = record.marks.first(Label.TOKEN)
-    steps = sorted(tokens)
-    return steps, [record.host_ns[tokens[s]] for s in steps]
+@dataclass
+class _Alignment:
+    """Kineto's clock (``base`` ns plus event stamps in us) put on llmprof's host clock by ``offset``;
+    ``disagreement_ns``: between the calibrations before and after the call; ``thread``: the calling one."""
+
+    base: int
+    offset: int
+    disagreement_ns: int
+    thread: Any
+
+    def host(self, ts: float) -> int:
+        """The host-clock ns of the Kineto stamp ``ts`` (us)."""
+        return self.base + round(ts * 1000) + self.offset
 
 
-def from_kineto(
-    doc: dict[str, Any],
-    record: RawRequest,
-    stamps: list[int],
-    count: int = DEFAULT_STEPS,
-    window: tuple[int, int] | None = None,
-) -> KernelCapture:
-    """The capture of a Kineto trace document (``export_chrome_trace``) around ``record``: ``stamps`` are the
-    host stamps taken right before each calibration range, in order (half before the call, half after)."""
-    base = int(doc.get("baseTimeNanoseconds", 0))
-    events = [
-        e for e in doc.get("traceEvents", []) if e.get("ph") == "X" and isinstance(e.get("ts"), (int, float))
-    ]
+def _align(events: list[dict[str, Any]], base: int, stamps: list[int]) -> _Alignment:
+    """Match the calibration ranges with ``stamps``; raises CaptureError when their counts differ."""
     calibrations = sorted(
         (e for e in events if e.get("name") == CALIBRATION and e.get("cat") == "user_annotation"),
         key=lambda e: e["ts"],
@@ -181,13 +179,12 @@ def from_kineto(
     offsets = [stamp - (base + round(e["ts"] * 1000)) for stamp, e in zip(stamps, calibrations)]
     half = len(offsets) // 2
     before, after = max(offsets[: max(half, 1)]), max(offsets[half:])
-    offset = max(before, after)
-    thread = calibrations[0].get("tid")
+    return _Alignment(base, max(before, after), abs(before - after), calibrations[0].get("tid"))
 
-    def host(ts: float) -> int:
-        return base + round(ts * 1000) + offset
 
-    steps, ends = _step_bounds(record)
+def _kept_steps(steps: list[int], count: int, window: tuple[int, int] | None) -> list[int]:
+    """The prefill and the decode steps :func:`choose_steps` keeps of a call that generated up to ``steps``;
+    raises CaptureError when there is no such decode step."""
     if not steps:
         raise CaptureError("the kernel-profiled call recorded no token")
     kept = [PREFILL_STEP] + choose_steps(steps[-1], count, window)
@@ -197,6 +194,16 @@ def from_kineto(
             + (f" in --kernels-steps {window[0]}:{window[1]}" if window else "")
             + f" (it generated {steps[-1]} tokens)"
         )
+    return kept
+
+
+def _step_finder(record: RawRequest) -> tuple[list[int], Callable[[int], int | None]]:
+    """(the call's steps, the step a host-clock time falls in: None before the request or after its last
+    token). The host clock bounds the host work of each step (its operators and launches): step 1 runs from
+    t0 to T_1, step k from T_(k-1) to T_k."""
+    tokens = record.marks.first(Label.TOKEN)
+    steps = sorted(tokens)
+    ends = [record.host_ns[tokens[s]] for s in steps]
     t0 = record.window[0]
 
     def step_of(t: int) -> int | None:
@@ -205,45 +212,79 @@ def from_kineto(
         i = bisect_left(ends, t)
         return steps[i] if i < len(steps) else None
 
-    names: dict[str, int] = {}
-    columns: dict[str, list[int]] = {k: [] for k in EVENT_COLUMNS}
-    wanted = set(kept)
+    return steps, step_of
 
-    def add(name: str, device: int, step: int, start: int, dur: int, own: int) -> None:
-        row = (names.setdefault(name, len(names)), device, step, start, dur, own)
-        for key, value in zip(EVENT_COLUMNS, row):
-            columns[key].append(value)
 
-    for e, own in _host_operators(events, thread):
-        step = step_of(host(e["ts"]))
-        if step in wanted:
-            add(e["name"], HOST, step, host(e["ts"]), round(e.get("dur", 0) * 1000), own)
+_Row = tuple[str, int, int | None, int, int, int]  # name, device, step, start, duration, self time (ns)
+
+
+def _host_rows(
+    events: list[dict[str, Any]], clock: _Alignment, step_of: Callable[[int], int | None]
+) -> Iterator[_Row]:
+    """The calling thread's host operators, each in the step its start lies in."""
+    for e, own in _host_operators(events, clock.thread):
+        start = clock.host(e["ts"])
+        yield e["name"], HOST, step_of(start), start, round(e.get("dur", 0) * 1000), own
+
+
+def _device_rows(
+    events: list[dict[str, Any]], clock: _Alignment, step_of: Callable[[int], int | None]
+) -> Iterator[_Row]:
+    """The device events (kernels, copies, sets), each in the step of the host call that launched it."""
     launches = {
         e["args"]["correlation"]: e["ts"]
         for e in events
         if e.get("cat") in LAUNCH_CATEGORIES and "correlation" in e.get("args", {})
     }
     for e in events:
-        if e.get("cat") not in DEVICE_CATEGORIES:
-            continue
-        args = e.get("args", {})
-        step = step_of(host(launches.get(args.get("correlation"), e["ts"])))
-        if step in wanted:
+        if e.get("cat") in DEVICE_CATEGORIES:
+            args = e.get("args", {})
+            step = step_of(clock.host(launches.get(args.get("correlation"), e["ts"])))
             dur = round(e.get("dur", 0) * 1000)
-            add(e["name"], int(args.get("device", 0)), step, host(e["ts"]), dur, dur)
-    # a step's own time on the run's clock (device times on a GPU, where the host runs ahead of the device)
+            yield e["name"], int(args.get("device", 0)), step, clock.host(e["ts"]), dur, dur
+
+
+def _step_ns(record: RawRequest, kept: list[int]) -> list[int]:
+    """Each kept step's own time on the run's clock (device times on a GPU, where the host runs ahead of the
+    device): the prefill from the request's start to T_1, step k from T_(k-1) to T_k."""
     tokens = record.marks.first(Label.TOKEN)
     start = record.times[min(record.marks.first(Label.REQUEST_START).values(), default=0)]
-    step_ns = [
+    return [
         record.times[tokens[s]] - (start if s == PREFILL_STEP else record.times[tokens[s - 1]]) for s in kept
     ]
+
+
+def from_kineto(
+    doc: dict[str, Any],
+    record: RawRequest,
+    stamps: list[int],
+    count: int = DEFAULT_STEPS,
+    window: tuple[int, int] | None = None,
+) -> KernelCapture:
+    """The capture of a Kineto trace document (``export_chrome_trace``) around ``record``: ``stamps`` are the
+    host stamps taken right before each calibration range, in order (half before the call, half after)."""
+    events = [
+        e for e in doc.get("traceEvents", []) if e.get("ph") == "X" and isinstance(e.get("ts"), (int, float))
+    ]
+    clock = _align(events, int(doc.get("baseTimeNanoseconds", 0)), stamps)
+    steps, step_of = _step_finder(record)
+    kept = _kept_steps(steps, count, window)
+    wanted = set(kept)
+    names: dict[str, int] = {}
+    columns: dict[str, list[int]] = {k: [] for k in EVENT_COLUMNS}
+    rows = itertools.chain(_host_rows(events, clock, step_of), _device_rows(events, clock, step_of))
+    for name, device, step, start, dur, own in rows:
+        if step in wanted:
+            row = (names.setdefault(name, len(names)), device, step, start, dur, own)
+            for key, value in zip(EVENT_COLUMNS, row):
+                columns[key].append(value)
     return KernelCapture(
         names=list(names),
         events=columns,
         steps=kept,
-        step_ns=step_ns,
+        step_ns=_step_ns(record, kept),
         request=record.to_dict(),
-        alignment_ns=abs(before - after),
+        alignment_ns=clock.disagreement_ns,
     )
 
 
