@@ -81,8 +81,6 @@ def load_model(
     CPU with gloo); with ``device_map`` (auto, balanced, sequential), spread over this machine's GPUs by
     accelerate (``device`` is then where its forward starts). A local directory without a tokenizer (none of
     TOKENIZER_FILES) loads without one. Raises ModelLoadError."""
-    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, AutoTokenizer
-
     import llmprof.workloads.synthetic  # noqa: F401 - registers the synthetic model type with the Auto classes
 
     if device_map is not None:
@@ -91,15 +89,7 @@ def load_model(
     if tp and torch_device.type == "cuda":
         torch_device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))  # where tp_plan puts it
     torch_dtype = resolve_dtype(dtype, torch_device)
-    if name == DEMO_NAME:
-        source = str(demo_path())
-    else:
-        source = str(Path(name).expanduser())
-        local = name.startswith((".", "/", "~")) or name.count("/") > 1 or Path(source).exists()
-        if local and not Path(source).is_dir():
-            raise ModelLoadError(f"model path {name!r} does not exist or is not a directory")
-        if not local:
-            _check_hub(name)
+    source = _model_source(name)
     kwargs: dict[str, Any] = {"dtype": torch_dtype}
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
@@ -108,28 +98,8 @@ def load_model(
         kwargs.update(_tensor_parallel_kwargs())
     if device_map is not None:
         kwargs["device_map"] = device_map
-    errors = []
-    model = None
-    for auto in (AutoModelForCausalLM, AutoModelForImageTextToText):
-        try:
-            model = auto.from_pretrained(source, **kwargs)
-            break
-        except Exception as exc:  # noqa: BLE001 - any loading failure becomes the user's one-line error
-            errors.append(_first_line(exc))
-    if model is None:
-        if all(e.startswith("Unrecognized configuration class") for e in errors):
-            raise ModelLoadError(
-                f"model {name!r} has no generate(): it is neither a causal LM nor an image-text-to-text model"
-            )
-        raise ModelLoadError(f"cannot load model {name!r}: {errors[0]}")
-    if not callable(getattr(model, "generate", None)) or not model.can_generate():
-        raise ModelLoadError(f"model {name!r} ({type(model).__name__}) has no generate()")
-    tokenizer = None
-    if not Path(source).is_dir() or any((Path(source) / file).exists() for file in TOKENIZER_FILES):
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(source)
-        except Exception as exc:
-            raise ModelLoadError(f"cannot load the tokenizer of {name!r}: {_first_line(exc)}") from exc
+    model = _generating_model(name, source, kwargs)
+    tokenizer = _tokenizer(name, source)
     if device_map is not None:  # where accelerate put it: the device its forward starts on
         from llmprof.capture.timeline import model_devices
 
@@ -138,6 +108,55 @@ def load_model(
         model.to(torch_device)
     model.eval()
     return LoadedModel(model=model, tokenizer=tokenizer, name=name, device=torch_device, dtype=torch_dtype)
+
+
+def _model_source(name: str) -> str:
+    """What from_pretrained loads ``name`` from: the demo's folder, a local directory, or the hub id (checked to
+    be cached or reachable). Raises ModelLoadError."""
+    if name == DEMO_NAME:
+        return str(demo_path())
+    source = str(Path(name).expanduser())
+    local = name.startswith((".", "/", "~")) or name.count("/") > 1 or Path(source).exists()
+    if local and not Path(source).is_dir():
+        raise ModelLoadError(f"model path {name!r} does not exist or is not a directory")
+    if not local:
+        _check_hub(name)
+    return source
+
+
+def _generating_model(name: str, source: str, kwargs: dict[str, Any]) -> Any:
+    """The model at ``source`` as a causal LM, else as an image-text-to-text model; raises ModelLoadError when
+    neither loads or it cannot generate()."""
+    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
+
+    errors = []
+    for auto in (AutoModelForCausalLM, AutoModelForImageTextToText):
+        try:
+            model = auto.from_pretrained(source, **kwargs)
+            break
+        except Exception as exc:  # noqa: BLE001 - any loading failure becomes the user's one-line error
+            errors.append(_first_line(exc))
+    else:
+        if all(e.startswith("Unrecognized configuration class") for e in errors):
+            raise ModelLoadError(
+                f"model {name!r} has no generate(): it is neither a causal LM nor an image-text-to-text model"
+            )
+        raise ModelLoadError(f"cannot load model {name!r}: {errors[0]}")
+    if not callable(getattr(model, "generate", None)) or not model.can_generate():
+        raise ModelLoadError(f"model {name!r} ({type(model).__name__}) has no generate()")
+    return model
+
+
+def _tokenizer(name: str, source: str) -> Any | None:
+    """The tokenizer at ``source``; None for a local directory without one (none of TOKENIZER_FILES)."""
+    from transformers import AutoTokenizer
+
+    if Path(source).is_dir() and not any((Path(source) / file).exists() for file in TOKENIZER_FILES):
+        return None
+    try:
+        return AutoTokenizer.from_pretrained(source)
+    except Exception as exc:
+        raise ModelLoadError(f"cannot load the tokenizer of {name!r}: {_first_line(exc)}") from exc
 
 
 def _check_tensor_parallel(name: str, source: str) -> None:
