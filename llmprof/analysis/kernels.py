@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from llmprof.analysis.fields import fail, is_int
 from llmprof.analysis.stats import welch_ci
-from llmprof.errors import RunFormatError
 
 PREFILL_STEP = 1
 PHASES = ("prefill", "decode")
@@ -156,61 +157,91 @@ class KernelCapture:
         return ([self.step_ns, *self.later_step_ns][call])[self.steps.index(step)]
 
 
+def _positive_ints(value: Any) -> bool:
+    return isinstance(value, list) and all(is_int(v) and v > 0 for v in value)
+
+
+def _ints(value: Any) -> bool:
+    return isinstance(value, list) and all(is_int(v) for v in value)
+
+
+# what a run file's ``kernels`` must be, in the order checked (each rule may rely on those before it): the field
+# (under ``kernels``), the message when the rule does not hold, the rule
+CAPTURE_RULES: tuple[tuple[str, str, Callable[[dict[str, Any]], bool]], ...] = (
+    (
+        "names",
+        "a list of strings is needed",
+        lambda d: isinstance(d.get("names"), list) and all(isinstance(n, str) for n in d["names"]),
+    ),
+    ("steps", "a list of positive integers is needed", lambda d: _positive_ints(d.get("steps"))),
+    ("step_ns", "a list of positive integers is needed", lambda d: _positive_ints(d.get("step_ns"))),
+    (
+        "steps",
+        "distinct steps, one step_ns each, are needed",
+        lambda d: len(d["steps"]) == len(d["step_ns"]) == len(set(d["steps"])),
+    ),
+    ("events", "an object of columns is needed", lambda d: isinstance(d.get("events"), dict)),
+    *(
+        (f"events.{key}", "a list of integers is needed", lambda d, key=key: _ints(d["events"].get(key)))
+        for key in EVENT_COLUMNS
+    ),
+    (
+        "events",
+        "its columns have different lengths",
+        lambda d: len({len(d["events"][key]) for key in EVENT_COLUMNS}) == 1,
+    ),
+    (
+        "events.name",
+        "an index out of kernels.names",
+        lambda d: all(0 <= n < len(d["names"]) for n in d["events"]["name"]),
+    ),
+    ("events.step", "a step that was not captured", lambda d: set(d["events"]["step"]) <= set(d["steps"])),
+    (
+        "events.device",
+        "-1 (host) or a device index is needed",
+        lambda d: all(v >= HOST for v in d["events"]["device"]),
+    ),
+    (
+        "events",
+        "a negative duration",
+        lambda d: all(v >= 0 for key in ("dur_ns", "self_ns") for v in d["events"][key]),
+    ),
+    (
+        "later_step_ns",
+        "per later call a list of positive integers, one a step, is needed",
+        lambda d: (
+            isinstance(d.get("later_step_ns", []), list)
+            and all(_positive_ints(v) and len(v) == len(d["steps"]) for v in d.get("later_step_ns", []))
+        ),
+    ),
+    (
+        f"events.{CALL}",
+        "a list of integers, one an event, is needed",
+        lambda d: (
+            CALL not in d["events"]
+            or (isinstance(d["events"][CALL], list) and len(d["events"][CALL]) == len(d["events"]["name"]))
+        ),
+    ),
+    (
+        f"events.{CALL}",
+        "a call that was not captured",
+        lambda d: all(
+            is_int(c) and 0 <= c <= len(d.get("later_step_ns", [])) for c in d["events"].get(CALL, [])
+        ),
+    ),
+    ("request", "an object is needed", lambda d: d.get("request") is None or isinstance(d["request"], dict)),
+    ("alignment_ns", "an integer is needed", lambda d: is_int(d.get("alignment_ns", 0))),
+)
+
+
 def check_capture(data: Any) -> None:
-    """Validate a run file's ``kernels``; raises RunFormatError naming the first field that is wrong."""
+    """Validate a run file's ``kernels`` (:data:`CAPTURE_RULES`, in order); raises RunFormatError naming the
+    first field that is wrong."""
     if not isinstance(data, dict):
-        raise _fail("kernels", "an object is needed")
-    names, events, steps, step_ns = (data.get(k) for k in ("names", "events", "steps", "step_ns"))
-    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-        raise _fail("kernels.names", "a list of strings is needed")
-    for key, value in (("steps", steps), ("step_ns", step_ns)):
-        if not isinstance(value, list) or not all(_is_int(v) and v > 0 for v in value):
-            raise _fail(f"kernels.{key}", "a list of positive integers is needed")
-    if len(steps) != len(step_ns) or len(set(steps)) != len(steps):
-        raise _fail("kernels.steps", "distinct steps, one step_ns each, are needed")
-    if not isinstance(events, dict):
-        raise _fail("kernels.events", "an object of columns is needed")
-    lengths = set()
-    for key in EVENT_COLUMNS:
-        column = events.get(key)
-        if not isinstance(column, list) or not all(_is_int(v) for v in column):
-            raise _fail(f"kernels.events.{key}", "a list of integers is needed")
-        lengths.add(len(column))
-    if len(lengths) != 1:
-        raise _fail("kernels.events", "its columns have different lengths")
-    if any(not 0 <= n < len(names) for n in events["name"]):
-        raise _fail("kernels.events.name", "an index out of kernels.names")
-    if any(s not in set(steps) for s in events["step"]):
-        raise _fail("kernels.events.step", "a step that was not captured")
-    if any(d < HOST for d in events["device"]):
-        raise _fail("kernels.events.device", "-1 (host) or a device index is needed")
-    if any(v < 0 for k in ("dur_ns", "self_ns") for v in events[k]):
-        raise _fail("kernels.events", "a negative duration")
-    later = data.get("later_step_ns", [])
-    if not isinstance(later, list) or not all(
-        isinstance(v, list) and len(v) == len(steps) and all(_is_int(t) and t > 0 for t in v) for v in later
-    ):
-        raise _fail(
-            "kernels.later_step_ns", "per later call a list of positive integers, one a step, is needed"
-        )
-    if CALL in events:
-        column = events[CALL]
-        if not isinstance(column, list) or len(column) != len(events["name"]):
-            raise _fail(f"kernels.events.{CALL}", "a list of integers, one an event, is needed")
-        if not all(_is_int(c) and 0 <= c <= len(later) for c in column):
-            raise _fail(f"kernels.events.{CALL}", "a call that was not captured")
-    if data.get("request") is not None and not isinstance(data["request"], dict):
-        raise _fail("kernels.request", "an object is needed")
-    if not _is_int(data.get("alignment_ns", 0)):
-        raise _fail("kernels.alignment_ns", "an integer is needed")
-
-
-def _fail(where: str, what: str) -> RunFormatError:
-    return RunFormatError(f"malformed llmprof run: {where}: {what}")
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+        raise fail("kernels", "an object is needed")
+    for key, what, holds in CAPTURE_RULES:
+        if not holds(data):
+            raise fail(f"kernels.{key}", what)
 
 
 # -- the table of a phase ----------------------------------------------------------------------------------
