@@ -7,7 +7,15 @@ import math
 import statistics
 from typing import IO
 
-from llmprof.analysis.kernels import MIN_CALLS, MIN_EFFECT, PHASES, KernelDiff, kernel_table
+from llmprof.analysis.kernels import (
+    MIN_CALLS,
+    MIN_EFFECT,
+    PHASES,
+    KernelCapture,
+    KernelDiff,
+    KernelTable,
+    kernel_table,
+)
 from llmprof.report.csv_format import cell
 from llmprof.report.summary import Section, format_number
 from llmprof.runfile import Run
@@ -34,41 +42,9 @@ def kernel_sections(run: Run, top: int = TOP) -> tuple[list[Section], list[str]]
     capture = run.kernels
     if capture is None:
         return [], []
-    what = "device kernels" if capture.has_device else "host operators, by self time"
     several = f"{capture.calls} calls" if capture.calls > 1 else ""
-    sections = []
     tables = {phase: kernel_table(capture, phase) for phase in PHASES}
-    for table in tables.values():
-        phase = table.phase
-        if not table.steps:
-            continue
-        count = len(table.steps)
-        section = Section(
-            f"Kernels: {phase} (per step, median over {several}{' of ' * bool(several)}{count} captured"
-            f" step{'s' * (count > 1)}"
-            f" {_steps(table.steps)}; {what})",
-            "operator" if not capture.has_device else "kernel",
-            columns=TABLE_COLUMNS,
-        )
-        for row in table.rows[:top]:
-            section.rows.append([row.name, f"{row.calls:g}", _ms(row.time_ns), f"{row.share:.1%}"])
-        rest = table.rows[top:]
-        if rest:
-            rest_ns = sum(r.time_ns for r in rest)
-            section.rows.append([f"({len(rest)} others)", "", _ms(rest_ns), f"{rest_ns / table.step_ns:.1%}"])
-        covered = table.total_ns / table.step_ns if table.step_ns else 0.0
-        section.rows.append(
-            [
-                "all " + ("kernels" if capture.has_device else "operators"),
-                "",
-                _ms(table.total_ns),
-                f"{covered:.1%}",
-            ]
-        )
-        section.rows.append(["step (captured call's timeline)", "", _ms(table.step_ns), "100.0%"])
-        idle = f"{OUTSIDE[capture.has_device]} ({'launch gaps, host waits' if capture.has_device else 'Python, loop'})"
-        section.rows.append([idle, "", _ms(table.step_ns * table.idle_share), f"{table.idle_share:.1%}"])
-        sections.append(section)
+    sections = [_phase_section(table, capture, several, top) for table in tables.values() if table.steps]
     notes = [
         (
             f"kernels: {several or 'one call'} under {capture.source} after the repeats"
@@ -85,6 +61,39 @@ def kernel_sections(run: Run, top: int = TOP) -> tuple[list[Section], list[str]]
             f" {format_number(statistics.median(measured) * 1e3)} ms (median)"
         )
     return sections, notes
+
+
+def _phase_section(table: KernelTable, capture: KernelCapture, several: str, top: int) -> Section:
+    """The table of one phase: its ``top`` operators/kernels per step, the others, all of them, the step and
+    the part none covers (``several``: how many calls were captured, empty for one)."""
+    what = "device kernels" if capture.has_device else "host operators, by self time"
+    count = len(table.steps)
+    section = Section(
+        f"Kernels: {table.phase} (per step, median over {several}{' of ' * bool(several)}{count} captured"
+        f" step{'s' * (count > 1)}"
+        f" {_steps(table.steps)}; {what})",
+        "operator" if not capture.has_device else "kernel",
+        columns=TABLE_COLUMNS,
+    )
+    for row in table.rows[:top]:
+        section.rows.append([row.name, f"{row.calls:g}", _ms(row.time_ns), f"{row.share:.1%}"])
+    rest = table.rows[top:]
+    if rest:
+        rest_ns = sum(r.time_ns for r in rest)
+        section.rows.append([f"({len(rest)} others)", "", _ms(rest_ns), f"{rest_ns / table.step_ns:.1%}"])
+    covered = table.total_ns / table.step_ns if table.step_ns else 0.0
+    section.rows.append(
+        [
+            "all " + ("kernels" if capture.has_device else "operators"),
+            "",
+            _ms(table.total_ns),
+            f"{covered:.1%}",
+        ]
+    )
+    section.rows.append(["step (captured call's timeline)", "", _ms(table.step_ns), "100.0%"])
+    idle = f"{OUTSIDE[capture.has_device]} ({'launch gaps, host waits' if capture.has_device else 'Python, loop'})"
+    section.rows.append([idle, "", _ms(table.step_ns * table.idle_share), f"{table.idle_share:.1%}"])
+    return section
 
 
 def diff_section(diff: KernelDiff, name_a: str, name_b: str, top: int = TOP) -> tuple[Section, list[str]]:
