@@ -16,7 +16,7 @@ import time
 BARE = """
 import sys, torch
 from llmprof.workloads.models import load_model
-from llmprof.cli.workload import DEFAULT_PROMPT_LEN
+from llmprof.workloads.spec import DEFAULT_PROMPT_LEN
 calls, tokens = int(sys.argv[1]), int(sys.argv[2])
 loaded = load_model("demo", "auto", "auto")
 ids = torch.randint(10, len(loaded.tokenizer), (1, DEFAULT_PROMPT_LEN), generator=torch.Generator().manual_seed(0)).to(loaded.device)

@@ -493,11 +493,11 @@ def test_a_cached_prefix_is_context_for_the_roofline_not_prefill():
 def test_ctrl_c_keeps_every_finished_point_and_resume_measures_the_rest(
     scaling_model, tmp_path, monkeypatch, capsys
 ):
-    from llmprof.workloads import runner
+    from llmprof.cli import sweep as sweep_cli
 
     path = tmp_path / "sweep.json"
     args = ["--batch-size", "1,2,3", "--prompt-len", "8", "--max-new-tokens", "3", "--json", str(path)]
-    real, started = runner.repeat_generate, []
+    real, started = sweep_cli.calls, []
 
     def interrupted_at_the_third(*a, **k):
         started.append(1)
@@ -505,12 +505,12 @@ def test_ctrl_c_keeps_every_finished_point_and_resume_measures_the_rest(
             raise KeyboardInterrupt
         return real(*a, **k)
 
-    monkeypatch.setattr(runner, "repeat_generate", interrupted_at_the_third)
+    monkeypatch.setattr(sweep_cli, "calls", interrupted_at_the_third)  # the calls of each point
     assert main(sweep_args(scaling_model, *args)) == 130
     sweep = load_sweep(path)
     assert sweep.interrupted and [p.params["batch_size"] for p in sweep.points] == [1, 2]
     assert "interrupted: 2 of 3 points done" in capsys.readouterr().err
-    monkeypatch.setattr(runner, "repeat_generate", real)
+    monkeypatch.setattr(sweep_cli, "calls", real)
     assert main(sweep_args(scaling_model, *args[:-2], "--resume", str(path))) == 0
     assert "sweep of 1 points (2 already measured)" in capsys.readouterr().err
     resumed = load_sweep(path)
@@ -530,7 +530,6 @@ def test_the_time_left_counts_only_the_points_that_will_do_their_work(tmp_path, 
     """Prompts of 100 tokens do not fit the context of 64: refused at once, as the skipped batch 4 after batch 2
     ran out of memory; the time left is that of the points still to measure, at 10 s each on a fake clock."""
     from llmprof.cli import sweep as sweep_cli
-    from llmprof.workloads import runner
 
     model = save_synthetic(
         tmp_path / "m", prefill_ms=1.0, decode_ms=1.0, oom_at_batch=2, max_position_embeddings=64
@@ -539,13 +538,13 @@ def test_the_time_left_counts_only_the_points_that_will_do_their_work(tmp_path, 
     monkeypatch.setattr(
         sweep_cli, "time", SimpleNamespace(monotonic=lambda: clock[0], monotonic_ns=time.monotonic_ns)
     )
-    real = runner.repeat_generate
+    real = sweep_cli.calls
 
     def ten_seconds(*args, **kwargs):
         clock[0] += 10.0
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(runner, "repeat_generate", ten_seconds)
+    monkeypatch.setattr(sweep_cli, "calls", ten_seconds)  # the calls of each point
     args = ["--batch-size", "1,2,4", "--prompt-len", "8,100", "--max-new-tokens", "3"]
     assert main(sweep_args(model, *args)) == 0
     progress = [line for line in capsys.readouterr().err.splitlines() if line.startswith("llmprof: [")]

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from llmprof.analysis.config_keys import SETUP
 from llmprof.analysis.kernels import KernelDiff, kernel_diff
 from llmprof.analysis.metrics import RequestMetrics
 from llmprof.analysis.record import RawRequest
@@ -23,20 +24,9 @@ TOO_FEW = f"too few repeats (< {MIN_REPEATS})"
 # parts that generate() has and a decode loop of one's own does not: its input preparation before the prefill
 GENERATE_ONLY = ("host_prep",)
 LOOP_VS_GENERATE = "not comparable: generate() against a loop"
-# what must match between two runs for a comparison to isolate one variable: (where, key, label)
-SETUP_KEYS = [
-    ("config", "model", "model"),
-    ("config", "dtype", "dtype"),
-    ("config", "prompt_tokens", "prompt length"),
-    ("config", "batch_size", "batch size"),
-    ("config", "max_new_tokens", "max new tokens"),
-    ("config", "do_sample", "sampling"),
-    ("config", "ignore_eos", "ignore EOS"),
-    ("config", "attn_implementation", "attn"),
-    ("config", "compile", "compile"),
-    ("config", "patch", "patch"),
-    ("config", "loop", "loop"),
-    ("config", "device", "device"),
+# what must match between two runs for a comparison to isolate one variable: (where, key, label), the config's
+# setup keys first
+SETUP_KEYS = [("config", key.name, key.label) for key in SETUP] + [
     ("environment", ("gpu", "names"), "GPU"),
     ("environment", ("gpu", "torch_cuda"), "CUDA version"),
     ("environment", ("nvml", "driver_version"), "driver"),

@@ -13,44 +13,18 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from typing import Any
 
+from llmprof.analysis.config_keys import VARIANT as SETTINGS  # what a variant sets in its run's config
 from llmprof.cli import interrupts
 from llmprof.cli.common import check_distinct, check_output_path
-from llmprof.cli.compare import (
-    add_comparison_output,
-    check_comparison_output,
-    emit_comparison,
-    failed_thresholds,
-)
+from llmprof.cli.compare import add_comparison_output, emit_comparison, failed_thresholds
+from llmprof.cli.measure import Arm, exit_status, measure, save
+from llmprof.cli.output import Output, output_of
 from llmprof.cli.ranks import refuse_under_torchrun
-from llmprof.cli.workload import (
-    add_step_capture_options,
-    add_workload_options,
-    after_repeats,
-    close_run,
-    failure,
-    kernel_window,
-    load_workload,
-    progress,
-    roofline,
-)
-from llmprof.errors import UsageError
-
-# what a variant sets in its run's config
-SETTINGS = ("dtype", "attn_implementation", "compile", "patch", "loop")
-
-
-def _settings(variant: Any, base: dict[str, Any]) -> dict[str, Any]:
-    """The run config's entries that this variant sets (SETTINGS), ``base``'s where it sets none."""
-    values = (
-        variant.dtype or base["dtype"],
-        variant.attn or base["attn_implementation"],
-        variant.compile,
-        variant.patch,
-        variant.loop,
-    )
-    return dict(zip(SETTINGS, values))
+from llmprof.cli.step_capture import StepCapture, add_step_capture_options
+from llmprof.cli.workload import add_workload_options, parse_workload
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
@@ -74,106 +48,81 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     """Run both variants interleaved and compare them; returns the exit status."""
     refuse_under_torchrun("ab")
-    from llmprof.capture.environment import capture_environment
-    from llmprof.capture.profiler import Profiler
-    from llmprof.capture.recorder import Recorder
-    from llmprof.runfile import Run
-    from llmprof.workloads.memory import check_copies
-    from llmprof.workloads.models import DTYPES
-    from llmprof.workloads.runner import profiled_call, recorded_call, warm_up
-    from llmprof.workloads.variants import Variant, own_copies, prepare
+    from llmprof.workloads.engines import attached, load
+    from llmprof.workloads.inputs import build_inputs
+    from llmprof.workloads.variants import Variant
 
     for path, option in ((args.json_a, "--json-a"), (args.json_b, "--json-b")):
         check_output_path(path, option)
-    check_comparison_output(args)
-    check_distinct([], {"--json-a": args.json_a, "--json-b": args.json_b, "--output": args.output})
-    kernel_window(args)
+    output = output_of(args)
+    check_distinct([], {"--json-a": args.json_a, "--json-b": args.json_b, "--output": output.path})
+    capture = StepCapture(
+        args.kernels, args.kernel_calls, args.kernels_steps, args.nvtx, args.cuda_profiler_range
+    )
     variants = [
         Variant.parse(name, _with_loop(items, args.loop)) for name, items in (("A", args.a), ("B", args.b))
     ]
-    workload = load_workload(args)
-    if not args.no_memory_check:
-        model = workload.loaded.model
-        check_copies(
-            model,
-            workload.loaded.device,
-            {v.name: DTYPES[v.dtype] if v.dtype else model.dtype for v in own_copies(variants)},
-        )
-    prepared = prepare(workload.loaded.model, variants)
-    for p in prepared:  # a bad setting (e.g. an unknown attention implementation) fails before any work
-        p.activate()
-    profilers = {}
-    for p in prepared:  # one profiler per model instance: variants that share the model share it
-        profilers.setdefault(
-            id(p.model),
-            Profiler(p.model, telemetry=not args.no_telemetry, sample_interval=args.sample_interval),
-        )
-    recorders = {id(p.model): Recorder.for_model(p.model) for p in prepared if p.loop is not None}
-    loop_inputs = {**workload.inputs, "max_new_tokens": args.max_new_tokens}
-    runs = [
-        Run(
-            config={
-                **workload.config,
-                **_settings(p.variant, workload.config),
-                "variant": p.variant.describe(),
-            },
-            environment=capture_environment(p.model),
-            roofline=roofline(p.model, workload.loaded.device, args),
-        )
-        for p in prepared
-    ]
+    options = parse_workload(args)
+    loaded = load(options.spec)
+    arms = _arms(loaded, build_inputs(loaded, options.spec), variants, options)
+    runs = [arm.run for arm in arms]
     if same_variant(runs):  # said before the work too, so that a mistyped A/B can be stopped at once
         print(f"llmprof: warning: {same_variant(runs)}", file=sys.stderr)
-
-    def unmeasured(index: int, warmup: bool = True):
-        p = prepared[index]
-        p.activate()
-        if p.loop is None:
-            return profiled_call(profilers[id(p.model)], workload.inputs, warmup, **workload.generate_kwargs)
-        return recorded_call(p.loop, recorders[id(p.model)], p.model, loop_inputs, warmup)
-
-    def call(index: int, warmup: bool):
-        p = prepared[index]
-        record = unmeasured(index, warmup)
-        runs[index].records.append(record)
-        progress(len(runs[index].records), None, record, name=f"{p.variant.name} ")
-        return record
-
-    status = 0
-    for profiler in profilers.values():
-        profiler.attach()
-    try:
-        with interrupts.stopping():
-            for index in range(2):  # warm each variant (its compile and caches), then alternate the repeats
-                for _ in warm_up(lambda index=index: call(index, True), args.warmup):
-                    pass
-            for _ in range(args.repeats):
-                for index in range(2):
-                    call(index, False)
-            # after the repeats, which they would perturb: the variants' calls alternate
-            after = [
-                (f"variant {p.variant.name}: ", lambda index=i: unmeasured(index))
-                for i, p in enumerate(prepared)
-            ]
-            for run, capture in zip(runs, after_repeats(after, args, workload.loaded.device)):
-                run.kernels = capture
-    except (KeyboardInterrupt, Exception) as exc:
-        if isinstance(exc, UsageError):  # a variant that cannot be applied: nothing to keep
-            raise
-        status = 128 + interrupts.signal_number(exc) if isinstance(exc, KeyboardInterrupt) else 1
-        print(failure(exc, min(len(r.measured) for r in runs), args.repeats, args), file=sys.stderr)
-    finally:
-        for profiler in profilers.values():
-            profiler.detach()
+    with attached([arm.engine for arm in arms]):
+        failing = "the loop" if args.loop else "generate()"
+        status = measure(arms, capture, loaded.device, failing, args.debug)
     with interrupts.deferred() as caught:  # a signal now waits: the saves and the comparison are not cut
-        saved = [
-            close_run(
-                run, profilers[id(p.model)].telemetry, status, args, f"variant {p.variant.name} was ", path
-            )
-            for run, p, path in zip(runs, prepared, (args.json_a, args.json_b))
-        ]
-        regressed = _compare(runs, prepared, variants, args) if all(r.measured for r in runs) else 0
-    return status or (128 + caught[0] if caught else 0) or (0 if all(saved) else 1) or regressed
+        saved = []
+        for arm, path in zip(arms, (args.json_a, args.json_b)):
+            arm.close(status)
+            saved.append(save(arm.run, path))
+        regressed = 0
+        if all(run.measured for run in runs):
+            regressed = _compare(arms, variants, output, args.fail_on, args.allow_unjudged)
+    return exit_status(status, caught, all(saved)) or regressed
+
+
+def _arms(loaded: Any, inputs: Any, variants: list[Any], options: Any) -> list[Arm]:
+    """The two variants built on the loaded model (copies where they need them, checked to fit), each with its
+    engine, inputs and run; raises UsageError for a variant that cannot be applied, before any work."""
+    from llmprof.capture.environment import capture_environment
+    from llmprof.runfile import Run
+    from llmprof.workloads.engines import engines_for
+    from llmprof.workloads.memory import check_copies
+    from llmprof.workloads.models import DTYPES
+    from llmprof.workloads.sizing import roofline_inputs
+    from llmprof.workloads.variants import own_copies, prepare
+
+    spec, model = options.spec, loaded.model
+    if spec.memory_check:
+        copies = {v.name: DTYPES[v.dtype] if v.dtype else model.dtype for v in own_copies(variants)}
+        check_copies(model, loaded.device, copies)
+    prepared = prepare(model, variants)
+    for p in prepared:  # a bad setting (e.g. an unknown attention implementation) fails before any work
+        p.activate()
+    engines = engines_for([(p.model, p.loop) for p in prepared], spec, options.telemetry)
+    base = inputs.loaded
+    return [
+        Arm(
+            p.variant.name,
+            replace(spec, compile=p.variant.compile, patch=p.variant.patch, loop=p.variant.loop),
+            engine,
+            inputs,
+            Run(
+                config={},
+                environment=capture_environment(p.model),
+                roofline=roofline_inputs(p.model, loaded.device, options.peaks),
+            ),
+            replace(
+                base,
+                dtype=p.variant.dtype or base.dtype,
+                attn_implementation=p.variant.attn or base.attn_implementation,
+            ),
+            {"variant": p.variant.describe()},
+            p.activate,
+        )
+        for p, engine in zip(prepared, engines)
+    ]
 
 
 def same_variant(runs: list[Any]) -> str:
@@ -193,18 +142,21 @@ def _with_loop(items: list[str], loop: str | None) -> list[str]:
     return [f"loop={loop}", *items]
 
 
-def _compare(runs: list[Any], prepared: list[Any], variants: list[Any], args: argparse.Namespace) -> int:
+def _compare(
+    arms: list[Arm], variants: list[Any], output: Output, thresholds: list, allow_unjudged: bool
+) -> int:
     """B against A, as ``compare`` shows it, with what else differs than the variables under test; the exit
-    status of --fail-on."""
+    status of the ``thresholds`` (--fail-on)."""
     from llmprof.analysis.compare import compare_kernels, compare_runs, regressions, setup_differences
     from llmprof.report.comparison import ComparisonReport
     from llmprof.workloads.variants import KEYS
 
     variables = [key for key in KEYS if getattr(variants[0], key) != getattr(variants[1], key)]
-    labels = (prepared[0].variant.label(), prepared[1].variant.label())
+    runs = [arm.run for arm in arms]
+    labels = (variants[0].label(), variants[1].label())
     differences = setup_differences(*runs, variables)
     if same_variant(runs):
         differences.append(same_variant(runs))
     report = ComparisonReport(*labels, compare_runs(runs[0], runs[1]), differences, compare_kernels(*runs))
-    emit_comparison([report], runs, args)
-    return failed_thresholds(regressions(report.comparisons, args.fail_on), args.allow_unjudged)
+    emit_comparison([report], runs, output)
+    return failed_thresholds(regressions(report.comparisons, thresholds), allow_unjudged)

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from llmprof.cli.common import check_distinct, check_output_path
-from llmprof.cli.output import write_plot
+from llmprof.cli.common import check_distinct
+from llmprof.cli.output import Output, add_output_options, output_of, png, write
 from llmprof.errors import UsageError
 
 if TYPE_CHECKING:
@@ -28,11 +29,14 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def add_comparison_output(parser: argparse.ArgumentParser) -> None:
-    """--format and -o/--output of a comparison (shared with ``ab``)."""
-    parser.add_argument(
-        "--format", choices=("table", "md", "plot"), default="table", help="plot writes a PNG (needs -o)"
+    """--format, -o/--output and the gate of a comparison (shared with ``ab``)."""
+    add_output_options(
+        parser,
+        ("table", "md", "plot"),
+        "plot writes a PNG (needs -o)",
+        "write the comparison here instead of stdout",
+        run_rows=False,
     )
-    parser.add_argument("-o", "--output", metavar="PATH", help="write the comparison here instead of stdout")
     parser.add_argument(
         "--fail-on",
         action="append",
@@ -71,18 +75,7 @@ def failed_thresholds(gate: Gate, allow_unjudged: bool = False) -> int:
     return 1 if gate.regressions or (gate.unjudged and not allow_unjudged) else 0
 
 
-def check_comparison_output(args: argparse.Namespace) -> None:
-    """Fail before any work on a comparison output that cannot be written."""
-    check_output_path(args.output, "--output")
-    if args.format == "plot":
-        if args.output is None:
-            raise UsageError("--format plot writes a PNG: give it a file with -o/--output")
-        from llmprof.report.plot import check_available
-
-        check_available()
-
-
-def emit_comparison(reports: list, runs: list, args: argparse.Namespace) -> None:
+def emit_comparison(reports: list, runs: list, output: Output) -> None:
     """Render the comparison reports (of ``runs``: A, then each B) as asked, to the output or stdout."""
     from llmprof.report.comparison import (
         render_comparison_markdown,
@@ -91,33 +84,34 @@ def emit_comparison(reports: list, runs: list, args: argparse.Namespace) -> None
     )
 
     reports = [with_run_warnings(report, runs[0], run) for report, run in zip(reports, runs[1:])]
-    if args.format == "plot":
+    if output.format == "plot":
         from llmprof.report.plot import render_comparison
 
-        write_plot(lambda png: render_comparison(reports, runs, png), args.output)
-        return
-    if args.format == "md":
-        write_text(render_comparison_markdown(reports), args)
+        write(output, _no_stdout, lambda: png(lambda out: render_comparison(reports, runs, out)), "plot")
+    elif output.format == "md":
+        write_text(lambda: render_comparison_markdown(reports), output)
     else:
-        write_text(render_comparison_table(reports, text_width(args)), args)
+        write_text(lambda width: render_comparison_table(reports, width), output)
 
 
-def text_width(args: argparse.Namespace) -> int:
-    """The width of a comparison's terminal table: the terminal's on stdout, a file's (COLUMNS or 140) with -o."""
+def write_text(text: Callable[..., str], output: Output) -> None:
+    """A comparison's text to the output (atomically, at a file's width) or stdout (at the terminal's):
+    ``text(width)`` for a table, ``text()`` for Markdown."""
     from llmprof.report.table import width_of
 
-    return width_of(sys.stdout if args.output is None else None)
+    def at(width: int) -> str:
+        return text(width) if output.format == "table" else text()
+
+    write(
+        output,
+        lambda: sys.stdout.write(at(width_of(sys.stdout))),
+        lambda: at(width_of(None)),  # a file's width: COLUMNS or 140
+        "comparison",
+    )
 
 
-def write_text(text: str, args: argparse.Namespace) -> None:
-    """A comparison's text to the output (atomically) or stdout."""
-    from llmprof.runfile import write_atomic
-
-    if args.output is None:
-        sys.stdout.write(text)
-    else:
-        write_atomic(args.output, text)
-        print(f"comparison written to {args.output}", file=sys.stderr)
+def _no_stdout() -> None:
+    raise AssertionError("a PNG is written to a file (-o), checked before any work")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -128,14 +122,14 @@ def main(args: argparse.Namespace) -> int:
 
     if len(args.runs) < 2:
         raise UsageError("compare needs at least two runs: A.json B.json [C.json ...]")
-    check_comparison_output(args)
-    check_distinct(args.runs, {"--output": args.output})
+    output = output_of(args)
+    check_distinct(args.runs, {"--output": output.path})
     documents = [_load(path) for path in args.runs]
     kinds = {type(d).__name__ for d in documents}
     if len(kinds) > 1:
         raise UsageError("compare runs with runs and sweeps with sweeps, not a mix")
     if kinds == {"Sweep"}:
-        return _compare_sweeps(documents, args)
+        return _compare_sweeps(documents, args.runs, output, args.fail_on, args.allow_unjudged)
     runs = documents
     reports = [
         ComparisonReport(
@@ -147,7 +141,7 @@ def main(args: argparse.Namespace) -> int:
         )
         for path, run in zip(args.runs[1:], runs[1:])
     ]
-    emit_comparison(reports, runs, args)
+    emit_comparison(reports, runs, output)
     gate = sum((regressions(r.comparisons, args.fail_on, r.name_b) for r in reports), Gate())
     return failed_thresholds(gate, args.allow_unjudged)
 
@@ -163,27 +157,34 @@ def _load(path: str) -> object:
     return document
 
 
-def _compare_sweeps(sweeps: list, args: argparse.Namespace) -> int:
-    """Each sweep after the first against it, point by point."""
+def _compare_sweeps(
+    sweeps: list, paths: list[str], output: Output, thresholds: list, allow_unjudged: bool
+) -> int:
+    """Each sweep after the first (from ``paths``) against it, point by point; the exit status of the
+    ``thresholds`` (--fail-on)."""
     from llmprof.analysis.compare import Gate, regressions
     from llmprof.report.sweep import compare_points, render_comparison, sweep_differences
 
     compared, gate = [], Gate()
-    for path, sweep in zip(args.runs[1:], sweeps[1:]):
+    for path, sweep in zip(paths[1:], sweeps[1:]):
         points = compare_points(sweeps[0], sweep)
-        compared.append((args.runs[0], path, points))
+        compared.append((paths[0], path, points))
         for p in points:
             where = f"{path} at " + " ".join(f"{k}={v}" for k, v in p.params.items())
-            gate += regressions(p.comparisons, args.fail_on, where, p.missing)
-    if args.format == "plot":
+            gate += regressions(p.comparisons, thresholds, where, p.missing)
+    if output.format == "plot":
         from llmprof.report.plot import render_sweep_comparison
 
-        write_plot(lambda png: render_sweep_comparison(compared, png), args.output)
+        write(output, _no_stdout, lambda: png(lambda out: render_sweep_comparison(compared, out)), "plot")
     else:
-        text = ""
-        for (name_a, name_b, points), sweep in zip(compared, sweeps[1:]):
-            axes = list(dict.fromkeys([*sweeps[0].axes, *sweep.axes]))
-            warnings = sweep_differences(sweeps[0], sweep)
-            text += render_comparison(points, axes, (name_a, name_b), args.format, text_width(args), warnings)
-        write_text(text, args)
-    return failed_thresholds(gate, args.allow_unjudged)
+
+        def text(width: int | None = None) -> str:
+            out = ""
+            for (name_a, name_b, points), sweep in zip(compared, sweeps[1:]):
+                axes = list(dict.fromkeys([*sweeps[0].axes, *sweep.axes]))
+                warnings = sweep_differences(sweeps[0], sweep)
+                out += render_comparison(points, axes, (name_a, name_b), output.format, width, warnings)
+            return out
+
+        write_text(text, output)
+    return failed_thresholds(gate, allow_unjudged)

@@ -1,10 +1,13 @@
-"""The output options that ``run`` and ``report`` share: --format, -o/--output, --per-step."""
+"""The output options of every subcommand (--format, -o/--output, and for a run --per-step and --kernels rows),
+declared once, and the one writer: to stdout, or to a file atomically, saying so (docs/architecture.md, "CLI")."""
 
 from __future__ import annotations
 
 import argparse
+import io
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import IO, Any
 
 from llmprof.cli.common import check_output_path
@@ -12,25 +15,44 @@ from llmprof.cli.progress import Stages
 from llmprof.errors import UsageError
 from llmprof.report import BINARY_FORMATS, FORMATS
 
+RUN_FORMATS = FORMATS
+RUN_HELP = (
+    "output format (default {default}); plot writes a PNG, perfetto a binary Perfetto trace (trace: the same as"
+    " JSON)"
+)
+OUTPUT_HELP = "write the output here (atomically) instead of stdout"
+
+
+@dataclass(frozen=True)
+class Output:
+    """Where and how to write: a format, a path (None: stdout), and for a run's CSV one row per decode step
+    (``per_step``) or per captured step and operator (``kernel_rows``)."""
+
+    format: str = "table"
+    path: str | None = None
+    per_step: bool = False
+    kernel_rows: bool = False
+
 
 def add_output_options(
-    parser: argparse.ArgumentParser, default_format: str = "table", kernel_rows: bool = False
+    parser: argparse.ArgumentParser,
+    formats: Sequence[str] = RUN_FORMATS,
+    format_help: str = RUN_HELP,
+    output_help: str = OUTPUT_HELP,
+    run_rows: bool = True,
+    kernel_rows: bool = False,
 ) -> None:
-    """Declare --format, -o/--output and --per-step (and, with ``kernel_rows``, --kernels: CSV rows per
-    captured step and operator/kernel)."""
+    """Declare --format (one of ``formats``, default table) and -o/--output; with ``run_rows`` --per-step, with
+    ``kernel_rows`` --kernels (CSV rows per captured step and operator/kernel)."""
     parser.add_argument(
-        "--format",
-        choices=FORMATS,
-        default=default_format,
-        help=f"output format (default {default_format}); plot writes a PNG, perfetto a binary Perfetto trace"
-        " (trace: the same as JSON)",
+        "--format", choices=formats, default="table", help=format_help.format(default="table")
     )
-    parser.add_argument(
-        "-o", "--output", metavar="PATH", help="write the output here (atomically) instead of stdout"
-    )
-    parser.add_argument(
-        "--per-step", action="store_true", help="CSV: one row per decode step, not per request"
-    )
+    parser.add_argument("-o", "--output", metavar="PATH", help=output_help)
+    parser.set_defaults(per_step=False, kernel_rows=False)  # the rows of a run's CSV, where not declared
+    if run_rows:
+        parser.add_argument(
+            "--per-step", action="store_true", help="CSV: one row per decode step, not per request"
+        )
     if kernel_rows:
         parser.add_argument(
             "--kernels",
@@ -40,95 +62,108 @@ def add_output_options(
         )
 
 
-def check_output_options(args: argparse.Namespace) -> None:
-    """Fail before any work on options that cannot be honoured."""
-    check_output_path(args.output, "--output")
-    if args.format in BINARY_FORMATS and args.output is None:
+def output_of(args: argparse.Namespace) -> Output:
+    """The output options parsed, checked before any work: the path can be written, a binary format has one,
+    the rows asked go with the format, the plot's or trace's library can be imported."""
+    output = Output(args.format, args.output, args.per_step, args.kernel_rows)
+    check_output_path(output.path, "--output")
+    if output.format in BINARY_FORMATS and output.path is None:
         raise UsageError(
-            f"--format {args.format} writes {BINARY_FORMATS[args.format]}: give it a file with -o/--output"
+            f"--format {output.format} writes {BINARY_FORMATS[output.format]}: give it a file with -o/--output"
         )
-    if args.per_step and args.format != "csv":
+    if output.per_step and output.format != "csv":
         raise UsageError("--per-step goes with --format csv")
-    if getattr(args, "kernel_rows", False) and (args.format != "csv" or args.per_step):
+    if output.kernel_rows and (output.format != "csv" or output.per_step):
         raise UsageError("--kernels goes with --format csv (and not with --per-step)")
-    if args.format == "plot":
+    if output.format == "plot":
         from llmprof.report.plot import check_available
 
         check_available()
-    if args.format == "perfetto":
-        from llmprof.report.perfetto_trace import check_available
+    if output.format == "perfetto":
+        from llmprof.report.perfetto_trace import check_available as perfetto_available
 
-        check_available()
+        perfetto_available()
+    return output
 
 
-def emit(
-    run: object, args: argparse.Namespace, stages: Stages | None = None, only_copy: bool = False
+def write(
+    output: Output,
+    to_stdout: Callable[[], None],
+    data: Callable[[], str | bytes],
+    written: str,
+    fallback: Callable[[], None] | None = None,
+    stages: Stages | None = None,
 ) -> None:
-    """Render ``run`` as asked and write it to the output (or stdout); ``stages``: the progress bar to step
-    through rendering and writing (ended before anything is written to stdout). ``only_copy``: the output is
-    the run's only copy (no run file kept it), so when it cannot be written (a full disk) the table is shown on
-    stdout before the error is raised."""
-    from llmprof.report import render, renderer
+    """Write to the output: ``to_stdout()`` without a path, else ``data()`` to the path atomically, saying
+    ``"{written} written to PATH"``. ``fallback``: shown on stdout before the error when the file cannot be
+    written (the output was the results' only copy). ``stages``: the progress bar to step through rendering and
+    writing (ended before anything is written to stdout)."""
     from llmprof.runfile import write_atomic
 
-    kernels = getattr(args, "kernel_rows", False)
-    if args.output is None:  # straight to the terminal (the table with its colours)
+    if output.path is None:
         if stages is not None:
             stages.close()
-        renderer(args.format, per_step=args.per_step, kernels=kernels)(run, sys.stdout)
+        to_stdout()
         return
-    if stages is not None:
-        stages.step(f"rendering {args.format}")
-    data = render(run, args.format, per_step=args.per_step, kernels=kernels)
-    if stages is not None:
-        stages.step(f"writing {args.output}")
     try:
-        write_atomic(args.output, data)
+        if stages is not None:
+            stages.step(f"rendering {output.format}")
+        payload = data()
+        if stages is not None:
+            stages.step(f"writing {output.path}")
+        write_atomic(output.path, payload)
     except OSError:
-        if only_copy:  # the results are not lost with the file: the table, then the error
-            renderer("table")(run, sys.stdout)
+        if fallback is not None:  # the results are not lost with the file: the table, then the error
+            fallback()
         raise
     finally:
         if stages is not None:
             stages.close()
-    print(f"{args.format} written to {args.output}", file=sys.stderr)
+    print(f"{written} written to {output.path}", file=sys.stderr)
 
 
-def write_plot(draw: Callable[[IO[bytes]], None], path: str) -> None:
-    """Draw a PNG into memory with ``draw``, then write it to ``path`` atomically, and say so."""
-    import io
-
-    from llmprof.runfile import write_atomic
-
-    png = io.BytesIO()
-    draw(png)
-    write_atomic(path, png.getvalue())
-    print(f"plot written to {path}", file=sys.stderr)
+def png(draw: Callable[[IO[bytes]], None]) -> bytes:
+    """A PNG drawn into memory by ``draw``."""
+    out = io.BytesIO()
+    draw(out)
+    return out.getvalue()
 
 
-def emit_sweep(sweep: Any, args: argparse.Namespace, only_copy: bool = False) -> None:
-    """Render a sweep (one row per point, or its curves as a PNG) as ``args.format`` asks, to the output or
-    stdout; ``only_copy`` as :func:`emit` takes it."""
-    from llmprof.report.sweep import FORMATS, RENDERERS, render
-    from llmprof.runfile import write_atomic
+def emit(run: Any, output: Output, stages: Stages | None = None, only_copy: bool = False) -> None:
+    """Render ``run`` as ``output`` asks, to its path or stdout (the table with its colours); ``only_copy``: the
+    output is the run's only copy (no run file kept it), so when it cannot be written (a full disk) the table is
+    shown on stdout before the error is raised."""
+    from llmprof.report import render, renderer
 
-    if args.format != "plot" and args.format not in FORMATS:
+    rows = {"per_step": output.per_step, "kernels": output.kernel_rows}
+    write(
+        output,
+        lambda: renderer(output.format, **rows)(run, sys.stdout),
+        lambda: render(run, output.format, **rows),
+        output.format,
+        (lambda: renderer("table")(run, sys.stdout)) if only_copy else None,
+        stages,
+    )
+
+
+def emit_sweep(sweep: Any, output: Output, only_copy: bool = False) -> None:
+    """Render a sweep (one row per point, or its curves as a PNG) as ``output`` asks, to its path or stdout;
+    ``only_copy`` as :func:`emit` takes it."""
+    from llmprof.report.sweep import FORMATS as SWEEP_FORMATS
+    from llmprof.report.sweep import RENDERERS, render
+
+    if output.format != "plot" and output.format not in SWEEP_FORMATS:
         raise UsageError(
-            f"a sweep renders as {', '.join(FORMATS)} or plot, not {args.format}"
+            f"a sweep renders as {', '.join(SWEEP_FORMATS)} or plot, not {output.format}"
             " (report one point's run with --point)"
         )
-    if args.output is None:
-        RENDERERS[args.format](sweep, sys.stdout)
-        return
-    try:
-        if args.format == "plot":
+
+    def data() -> str | bytes:
+        if output.format == "plot":
             from llmprof.report.plot import render_sweep
 
-            write_plot(lambda png: render_sweep(sweep, png), args.output)
-            return
-        write_atomic(args.output, render(sweep, args.format))
-    except OSError:
-        if only_copy:  # the results are not lost with the file: the table, then the error
-            RENDERERS["table"](sweep, sys.stdout)
-        raise
-    print(f"{args.format} written to {args.output}", file=sys.stderr)
+            return png(lambda out: render_sweep(sweep, out))
+        return render(sweep, output.format)
+
+    fallback = (lambda: RENDERERS["table"](sweep, sys.stdout)) if only_copy else None
+    write(output, lambda: RENDERERS[output.format](sweep, sys.stdout), data, output.format, fallback)

@@ -3,7 +3,6 @@ than 0 prints nothing and writes nothing), and the gather of every rank's timeli
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import sys
@@ -16,22 +15,22 @@ from llmprof.errors import UsageError
 TP_ROOFLINE = "it does not size a sharded model yet (its floor would be the whole model's on one device)"
 
 
-def check_ranks(args: argparse.Namespace) -> None:
+def check_ranks(tp: bool, rank_timeout: float) -> None:
     """Refuse --tp outside torchrun, and torchrun without --tp, before the model loads."""
     from llmprof.capture.ranks import launched
 
-    if args.tp and not launched():
+    if tp and not launched():
         raise UsageError(
             "--tp shards the model over the ranks of a torchrun job: torchrun --nproc-per-node N -m llmprof run"
             " --tp ..."
         )
-    if launched() and not args.tp:
+    if launched() and not tp:
         raise UsageError(
             "under torchrun, run profiles a model sharded over the ranks: add --tp (without it every rank would"
             " load the whole model and write the same files)"
         )
-    if not args.rank_timeout > 0:
-        raise UsageError(f"--rank-timeout must be a positive number of seconds, got {args.rank_timeout}")
+    if not rank_timeout > 0:
+        raise UsageError(f"--rank-timeout must be a positive number of seconds, got {rank_timeout}")
 
 
 def refuse_under_torchrun(command: str) -> None:
@@ -63,12 +62,12 @@ class JoinedRanks:
 
 
 @contextlib.contextmanager
-def ranks_joined(args: argparse.Namespace) -> Iterator[JoinedRanks]:
+def ranks_joined(timeout: float) -> Iterator[JoinedRanks]:
     """Join llmprof's side group of the job (a collective), measure the clock offset; on a rank other than 0
     everything printed inside goes nowhere."""
     from llmprof.capture.ranks import join
 
-    info = join(args.rank_timeout)
+    info = join(timeout)
     ranks = JoinedRanks(info, info.clock_offset())
     if not ranks.quiet:
         yield ranks

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 
 from llmprof.cli.common import check_distinct
-from llmprof.cli.output import add_output_options, check_output_options, emit, emit_sweep
+from llmprof.cli.output import Output, add_output_options, emit, emit_sweep, output_of
 from llmprof.cli.progress import Stages
 from llmprof.errors import UsageError
 
@@ -32,31 +32,31 @@ def main(args: argparse.Namespace) -> int:
     """Load the run (or sweep) and render it; returns the exit status."""
     from llmprof.sweepfile import load_document
 
-    check_output_options(args)
-    check_distinct([args.run], {"--output": args.output})
+    output = output_of(args)
+    check_distinct([args.run], {"--output": output.path})
     with Stages(3) as stages:  # a bar on the terminal when loading and rendering take more than a second
         stages.step(f"loading {args.run}")
         document = load_document(args.run)
-        return _render(document, args, stages)
+        _render(document, args.run, args.point, output, stages)
+    return 0
 
 
-def _render(document: object, args: argparse.Namespace, stages: Stages) -> int:
-    """Render a loaded run or sweep as ``args`` ask."""
+def _render(document: object, path: str, point: str | None, output: Output, stages: Stages) -> None:
+    """Render a loaded run or sweep (from ``path``; of a sweep, its ``point``'s run alone) as ``output`` asks."""
     from llmprof.sweepfile import Sweep
 
-    if isinstance(document, Sweep) and args.point is not None:
-        document = document.select(args.point).run
+    if isinstance(document, Sweep) and point is not None:
+        document = document.select(point).run
     elif isinstance(document, Sweep):
-        if args.per_step or args.kernel_rows:
+        if output.per_step or output.kernel_rows:
             raise UsageError("--per-step and --kernels are for a run: pick a point of the sweep with --point")
         stages.close()
-        emit_sweep(document, args)
-        return 0
-    elif args.point is not None:
-        raise UsageError(f"--point is for a sweep: {args.run} holds one run")
+        emit_sweep(document, output)
+        return
+    elif point is not None:
+        raise UsageError(f"--point is for a sweep: {path} holds one run")
     if not document.measured:
-        raise UsageError(f"{args.run}: the run has no measured request")
-    if args.kernel_rows and document.kernels is None:
-        raise UsageError(f"{args.run}: the run has no kernels (run it with --kernels N)")
-    emit(document, args, stages)
-    return 0
+        raise UsageError(f"{path}: the run has no measured request")
+    if output.kernel_rows and document.kernels is None:
+        raise UsageError(f"{path}: the run has no kernels (run it with --kernels N)")
+    emit(document, output, stages)

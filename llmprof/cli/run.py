@@ -6,26 +6,17 @@ With no --model, profiles the built-in demo model (built locally, no download).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
-from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from llmprof.cli import interrupts
 from llmprof.cli.common import check_distinct, check_output_path
-from llmprof.cli.output import add_output_options, check_output_options, emit
+from llmprof.cli.measure import Arm, exit_status, measure, save
+from llmprof.cli.output import Output, add_output_options, emit, output_of
 from llmprof.cli.ranks import TP_ROOFLINE, check_ranks, ranks_joined
-from llmprof.cli.workload import (
-    add_step_capture_options,
-    add_workload_options,
-    after_repeats,
-    close_run,
-    failure,
-    kernel_window,
-    load_workload,
-    progress,
-    roofline,
-)
+from llmprof.cli.step_capture import StepCapture, add_step_capture_options
+from llmprof.cli.workload import WorkloadOptions, add_workload_options, parse_workload
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
@@ -63,112 +54,75 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Run the profile; returns the exit status (130 when interrupted, 1 when generate() failed)."""
-    check_output_path(args.json, "--json")
-    check_output_options(args)
-    check_distinct([], {"--json": args.json, "--output": args.output})
-    kernel_window(args)
+    from llmprof.workloads.engines import load
+    from llmprof.workloads.inputs import build_inputs
     from llmprof.workloads.variants import load_function
 
-    check_ranks(args)
+    check_output_path(args.json, "--json")
+    output = output_of(args)
+    check_distinct([], {"--json": args.json, "--output": output.path})
+    capture = StepCapture(
+        args.kernels, args.kernel_calls, args.kernels_steps, args.nvtx, args.cuda_profiler_range
+    )
+    check_ranks(args.tp, args.rank_timeout)
     if args.patch:
         load_function(args.patch)  # a missing module or function fails before the model is loaded
     loop = load_function(args.loop, f"--loop {args.loop}") if args.loop else None
-    workload = load_workload(args)
+    options = parse_workload(args, compile=args.compile, patch=args.patch, loop=args.loop, tp=args.tp)
+    loaded = load(options.spec)
+    job = _Job(
+        options, capture, output, args.json, loaded, build_inputs(loaded, options.spec), loop, args.debug
+    )
     if args.tp:
-        with ranks_joined(args) as ranks:
-            return _profile(workload, args, loop, ranks)
-    return _profile(workload, args, loop, None)
+        with ranks_joined(args.rank_timeout) as ranks:
+            return _profile(job, ranks)
+    return _profile(job, None)
 
 
-def _profile(workload: Any, args: argparse.Namespace, loop: Any, ranks: Any) -> int:
+@dataclass
+class _Job:
+    """What ``run`` measures and how, parsed, with the model loaded and its inputs built."""
+
+    options: WorkloadOptions
+    capture: StepCapture
+    output: Output
+    json: str | None
+    loaded: Any
+    inputs: Any
+    loop: Any
+    debug: bool
+
+
+def _profile(job: _Job, ranks: Any) -> int:
     """Profile the loaded workload; with ``ranks`` (--tp), gather every rank's timeline on rank 0."""
     from llmprof.capture.environment import capture_environment
     from llmprof.runfile import Run
+    from llmprof.workloads.engines import attached, engines_for
+    from llmprof.workloads.sizing import roofline_inputs
     from llmprof.workloads.variants import apply_patch, compile_forward
 
-    model = workload.loaded.model
-    if args.patch:
-        apply_patch(model, args.patch)
+    spec, model = job.options.spec, job.loaded.model
+    if spec.patch:
+        apply_patch(model, spec.patch)
     # after the patch, which may change the weights; before compiling
-    shape_and_peaks = None if args.tp else roofline(model, workload.loaded.device, args)
-    if args.tp:
+    roofline = None if spec.tp else roofline_inputs(model, job.loaded.device, job.options.peaks)
+    if spec.tp:
         print(f"llmprof: no roofline under --tp: {TP_ROOFLINE}", file=sys.stderr)
-    if args.compile:
+    if spec.compile:
         compile_forward(model)
-    config = {**workload.config, "compile": args.compile, "patch": args.patch, "loop": args.loop}
-    if ranks is not None:
-        config.update(tp=True, world_size=ranks.info.world_size, dist_backend=ranks.info.backend)
-    run = Run(config=config, environment=capture_environment(model), roofline=shape_and_peaks)
-    recording, telemetry = _recording(model, workload, args, loop)
-    status = 0
-    with interrupts.stopping(), recording as (calls, one_call):
-        try:
-            total = None if args.warmup is None else args.warmup + args.repeats
-            for i, record in enumerate(calls, 1):
-                run.records.append(record)
-                progress(i, total, record)
-            # after the repeats, which they would perturb
-            (run.kernels,) = after_repeats([("", one_call)], args, workload.loaded.device)
-        except (KeyboardInterrupt, Exception) as exc:  # noqa: BLE001 - e.g. out of memory: keep what was measured
-            status = 128 + interrupts.signal_number(exc) if isinstance(exc, KeyboardInterrupt) else 1
-            print(failure(exc, len(run.measured), args.repeats, args), file=sys.stderr)
+    described = {} if ranks is None else {"ranks": (ranks.info.world_size, ranks.info.backend)}
+    (engine,) = engines_for([(model, job.loop)], spec, job.options.telemetry)
+    run = Run(config={}, environment=capture_environment(model), roofline=roofline)
+    arm = Arm("", spec, engine, job.inputs, run, job.inputs.loaded, described)
+    failing = "the loop" if spec.loop else "generate()"
+    with attached([engine]):
+        status = measure([arm], job.capture, job.loaded.device, failing, job.debug)
     quiet = ranks is not None and ranks.quiet  # a rank other than 0 shows and writes nothing
     if ranks is not None:
         run.ranks = ranks.gathered(run.records)
     with interrupts.deferred() as caught:  # a signal now waits: the save and the table are not cut
-        saved = close_run(run, telemetry(), status, args, path=None if quiet else args.json)
+        arm.close(status)
+        saved = save(run, None if quiet else job.json)
         if run.measured and not quiet:
-            emit(run, args, only_copy=not (args.json and saved))
-    return status or (128 + caught[0] if caught else 0) or (0 if saved else 1)
-
-
-def _recording(model: Any, workload: Any, args: argparse.Namespace, loop: Any) -> tuple[Any, Any]:
-    """The recorded calls and one more call (a context that yields the calls as they come, and a function
-    making one unmeasured call), and the run's telemetry: the generate() hooks, or the user's loop with a
-    Recorder."""
-    from llmprof.capture.profiler import Profiler, nvml_devices
-    from llmprof.workloads.runner import profiled_call, recorded_call, repeat_generate, repeat_loop
-
-    if loop is None:
-        profiler = Profiler(model, telemetry=not args.no_telemetry, sample_interval=args.sample_interval)
-
-        @contextlib.contextmanager
-        def hooked() -> Iterator[Any]:
-            with profiler:
-                kwargs = workload.generate_kwargs
-                yield (
-                    repeat_generate(profiler, workload.inputs, args.repeats, args.warmup, **kwargs),
-                    lambda: profiled_call(profiler, workload.inputs, True, **kwargs),
-                )
-
-        return hooked(), lambda: profiler.telemetry
-    from llmprof.capture.recorder import Recorder
-    from llmprof.capture.sampling import make_sampler
-
-    recorder = Recorder.for_model(model)
-    sampler = None if args.no_telemetry else make_sampler(nvml_devices(model), args.sample_interval)
-    inputs = {**workload.inputs, "max_new_tokens": args.max_new_tokens}
-
-    def bracketed(model: Any, inputs: dict[str, Any], recorder: Any) -> Any:
-        """The loop, its call bracketed as a request for the sampler (full resolution inside)."""
-        begin = sampler.begin_request()
-        try:
-            return loop(model, inputs, recorder)
-        finally:
-            sampler.end_request(begin, 0.0)  # figures of no record: the loop's own request is what counts
-
-    @contextlib.contextmanager
-    def looped() -> Iterator[Any]:
-        if sampler is not None:
-            sampler.start()
-        try:
-            call = loop if sampler is None else bracketed
-            yield (
-                repeat_loop(call, recorder, model, inputs, args.repeats, args.warmup),
-                lambda: recorded_call(call, recorder, model, inputs, True),
-            )
-        finally:
-            if sampler is not None:
-                sampler.stop()
-
-    return looped(), lambda: None if sampler is None else sampler.snapshot()
+            emit(run, job.output, only_copy=not (job.json and saved))
+    return exit_status(status, caught, saved)

@@ -7,37 +7,27 @@ larger batches of the same prompt and generation are skipped; the sweep file is 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from llmprof.cli import interrupts
 from llmprof.cli.common import check_distinct, check_output_path
-from llmprof.cli.output import emit_sweep
+from llmprof.cli.measure import Arm, calls, line_break, one_line
+from llmprof.cli.output import Output, add_output_options, emit_sweep, output_of
 from llmprof.cli.ranks import refuse_under_torchrun
-from llmprof.cli.workload import (
-    DEFAULT_PROMPT_LEN,
-    add_workload_options,
-    close_run,
-    line_break,
-    roofline,
-    workload_for,
-)
+from llmprof.cli.workload import DEFAULT_PROMPT_LEN, WorkloadOptions, add_workload_options, parse_workload
 from llmprof.errors import CaptureError, UsageError
 
 AXES = ("batch_size", "prompt_len", "depth", "max_new_tokens")  # the slowest first: larger batches come later
-VARIANT_KEYS = ("attn", "compile", "dtype", "patch")  # kernel-swap axes, slower still: one variant at a time
 OPTIONS = {
     "batch_size": "--batch-size",
     "prompt_len": "--prompt-len",
     "depth": "--depth",
     "max_new_tokens": "--max-new-tokens",
 }
-SHARED = ("model", "device", "dtype", "attn_implementation", "prompt", "repeats", "warmup", "do_sample")
-SHARED += ("ignore_eos", "seed")  # what every point of a sweep (and of the sweep it resumes) has in common
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
@@ -67,24 +57,25 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="continue the sweep saved in FILE, and save to it: only the points it has not measured run",
     )
-    parser.add_argument(
-        "--format",
-        choices=(*FORMATS, "plot"),
-        default="table",
-        help="the table printed at the end; plot writes the curves as a PNG (needs -o)",
+    add_output_options(
+        parser,
+        (*FORMATS, "plot"),
+        "the table printed at the end; plot writes the curves as a PNG (needs -o)",
+        "write that table here instead of stdout",
+        run_rows=False,
     )
-    parser.add_argument("-o", "--output", metavar="PATH", help="write that table here instead of stdout")
 
 
-def sweep_axes(args: argparse.Namespace) -> dict[str, list[Any]]:
-    """The grid's axes from the command line (a --prompt text is no axis); raises UsageError."""
+def sweep_axes(given: dict[str, str | None], prompt: str | None, variants: list[str]) -> dict[str, list[Any]]:
+    """The grid's axes from the command line: ``given`` the text of each of AXES' options (a --prompt text is
+    no axis, nor a depth not asked for), ``variants`` the --variant options; raises UsageError."""
     from llmprof.analysis.grid import parse_values
 
-    axes = variant_axes(args.variant)
+    axes = variant_axes(variants)
     for name in AXES:
-        if (name == "prompt_len" and args.prompt is not None) or (name == "depth" and args.depth is None):
-            continue  # a prompt text is no axis; nor is a depth not asked for
-        value = getattr(args, name)
+        if (name == "prompt_len" and prompt is not None) or (name == "depth" and given[name] is None):
+            continue
+        value = given[name]
         minimum = 0 if name == "depth" else 1
         axes[name] = parse_values(str(DEFAULT_PROMPT_LEN if value is None else value), OPTIONS[name], minimum)
     return axes
@@ -92,13 +83,13 @@ def sweep_axes(args: argparse.Namespace) -> dict[str, list[Any]]:
 
 def variant_axes(options: list[str]) -> dict[str, list[str]]:
     """The kernel-swap axes of ``--variant KEY=V1,V2`` options, each value checked; raises UsageError."""
-    from llmprof.workloads.variants import Variant
+    from llmprof.workloads.variants import SWEPT, Variant
 
     axes: dict[str, list[str]] = {}
     for option in options:
         key, sep, values = option.partition("=")
-        if not sep or key not in VARIANT_KEYS or not values:
-            raise UsageError(f"--variant {option!r}: KEY=V1,V2 with KEY in {', '.join(VARIANT_KEYS)}")
+        if not sep or key not in SWEPT or not values:
+            raise UsageError(f"--variant {option!r}: KEY=V1,V2 with KEY in {', '.join(SWEPT)}")
         if key in axes:
             raise UsageError(f"--variant {key} is given twice: list its values in one option")
         axes[key] = list(dict.fromkeys(v.strip() for v in values.split(",")))
@@ -110,70 +101,76 @@ def variant_axes(options: list[str]) -> dict[str, list[str]]:
 def main(args: argparse.Namespace) -> int:
     """Measure every point of the grid not measured yet; returns the exit status (130 when interrupted)."""
     refuse_under_torchrun("sweep")
-    from llmprof.analysis.grid import point_key, points
-    from llmprof.capture.environment import capture_environment
-    from llmprof.sweepfile import FAILED, OK, Sweep, load_sweep
-    from llmprof.workloads.models import load_model
-
     path = args.resume or args.json
     if args.resume and args.json and os.path.realpath(args.resume) != os.path.realpath(args.json):
         raise UsageError("--resume saves to the file it continues: no --json with it")
     check_output_path(path, "--json")
-    check_output_path(args.output, "--output")
-    check_distinct([], {"--json": path, "--output": args.output})
-    if args.format == "plot":
-        if args.output is None:
-            raise UsageError("--format plot writes a PNG: give it a file with -o/--output")
-        from llmprof.report.plot import check_available
+    output = output_of(args)
+    check_distinct([], {"--json": path, "--output": output.path})
+    given = {"batch_size": args.batch_size, "prompt_len": args.prompt_len, "depth": args.depth}
+    axes = sweep_axes({**given, "max_new_tokens": args.max_new_tokens}, args.prompt, args.variant)
+    first = {name: values[0] for name, values in axes.items() if name in AXES and name != "depth"}
+    options = parse_workload(args, **first)
+    sweep = _sweep(axes, options.spec, args.resume)
+    status = _measure(sweep, axes, options, path)
+    return _finish(sweep, status, path, output)
 
-        check_available()
-    axes = sweep_axes(args)
-    shared = {name: getattr(args, name) for name in SHARED}
-    sweep = Sweep(axes, {"request": shared, "model": args.model, "repeats": args.repeats})
-    if args.resume:
-        sweep = _resumed(load_sweep(args.resume), axes, shared)
+
+def _sweep(axes: dict[str, list[Any]], spec: Any, resume: str | None) -> Any:
+    """The sweep to measure: a new one, or the one saved in ``resume`` with these axes added."""
+    from llmprof.sweepfile import Sweep, load_sweep
+
+    shared = spec.shared()
+    if resume:
+        return _resumed(load_sweep(resume), axes, shared)
+    return Sweep(axes, {"request": shared, "model": spec.model, "repeats": spec.repeats})
+
+
+def _measure(sweep: Any, axes: dict[str, list[Any]], options: WorkloadOptions, path: str | None) -> int:
+    """Measure the points not measured yet, saving the sweep after each; the exit status (128 + the signal's
+    number when interrupted)."""
+    from llmprof.analysis.grid import point_key, points
+    from llmprof.capture.environment import capture_environment
+    from llmprof.sweepfile import FAILED, OK
+    from llmprof.workloads.engines import attached, load
+
     done = {p.key for p in sweep.measured()}
     todo = [params for params in points(axes) if point_key(params) not in done]
     print(f"llmprof: sweep of {len(todo)} points ({len(done)} already measured)", file=sys.stderr)
-    loaded = load_model(
-        args.model, args.device, args.dtype, args.attn_implementation, device_map=args.device_map
-    )
+    loaded = load(options.spec)
     sweep.config.update(device=str(loaded.device), dtype=str(loaded.dtype).removeprefix("torch."))
-    context = {
-        "loaded": loaded,
-        "environment": capture_environment(loaded.model),
-        "variants": _variants(loaded, axes, args),
-    }
-    status = 0
-    out_of_memory: dict[tuple[Any, ...], int] = {}  # (the point less its batch) -> the batch that ran out
-    refused = _refused(todo, loaded, args)
+    grid = _Grid(loaded, capture_environment(loaded.model), _variants(loaded, axes, options), options.spec)
+    refused = _refused(todo, grid)
     timed = 0  # the points that did their work (measured, or failed on the way): what the time went to
     started = time.monotonic()
-    done = 0  # the points recorded (and saved)
-    with interrupts.stopping(), contextlib.ExitStack() as attached:
+    recorded = 0  # the points recorded (and saved)
+    with interrupts.stopping(), attached([v.engine for v in grid.variants.values()]):
         try:
-            for profiler in {id(v.profiler): v.profiler for v in context["variants"].values()}.values():
-                attached.enter_context(profiler)
             for n, params in enumerate(todo, 1):
-                point = _point(params, context, args, out_of_memory)
+                point = _point(params, grid)
                 sweep.record(point)
-                done = n
+                recorded = n
                 if (
                     path and sweep.measured()
                 ):  # a sweep that measured nothing leaves an existing file as it was
                     _save(sweep, path)
                 timed += point.status in (OK, FAILED)
-                to_measure = sum(
-                    point_key(p) not in refused and _skipped(p, out_of_memory) is None for p in todo[n:]
-                )
+                to_measure = sum(point_key(p) not in refused and grid.skipped(p) is None for p in todo[n:])
                 _progress(n, len(todo), point, time.monotonic() - started, timed, to_measure)
         except KeyboardInterrupt as exc:  # the point under way is dropped; every recorded one is kept
-            status = 128 + interrupts.signal_number(exc)
-            print(f"{line_break()}llmprof: interrupted: {done} of {len(todo)} points done", file=sys.stderr)
+            print(
+                f"{line_break()}llmprof: interrupted: {recorded} of {len(todo)} points done", file=sys.stderr
+            )
+            return 128 + interrupts.signal_number(exc)
+    return 0
+
+
+def _finish(sweep: Any, status: int, path: str | None, output: Output) -> int:
+    """Save the sweep and show it, with the signals deferred; the exit status."""
     with interrupts.deferred() as caught:
         sweep.interrupted = status != 0
         saved = _save(sweep, path) if path and sweep.measured() else True
-        emit_sweep(sweep, args, only_copy=not (path and saved))
+        emit_sweep(sweep, output, only_copy=not (path and saved))
         if not sweep.measured():
             kept = f": {path} is left as it was" if path else ""
             print(
@@ -198,49 +195,74 @@ def _resumed(sweep: Any, axes: dict[str, list[Any]], shared: dict[str, Any]) -> 
 
 @dataclass
 class SweptVariant:
-    """One kernel swap of the sweep: the prepared variant (its model), the profiler attached to that model,
-    and its roofline inputs (a dtype changes the bytes)."""
+    """One kernel swap of the sweep: the prepared variant (its model), its engine, and its roofline inputs (a
+    dtype changes the bytes)."""
 
     prepared: Any
-    profiler: Any
+    engine: Any
     roofline: dict[str, Any] | None
 
 
+@dataclass
+class _Grid:
+    """What every point of a sweep measures with: the loaded model, its environment, the kernel swaps by key,
+    the command line's spec, and the batches that ran out of memory ((the point less its batch) -> batch)."""
+
+    loaded: Any
+    environment: dict[str, Any]
+    variants: dict[Any, SweptVariant]
+    spec: Any
+    out_of_memory: dict[tuple[Any, ...], int] = field(default_factory=dict)
+
+    def spec_of(self, params: dict[str, Any]) -> Any:
+        """The command line's spec with the point's axes set."""
+        return replace(self.spec, **{k: v for k, v in params.items() if k in AXES})
+
+    def skipped(self, params: dict[str, Any]) -> str | None:
+        """Why the point is skipped (a smaller batch of the same rest ran out of memory), or None."""
+        smallest = self.out_of_memory.get(_rest(params))
+        if smallest is None or params["batch_size"] < smallest:
+            return None
+        return f"batch {smallest} ran out of memory at the same prompt and generation"
+
+    def ran_out(self, params: dict[str, Any]) -> None:
+        rest = _rest(params)
+        self.out_of_memory[rest] = min(
+            params["batch_size"], self.out_of_memory.get(rest, params["batch_size"])
+        )
+
+
 def _variant_key(params: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
-    return tuple((key, params[key]) for key in VARIANT_KEYS if key in params)
+    from llmprof.workloads.variants import SWEPT
+
+    return tuple((key, params[key]) for key in SWEPT if key in params)
 
 
-def _variants(loaded: Any, axes: dict[str, list[Any]], args: argparse.Namespace) -> dict[Any, SweptVariant]:
+def _variants(loaded: Any, axes: dict[str, list[Any]], options: WorkloadOptions) -> dict[Any, SweptVariant]:
     """Every combination of the kernel-swap axes, prepared on the loaded model (one without them: the model as
     loaded), by its key; raises UsageError when the copies they need cannot fit or a variant cannot be built."""
     from llmprof.analysis.grid import points
-    from llmprof.capture.profiler import Profiler
+    from llmprof.workloads.engines import engines_for
     from llmprof.workloads.memory import check_copies
     from llmprof.workloads.models import DTYPES
-    from llmprof.workloads.variants import Variant, own_copies, prepare
+    from llmprof.workloads.sizing import roofline_inputs
+    from llmprof.workloads.variants import SWEPT, Variant, own_copies, prepare
 
-    combos = points({key: axes[key] for key in VARIANT_KEYS if key in axes})
+    combos = points({key: axes[key] for key in SWEPT if key in axes})
     variants = [Variant.parse("sweep", [f"{k}={v}" for k, v in combo.items()]) for combo in combos]
     model = loaded.model
-    if not args.no_memory_check:
+    if options.spec.memory_check:
         copies = {v.label(): DTYPES[v.dtype] if v.dtype else model.dtype for v in own_copies(variants)}
         check_copies(model, loaded.device, copies)
     prepared = prepare(model, variants)
-    profilers: dict[int, Any] = {}
+    engines = engines_for([(p.model, None) for p in prepared], options.spec, options.telemetry)
     out = {}
-    for combo, p in zip(combos, prepared):
+    for combo, p, engine in zip(combos, prepared, engines):
         p.activate()  # the roofline reads the variant's own model
-        profiler = profilers.setdefault(
-            id(p.model),
-            Profiler(p.model, telemetry=not args.no_telemetry, sample_interval=args.sample_interval),
+        out[_variant_key(combo)] = SweptVariant(
+            p, engine, roofline_inputs(p.model, loaded.device, options.peaks)
         )
-        out[_variant_key(combo)] = SweptVariant(p, profiler, roofline(p.model, loaded.device, args))
     return out
-
-
-def _point_args(args: argparse.Namespace, params: dict[str, Any]) -> argparse.Namespace:
-    """The command line's options with the point's axes set."""
-    return argparse.Namespace(**{**vars(args), **{k: v for k, v in params.items() if k in AXES}})
 
 
 def _rest(params: dict[str, Any]) -> tuple[Any, ...]:
@@ -248,91 +270,53 @@ def _rest(params: dict[str, Any]) -> tuple[Any, ...]:
     return tuple(v for k, v in sorted(params.items()) if k != "batch_size")
 
 
-def _skipped(params: dict[str, Any], out_of_memory: dict[tuple[Any, ...], int]) -> str | None:
-    """Why the point is skipped (a smaller batch of the same rest ran out of memory), or None."""
-    smallest = out_of_memory.get(_rest(params))
-    if smallest is None or params["batch_size"] < smallest:
-        return None
-    return f"batch {smallest} ran out of memory at the same prompt and generation"
-
-
-def _refused(todo: list[dict[str, Any]], loaded: Any, args: argparse.Namespace) -> set[str]:
+def _refused(todo: list[dict[str, Any]], grid: _Grid) -> set[str]:
     """The keys of the points that the context check or the memory estimate refuses now, before any work (as
     each point's own check will when it comes): the time left is that of the other points."""
     from llmprof.analysis.grid import point_key
+    from llmprof.workloads.inputs import build_inputs
 
     refused = set()
     for params in todo:
         try:
-            workload_for(loaded, _point_args(args, params))
+            build_inputs(grid.loaded, grid.spec_of(params))
         except UsageError:
             refused.add(point_key(params))
     return refused
 
 
-def _point(
-    params: dict[str, Any],
-    context: dict[str, Any],
-    args: argparse.Namespace,
-    out_of_memory: dict[tuple[Any, ...], int],
-) -> Any:
+def _point(params: dict[str, Any], grid: _Grid) -> Any:
     """Measure one point (its run, or why it has none)."""
     from llmprof.runfile import Run
     from llmprof.sweepfile import FAILED, REFUSED, SKIPPED, SweepPoint
-    from llmprof.workloads.runner import depth_cache, repeat_generate
+    from llmprof.workloads.inputs import build_inputs
 
-    skipped = _skipped(params, out_of_memory)
+    skipped = grid.skipped(params)
     if skipped is not None:
         return SweepPoint(params, SKIPPED, skipped)
-    point_args = _point_args(args, params)
-    depth = params.get("depth", 0)
-    variant = context["variants"][_variant_key(params)]
+    spec = grid.spec_of(params)
+    variant = grid.variants[_variant_key(params)]
     variant.prepared.activate()
     try:
-        workload = workload_for(context["loaded"], point_args)
-        inputs, cache = workload.inputs, None
-        if depth:
-            inputs, cache = depth_cache(variant.prepared.model, inputs, depth, args.seed)
+        inputs = build_inputs(grid.loaded, spec).at_depth(variant.prepared.model, spec.depth, spec.seed)
     except (
         UsageError,
         CaptureError,
     ) as exc:  # the memory estimate, the model's context, a model without cache
         return SweepPoint(params, REFUSED, str(exc))
-    run = Run(
-        config={
-            **workload.config,
-            "depth": depth,
-            "variant": variant.prepared.variant.describe(),
-            "sweep_point": dict(params),
-        },
-        environment=context["environment"],
-        roofline=variant.roofline,
-    )
+    run = Run(config={}, environment=grid.environment, roofline=variant.roofline)
+    described = {"variant": variant.prepared.variant.describe(), "sweep_point": dict(params)}
+    arm = Arm("", spec, variant.engine, inputs, run, inputs.loaded, described)
     started = time.monotonic_ns()
     try:
-        for record in repeat_generate(
-            variant.profiler, inputs, args.repeats, args.warmup, **workload.generate_kwargs
-        ):
-            run.records.append(record)
-            if cache is not None and cache.get_seq_length() > depth:  # the next call starts at the same depth
-                cache.crop(depth - cache.get_seq_length())  # (a negative length: drop that many tokens)
+        for _ in calls([arm], spec.repeats, spec.warmup):
+            pass
     except Exception as exc:  # noqa: BLE001 - a failed point is recorded, and the sweep goes on
-        lines = str(exc).strip().splitlines()
-        reason = f"{type(exc).__name__}: {lines[0] if lines else ''}"
         if _is_out_of_memory(exc):
-            rest = _rest(params)
-            out_of_memory[rest] = min(params["batch_size"], out_of_memory.get(rest, params["batch_size"]))
-        return SweepPoint(params, FAILED, reason)
-    close_run(run, _telemetry(variant.profiler, started), 0, point_args)
+            grid.ran_out(params)
+        return SweepPoint(params, FAILED, one_line(exc))
+    arm.close(0, since_ns=started)
     return SweepPoint(params, run=run)
-
-
-def _telemetry(profiler: Any, started_ns: int) -> dict[str, Any] | None:
-    """The point's telemetry: the samples the sweep's sampler took since the point started (None when off)."""
-    from llmprof.analysis.telemetry import telemetry_window
-
-    snapshot = profiler.telemetry
-    return None if snapshot is None else telemetry_window(snapshot, started_ns, time.monotonic_ns())
 
 
 def _is_out_of_memory(exc: BaseException) -> bool:

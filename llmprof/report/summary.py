@@ -7,6 +7,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from llmprof.analysis import registry
+from llmprof.analysis.config_keys import shown, value
 from llmprof.analysis.noise import noise_warnings
 from llmprof.analysis.registry import ROOFLINE, SECTION_BREAKDOWN, SECTION_METRICS, TELEMETRY
 from llmprof.analysis.roofline import Roofline, si, verdict
@@ -58,17 +59,18 @@ def run_header(run: Run) -> str:
     c = run.config
     measured = run.measured
     backend = measured[0].backend if measured else "-"
-    where = f"model {c.get('model', '?')}" + (f" on {c['device']}" if "device" in c else "")
-    setup = ", ".join([*([c["dtype"]] if "dtype" in c else []), f"timeline: {backend}"])
-    batch = c.get("batch_size", _span([r.batch_size for r in measured]))
-    prompt = c.get("prompt_tokens", _span([r.prompt_tokens for r in measured]))
+    device, dtype, limit = value(c, "device"), value(c, "dtype"), value(c, "max_new_tokens")
+    where = f"model {shown(c, 'model')}" + (f" on {device}" if device is not None else "")
+    setup = ", ".join([*([dtype] if dtype is not None else []), f"timeline: {backend}"])
+    batch = value(c, "batch_size", _span([r.batch_size for r in measured]))
+    prompt = value(c, "prompt_tokens", _span([r.prompt_tokens for r in measured]))
     output = _span([n for r in measured for n in r.tokens_per_sequence])
-    limit = f" (max {c['max_new_tokens']})" if "max_new_tokens" in c else ""
-    warmups = c.get("warmup_calls", c.get("warmup", sum(r.warmup for r in run.records)))
+    warmups = value(c, "warmup_calls", value(c, "warmup", sum(r.warmup for r in run.records)))
     return (
-        f"{where} ({setup}) | batch {batch} | prompt {prompt} tok | output {output} tok/seq{limit} | "
-        f"{len(measured)} repeats after {warmups} warm-up"
-        + (" (auto: until steady)" if c.get("warmup") == "auto" else "")
+        f"{where} ({setup}) | batch {batch} | prompt {prompt} tok | output {output} tok/seq"
+        + (f" (max {limit})" if limit is not None else "")
+        + f" | {len(measured)} repeats after {warmups} warm-up"
+        + (" (auto: until steady)" if value(c, "warmup") == "auto" else "")
     )
 
 

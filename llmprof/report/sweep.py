@@ -15,6 +15,7 @@ from typing import IO, Any
 
 from llmprof.analysis import registry
 from llmprof.analysis.compare import Comparison, compare_runs, setup_differences
+from llmprof.analysis.config_keys import shown
 from llmprof.analysis.registry import ROOFLINE
 from llmprof.report.comparison import side_warnings
 from llmprof.report.csv_format import cell
@@ -101,8 +102,8 @@ def _title(sweep: Sweep) -> str:
     done = len(sweep.measured())
     cut = " (interrupted)" if sweep.interrupted else ""
     return (
-        f"Sweep: {c.get('model', '?')} on {c.get('device', '?')} ({c.get('dtype', '?')}), "
-        f"{done} of {len(sweep.points)} points measured{cut}; medians over {c.get('repeats', '?')} repeats"
+        f"Sweep: {shown(c, 'model')} on {shown(c, 'device')} ({shown(c, 'dtype')}), "
+        f"{done} of {len(sweep.points)} points measured{cut}; medians over {shown(c, 'repeats')} repeats"
     )
 
 

@@ -1,5 +1,5 @@
-"""Profiled generate() calls: warm-ups (a fixed count, or until steady) then repeats, yielding each recorded
-request as it completes so that an interrupted caller keeps what was measured."""
+"""One recorded call (generate() under the profiler, or a user's decode loop with a Recorder), warm-ups until
+steady, and a sweep's context depth in a KV cache; the loop of warm-ups and repeats is ``llmprof.cli.measure``'s."""
 
 from __future__ import annotations
 
@@ -74,33 +74,6 @@ def recorded_call(
     record = recorder.records[-1]
     record.warmup = warmup
     return record
-
-
-def repeat_loop(
-    loop: Callable[..., Any],
-    recorder: Any,
-    model: Any,
-    inputs: dict[str, Any],
-    repeats: int,
-    warmup: int | None,
-) -> Iterator[RawRequest]:
-    """:func:`repeat_generate` for a user's decode loop: warm-ups, then repeats, each record as it comes."""
-    if repeats < 1 or (warmup is not None and warmup < 0):
-        raise ValueError("repeats must be >= 1 and warmup >= 0")
-    yield from warm_up(lambda: recorded_call(loop, recorder, model, inputs, True), warmup)
-    for _ in range(repeats):
-        yield recorded_call(loop, recorder, model, inputs, False)
-
-
-def repeat_generate(
-    profiler: Profiler, inputs: dict[str, Any], repeats: int, warmup: int | None = 0, **generate_kwargs: Any
-) -> Iterator[RawRequest]:
-    """``warmup`` warm-up calls (None: until steady) then ``repeats`` measured calls, each record as it comes."""
-    if repeats < 1 or (warmup is not None and warmup < 0):
-        raise ValueError("repeats must be >= 1 and warmup >= 0")
-    yield from warm_up(lambda: profiled_call(profiler, inputs, True, **generate_kwargs), warmup)
-    for _ in range(repeats):
-        yield profiled_call(profiler, inputs, False, **generate_kwargs)
 
 
 def depth_cache(model: Any, inputs: dict[str, Any], depth: int, seed: int = 0) -> tuple[dict[str, Any], Any]:

@@ -15,6 +15,7 @@ from llmprof.imports import import_user_module
 from llmprof.workloads.models import DTYPE_ALIASES, DTYPES
 
 KEYS = ("attn", "compile", "dtype", "patch", "loop")
+SWEPT = tuple(key for key in KEYS if key != "loop")  # a sweep's kernel-swap axes: a loop is none
 GENERATE = "generate"  # loop=generate: the model's generate(), as without a loop
 
 
