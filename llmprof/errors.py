@@ -41,3 +41,14 @@ class CaptureError(LlmprofError, RuntimeError):
 
 class TelemetryUnavailable(LlmprofError):
     """NVML cannot be used here; the message says why (the profiler then samples the process instead)."""
+
+
+def first_line(exc: BaseException, default: str = "") -> str:
+    """The first line of an exception's message (``default`` when it has none)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else default
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as one line: its type and the first line of its message."""
+    return f"{type(exc).__name__}: {first_line(exc)}"

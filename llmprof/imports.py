@@ -18,7 +18,7 @@ import traceback
 from pathlib import Path
 from types import ModuleType
 
-from llmprof.errors import UsageError
+from llmprof.errors import UsageError, first_line
 
 
 def run_as_main() -> bool:
@@ -103,7 +103,7 @@ def _shadowing_files(exc: ImportError) -> list[str]:
 
 def import_failure(exc: ImportError) -> str:
     """One line for an ImportError that reached the CLI, naming a file that shadows an installed package."""
-    message = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else exc.name}"
+    message = f"{type(exc).__name__}: {first_line(exc, str(exc.name))}"
     shadows = _shadowing_files(exc)
     if not shadows:
         return f"cannot import a library llmprof needs: {message}"

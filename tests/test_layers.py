@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from timelines import synthetic_run
 
 from llmprof import _core
@@ -173,3 +174,67 @@ def test_the_core_stub_names_every_function_class_and_member_of_the_extension():
     assert stub_names(timeline) == members
     resolved = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Resolved")
     assert stub_names(resolved) == set(_core.Timeline(4).resolve())
+
+
+MAX_MODULE_LINES = 450
+MAX_NAMESPACE_FUNCTIONS = 10  # each subcommand's entry, and the parsers of shared options
+
+
+def test_only_the_cli_sees_the_command_line():
+    """No module outside cli/ imports argparse; inside, only the subcommands' entries and the parsers of the
+    shared options take the parsed Namespace: everything below them takes typed values (a WorkloadSpec, ...)."""
+    importing, taking = [], []
+    for path in PACKAGE.rglob("*.py"):
+        name = module_name(path)
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import) and any(a.name == "argparse" for a in node.names):
+                importing.append(name)
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                annotations = [ast.unparse(a.annotation) for a in node.args.args if a.annotation is not None]
+                if any(a.endswith("Namespace") for a in annotations):
+                    taking.append(f"{name}.{node.name}")
+    assert [m for m in importing if part(m) != "llmprof.cli"] == []
+    assert all(part(f.rpartition(".")[0]) == "llmprof.cli" for f in taking), taking
+    assert len(taking) <= MAX_NAMESPACE_FUNCTIONS, taking
+
+
+def test_no_module_is_over_450_lines():
+    long = {module_name(p): n for p in PACKAGE.rglob("*.py") if (n := len(p.read_text().splitlines())) > 450}
+    assert long == {}
+
+
+def test_the_measuring_loop_is_written_once():
+    """Warm-ups and repeats are made in one place (cli/measure.py), which run, ab and sweep all call."""
+    callers = set()
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and ast.unparse(node.func).split(".")[-1] == "warm_up":
+                callers.add(module_name(path))
+    assert callers == {"llmprof.cli.measure"}
+    for command in ("run", "ab", "sweep"):
+        source = (PACKAGE / "cli" / f"{command}.py").read_text()
+        assert "from llmprof.cli.measure import" in source, command
+
+
+def test_every_config_key_a_spec_writes_is_declared_once():
+    from dataclasses import fields
+
+    from llmprof.analysis.config_keys import BY_NAME, KEYS, config_of
+    from llmprof.workloads.spec import Loaded, WorkloadSpec
+
+    assert len(BY_NAME) == len(KEYS)
+    loaded = Loaded("cpu", "float32", "sdpa", 16, None)
+    spec = WorkloadSpec(device_map="auto", tp=True, compile=True, patch="m:f", loop="m:g")
+    every = [
+        spec.to_config(loaded, ranks=(2, "gloo"), warmup_calls=1),
+        spec.to_config(loaded, variant={"name": "A"}, warmup_calls=0),
+        spec.to_config(loaded, variant={"name": "sweep"}, sweep_point={"batch_size": 1}),
+    ]
+    assert set().union(*every) <= set(BY_NAME)
+    assert set().union(*every) == set(BY_NAME)  # and every declared key has a writer
+    # what every sweep point shares is a field of the spec, by the same name
+    assert set(spec.shared()) <= {f.name for f in fields(WorkloadSpec)}
+    with pytest.raises(KeyError):
+        config_of([("modle", "m")])
+    with pytest.raises(TypeError):
+        config_of([("batch_size", "1")])

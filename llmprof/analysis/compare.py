@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from llmprof.analysis.config_keys import SETUP
+from llmprof.analysis.config_keys import SETUP, value
 from llmprof.analysis.kernels import KernelDiff, kernel_diff
 from llmprof.analysis.metrics import RequestMetrics
 from llmprof.analysis.record import RawRequest
@@ -118,7 +118,7 @@ def compare_runs(a: ComparedRun, b: ComparedRun) -> list[Comparison]:
     """Every compared metric (:func:`llmprof.analysis.registry.compared`) that both runs have, B against A. When
     one side ran generate() and the other a loop of its own, a part only generate() has gets no verdict."""
     metrics_a, metrics_b = a.metrics(), b.metrics()
-    one_loop = bool(a.config.get("loop")) != bool(b.config.get("loop"))
+    one_loop = bool(value(a.config, "loop")) != bool(value(b.config, "loop"))
     out = []
     for metric in compared():
         get = metric.get

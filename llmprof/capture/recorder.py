@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from llmprof._core import Span
+from llmprof.analysis.config_keys import config_of
 from llmprof.analysis.metrics import RequestMetrics, compute_request
 from llmprof.analysis.record import Label, RawRequest
 from llmprof.capture import timeline as timelines
@@ -274,13 +275,13 @@ class Recorder(Records):
                 f"Recorder.save(config=...): {bad} is not a finite number (a run file holds none)"
             )
         model = self._model() if self._model is not None else None
-        known: dict[str, Any] = {"device": str(self.device)}
+        known = [("device", str(self.device))]
         if model is not None:
             name = getattr(getattr(model, "config", None), "name_or_path", "") or type(model).__name__
             dtype = next(model.parameters()).dtype
-            known.update(model=name, dtype=str(dtype).removeprefix("torch."))
+            known += [("model", name), ("dtype", str(dtype).removeprefix("torch."))]
         run = Run(
-            config={**known, **(config or {})}, environment=capture_environment(model), records=self.records
+            config={**config_of(known), **(config or {})}, environment=capture_environment(model), records=self.records
         )
         try:
             check_config(run.config, run.records)  # contradicting the requests: refused now, not when loaded

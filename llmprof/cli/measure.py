@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from llmprof.cli import interrupts
 from llmprof.cli.step_capture import StepCapture, after_repeats
-from llmprof.errors import UsageError
+from llmprof.errors import UsageError, one_line
 
 if TYPE_CHECKING:  # the torch-free commands (report, compare) import the CLI without torch
     from llmprof.runfile import Run
@@ -134,12 +134,6 @@ def progress(done: int, total: int | None, record: Any, name: str = "") -> None:
 def line_break() -> str:
     """Ends the progress line on a terminal (where it is rewritten in place with a carriage return)."""
     return "\n" if sys.stderr.isatty() else ""
-
-
-def one_line(exc: BaseException) -> str:
-    """An exception as one line: its type and the first line of its message."""
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"
 
 
 def failure(exc: BaseException, measured: int, repeats: int, failing: str, debug: bool) -> str:

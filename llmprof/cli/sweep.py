@@ -15,11 +15,11 @@ from typing import Any
 
 from llmprof.cli import interrupts
 from llmprof.cli.common import check_distinct, check_output_path
-from llmprof.cli.measure import Arm, calls, line_break, one_line
+from llmprof.cli.measure import Arm, calls, line_break
 from llmprof.cli.output import Output, add_output_options, emit_sweep, output_of
 from llmprof.cli.ranks import refuse_under_torchrun
 from llmprof.cli.workload import DEFAULT_PROMPT_LEN, WorkloadOptions, add_workload_options, parse_workload
-from llmprof.errors import CaptureError, UsageError
+from llmprof.errors import CaptureError, UsageError, one_line
 
 AXES = ("batch_size", "prompt_len", "depth", "max_new_tokens")  # the slowest first: larger batches come later
 OPTIONS = {

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from llmprof.cache import cache_dir
-from llmprof.errors import ModelLoadError
+from llmprof.errors import ModelLoadError, first_line
 
 DEMO_NAME = "demo"
 DEMO_VERSION = 1
@@ -120,11 +120,7 @@ def demo_path() -> Path:
         if not (path / "config.json").exists():
             _build_demo(path)
     except Exception as exc:  # noqa: BLE001 - OSError, and safetensors' own error on a full disk
-        reason = (
-            getattr(exc, "strerror", None) or str(exc).strip().splitlines()[0]
-            if str(exc)
-            else type(exc).__name__
-        )
+        reason = getattr(exc, "strerror", None) or first_line(exc, type(exc).__name__)
         raise ModelLoadError(
             f"cannot build the demo model in {cache_dir()} ({reason}): set LLMPROF_CACHE to a writable directory"
         ) from None

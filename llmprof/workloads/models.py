@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from llmprof.errors import ModelLoadError
+from llmprof.errors import ModelLoadError, first_line
 from llmprof.workloads.demo import DEMO_NAME, demo_path, quiet_progress
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -135,7 +135,7 @@ def _generating_model(name: str, source: str, kwargs: dict[str, Any]) -> Any:
             model = auto.from_pretrained(source, **kwargs)
             break
         except Exception as exc:  # noqa: BLE001 - any loading failure becomes the user's one-line error
-            errors.append(_first_line(exc))
+            errors.append(first_line(exc, type(exc).__name__))
     else:
         if all(e.startswith("Unrecognized configuration class") for e in errors):
             raise ModelLoadError(
@@ -156,7 +156,9 @@ def _tokenizer(name: str, source: str) -> Any | None:
     try:
         return AutoTokenizer.from_pretrained(source)
     except Exception as exc:
-        raise ModelLoadError(f"cannot load the tokenizer of {name!r}: {_first_line(exc)}") from exc
+        raise ModelLoadError(
+            f"cannot load the tokenizer of {name!r}: {first_line(exc, type(exc).__name__)}"
+        ) from exc
 
 
 def _check_tensor_parallel(name: str, source: str) -> None:
@@ -236,8 +238,3 @@ def _check_hub(repo: str) -> None:
         raise ModelLoadError(
             f"model {repo!r} is not in the local cache and {host} cannot be reached ({exc.strerror or exc})"
         ) from None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from llmprof.errors import UsageError, VariantError
+from llmprof.errors import UsageError, VariantError, first_line
 from llmprof.imports import import_user_module
 from llmprof.workloads.models import DTYPE_ALIASES, DTYPES
 
@@ -56,9 +56,7 @@ def set_attention(model: Any, implementation: str) -> None:
     try:
         model.set_attn_implementation(implementation)
     except (ValueError, ImportError, AttributeError) as exc:
-        raise VariantError(
-            f"attention implementation {implementation!r}: {str(exc).splitlines()[0]}"
-        ) from None
+        raise VariantError(f"attention implementation {implementation!r}: {first_line(exc)}") from None
 
 
 def compile_forward(model: Any) -> Any:
