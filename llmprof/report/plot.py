@@ -13,6 +13,7 @@ from typing import IO, Any
 import numpy as np
 
 from llmprof.analysis import registry
+from llmprof.analysis.config_keys import shown
 from llmprof.analysis.metrics import RequestMetrics
 from llmprof.analysis.roofline import Roofline
 from llmprof.report.comparison_plot import render_comparison, render_sweep_comparison
@@ -76,10 +77,10 @@ def render(run: Run, out: IO[bytes]) -> None:
 
 def run_title(run: Run, repeats: int) -> str:
     """The figure's title: the run's model, device, batch and prompt, and its ``repeats`` measured."""
+    c = run.config
     return (
-        f"llmprof: {run.config.get('model', '?')} on {run.config.get('device', '?')}, "
-        f"batch {run.config.get('batch_size', '?')}, prompt {run.config.get('prompt_tokens', '?')} tokens, "
-        f"{repeats} repeats"
+        f"llmprof: {shown(c, 'model')} on {shown(c, 'device')}, "
+        f"batch {shown(c, 'batch_size')}, prompt {shown(c, 'prompt_tokens')} tokens, {repeats} repeats"
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import IO, Any
 
+from llmprof.analysis.config_keys import shown
 from llmprof.report.context_fit import draw_fit, fit_context_cost
 from llmprof.report.figure import COLOURS, DPI, PANEL_SIZE, pyplot, save_png
 from llmprof.report.sweep import AXIS_COLUMNS as AXIS_NAMES
@@ -43,8 +44,8 @@ def sweep_title(sweep: Sweep, points: int) -> str:
     """The figure's title: the sweep's model and device, its ``points`` measured and their repeats."""
     c = sweep.config
     return (
-        f"llmprof sweep: {c.get('model', '?')} on {c.get('device', '?')}, {points} points, "
-        f"medians over {c.get('repeats', '?')} repeats"
+        f"llmprof sweep: {shown(c, 'model')} on {shown(c, 'device')}, {points} points, "
+        f"medians over {shown(c, 'repeats')} repeats"
     )
 
 
