@@ -281,7 +281,9 @@ class Recorder(Records):
             dtype = next(model.parameters()).dtype
             known += [("model", name), ("dtype", str(dtype).removeprefix("torch."))]
         run = Run(
-            config={**config_of(known), **(config or {})}, environment=capture_environment(model), records=self.records
+            config={**config_of(known), **(config or {})},
+            environment=capture_environment(model),
+            records=self.records,
         )
         try:
             check_config(run.config, run.records)  # contradicting the requests: refused now, not when loaded

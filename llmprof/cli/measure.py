@@ -1,4 +1,4 @@
-"""The measuring loop, written once (docs/architecture.md, "Measuring"): warm-ups then repeats of one or more
+"""The measuring loop, written once (docs/architecture.md, "The workload"): warm-ups then repeats of one or more
 variants (alternating A B A B, so that machine drift hits them alike), each record kept as it comes with a progress
 line; the unmeasured calls after the repeats; a failure or a signal ending the calls in one line with what was
 measured kept; then each run closed and saved with the signals deferred."""

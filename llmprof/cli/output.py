@@ -1,5 +1,5 @@
 """The output options of every subcommand (--format, -o/--output, and for a run --per-step and --kernels rows),
-declared once, and the one writer: to stdout, or to a file atomically, saying so (docs/architecture.md, "CLI")."""
+declared once, and the one writer: to stdout, or to a file atomically, saying so (docs/architecture.md, "Where each thing lives")."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The unmeasured calls after the repeats (run, ab): ``--kernels`` (calls under torch.profiler, alternating between
-the variants) and the Nsight ranges of ``--nvtx`` / ``--cuda-profiler-range`` (docs/architecture.md, "Kernels per
-step")."""
+the variants) and the Nsight ranges of ``--nvtx`` / ``--cuda-profiler-range`` (docs/architecture.md, "Kernels",
+"Nsight")."""
 
 from __future__ import annotations
 

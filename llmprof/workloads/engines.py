@@ -1,4 +1,4 @@
-"""The engine seam (docs/architecture.md, "Engines"): what run, ab and sweep call to load a model, attach the
+"""The engine seam (docs/architecture.md, "The workload"): what run, ab and sweep call to load a model, attach the
 profiler and make one recorded call. Two engines today, both on a transformers model: :class:`Generate`
 (``generate()`` under the :class:`~llmprof.capture.profiler.Profiler`'s hooks) and :class:`UserLoop` (the
 user's decode loop recording with a :class:`~llmprof.capture.recorder.Recorder`). A new engine is one module

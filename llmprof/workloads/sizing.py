@@ -1,4 +1,4 @@
-"""The roofline's inputs for a loaded model (docs/architecture.md, "Roofline"): its shape and the device's peaks,
+"""The roofline's inputs for a loaded model (docs/architecture.md, "Metrics"): its shape and the device's peaks,
 given on the command line, known for the card, or measured now."""
 
 from __future__ import annotations
