@@ -92,6 +92,8 @@ class RequestMetrics:
     # assisted generation: tokens each decode step k >= 2 appended, and the share of drafted tokens accepted
     step_tokens: list[int] = field(default_factory=list)
     acceptance_rate: float | None = None
+    # an engine's request (vLLM): its arrival to its first scheduling; None without a SCHEDULED mark
+    queue: float | None = None
 
     @property
     def tokens_per_step(self) -> float | None:
@@ -200,7 +202,14 @@ def compute_request(raw: RawRequest) -> RequestMetrics:
         breakdown=_breakdown(raw, timeline, ttft),
         step_tokens=per_step[1:] if raw.tokens_per_step else [],
         acceptance_rate=_acceptance(per_step, raw.drafted_per_step),
+        queue=_queue(raw, start),
     )
+
+
+def _queue(raw: RawRequest, start: int) -> float | None:
+    """Seconds from the request's start (its arrival at an engine) to its first SCHEDULED mark; None without."""
+    _, scheduled = raw.marks.first_positions(Label.SCHEDULED)
+    return (raw.times[int(scheduled[0])] - start) * NS if len(scheduled) else None
 
 
 def _tpot_per_sequence(n: list[int], reached: list[int], token: list[int]) -> list[float | None]:

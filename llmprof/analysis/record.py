@@ -28,6 +28,7 @@ class Label(IntEnum):
     ENCODER_END = 8  # encoder returned
     DRAFT_BEGIN = 9  # assisted generation: drafting the candidates of step k+1 began (a draft model, n-grams)
     DRAFT_END = 10  # the candidates are drafted
+    SCHEDULED = 11  # an engine scheduled the request for the first time (its queueing ends); step 0
 
 
 @dataclass
@@ -61,6 +62,8 @@ class RawRequest:
     # a model over several GPUs (device_map): per device, when each forward's work on it was done (on the
     # run's clock, one entry per FORWARD_END mark, in order); None on one device
     device_forward_ends: dict[str, list[int]] | None = None
+    # a request an inference engine served (vLLM): {"name", "request_id", "finish_reason"}; None for generate()
+    engine: dict[str, Any] | None = None
 
     @property
     def batch_size(self) -> int:
@@ -116,6 +119,7 @@ class RawRequest:
                 if self.device_forward_ends is not None
                 else {}
             )
+            | ({"engine": self.engine} if self.engine is not None else {})
         )
 
     @classmethod
@@ -142,6 +146,7 @@ class RawRequest:
             drafted_per_step=_ints(data.get("drafted_per_step")),
             cached_tokens=int(data.get("cached_tokens", 0)),
             device_forward_ends=data.get("device_forward_ends"),
+            engine=dict(data["engine"]) if data.get("engine") is not None else None,
         )
 
 

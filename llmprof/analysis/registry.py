@@ -5,6 +5,8 @@ this table: adding a metric is one entry here (and its computation where its sou
 A metric is read from one of three per-request objects (its ``source``): the request's
 :class:`~llmprof.analysis.metrics.RequestMetrics`, its
 :class:`~llmprof.analysis.roofline.RequestRoofline`, or its :class:`~llmprof.analysis.telemetry.RequestTelemetry`.
+An engine's metric (source ``engine``, the queue time) is read from the request's metrics too, but only an
+engine's requests have it: it is summarized, shown and compared as a request metric, and listed apart.
 Step metrics are the per-decode-step series behind them (one CSV row per step).
 """
 
@@ -20,6 +22,7 @@ from llmprof.analysis.stats import Summary, percentile, summarize
 
 REQUEST, ROOFLINE, TELEMETRY = "request", "roofline", "telemetry"  # what a metric is read from
 SPECULATIVE = "speculative"  # a step metric of assisted generation, read from the request's metrics
+ENGINE = "engine"  # a metric only an engine's requests have (vLLM), read from the request's metrics
 # the summary table a metric is shown in
 SECTION_METRICS, SECTION_BREAKDOWN = "metrics", "breakdown"
 # unit -> the suffix of a CSV column that holds it
@@ -140,6 +143,8 @@ METRICS: tuple[Metric, ...] = (
     Metric("output_tokens", "output tokens", "tok", attrgetter("total_output_tokens"), section=None),
     Metric("acceptance_rate", "draft acceptance", "ratio", attrgetter("acceptance_rate"), phase="decode", better="higher"),
     Metric("tokens_per_step", "tokens / decode step", "tok", attrgetter("tokens_per_step"), phase="decode", better="higher"),
+    Metric("queue", "queue time", "s", attrgetter("queue"), source=ENGINE, section=SECTION_BREAKDOWN,
+           phase="prefill", better="lower", short="queue"),
     _breakdown("host_prep", "host prep", "prefill", "#9e9e9e"),
     _breakdown("encoder", "encoder", "prefill", "#17becf", optional=True),
     _breakdown("vision", "vision encoder", "prefill", "#8e44ad", optional=True),
@@ -202,8 +207,8 @@ def metrics(source: str | None = None, section: str | None = None) -> list[Metri
 
 
 def compared() -> list[Metric]:
-    """The request metrics that comparisons judge (those with a better direction)."""
-    return [m for m in METRICS if m.source == REQUEST and m.better is not None]
+    """The request metrics that comparisons judge (those with a better direction), an engine's included."""
+    return [m for m in METRICS if m.source in (REQUEST, ENGINE) and m.better is not None]
 
 
 def summaries(objects: Sequence[Any], source: str = REQUEST) -> dict[str, Summary]:

@@ -40,6 +40,8 @@ class Run:
     kernels: KernelCapture | None = None  # the kernel-profiled call after the repeats (run --kernels)
     # several ranks of one job (torchrun): every rank's timeline, rank 0 first (its records are ``records``)
     ranks: list[RankTimeline] | None = None
+    # an engine's steps (vLLM): columns of one row per step (llmprof.analysis.engine_steps.COLUMNS); None without
+    engine_steps: dict[str, list[Any]] | None = None
     interrupted: bool = False
     created: str = field(default_factory=lambda: datetime.datetime.now(datetime.timezone.utc).isoformat())
     # each record's metrics, computed once (records are not changed once recorded): id -> (record, metrics)
@@ -61,8 +63,8 @@ class Run:
         return [self.request_metrics(r) for r in self.measured]
 
     def summaries(self) -> dict[str, Summary]:
-        """Every request metric summarized over the measured repeats: computed once for as long as the
-        measured records stay the same (every format of one render, and the next, share them)."""
+        """Every request metric (an engine's too) summarized over the measured repeats: computed once for as long
+        as the measured records stay the same (every format of one render, and the next, share them)."""
         measured = self.measured
         cached = self._summaries
         if (
@@ -70,7 +72,9 @@ class Run:
             or len(cached[0]) != len(measured)
             or any(a is not b for a, b in zip(cached[0], measured))
         ):
-            self._summaries = cached = (measured, registry.summaries(self.metrics()))
+            metrics = self.metrics()
+            summaries = registry.summaries(metrics) | registry.summaries(metrics, registry.ENGINE)
+            self._summaries = cached = (measured, summaries)
         return cached[1]
 
     def request_metrics(self, record: RawRequest) -> RequestMetrics:
@@ -106,6 +110,7 @@ class Run:
                 if self.ranks
                 else {}
             ),
+            **({"engine_steps": self.engine_steps} if self.engine_steps is not None else {}),
         }
 
     @classmethod
@@ -125,6 +130,7 @@ class Run:
             roofline=data.get("roofline"),
             kernels=KernelCapture.from_dict(data["kernels"]) if data.get("kernels") is not None else None,
             ranks=_ranks(data["ranks"], records) if data.get("ranks") else None,
+            engine_steps=dict(data["engine_steps"]) if data.get("engine_steps") is not None else None,
             interrupted=data.get("interrupted", False),
             created=data.get("created", ""),
         )

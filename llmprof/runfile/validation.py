@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from llmprof.analysis.engine_steps import check_engine, check_engine_steps
 from llmprof.analysis.fields import (
     MALFORMED,
     MAX_NS,
@@ -43,6 +44,7 @@ DOCUMENT_FIELDS: dict[str, tuple[type, ...]] = {  # the run's own fields and the
     "telemetry": (dict, type(None)),
     "roofline": (dict, type(None)),
     "requests": (list,),
+    "engine_steps": (dict, type(None)),
 }
 REQUEST_FIELDS: dict[str, tuple[type, ...]] = {  # optional fields of a request and their JSON types
     "prefill_tokens": (int, type(None)),
@@ -55,6 +57,7 @@ REQUEST_FIELDS: dict[str, tuple[type, ...]] = {  # optional fields of a request 
     "tokens_per_step": (list, type(None)),
     "drafted_per_step": (list, type(None)),
     "device_forward_ends": (dict,),
+    "engine": (dict, type(None)),
 }
 SHAPE_PARTS = (  # (part, whole) of a model's shape: a part larger makes bytes negative, or (1 - k/E)^n overflow
     ("experts_per_token", "experts"),
@@ -94,6 +97,8 @@ def check_document(data: Any) -> dict[str, Any]:
             plain["kernels"] = {**kernels, "request": _check_request(kernels["request"], "kernels.request")}
     if data.get("ranks") is not None:
         plain["ranks"] = _check_ranks(data["ranks"])
+    if data.get("engine_steps") is not None:
+        check_engine_steps(data["engine_steps"])
     return plain
 
 
@@ -359,6 +364,7 @@ REQUEST_VALUES: dict[str, Callable[[Any, str, dict[str, Any]], object]] = {
     "warnings": _check_warnings,
     "drafted_per_step": lambda value, where, request: check_ints(value, where),
     "device_forward_ends": _check_device_ends,
+    "engine": lambda value, where, request: check_engine(value, where),
 }
 
 
@@ -429,8 +435,11 @@ def check_config(
 
 
 def check_physical(m: RequestMetrics, where: str) -> None:
-    """What a real request cannot be: a negative time, a first token after the end."""
+    """What a real request cannot be: a negative time, a first token after the end, a request scheduled
+    before it arrived or after its first token."""
     if not 0 <= m.ttft <= m.latency:
         raise fail(where, f"TTFT {m.ttft:.6g} s is not within 0..latency ({m.latency:.6g} s)")
     if any(v < 0 for v in m.itl):
         raise fail(where, "a token earlier than the one before it")
+    if m.queue is not None and not 0 <= m.queue <= m.ttft:
+        raise fail(where, f"queue time {m.queue:.6g} s is not within 0..TTFT ({m.ttft:.6g} s)")
