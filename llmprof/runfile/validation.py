@@ -405,9 +405,9 @@ def check_config(
 ) -> None:
     """``config``'s batch size, prompt tokens, depth and max_new_tokens (those it holds, each an integer)
     against what every request shows: its batch, its prompt less its cached tokens, its cached tokens, its
-    longest sequence (no more than the limit). A decode loop of the user's own (``loop``) and continuous
-    batching's requests (each its own batch and prompt) are not the config's to describe. ``names``: how the
-    message calls each key (a sweep's axes); raises RunFormatError naming both values."""
+    longest sequence (no more than the limit). A decode loop of the user's own (``loop``), continuous
+    batching's and an engine's requests (each its own batch and prompt) are not the config's to describe.
+    ``names``: how the message calls each key (a sweep's axes); raises RunFormatError naming both values."""
     for key, low in CONFIG_MINIMUM.items():
         if key in config:
             check_int(config[key], f"{where}.{(names or {}).get(key, key)}", low)
@@ -423,8 +423,8 @@ def check_config(
         "max_new_tokens": (lambda r: max(r.tokens_per_sequence), "{} tokens in a sequence"),
     }
     for i, record in enumerate(records):
-        if any(w.startswith("continuous batching") for w in record.warnings):  # capture/batching.BATCHED
-            continue
+        if record.engine is not None or any(w.startswith("continuous batching") for w in record.warnings):
+            continue  # an engine's request (vLLM), or continuous batching's (capture/batching.BATCHED)
         for key, (of, what) in shown.items():
             value = of(record)
             if key in config and (value > config[key] if key == "max_new_tokens" else value != config[key]):
