@@ -201,6 +201,21 @@ def test_every_format_renders_a_run_with_engine_steps(fmt):
         assert "2 warm-up steps left out" in out
 
 
+def test_the_trace_has_an_engine_process_with_a_track_per_phase_and_counters():
+    from llmprof.report.trace import build_trace
+
+    events = build_trace(engine_run())["traceEvents"]
+    engine = [e for e in events if e["pid"] == 3]
+    threads = {e["args"]["name"] for e in engine if e["name"] == "thread_name"}
+    assert threads == {"schedule", "forward", "sampling", "output update"}
+    forward = [e for e in engine if e["ph"] == "X" and e["name"] == "forward"]
+    assert len(forward) == 12 and forward[3]["dur"] == 4000.0 and forward[3]["args"] == {"step": 3}
+    assert forward[0]["ts"] == 200.0  # the first step began at the trace's origin, T0
+    counters = [e for e in engine if e["ph"] == "C" and e["name"] == "engine step"]
+    assert counters[0]["args"] == {"requests": 4, "prefill tokens": 16, "decode tokens": 3}
+    assert len([e for e in engine if e["name"] == "KV cache used (%)"]) == 11
+
+
 def test_the_engine_steps_csv_has_a_row_per_step():
     out = io.StringIO()
     render_csv(engine_run(), out)

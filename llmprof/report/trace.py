@@ -14,6 +14,9 @@ request's start. Layout:
 - a model over several GPUs of one process (device_map): tid 50+L "stages (cuda:N)", each GPU's stage of every
   forward (from the moment the GPUs before it were done to the moment it was done too).
 - pid 2 "telemetry": one counter track per sampled field, one series per device.
+- pid 3 "engine" (an engine's steps, vLLM): a thread per phase of a step (schedule, forward, sampling, output
+  update), a span per step, and counters per step: its requests and tokens, the KV cache's usage
+  (:mod:`llmprof.report.trace_engine`).
 - a run of several ranks (``run --tp`` under torchrun): pid 1 is rank 0; pid 100+R "rank R (host)" holds rank
   R's requests, host, device and tokens threads, its times put on rank 0's clock by its measured offset.
 
@@ -33,6 +36,7 @@ from llmprof.analysis.kernels import HOST
 from llmprof.analysis.record import RawRequest
 from llmprof.analysis.telemetry import THROTTLE_REASONS
 from llmprof.report.trace_counters import COUNTERS, NOT_COUNTERS, THROTTLE_MASK, counter_events, round_4
+from llmprof.report.trace_engine import engine_events
 from llmprof.report.trace_events import (
     PID_RANKS,
     PID_RUN,
@@ -72,12 +76,14 @@ HOST_BACKEND_NOTE = "host backend: host spans are the compute"
 def trace_origin(run: Run) -> int:
     """The trace's time zero (host clock, ns): the first request's start (of any rank, on rank 0's clock), or
     an earlier time if a mark falls before it (a mapped device time within the sync uncertainty, a malformed
-    record's host stamp, a captured kernel), so that no event starts before zero; without any, the first
+    record's host stamp, a captured kernel, an engine's step), so that no event starts before zero; without any, the first
     telemetry sample, or 0."""
     timelines = [(run.records, 0)] + [(t.records, t.offset_ns) for t in (run.ranks or [])[1:]]
     marks = [ns for records, offset in timelines for ns in _earliest_marks(records, offset)]
     if run.kernels is not None and run.kernels.events["start_ns"]:
         marks.append(min(run.kernels.events["start_ns"]))
+    if run.engine_steps is not None and run.engine_steps["begin_ns"]:
+        marks.append(min(run.engine_steps["begin_ns"]))
     samples = ((run.telemetry or {}).get("samples") or {}).get("t_ns") or []
     return min(marks or [t for t in samples if isinstance(t, int)] or [0])
 
@@ -199,6 +205,7 @@ def trace_items(run: Run) -> tuple[list[Item], dict[str, str]]:
         if raw.label:
             items += request_events(raw, name, origin, run.request_metrics)
     items += _rank_events(run, origin, with_device)
+    items += engine_events(run.engine_steps, origin)
     return items + kernels + ([counters] if len(counters) else []), _other_data(run, origin, with_device)
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-PID_RUN, PID_TELEMETRY, PID_RANKS = 1, 2, 100  # rank R > 0: PID_RANKS + R
+PID_RUN, PID_TELEMETRY, PID_ENGINE, PID_RANKS = 1, 2, 3, 100  # rank R > 0: PID_RANKS + R
 TID_REQUESTS, TID_HOST, TID_DEVICE, TID_TOKENS = 1, 2, 3, 4
 TID_OPERATORS, TID_KERNELS = 5, 10  # kernels of device N: TID_KERNELS + N
 TID_STAGES = 50  # a device_map model: the stages of its L-th GPU on TID_STAGES + L
