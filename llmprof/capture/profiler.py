@@ -51,9 +51,12 @@ class Profiler(Records):
         a :class:`llmprof.capture.sampling.Sampler` of your own; False for none."""
         missing = [name for name in REQUIRED_METHODS if not callable(getattr(model, name, None))]
         if missing or not isinstance(model, torch.nn.Module):
+            vllm = (
+                " (a vLLM engine: llmprof.profile(llm))" if type(model).__module__.startswith("vllm.") else ""
+            )
             raise TypeError(
                 f"llmprof profiles transformers models with a generate() method (GenerationMixin); "
-                f"{type(model).__name__} is not one"
+                f"{type(model).__name__} is not one{vllm}"
             )
         super().__init__()
         self.model = unwrap(model)  # torch.compile(model)'s generate() is the original module's
@@ -342,10 +345,13 @@ class Profiler(Records):
 
 
 @contextlib.contextmanager
-def profile(model: Any, **options: Any) -> Iterator[Profiler]:
-    """Context manager: profile ``model`` inside the block, detach on exit (even on error).
-    ``options`` are :class:`Profiler`'s (``telemetry``, ``sample_interval``, ``timeline``)."""
-    profiler = Profiler(model, **options)
+def profile(model: Any, **options: Any) -> Iterator[Any]:
+    """Context manager: profile ``model`` inside the block, detach on exit (even on error). ``options`` are
+    :class:`Profiler`'s (``telemetry``, ``sample_interval``, ``timeline``); a ``vllm.LLM`` (or ``LLMEngine``) gets a
+    :class:`~llmprof.capture.vllm_engine.VllmProfiler` (``telemetry``, ``sample_interval``)."""
+    from llmprof.capture.vllm_engine import VllmProfiler, is_vllm
+
+    profiler = VllmProfiler(model, **options) if is_vllm(model) else Profiler(model, **options)
     with profiler:
         yield profiler
 

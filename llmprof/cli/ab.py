@@ -25,6 +25,7 @@ from llmprof.cli.output import Output, output_of
 from llmprof.cli.ranks import refuse_under_torchrun
 from llmprof.cli.step_capture import StepCapture, add_step_capture_options
 from llmprof.cli.workload import add_workload_options, parse_workload
+from llmprof.errors import UsageError
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
@@ -63,6 +64,10 @@ def main(args: argparse.Namespace) -> int:
         Variant.parse(name, _with_loop(items, args.loop)) for name, items in (("A", args.a), ("B", args.b))
     ]
     options = parse_workload(args)
+    if options.spec.engine != "hf":
+        raise UsageError(
+            "ab --engine vllm: not yet; run each variant with `run --engine vllm --json` and compare"
+        )
     loaded = load(options.spec)
     arms = _arms(loaded, build_inputs(loaded, options.spec), variants, options)
     runs = [arm.run for arm in arms]

@@ -18,10 +18,34 @@ from llmprof.cli.step_capture import StepCapture, after_repeats
 from llmprof.errors import UsageError, one_line
 
 if TYPE_CHECKING:  # the torch-free commands (report, compare) import the CLI without torch
+    from llmprof.analysis.record import RawRequest
     from llmprof.runfile import Run
     from llmprof.workloads.engines import Engine
     from llmprof.workloads.inputs import Inputs
     from llmprof.workloads.spec import Loaded, WorkloadSpec
+
+
+@dataclass
+class Call:
+    """One call's records (a generate() call's one; an engine's one per request it served) and whether it was a
+    warm-up; what the progress line and the warm-up's steadiness read."""
+
+    records: list[RawRequest]
+    warmup: bool
+
+    @property
+    def window(self) -> tuple[int, int]:
+        """From the first record's start to the last one's end, on the host clock."""
+        windows = [r.window for r in self.records]
+        return min(start for start, _ in windows), max(end for _, end in windows)
+
+    @property
+    def warnings(self) -> list[str]:
+        return [w for r in self.records for w in r.warnings]
+
+    @property
+    def tokens(self) -> int:
+        return sum(sum(r.tokens_per_sequence) for r in self.records)
 
 
 @dataclass
@@ -38,15 +62,27 @@ class Arm:
     loaded: Loaded
     described: dict[str, Any] = field(default_factory=dict)
     activate: Callable[[], None] | None = None
+    made: list[Call] = field(default_factory=list)  # the calls made and recorded, warm-ups included
 
     def __post_init__(self) -> None:
         self.run.config = self.spec.to_config(self.loaded, **self.described)
 
-    def call(self, warmup: bool) -> Any:
-        """One call of this variant: its record."""
+    def call(self, warmup: bool) -> list[RawRequest]:
+        """One call of this variant: its records."""
         if self.activate is not None:
             self.activate()
         return self.engine.call(self.inputs, warmup)
+
+    def record(self, warmup: bool) -> Call:
+        """One call of this variant, its records kept in the run."""
+        call = Call(self.call(warmup), warmup)
+        self.run.records += call.records
+        self.made.append(call)
+        return call
+
+    @property
+    def repeats_made(self) -> int:
+        return sum(not call.warmup for call in self.made)
 
     def close(self, status: int, since_ns: int | None = None) -> None:
         """Finish the run's record after its calls: telemetry (the samples since ``since_ns`` alone, when
@@ -60,29 +96,25 @@ class Arm:
         if run.telemetry is not None and since_ns is not None:
             run.telemetry = telemetry_window(run.telemetry, since_ns, time.monotonic_ns())
         run.interrupted = status != 0
-        warmups = [r for r in run.records if r.warmup]
+        warmups = [call for call in self.made if call.warmup]
         run.config = self.spec.to_config(self.loaded, **self.described, warmup_calls=len(warmups))
         if self.spec.warmup is None and status == 0 and not is_steady(warmups):
             was = f"variant {self.name} was " if self.name else ""
             print(f"llmprof: warning: {was}not steady after {len(warmups)} warm-up calls", file=sys.stderr)
 
 
-def calls(arms: list[Arm], repeats: int, warmup: int | None) -> Iterator[tuple[Arm, Any]]:
+def calls(arms: list[Arm], repeats: int, warmup: int | None) -> Iterator[tuple[Arm, Call]]:
     """Make the calls: each variant's warm-ups in turn (``warmup`` calls, None: until steady), then ``repeats``
-    rounds of one call each, every record appended to its arm's run as it comes and yielded with its arm."""
+    rounds of one call each, every call's records appended to its arm's run as they come, the call yielded with
+    its arm."""
     from llmprof.workloads.runner import warm_up
 
-    def call(arm: Arm, warm: bool) -> Any:
-        record = arm.call(warm)
-        arm.run.records.append(record)
-        return record
-
     for arm in arms:  # warm each variant (its compile and caches), then alternate the repeats
-        for record in warm_up(lambda arm=arm: call(arm, True), warmup):
-            yield arm, record
+        for call in warm_up(lambda arm=arm: arm.record(True), warmup):
+            yield arm, call
     for _ in range(repeats):
         for arm in arms:
-            yield arm, call(arm, False)
+            yield arm, arm.record(False)
 
 
 def measure(
@@ -97,8 +129,8 @@ def measure(
     total = spec.warmup + spec.repeats if spec.warmup is not None and len(arms) == 1 else None
     try:
         with interrupts.stopping():
-            for arm, record in calls(arms, spec.repeats, spec.warmup):
-                progress(len(arm.run.records), total, record, f"{arm.name} " if arm.name else "")
+            for arm, call in calls(arms, spec.repeats, spec.warmup):
+                progress(len(arm.made), total, call, f"{arm.name} " if arm.name else "")
             # after the repeats, which they would perturb: the variants' calls alternate
             after = [(f"variant {arm.name}: " if arm.name else "", _unmeasured(arm)) for arm in arms]
             for arm, kernels in zip(arms, after_repeats(after, capture, spec.max_new_tokens, device)):
@@ -106,7 +138,7 @@ def measure(
     except (KeyboardInterrupt, Exception) as exc:  # e.g. out of memory: keep what was measured
         if isinstance(exc, UsageError):
             raise
-        measured = min(len(arm.run.measured) for arm in arms)
+        measured = min(arm.repeats_made for arm in arms)
         print(failure(exc, measured, spec.repeats, failing, debug), file=sys.stderr)
         return 128 + interrupts.signal_number(exc) if isinstance(exc, KeyboardInterrupt) else 1
     return 0
@@ -116,15 +148,15 @@ def _unmeasured(arm: Arm) -> Callable[[], Any]:
     return lambda: arm.call(True)
 
 
-def progress(done: int, total: int | None, record: Any, name: str = "") -> None:
+def progress(done: int, total: int | None, call: Call, name: str = "") -> None:
     """One progress line per call: rewritten in place on a terminal, a line each in a log."""
     on_terminal = sys.stderr.isatty()
-    kind = "warm-up" if record.warmup else "repeat"
-    start, end = record.window
+    kind = "warm-up" if call.warmup else "repeat"
+    start, end = call.window
     seconds = (end - start) / 1e9
     of = f"/{total}" if total is not None else ""
     print(
-        f"[{done}{of}] {name}{kind} done: {sum(record.tokens_per_sequence)} tokens in {seconds:.2f} s",
+        f"[{done}{of}] {name}{kind} done: {call.tokens} tokens in {seconds:.2f} s",
         end="\r" if on_terminal and done != total else "\n",
         file=sys.stderr,
         flush=True,

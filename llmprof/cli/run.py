@@ -69,6 +69,8 @@ def main(args: argparse.Namespace) -> int:
         load_function(args.patch)  # a missing module or function fails before the model is loaded
     loop = load_function(args.loop, f"--loop {args.loop}") if args.loop else None
     options = parse_workload(args, compile=args.compile, patch=args.patch, loop=args.loop, tp=args.tp)
+    if options.spec.engine == "vllm":
+        return _profile_engine(options, capture, output, args.json, args.debug)
     loaded = load(options.spec)
     job = _Job(
         options, capture, output, args.json, loaded, build_inputs(loaded, options.spec), loop, args.debug
@@ -120,9 +122,42 @@ def _profile(job: _Job, ranks: Any) -> int:
     quiet = ranks is not None and ranks.quiet  # a rank other than 0 shows and writes nothing
     if ranks is not None:
         run.ranks = ranks.gathered(run.records)
+    return _finish(arm, status, None if quiet else job.json, None if quiet else job.output)
+
+
+def _profile_engine(
+    options: WorkloadOptions, capture: StepCapture, output: Output, json: str | None, debug: bool
+) -> int:
+    """Profile vLLM's engine in this process: a request per prompt of the batch, the engine's steps."""
+    from llmprof.errors import UsageError
+    from llmprof.runfile import Run
+    from llmprof.workloads import vllm_engine
+    from llmprof.workloads.engines import attached
+
+    if capture != StepCapture():
+        raise UsageError("--kernels, --nvtx and --cuda-profiler-range with --engine vllm: not yet")
+    spec = options.spec
+    loaded = vllm_engine.load(spec)
+    inputs = vllm_engine.build_inputs(loaded, spec)
+    engine = vllm_engine.VllmGenerate(loaded, options.telemetry)
+    print(f"llmprof: no roofline with --engine vllm: {vllm_engine.NO_ROOFLINE}", file=sys.stderr)
+    run = Run(config={}, environment=vllm_engine.environment())
+    arm = Arm("", spec, engine, inputs, run, inputs.loaded)
+    with attached([engine]):
+        status = measure([arm], capture, loaded.device, "llm.generate()", debug)
+    run.engine_steps = engine.profiler.steps
+    for dropped in engine.profiler.dropped:
+        print(f"llmprof: warning: {dropped}", file=sys.stderr)
+    return _finish(arm, status, json, output)
+
+
+def _finish(arm: Arm, status: int, json: str | None, output: Output | None) -> int:
+    """Close the run, save it to ``json`` and show it on ``output`` (None: neither, a quiet rank), the signals
+    deferred; the exit status."""
+    run = arm.run
     with interrupts.deferred() as caught:  # a signal now waits: the save and the table are not cut
         arm.close(status)
-        saved = save(run, None if quiet else job.json)
-        if run.measured and not quiet:
-            emit(run, job.output, only_copy=not (job.json and saved))
+        saved = save(run, json)
+        if run.measured and output is not None:
+            emit(run, output, only_copy=not (json and saved))
     return exit_status(status, caught, saved)

@@ -111,6 +111,8 @@ def main(args: argparse.Namespace) -> int:
     axes = sweep_axes({**given, "max_new_tokens": args.max_new_tokens}, args.prompt, args.variant)
     first = {name: values[0] for name, values in axes.items() if name in AXES and name != "depth"}
     options = parse_workload(args, **first)
+    if options.spec.engine != "hf":
+        raise UsageError("sweep --engine vllm: not yet; run each point with `run --engine vllm --json`")
     sweep = _sweep(axes, options.spec, args.resume)
     status = _measure(sweep, axes, options, path)
     return _finish(sweep, status, path, output)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from llmprof.cli.common import non_negative_int, positive_int, rate, seed
-from llmprof.workloads.spec import DEFAULT_PROMPT_LEN, WorkloadSpec
+from llmprof.workloads.spec import DEFAULT_PROMPT_LEN, ENGINES, WorkloadSpec
 
 if TYPE_CHECKING:  # the torch-free commands (report, compare) import the CLI without torch
     from llmprof.workloads.engines import TelemetryOptions
@@ -26,6 +26,16 @@ def sample_interval(text: str) -> float:
         raise argparse.ArgumentTypeError(
             str(exc) if "interval" in str(exc) else f"not a number: {text!r}"
         ) from None
+
+
+def engine_argument(text: str) -> tuple[str, Any]:
+    """argparse type: ``KEY=VALUE`` of --engine-arg."""
+    from llmprof.workloads.spec import engine_argument as parse
+
+    try:
+        return parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def warmup_count(text: str) -> int | None:
@@ -76,6 +86,22 @@ def add_workload_options(parser: argparse.ArgumentParser, axes: bool = False) ->
         metavar="N",
         help="unmeasured calls before the repeats, or 'auto': until 3 calls agree within 3%%"
         " (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="hf",
+        help="hf: transformers' generate(); vllm: vLLM's engine in this process, one request per prompt of the"
+        " batch (needs vLLM installed) (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--engine-arg",
+        action="append",
+        default=[],
+        type=engine_argument,
+        metavar="KEY=VALUE",
+        help="with --engine vllm: an argument of vllm.LLM (max_num_seqs=8, enforce_eager=true, ...; the value read"
+        " as JSON where it is, else as text; repeatable)",
     )
     parser.add_argument(
         "--device",
@@ -169,6 +195,8 @@ def parse_workload(args: argparse.Namespace, **fields: Any) -> WorkloadOptions:
         "memory_check": not args.no_memory_check,
         "repeats": args.repeats,
         "warmup": args.warmup,
+        "engine": args.engine,
+        "engine_args": tuple(args.engine_arg),
     }
     telemetry = TelemetryOptions(not args.no_telemetry, args.sample_interval)
     peaks = PeakOptions(args.peak_bandwidth, args.peak_flops, args.measure_peak)

@@ -9,7 +9,7 @@ import csv
 from typing import IO, Any
 
 from llmprof.analysis import registry
-from llmprof.analysis.registry import REQUEST, ROOFLINE, SPECULATIVE, STEP_METRICS
+from llmprof.analysis.registry import ENGINE, REQUEST, ROOFLINE, SPECULATIVE, STEP_METRICS
 from llmprof.analysis.roofline import Roofline
 from llmprof.analysis.telemetry import RequestTelemetry, requests_telemetry
 from llmprof.runfile import Run
@@ -52,7 +52,9 @@ def _roofline(run: Run) -> Roofline | None:
 
 def render(run: Run, out: IO[str]) -> None:
     """One row per recorded request, warm-ups included (flagged)."""
-    request_metrics = registry.metrics(REQUEST)
+    # an engine's metrics (the queue time) only in a run with an engine's requests: other CSVs stay as they were
+    engine = registry.metrics(ENGINE) if any(raw.engine is not None for raw in run.records) else []
+    request_metrics = registry.metrics(REQUEST) + engine
     roofline_metrics = registry.metrics(ROOFLINE)
     header = ["request", "warmup", "batch_size", "prompt_tokens", "tokens_per_sequence"]
     header += [m.column for m in request_metrics]

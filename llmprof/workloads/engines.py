@@ -44,8 +44,9 @@ class Engine(ABC):
     model: Any
 
     @abstractmethod
-    def call(self, inputs: Inputs, warmup: bool) -> RawRequest:
-        """One call on ``inputs``: its record, flagged warm-up or not; raises CaptureError when it recorded none."""
+    def call(self, inputs: Inputs, warmup: bool) -> list[RawRequest]:
+        """One call on ``inputs``: its records (one per request it served), flagged warm-up or not; raises
+        CaptureError when it recorded none."""
 
     @abstractmethod
     def attachments(self) -> list[Any]:
@@ -63,9 +64,9 @@ class Generate(Engine):
         self.profiler = profiler
         self.model = profiler.model
 
-    def call(self, inputs: Inputs, warmup: bool) -> RawRequest:
+    def call(self, inputs: Inputs, warmup: bool) -> list[RawRequest]:
         try:
-            return profiled_call(self.profiler, inputs.tensors, warmup, **inputs.generate_kwargs)
+            return [profiled_call(self.profiler, inputs.tensors, warmup, **inputs.generate_kwargs)]
         finally:
             inputs.restore()
 
@@ -94,9 +95,9 @@ class UserLoop(Engine):
         self.sampling, self.profiler = sampling, profiler
         self.sampler = None if sampling is None else sampling.sampler
 
-    def call(self, inputs: Inputs, warmup: bool) -> RawRequest:
+    def call(self, inputs: Inputs, warmup: bool) -> list[RawRequest]:
         call = self.loop if self.sampler is None else self._bracketed
-        return recorded_call(call, self.recorder, self.model, inputs.for_loop(self.spec), warmup)
+        return [recorded_call(call, self.recorder, self.model, inputs.for_loop(self.spec), warmup)]
 
     def _bracketed(self, model: Any, inputs: dict[str, Any], recorder: Any) -> Any:
         begin = self.sampler.begin_request()

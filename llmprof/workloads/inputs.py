@@ -88,6 +88,12 @@ def _prompts(loaded: LoadedModel, spec: WorkloadSpec) -> tuple[dict[str, Any], i
 def _synthetic_ids(loaded: LoadedModel, spec: WorkloadSpec) -> torch.Tensor:
     """``batch_size`` x ``prompt_length`` ids drawn with the spec's seed from the ordinary tokens."""
     vocab, special_ids = _vocabulary(loaded)
+    return synthetic_ids(vocab, special_ids, spec)
+
+
+def synthetic_ids(vocab: int, special_ids: set[int], spec: WorkloadSpec) -> torch.Tensor:
+    """``batch_size`` x ``prompt_length`` ids drawn with the spec's seed from ``range(vocab)`` less the
+    special ids; raises UsageError when nothing is left to draw from."""
     special = torch.tensor(sorted(special_ids), dtype=torch.long)
     allowed = torch.arange(vocab)[~torch.isin(torch.arange(vocab), special)]
     if not len(allowed):

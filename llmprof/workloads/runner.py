@@ -4,8 +4,8 @@ steady, and a sweep's context depth in a KV cache; the loop of warm-ups and repe
 from __future__ import annotations
 
 import statistics
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Protocol, TypeVar
 
 from llmprof.analysis.record import RawRequest
 from llmprof.capture.profiler import Profiler
@@ -31,8 +31,21 @@ def profiled_call(
     return profiler.records[-1]
 
 
+class TimedCall(Protocol):
+    """A call as warm-up judges it: a record, or the records of one engine call (``cli.measure.Call``)."""
+
+    @property
+    def window(self) -> tuple[int, int]: ...
+
+    @property
+    def warnings(self) -> list[str]: ...
+
+
+Timed = TypeVar("Timed", bound=TimedCall)
+
+
 def is_steady(
-    records: list[RawRequest], window: int = STEADY_WINDOW, tolerance: float = STEADY_TOLERANCE
+    records: Sequence[TimedCall], window: int = STEADY_WINDOW, tolerance: float = STEADY_TOLERANCE
 ) -> bool:
     """Whether the last ``window`` calls took the same time within ``tolerance`` of their median, none of them
     compiling a new graph (torch.compile)."""
@@ -44,10 +57,10 @@ def is_steady(
 
 
 def warm_up(
-    call: Callable[[], RawRequest], count: int | None, max_calls: int = STEADY_MAX_CALLS
-) -> Iterator[RawRequest]:
+    call: Callable[[], Timed], count: int | None, max_calls: int = STEADY_MAX_CALLS
+) -> Iterator[Timed]:
     """``count`` warm-up calls, or (``count`` None) calls until :func:`is_steady`, at most ``max_calls``."""
-    records: list[RawRequest] = []
+    records: list[Timed] = []
     while (
         (len(records) < count) if count is not None else not (is_steady(records) or len(records) >= max_calls)
     ):

@@ -5,13 +5,27 @@ is the only writer of a run's config."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
 from llmprof.analysis.config_keys import config_of
 
 DEFAULT_PROMPT_LEN = 128
-ENGINES = ("hf",)  # transformers' generate(), or the user's decode loop on a transformers model (``loop``)
+# transformers' generate() (or the user's decode loop on a transformers model: ``loop``); vLLM's engine in this process
+ENGINES = ("hf", "vllm")
+
+
+def engine_argument(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` of ``--engine-arg``: the value read as JSON where it is (``8``, ``true``, ``{"a": 1}``),
+    else as text; raises ValueError for no ``=`` or no key."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip().isidentifier():
+        raise ValueError(f"expected KEY=VALUE with KEY an argument of vllm.LLM, got {text!r}")
+    try:
+        return key.strip(), json.loads(value)
+    except json.JSONDecodeError:
+        return key.strip(), value
 
 
 @dataclass(frozen=True)
@@ -31,7 +45,7 @@ class WorkloadSpec:
     """One workload: ``prompt`` text or a synthetic prompt of ``prompt_len`` ids (default 128); ``depth`` tokens
     already in the KV cache before it (a sweep's); ``warmup`` None: until steady; ``attn_implementation``,
     ``compile``, ``patch`` and ``loop`` the kernel-swap settings (``loop``: the user's decode loop instead of
-    generate())."""
+    generate()); ``engine``: ``hf`` (transformers) or ``vllm``, built with ``engine_args``."""
 
     model: str = "demo"
     engine: str = "hf"
@@ -54,6 +68,7 @@ class WorkloadSpec:
     compile: bool = False
     patch: str | None = None
     loop: str | None = None
+    engine_args: tuple[tuple[str, Any], ...] = ()  # an engine's own arguments (vllm.LLM's), in order
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
@@ -67,10 +82,12 @@ class WorkloadSpec:
         return self.prompt_len or DEFAULT_PROMPT_LEN
 
     def shared(self) -> dict[str, Any]:
-        """What every point of a sweep of this spec holds in common (the config's shared keys), as given."""
+        """What every point of a sweep of this spec holds in common (the config's shared keys), as given; the
+        engine's keys only for an engine other than transformers'."""
         from llmprof.analysis.config_keys import SHARED
 
-        return {name: getattr(self, name) for name in SHARED}
+        values = {name: getattr(self, name) for name in SHARED} | {"engine_args": dict(self.engine_args)}
+        return {k: v for k, v in values.items() if self.engine != "hf" or k not in ("engine", "engine_args")}
 
     def to_config(
         self,
@@ -87,8 +104,12 @@ class WorkloadSpec:
         settings: list[tuple[str, Any]] = []
         if sweep_point is None:  # a sweep's variant is named by "variant" alone
             settings = [("compile", self.compile), ("patch", self.patch), ("loop", self.loop)]
+        engine = (
+            [("engine", self.engine), ("engine_args", dict(self.engine_args))] if self.engine != "hf" else []
+        )
         items = [
             ("model", self.model),
+            *engine,
             ("device", loaded.device),
             *([("device_map", self.device_map)] if self.device_map else []),
             ("dtype", loaded.dtype),

@@ -1,0 +1,186 @@
+"""vLLM's engine profiled in-process, on the demo model served by vLLM's CPU build (CI's vLLM stage; the main
+stage skips these tests, the vLLM stage sets LLMPROF_REQUIRE_VLLM=1 so that they fail when vLLM cannot be
+imported). One engine is built for the module (about 40 s); the CLI's tests build their own."""
+
+from __future__ import annotations
+
+import os
+import types
+from collections import deque
+
+import pytest
+
+if os.environ.get("LLMPROF_REQUIRE_VLLM") != "1":
+    pytest.importorskip("vllm", reason="vLLM is not installed (CI's vLLM stage runs these)")
+
+from run_cli import run_in_process
+
+import llmprof
+from llmprof.analysis.metrics import compute_request
+from llmprof.analysis.record import Label
+from llmprof.capture.vllm_engine import UNTESTED_OK, VllmProfiler, engine_core
+from llmprof.errors import CaptureError
+from llmprof.runfile import load_run
+
+pytestmark = pytest.mark.vllm
+ENGINE = {"max_num_seqs": 8, "enforce_eager": True, "max_model_len": 256, "seed": 0, "dtype": "float32"}
+
+
+@pytest.fixture(scope="module")
+def llm():
+    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # the engine core in this process
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB: vLLM takes most of the memory otherwise
+    from vllm import LLM
+
+    from llmprof.workloads.demo import demo_path
+
+    return LLM(model=str(demo_path()), disable_log_stats=False, **ENGINE)
+
+
+def prompts(n: int, length: int = 12) -> list:
+    from vllm import TokensPrompt
+
+    return [
+        TokensPrompt(prompt_token_ids=[(7 * i + 3 * k) % 200 + 10 for k in range(length)]) for i in range(n)
+    ]
+
+
+def greedy(max_tokens: int, **options):
+    from vllm import SamplingParams
+
+    return SamplingParams(max_tokens=max_tokens, temperature=0.0, **options)
+
+
+def steps_at(prof: VllmProfiler, sampled_ns: int) -> list[int]:
+    return [i for i, t in enumerate(prof.steps["sampled_ns"]) if t == sampled_ns]
+
+
+def test_each_request_gets_its_exact_tokens_and_every_token_time_is_its_steps_end_of_sampling(llm):
+    probe = llm.generate(prompts(1), greedy(6, ignore_eos=True), use_tqdm=False)[0].outputs[0].token_ids
+    stop = probe[2]  # the third token the first prompt makes: a stop token for it
+    params = [greedy(5, ignore_eos=True), greedy(9, ignore_eos=True), greedy(3, ignore_eos=True)]
+    params.append(greedy(12, stop_token_ids=[stop]))
+    with llmprof.profile(llm, telemetry=False) as prof:
+        outputs = llm.generate(prompts(3) + prompts(1), params, use_tqdm=False)
+    records = prof.take(0)
+    assert [r.engine["request_id"] for r in records] == [o.request_id for o in outputs]
+    assert [r.tokens_per_sequence for r in records] == [[len(o.outputs[0].token_ids)] for o in outputs]
+    assert [r.tokens_per_sequence for r in records] == [[5], [9], [3], [3]]
+    assert [r.engine["finish_reason"] for r in records] == ["length", "length", "length", "stop"]
+    steps = prof.steps
+    for record in records:
+        labels = record.label
+        assert labels[:2] == [Label.REQUEST_START, Label.SCHEDULED] and labels[-1] == Label.REQUEST_END
+        for label, t in zip(labels, record.host_ns):
+            if label == Label.TOKEN:  # T_k: the end of sampling of the one step that produced it
+                (step,) = steps_at(prof, t)
+                assert steps["begin_ns"][step] <= steps["forward_end_ns"][step] <= t <= steps["end_ns"][step]
+        assert record.host_ns == sorted(record.host_ns)
+    assert sum(steps["prefill_tokens"]) == 4 * 12
+    assert sum(steps["decode_tokens"]) == sum(sum(r.tokens_per_sequence) - 1 for r in records)
+
+
+def test_token_times_are_never_later_than_vllms_own_and_ttft_agrees(llm):
+    with llmprof.profile(llm, telemetry=False) as prof:
+        outputs = llm.generate(
+            prompts(4), [greedy(8 + 2 * i, ignore_eos=True) for i in range(4)], use_tqdm=False
+        )
+    for output, record in zip(outputs, prof.take(0)):
+        metrics = compute_request(record)
+        stats = output.metrics  # vLLM's RequestStateStats: monotonic seconds, stamped in output processing
+        tokens = [t for label, t in zip(record.label, record.host_ns) if label == Label.TOKEN]
+        step = steps_at(prof, tokens[0])[0]
+        # vLLM stamps a token when the scheduler updates the request with the step's output: after llmprof's end
+        # of sampling, within the step's output update (1 us for the float seconds vLLM keeps)
+        assert tokens[0] <= stats.first_token_ts * 1e9 <= prof.steps["end_ns"][step] + 1000
+        assert tokens[-1] <= stats.last_token_ts * 1e9
+        # TTFT from the same arrival: llmprof's no later than vLLM's (the wall-to-monotonic offset is < 1 ms)
+        assert metrics.ttft <= stats.first_token_latency + 1e-3
+        assert stats.first_token_latency - metrics.ttft < 0.5  # the gap is output processing, not a step
+        assert metrics.output_tokens == [stats.num_generation_tokens]
+
+
+def test_requests_added_while_the_engine_steps_count_ttft_from_their_own_arrival(llm):
+    engine = llm.llm_engine
+    with llmprof.profile(llm, telemetry=False) as prof:
+        for i, prompt in enumerate(prompts(6)):  # one request a step, joining the running batch
+            engine.add_request(f"late-{i}", prompt, greedy(6, ignore_eos=True))
+            engine.step()
+        while engine.has_unfinished_requests():
+            engine.step()
+    records = prof.take(0)
+    assert [r.engine["request_id"].split("-")[1] for r in records] == [str(i) for i in range(6)]
+    arrivals = [r.host_ns[0] for r in records]
+    assert arrivals == sorted(arrivals) and len(set(arrivals)) == 6
+    for record in records:  # TTFT from its own arrival: first token - arrival, not from the first request's
+        metrics = compute_request(record)
+        assert metrics.ttft == pytest.approx((record.host_ns[2] - record.host_ns[0]) / 1e9)
+        assert metrics.queue == pytest.approx((record.host_ns[1] - record.host_ns[0]) / 1e9)
+    steps = prof.steps
+    assert steps["requests"][:6] == [1, 2, 3, 4, 5, 6]  # each step's batch: the requests joined so far
+
+
+def test_requests_past_max_num_seqs_wait_in_the_queue(llm):
+    engine = llm.llm_engine
+    with llmprof.profile(llm, telemetry=False) as prof:
+        for i, prompt in enumerate(prompts(10)):  # 10 requests for 8 places: the last 2 wait for a finish
+            engine.add_request(f"queued-{i}", prompt, greedy(4 + (i < 8), ignore_eos=True))
+        while engine.has_unfinished_requests():
+            engine.step()
+    records = prof.take(0)
+    queue = [compute_request(r).queue for r in records]
+    first_finish = min(r.host_ns[-1] for r in records[:8])
+    assert all(r.host_ns[1] >= first_finish for r in records[8:])  # scheduled once a place was free
+    assert min(queue[8:]) > max(queue[:8])
+    assert max(prof.steps["requests"]) == 8
+
+
+def test_the_refusals_are_one_line(llm, monkeypatch):
+    import vllm
+
+    remote = types.SimpleNamespace(llm_engine=types.SimpleNamespace(engine_core=types.SimpleNamespace()))
+    with pytest.raises(CaptureError, match="VLLM_ENABLE_V1_MULTIPROCESSING=0"):
+        engine_core(remote)
+    overlapping = types.SimpleNamespace(scheduler=1, model_executor=1, batch_queue=deque())
+    with pytest.raises(CaptureError, match="async scheduling"):
+        engine_core(types.SimpleNamespace(engine_core=types.SimpleNamespace(engine_core=overlapping)))
+    monkeypatch.setattr(vllm, "__version__", "0.99.1")
+    with pytest.raises(CaptureError, match=r"vLLM 0.99.1 is not tested with llmprof \(tested: 0.32.x\)"):
+        engine_core(llm)
+    monkeypatch.setenv(UNTESTED_OK, "1")
+    assert engine_core(llm) is llm.llm_engine.engine_core.engine_core
+    with pytest.raises(TypeError, match=r"llmprof.profile\(llm\)"):
+        llmprof.Profiler(llm)
+
+
+def test_run_engine_vllm_end_to_end_then_report_in_every_format(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("VLLM_CPU_KVCACHE_SPACE", "1")
+    path = tmp_path / "run.json"
+    args = ["run", "--engine", "vllm", "--batch-size", "3", "--prompt-len", "10", "--max-new-tokens", "6"]
+    args += ["--ignore-eos", "--repeats", "2", "--warmup", "1", "--dtype", "float32", "--no-telemetry"]
+    args += [f"--engine-arg={k}={str(v).lower()}" for k, v in ENGINE.items() if k not in ("seed", "dtype")]
+    result = run_in_process(capsys, *args, "--json", str(path))
+    assert result.returncode == 0, result.stderr
+    run = load_run(path)
+    assert run.config["engine"] == "vllm" and run.config["engine_args"]["max_num_seqs"] == 8
+    assert run.environment["versions"]["vllm"].startswith("0.32")
+    assert len(run.measured) == 2 * 3 and all(r.tokens_per_sequence == [6] for r in run.measured)
+    assert len(run.records) == 3 * 3 and run.engine_steps is not None
+    assert "[3/3] repeat done: 18 tokens" in result.stderr
+    for fmt in ("table", "md", "csv", "json", "trace", "perfetto", "plot"):
+        out = tmp_path / f"out.{fmt}"
+        shown = run_in_process(capsys, "report", str(path), "--format", fmt, "-o", str(out))
+        assert shown.returncode == 0, (fmt, shown.stderr)
+        assert out.stat().st_size > 100, fmt
+
+
+def test_run_engine_vllm_refuses_what_it_does_not_take(capsys):
+    result = run_in_process(capsys, "run", "--engine", "vllm", "--compile")
+    assert result.returncode == 2 and "--compile with --engine vllm" in result.stderr
+    result = run_in_process(capsys, "run", "--engine", "vllm", "--kernels", "2")
+    assert (
+        result.returncode == 2
+        and "--kernels, --nvtx and --cuda-profiler-range with --engine vllm" in result.stderr
+    )
+    result = run_in_process(capsys, "ab", "--engine", "vllm", "--b", "attn=eager")
+    assert result.returncode == 2 and "ab --engine vllm: not yet" in result.stderr
