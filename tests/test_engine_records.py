@@ -1,5 +1,6 @@
 """An engine's records and steps (vLLM) built by hand, no vLLM: their metrics exactly (queue time among them),
-the run file round trip, refusals of malformed ones, and every report format of a run that holds them."""
+the run file round trip, refusals of malformed ones, every report format of a run that holds them, and vLLM's own
+accounting (its TTFT and token stamps) beside llmprof's."""
 
 from __future__ import annotations
 
@@ -78,6 +79,21 @@ def engine_run(with_steps: bool = True) -> Run:
     )
 
 
+def reported_run(after_ms: tuple[tuple[float, float], ...] = ((0.2, 0.3), (0.3, 0.5), (0.4, 0.4))) -> Run:
+    """:func:`engine_run` with vLLM's figures on its measured requests 1, 2, 3: their first and last token
+    stamped ``after_ms`` after llmprof's T_1 and T_4, their TTFT by vLLM 0.05 ms short of the first stamp."""
+    run = engine_run()
+    for raw, (first, last) in zip(run.records[1:], after_ms):
+        start = raw.host_ns[0]
+        first_ns, last_ns = raw.host_ns[2] + round(first * MS), raw.host_ns[-2] + round(last * MS)
+        raw.engine["reported"] = {
+            "ttft_s": (first_ns - start - 50_000) * 1e-9,
+            "first_token_ns": first_ns,
+            "last_token_ns": last_ns,
+        }
+    return run
+
+
 def test_an_engine_request_has_the_metrics_of_its_marks_and_its_queue_time():
     m = compute_request(engine_request(1))
     assert m.ttft == pytest.approx(0.010, abs=1e-12)
@@ -103,7 +119,7 @@ def test_a_record_without_a_scheduled_mark_has_no_queue_time():
 
 @pytest.mark.parametrize("compact", [True, False])
 def test_the_engine_entry_and_steps_round_trip(tmp_path, compact):
-    run = engine_run()
+    run = reported_run()
     run.records[2].engine["finish_reason"] = None
     path = tmp_path / "run.json"
     if compact:
@@ -142,6 +158,12 @@ def _set(path: str, value):
     return change
 
 
+def _reported(**changes):
+    """Request 1's vLLM figures, well formed but for ``changes`` (a None drops the field)."""
+    reported = {"ttft_s": 0.01, "first_token_ns": T0 + 110 * MS, "last_token_ns": T0 + 125 * MS} | changes
+    return _set("requests.1.engine.reported", {k: v for k, v in reported.items() if v is not None})
+
+
 def _scheduled_first(document: dict) -> None:
     """Request 1 scheduled before it arrived: its SCHEDULED mark first."""
     document["requests"][1]["marks"]["label"][:2] = [int(Label.SCHEDULED), int(Label.REQUEST_START)]
@@ -170,6 +192,28 @@ def _scheduled_first(document: dict) -> None:
         ),
         (_set("requests.1.engine.port", "8000"), "requests[1].engine: unknown fields ['port']"),
         (_set("requests.1.marks.host_ns.1", T0 + 100 * MS - 1), "requests[1].marks.host_ns[1]: not monotone"),
+        (
+            _set("requests.1.engine.reported", None),
+            "requests[1].engine.reported: an object is needed, not null",
+        ),
+        (_reported(first_token_ns=None), "requests[1].engine.reported.first_token_ns: missing"),
+        (_reported(tpot_s=0.005), "requests[1].engine.reported: unknown fields ['tpot_s']"),
+        (_reported(ttft_s="fast"), "requests[1].engine.reported.ttft_s: a number is needed, not str 'fast'"),
+        (_reported(ttft_s=True), "requests[1].engine.reported.ttft_s: a number is needed, not bool"),
+        (_reported(ttft_s=-0.001), "requests[1].engine.reported.ttft_s: -0.001 is out of range (0..1e+06)"),
+        (_reported(ttft_s=2e6), "requests[1].engine.reported.ttft_s: 2000000.0 is out of range (0..1e+06)"),
+        (
+            _reported(first_token_ns=1.5),
+            "requests[1].engine.reported.first_token_ns: an integer is needed, not float 1.5",
+        ),
+        (
+            _reported(last_token_ns=2**63),
+            f"requests[1].engine.reported.last_token_ns: {2**63} is out of range",
+        ),
+        (
+            _reported(last_token_ns=T0 + 110 * MS - 1),
+            "requests[1].engine.reported.last_token_ns: earlier than its first_token_ns",
+        ),
         (_scheduled_first, "requests[1]: queue time -0.002 s is not within 0..TTFT (0.008 s)"),
     ],
 )
@@ -235,4 +279,61 @@ def test_a_run_without_engine_data_has_no_engine_section_nor_queue_time():
     for fmt in ("table", "md"):
         text = render(run, fmt)
         assert "Engine steps" not in text and "queue time" not in text
+        assert "| 3 repeats after 1 warm-up" in text and "host-bound share: not available" in text
     assert "queue" not in render(run, "csv").splitlines()[0]
+
+
+def test_vllms_own_accounting_is_shown_beside_llmprofs():
+    md = render(reported_run(), "md")
+    assert (
+        "#### vLLM's own accounting (3 requests)\n\n"
+        "| measure | median | max |\n"
+        "| --- | ---: | ---: |\n"
+        "| TTFT, llmprof (ms) | 10.00 | 10.00 |\n"
+        "| TTFT, vLLM (ms) | 10.25 | 10.35 |\n"
+        "| vLLM's first token - T_1 (ms) | 0.300 | 0.400 |\n"
+        "| vLLM's last token - last T_k (ms) | 0.400 | 0.500 |\n"
+    ) in md
+    assert (
+        "- vLLM's own accounting: vLLM stamps a token when its scheduler updates the request with the step's"
+        " output (the step's output update, after sampling): llmprof's T_k is the end of sampling\n"
+    ) in md
+    assert "later than vLLM's" not in md
+
+
+def test_llmprof_later_than_vllm_is_a_warning_and_requests_without_its_figures_are_counted():
+    run = reported_run(((0.2, -0.1), (-0.3, 0.5)))
+    md = render(run, "md")
+    assert "#### vLLM's own accounting (2 of 3 requests)" in md
+    assert "| vLLM's first token - T_1 (ms) | -0.050 | 0.200 |" in md
+    assert "| vLLM's last token - last T_k (ms) | 0.200 | 0.500 |" in md
+    assert (
+        "- warning: llmprof's T_1 is later than vLLM's first token stamp in 1 of 2 requests (by up to 0.300 ms):"
+        " it should never happen\n"
+        "- warning: llmprof's last T_k is later than vLLM's last token stamp in 1 of 2 requests (by up to 0.100"
+        " ms): it should never happen\n"
+    ) in md
+
+
+def test_vllms_accounting_fits_80_columns(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    text = render(reported_run(((0.2, -0.1), (0.3, 0.5))), "table")
+    assert "vLLM's own accounting (2 of 3 requests)" in text and "│ TTFT, vLLM (ms)" in text
+    assert max(len(line) for line in text.splitlines()) <= 80
+
+
+def test_a_run_without_vllms_figures_has_no_accounting():
+    for fmt in ("table", "md"):
+        assert "own accounting" not in render(engine_run(), fmt)
+
+
+@pytest.mark.parametrize(
+    "repeats, header",
+    [(3, "| 3 requests in 3 repeats after 1 warm-up"), (None, "| 3 requests after 1 warm-up")],
+)
+def test_the_header_of_an_engine_run_counts_its_requests_and_repeats(repeats, header):
+    run = engine_run()
+    if repeats is not None:
+        run.config["repeats"] = repeats
+    md = render(run, "md")
+    assert md.splitlines()[0].endswith(header) and "host-bound share" not in md

@@ -53,6 +53,20 @@ def _span(values: list[int]) -> str:
     return f"{values[0]}..{values[-1]}" if len(values) > 1 else (str(values[0]) if values else "-")
 
 
+def served_by_engine(run: Run) -> bool:
+    """Whether the run's records are an inference engine's requests (vLLM's), not generate() calls."""
+    return any(raw.engine is not None for raw in run.records)
+
+
+def _measured(run: Run) -> str:
+    """``5 repeats``; for an engine's requests ``20 requests in 5 repeats`` (the config's repeats, left out
+    where the run does not hold them)."""
+    if not served_by_engine(run):
+        return f"{len(run.measured)} repeats"
+    repeats = value(run.config, "repeats")
+    return f"{len(run.measured)} requests" + (f" in {repeats} repeats" if repeats is not None else "")
+
+
 def run_header(run: Run) -> str:
     """One line saying what was measured: the run's config, else what its records hold; a part known to
     neither is left out (a Recorder loop has no max_new_tokens)."""
@@ -69,7 +83,7 @@ def run_header(run: Run) -> str:
     return (
         f"{where} ({setup}) | batch {batch} | prompt {prompt} tok | output {output} tok/seq"
         + (f" (max {limit})" if limit is not None else "")
-        + f" | {len(measured)} repeats after {warmups} warm-up"
+        + f" | {_measured(run)} after {warmups} warm-up"
         + (" (auto: until steady)" if value(c, "warmup") == "auto" else "")
     )
 
@@ -95,8 +109,8 @@ def summary_sections(run: Run) -> tuple[list[Section], list[str]]:
         notes.append("interrupted: only the repeats completed before the interruption are shown")
     telemetry = requests_telemetry(run.telemetry, run.measured) if run.telemetry is not None else []
     notes += measured_warnings(run, telemetry)
-    if "host_bound_share" not in summaries and run.measured:
-        notes.append(HOST_TIMELINE_NOTE)
+    if "host_bound_share" not in summaries and run.measured and not served_by_engine(run):
+        notes.append(HOST_TIMELINE_NOTE)  # of generate()'s forwards
     if run.roofline is not None and run.measured:
         section, roofline_notes = _roofline_section(run)
         sections.append(section)
