@@ -183,4 +183,117 @@ def test_run_engine_vllm_refuses_what_it_does_not_take(capsys):
         and "--kernels, --nvtx and --cuda-profiler-range with --engine vllm" in result.stderr
     )
     result = run_in_process(capsys, "ab", "--engine", "vllm", "--b", "attn=eager")
-    assert result.returncode == 2 and "ab --engine vllm: not yet" in result.stderr
+    assert result.returncode == 2 and "variant B: attn= is not for engine=vllm" in result.stderr
+
+
+SLOW_MLP = """
+import time
+
+
+def slower(model):
+    for layer in model.model.layers:  # every MLP 10 ms slower: the forward phase of every step
+        forward = layer.mlp.forward
+
+        def slow(*args, _forward=forward, **kwargs):
+            time.sleep(0.01)
+            return _forward(*args, **kwargs)
+
+        layer.mlp.forward = slow
+"""
+
+
+def engine_args() -> list[str]:
+    return [f"--engine-arg={k}={str(v).lower()}" for k, v in ENGINE.items() if k not in ("seed", "dtype")]
+
+
+def forward_ms(run) -> float:
+    import statistics
+
+    steps = run.engine_steps
+    rows = [i for i, warm in enumerate(steps["warmup"]) if not warm]
+    return statistics.median((steps["forward_end_ns"][i] - steps["scheduled_ns"][i]) / 1e6 for i in rows)
+
+
+def test_ab_a_patch_that_slows_the_mlp_shows_in_the_steps_and_the_verdict(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("VLLM_CPU_KVCACHE_SPACE", "1")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "llmprof_test_slow_vllm.py").write_text(SLOW_MLP)
+    args = "ab --engine vllm --b patch=llmprof_test_slow_vllm:slower --batch-size 2 --prompt-len 8"
+    args += (
+        " --max-new-tokens 8 --ignore-eos --warmup 2 --repeats 6 --dtype float32 --no-telemetry --format md"
+    )
+    args = [*args.split(), *engine_args(), "--json-a", "a.json", "--json-b", "b.json"]
+    result = run_in_process(capsys, *args)
+    assert result.returncode == 0, result.stderr
+    a, b = load_run(tmp_path / "a.json"), load_run(tmp_path / "b.json")
+    layers = 6 * 10.0  # the demo's six MLPs, 10 ms each, in every forward
+    assert forward_ms(b) >= forward_ms(a) + layers * 0.9
+    tpot = next(line for line in result.stdout.splitlines() if line.startswith("| TPOT"))
+    assert tpot.endswith("slower |"), tpot
+    assert b.config["variant"]["patch"] == "llmprof_test_slow_vllm:slower" and b.config["engine"] == "vllm"
+
+
+def test_ab_generate_against_vllm_on_the_same_prompts(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("VLLM_CPU_KVCACHE_SPACE", "1")
+    args = ["ab", "--a", "engine=hf", "--b", "engine=vllm", *engine_args(), "--batch-size", "2"]
+    args += [
+        "--prompt-len",
+        "8",
+        "--max-new-tokens",
+        "6",
+        "--ignore-eos",
+        "--repeats",
+        "4",
+        "--dtype",
+        "float32",
+    ]
+    args += [
+        "--no-telemetry",
+        "--format",
+        "md",
+        "--json-a",
+        str(tmp_path / "a.json"),
+        "--json-b",
+        str(tmp_path / "b.json"),
+    ]
+    result = run_in_process(capsys, *args)
+    assert result.returncode == 0, result.stderr
+    a, b = load_run(tmp_path / "a.json"), load_run(tmp_path / "b.json")
+    assert [r.tokens_per_sequence for r in a.measured] == [[6, 6]] * 4
+    assert [r.tokens_per_sequence for r in b.measured] == [[6]] * 8
+    assert a.config["prompt_tokens"] == b.config["prompt_tokens"] == 8
+    # a batch's throughput against one request's is no comparison: said, never a verdict
+    tps = next(line for line in result.stdout.splitlines() if line.startswith("| TPS"))
+    assert "not comparable: a generate() batch against an engine's requests" in tps
+    assert "engine differs" not in result.stdout and "attn differs" not in result.stdout
+
+
+def test_request_rate_adds_each_request_at_its_seeded_poisson_arrival(capsys, tmp_path, monkeypatch):
+    import itertools
+    import random
+
+    monkeypatch.setenv("VLLM_CPU_KVCACHE_SPACE", "1")
+    path = tmp_path / "rate.json"
+    args = "run --engine vllm --request-rate 20 --batch-size 6 --prompt-len 8 --max-new-tokens 6 --ignore-eos"
+    args += " --repeats 1 --warmup 0 --seed 3 --dtype float32 --no-telemetry"
+    result = run_in_process(capsys, *args.split(), *engine_args(), "--json", str(path))
+    assert result.returncode == 0, result.stderr
+    run = load_run(path)
+    assert run.config["request_rate"] == 20.0 and len(run.measured) == 6
+    rng = random.Random(3)  # the arrivals the seed draws, the same every call
+    offsets = [0.0, *itertools.accumulate(rng.expovariate(20.0) for _ in range(5))]
+    starts = [r.host_ns[0] for r in run.measured]
+    assert [(t - starts[0]) / 1e9 for t in starts] == pytest.approx(offsets, abs=1e-4)
+    for record in run.measured:  # each TTFT from its own arrival, its queueing inside
+        metrics = compute_request(record)
+        assert metrics.ttft == pytest.approx((record.host_ns[2] - record.host_ns[0]) / 1e9)
+        assert metrics.queue >= 0
+
+
+def test_engine_options_go_with_an_engine(capsys):
+    result = run_in_process(capsys, "run", "--engine-arg", "max_num_seqs=8")
+    assert result.returncode == 2 and "--engine-arg goes with --engine vllm" in result.stderr
+    result = run_in_process(capsys, "run", "--request-rate", "4")
+    assert result.returncode == 2 and "--request-rate goes with --engine vllm" in result.stderr
+    result = run_in_process(capsys, "run", "--request-rate", "0")
+    assert result.returncode == 2 and "requests per second > 0" in result.stderr

@@ -24,6 +24,9 @@ TOO_FEW = f"too few repeats (< {MIN_REPEATS})"
 # parts that generate() has and a decode loop of one's own does not: its input preparation before the prefill
 GENERATE_ONLY = ("host_prep",)
 LOOP_VS_GENERATE = "not comparable: generate() against a loop"
+# a request's throughput: of a generate() call's whole batch, of one of an engine's requests (a sequence each)
+PER_REQUEST_THROUGHPUT = ("tps", "decode_tps", "prefill_tps")
+BATCH_VS_REQUESTS = "not comparable: a generate() batch against an engine's requests"
 # what must match between two runs for a comparison to isolate one variable: (where, key, label), the config's
 # setup keys first
 SETUP_KEYS = [("config", key.name, key.label) for key in SETUP] + [
@@ -119,16 +122,24 @@ def compare_runs(a: ComparedRun, b: ComparedRun) -> list[Comparison]:
     one side ran generate() and the other a loop of its own, a part only generate() has gets no verdict."""
     metrics_a, metrics_b = a.metrics(), b.metrics()
     one_loop = bool(value(a.config, "loop")) != bool(value(b.config, "loop"))
+    one_engine = bool(value(a.config, "engine")) != bool(value(b.config, "engine"))
     out = []
     for metric in compared():
         get = metric.get
         comparison = compare_values(metric.name, [get(m) for m in metrics_a], [get(m) for m in metrics_b])
-        if comparison is not None and one_loop and metric.name in GENERATE_ONLY:
-            nan = float("nan")
-            comparison = replace(comparison, ci_low=nan, ci_high=nan, verdict=LOOP_VS_GENERATE)
-        if comparison is not None:
-            out.append(comparison)
+        if comparison is None:
+            continue
+        if one_loop and metric.name in GENERATE_ONLY:
+            comparison = _not_comparable(comparison, LOOP_VS_GENERATE)
+        elif one_engine and metric.name in PER_REQUEST_THROUGHPUT:
+            comparison = _not_comparable(comparison, BATCH_VS_REQUESTS)
+        out.append(comparison)
     return out
+
+
+def _not_comparable(comparison: Comparison, why: str) -> Comparison:
+    nan = float("nan")
+    return replace(comparison, ci_low=nan, ci_high=nan, verdict=why)
 
 
 def _lookup(run: ComparedRun, where: str, key: str | tuple[str, ...]) -> Any:

@@ -17,6 +17,7 @@ from dataclasses import replace
 from typing import Any
 
 from llmprof.analysis.config_keys import VARIANT as SETTINGS  # what a variant sets in its run's config
+from llmprof.analysis.config_keys import value
 from llmprof.cli import interrupts
 from llmprof.cli.common import check_distinct, check_output_path
 from llmprof.cli.compare import add_comparison_output, emit_comparison, failed_thresholds
@@ -24,7 +25,7 @@ from llmprof.cli.measure import Arm, exit_status, measure, save
 from llmprof.cli.output import Output, output_of
 from llmprof.cli.ranks import refuse_under_torchrun
 from llmprof.cli.step_capture import StepCapture, add_step_capture_options
-from llmprof.cli.workload import add_workload_options, parse_workload
+from llmprof.cli.workload import add_workload_options, parse_workload, refuse_engine_options
 from llmprof.errors import UsageError
 
 
@@ -49,8 +50,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     """Run both variants interleaved and compare them; returns the exit status."""
     refuse_under_torchrun("ab")
-    from llmprof.workloads.engines import attached, load
-    from llmprof.workloads.inputs import build_inputs
+    from llmprof.workloads.engines import attached
     from llmprof.workloads.variants import Variant
 
     for path, option in ((args.json_a, "--json-a"), (args.json_b, "--json-b")):
@@ -64,18 +64,26 @@ def main(args: argparse.Namespace) -> int:
         Variant.parse(name, _with_loop(items, args.loop)) for name, items in (("A", args.a), ("B", args.b))
     ]
     options = parse_workload(args)
-    if options.spec.engine != "hf":
-        raise UsageError(
-            "ab --engine vllm: not yet; run each variant with `run --engine vllm --json` and compare"
-        )
-    loaded = load(options.spec)
-    arms = _arms(loaded, build_inputs(loaded, options.spec), variants, options)
+    engines = [v.engine or options.spec.engine for v in variants]  # a variant's, else --engine's
+    if engines == ["hf", "hf"]:
+        refuse_engine_options(options.spec)
+    elif options.spec.request_rate is not None and "hf" in engines:
+        raise UsageError("--request-rate against generate(), which takes its batch at once: no comparison")
+    if capture != StepCapture() and "vllm" in engines:
+        raise UsageError("--kernels, --nvtx and --cuda-profiler-range with a vllm variant: not yet")
+    for variant, engine in zip(variants, engines):  # before anything loads
+        for key in ("attn", "compile", "loop"):
+            if engine != "hf" and getattr(variant, key):
+                raise UsageError(
+                    f"variant {variant.name}: {key}= is not for engine=vllm (engine-arg=... instead)"
+                )
+    arms, device = _all_arms(variants, engines, options)
     runs = [arm.run for arm in arms]
     if same_variant(runs):  # said before the work too, so that a mistyped A/B can be stopped at once
         print(f"llmprof: warning: {same_variant(runs)}", file=sys.stderr)
     with attached([arm.engine for arm in arms]):
         failing = "the loop" if args.loop else "generate()"
-        status = measure(arms, capture, loaded.device, failing, args.debug)
+        status = measure(arms, capture, device, failing, args.debug)
     with interrupts.deferred() as caught:  # a signal now waits: the saves and the comparison are not cut
         saved = []
         for arm, path in zip(arms, (args.json_a, args.json_b)):
@@ -87,9 +95,63 @@ def main(args: argparse.Namespace) -> int:
     return exit_status(status, caught, all(saved)) or regressed
 
 
+def _all_arms(variants: list[Any], engines: list[str], options: Any) -> tuple[list[Arm], Any]:
+    """A and B: generate()'s variants on the model loaded once, vLLM's each on an engine of its own, all on the
+    same prompts (as token ids), and the loaded model's device (None without generate()'s); raises UsageError for
+    a variant that cannot be applied, before any work."""
+    import torch
+
+    from llmprof.workloads.engines import load
+    from llmprof.workloads.inputs import build_inputs
+
+    hf = [v for v, engine in zip(variants, engines) if engine == "hf"]
+    arms: dict[str, Arm] = {}
+    rows, device = None, None
+    if hf:
+        loaded = load(options.spec)
+        inputs, device = build_inputs(loaded, options.spec), loaded.device
+        rows = inputs.tensors["input_ids"].tolist()
+        arms |= {arm.name: arm for arm in _arms(loaded, inputs, hf, options)}
+    threads = torch.get_num_threads()
+    for variant, engine in zip(variants, engines):
+        if engine != "hf":
+            arm = arms[variant.name] = _engine_arm(variant, options, rows)
+            rows = rows or [prompt["prompt_token_ids"] for prompt in arm.inputs.tensors["prompts"]]
+    if hf and torch.get_num_threads() != threads:
+        print(
+            f"llmprof: warning: vLLM set torch's threads from {threads} to {torch.get_num_threads()} in this"
+            " process: generate()'s variant runs with them too",
+            file=sys.stderr,
+        )
+    return [arms[v.name] for v in variants], device
+
+
+def _engine_arm(variant: Any, options: Any, rows: list[list[int]] | None) -> Arm:
+    """A vLLM variant: its engine built with the command line's and its own engine arguments, its dtype and
+    patch; its prompts ``rows`` (the other variant's token ids) or its own."""
+    from llmprof.runfile import Run
+    from llmprof.workloads import vllm_engine
+
+    spec = replace(
+        options.spec,
+        engine="vllm",
+        engine_args=options.spec.engine_args + variant.engine_args,
+        dtype=variant.dtype or options.spec.dtype,
+        patch=variant.patch,
+    )
+    loaded = vllm_engine.load(spec, f"--{variant.name.lower()} patch={variant.patch}")
+    if rows is None:
+        inputs = vllm_engine.build_inputs(loaded, spec)
+    else:
+        inputs = vllm_engine.inputs_of(rows, loaded, spec, None)
+    engine = vllm_engine.VllmGenerate(loaded, options.telemetry, spec)
+    run = Run(config={}, environment=vllm_engine.environment())
+    return Arm(variant.name, spec, engine, inputs, run, inputs.loaded, {"variant": variant.describe()})
+
+
 def _arms(loaded: Any, inputs: Any, variants: list[Any], options: Any) -> list[Arm]:
-    """The two variants built on the loaded model (copies where they need them, checked to fit), each with its
-    engine, inputs and run; raises UsageError for a variant that cannot be applied, before any work."""
+    """generate()'s variants built on the loaded model (copies where they need them, checked to fit), each with
+    its engine, inputs and run; raises UsageError for a variant that cannot be applied, before any work."""
     from llmprof.capture.environment import capture_environment
     from llmprof.runfile import Run
     from llmprof.workloads.engines import engines_for
@@ -130,10 +192,15 @@ def _arms(loaded: Any, inputs: Any, variants: list[Any], options: Any) -> list[A
     ]
 
 
+def _field(key: str) -> str:
+    """The Variant field of a ``--a``/``--b`` key."""
+    return key.replace("engine-arg", "engine_args")
+
+
 def same_variant(runs: list[Any]) -> str:
     """A warning when A and B set the same attention, compile, dtype, patch and loop (e.g. ``--b attn=sdpa`` on
     a model loaded with sdpa): an A/A run, whose differences are noise; else empty."""
-    settings = [{key: run.config[key] for key in SETTINGS} for run in runs]
+    settings = [{key: value(run.config, key) for key in SETTINGS} for run in runs]
     if settings[0] != settings[1]:
         return ""
     shown = ", ".join(f"{key}={value}" for key, value in settings[0].items() if value not in (None, False))
@@ -156,7 +223,14 @@ def _compare(
     from llmprof.report.comparison import ComparisonReport
     from llmprof.workloads.variants import KEYS
 
-    variables = [key for key in KEYS if getattr(variants[0], key) != getattr(variants[1], key)]
+    labels = {
+        "engine-arg": "engine arguments"
+    }  # a key's label among the setup differences, where not its own
+    variables = [
+        labels.get(k, k) for k in KEYS if getattr(variants[0], _field(k)) != getattr(variants[1], _field(k))
+    ]
+    if "engine" in variables:  # an engine's own arguments and attention: no settings of generate()'s
+        variables += ["engine arguments", "attn"]
     runs = [arm.run for arm in arms]
     labels = (variants[0].label(), variants[1].label())
     differences = setup_differences(*runs, variables)

@@ -93,6 +93,8 @@ class Arm:
 
         run = self.run
         run.telemetry = self.engine.telemetry()
+        if run.engine_steps is None:
+            run.engine_steps = self.engine.steps()
         if run.telemetry is not None and since_ns is not None:
             run.telemetry = telemetry_window(run.telemetry, since_ns, time.monotonic_ns())
         run.interrupted = status != 0

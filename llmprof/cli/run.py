@@ -16,7 +16,7 @@ from llmprof.cli.measure import Arm, exit_status, measure, save
 from llmprof.cli.output import Output, add_output_options, emit, output_of
 from llmprof.cli.ranks import TP_ROOFLINE, check_ranks, ranks_joined
 from llmprof.cli.step_capture import StepCapture, add_step_capture_options
-from llmprof.cli.workload import WorkloadOptions, add_workload_options, parse_workload
+from llmprof.cli.workload import WorkloadOptions, add_workload_options, parse_workload, refuse_engine_options
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
@@ -69,7 +69,9 @@ def main(args: argparse.Namespace) -> int:
         load_function(args.patch)  # a missing module or function fails before the model is loaded
     loop = load_function(args.loop, f"--loop {args.loop}") if args.loop else None
     options = parse_workload(args, compile=args.compile, patch=args.patch, loop=args.loop, tp=args.tp)
-    if options.spec.engine == "vllm":
+    if options.spec.engine == "hf":
+        refuse_engine_options(options.spec)
+    else:
         return _profile_engine(options, capture, output, args.json, args.debug)
     loaded = load(options.spec)
     job = _Job(
@@ -139,13 +141,12 @@ def _profile_engine(
     spec = options.spec
     loaded = vllm_engine.load(spec)
     inputs = vllm_engine.build_inputs(loaded, spec)
-    engine = vllm_engine.VllmGenerate(loaded, options.telemetry)
+    engine = vllm_engine.VllmGenerate(loaded, options.telemetry, spec)
     print(f"llmprof: no roofline with --engine vllm: {vllm_engine.NO_ROOFLINE}", file=sys.stderr)
     run = Run(config={}, environment=vllm_engine.environment())
     arm = Arm("", spec, engine, inputs, run, inputs.loaded)
     with attached([engine]):
         status = measure([arm], capture, loaded.device, "llm.generate()", debug)
-    run.engine_steps = engine.profiler.steps
     for dropped in engine.profiler.dropped:
         print(f"llmprof: warning: {dropped}", file=sys.stderr)
     return _finish(arm, status, json, output)

@@ -38,6 +38,17 @@ def engine_argument(text: str) -> tuple[str, Any]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def request_rate(text: str) -> float:
+    """argparse type: requests per second, a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < value < 1e9:
+        raise argparse.ArgumentTypeError(f"must be a number of requests per second > 0, got {text!r}")
+    return value
+
+
 def warmup_count(text: str) -> int | None:
     """argparse type: a number of warm-up calls >= 0, or ``auto`` (None: until the latencies are steady)."""
     return None if text == "auto" else non_negative_int(text)
@@ -102,6 +113,13 @@ def add_workload_options(parser: argparse.ArgumentParser, axes: bool = False) ->
         metavar="KEY=VALUE",
         help="with --engine vllm: an argument of vllm.LLM (max_num_seqs=8, enforce_eager=true, ...; the value read"
         " as JSON where it is, else as text; repeatable)",
+    )
+    parser.add_argument(
+        "--request-rate",
+        type=request_rate,
+        metavar="R",
+        help="with --engine vllm: the batch's requests arrive at R per second on average (seeded Poisson) while"
+        " the engine steps, instead of all at once: TTFT includes their queueing",
     )
     parser.add_argument(
         "--device",
@@ -173,6 +191,16 @@ class WorkloadOptions:
     peaks: PeakOptions
 
 
+def refuse_engine_options(spec: WorkloadSpec) -> None:
+    """One line for an engine's option given to transformers' generate() (``--engine hf``)."""
+    from llmprof.errors import UsageError
+
+    if spec.engine_args:
+        raise UsageError("--engine-arg goes with --engine vllm (or an ab variant's engine=vllm)")
+    if spec.request_rate is not None:
+        raise UsageError("--request-rate goes with --engine vllm (generate() takes its batch at once)")
+
+
 def parse_workload(args: argparse.Namespace, **fields: Any) -> WorkloadOptions:
     """The options of :func:`add_workload_options` as typed values; ``fields``: the spec's fields that a
     subcommand's own options set (run's --compile, --patch, --loop, --tp; a sweep's first point)."""
@@ -197,6 +225,7 @@ def parse_workload(args: argparse.Namespace, **fields: Any) -> WorkloadOptions:
         "warmup": args.warmup,
         "engine": args.engine,
         "engine_args": tuple(args.engine_arg),
+        "request_rate": args.request_rate,
     }
     telemetry = TelemetryOptions(not args.no_telemetry, args.sample_interval)
     peaks = PeakOptions(args.peak_bandwidth, args.peak_flops, args.measure_peak)

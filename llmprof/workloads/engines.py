@@ -56,6 +56,10 @@ class Engine(ABC):
     def telemetry(self) -> dict[str, Any] | None:
         """The telemetry sampled alongside the calls so far (None when off)."""
 
+    def steps(self) -> dict[str, list[Any]] | None:
+        """An engine's steps recorded so far, as columns (``Run.engine_steps``); None for generate()."""
+        return None
+
 
 class Generate(Engine):
     """``model.generate()`` under the profiler's hooks."""

@@ -69,12 +69,15 @@ class WorkloadSpec:
     patch: str | None = None
     loop: str | None = None
     engine_args: tuple[tuple[str, Any], ...] = ()  # an engine's own arguments (vllm.LLM's), in order
+    request_rate: float | None = None  # an engine's requests arrive at this mean rate (seeded Poisson), not at once
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
             raise ValueError(f"engine {self.engine!r}: one of {', '.join(ENGINES)}")
         if self.repeats < 1 or (self.warmup is not None and self.warmup < 0):
             raise ValueError("repeats must be >= 1 and warmup >= 0")
+        if self.request_rate is not None and not self.request_rate > 0:
+            raise ValueError(f"request_rate must be > 0, got {self.request_rate}")
 
     @property
     def prompt_length(self) -> int:
@@ -87,7 +90,8 @@ class WorkloadSpec:
         from llmprof.analysis.config_keys import SHARED
 
         values = {name: getattr(self, name) for name in SHARED} | {"engine_args": dict(self.engine_args)}
-        return {k: v for k, v in values.items() if self.engine != "hf" or k not in ("engine", "engine_args")}
+        engine_only = ("engine", "engine_args", "request_rate")
+        return {k: v for k, v in values.items() if self.engine != "hf" or k not in engine_only}
 
     def to_config(
         self,
@@ -110,6 +114,7 @@ class WorkloadSpec:
         items = [
             ("model", self.model),
             *engine,
+            *([("request_rate", self.request_rate)] if self.request_rate is not None else []),
             ("device", loaded.device),
             *([("device_map", self.device_map)] if self.device_map else []),
             ("dtype", loaded.dtype),

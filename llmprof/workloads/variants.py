@@ -13,9 +13,10 @@ import torch
 from llmprof.errors import UsageError, VariantError, first_line
 from llmprof.imports import import_user_module
 from llmprof.workloads.models import DTYPE_ALIASES, DTYPES
+from llmprof.workloads.spec import ENGINES, engine_argument
 
-KEYS = ("attn", "compile", "dtype", "patch", "loop")
-SWEPT = tuple(key for key in KEYS if key != "loop")  # a sweep's kernel-swap axes: a loop is none
+KEYS = ("attn", "compile", "dtype", "patch", "loop", "engine", "engine-arg")
+SWEPT = ("attn", "compile", "dtype", "patch")  # a sweep's kernel-swap axes
 GENERATE = "generate"  # loop=generate: the model's generate(), as without a loop
 
 
@@ -68,7 +69,8 @@ def compile_forward(model: Any) -> Any:
 @dataclass
 class Variant:
     """One configuration to profile: the loaded model with some of attn, compile, dtype, patch changed, run
-    through generate() or through ``loop`` (``module:function``, as ``run --loop`` takes)."""
+    through generate() or through ``loop`` (``module:function``, as ``run --loop`` takes); or another engine
+    (``engine``: vllm) with its own arguments (``engine-arg=KEY=VALUE``, repeatable)."""
 
     name: str
     attn: str | None = None
@@ -76,6 +78,8 @@ class Variant:
     dtype: str | None = None
     patch: str | None = None
     loop: str | None = None
+    engine: str | None = None
+    engine_args: tuple[tuple[str, Any], ...] = ()
 
     @classmethod
     def parse(cls, name: str, items: list[str]) -> Variant:
@@ -86,7 +90,16 @@ class Variant:
             key, sep, value = item.partition("=")
             if not sep or key not in KEYS or not value:
                 raise VariantError(f"variant {name}: {item!r} is not KEY=VALUE with KEY in {', '.join(KEYS)}")
-            if key == "compile":
+            if key == "engine-arg":
+                try:
+                    fields["engine_args"] = (*fields.get("engine_args", ()), engine_argument(value))
+                except ValueError as exc:
+                    raise VariantError(f"variant {name}: engine-arg {exc}") from None
+            elif key == "engine":
+                if value not in ENGINES:
+                    raise VariantError(f"variant {name}: engine takes {' or '.join(ENGINES)}, not {value!r}")
+                fields[key] = value
+            elif key == "compile":
                 if value not in ("on", "off"):
                     raise VariantError(f"variant {name}: compile takes on or off, not {value!r}")
                 fields[key] = value == "on"
@@ -109,6 +122,9 @@ class Variant:
         return self.dtype is not None or self.patch is not None
 
     def describe(self) -> dict[str, Any]:
+        """What the variant sets, for its run's config (an engine's keys only where it sets them)."""
+        engine = {"engine": self.engine} if self.engine else {}
+        engine |= {"engine_args": dict(self.engine_args)} if self.engine_args else {}
         return {
             "name": self.name,
             "attn": self.attn,
@@ -116,10 +132,13 @@ class Variant:
             "dtype": self.dtype,
             "patch": self.patch,
             "loop": self.loop,
+            **engine,
         }
 
     def label(self) -> str:
-        changed = [f"{k}={v}" for k, v in self.describe().items() if k != "name" and v not in (None, False)]
+        shown = {k: v for k, v in self.describe().items() if k not in ("name", "engine_args")}
+        changed = [f"{k}={v}" for k, v in shown.items() if v not in (None, False)]
+        changed += [f"engine-arg={k}={v}" for k, v in self.engine_args]
         return f"{self.name} ({', '.join(changed) or 'as loaded'})"
 
 
