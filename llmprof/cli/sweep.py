@@ -1,8 +1,8 @@
-"""Sweep a grid of workloads on one loaded model: --batch-size, --prompt-len and --max-new-tokens take lists
-and ranges (llama-bench style: 1,4,16 or 1-64*2); every point gets the repeats, warm-ups and statistics of
-`run`. A point that fails is recorded with its reason and the sweep goes on; after an out-of-memory error the
-larger batches of the same prompt and generation are skipped; the sweep file is saved after every point, and
---resume continues it."""
+"""Sweep a grid of workloads on one loaded model (or one vLLM engine, --engine vllm): --batch-size,
+--prompt-len and --max-new-tokens take lists and ranges (llama-bench style: 1,4,16 or 1-64*2); every point gets
+the repeats, warm-ups and statistics of `run`. A point that fails is recorded with its reason and the sweep goes
+on; after an out-of-memory error the larger batches of the same prompt and generation are skipped; the sweep
+file is saved after every point, and --resume continues it."""
 
 from __future__ import annotations
 
@@ -10,18 +10,17 @@ import argparse
 import os
 import sys
 import time
-from dataclasses import dataclass, field, replace
 from typing import Any
 
 from llmprof.cli import interrupts
 from llmprof.cli.common import check_distinct, check_output_path
-from llmprof.cli.measure import Arm, calls, line_break
+from llmprof.cli.measure import calls, line_break
 from llmprof.cli.output import Output, add_output_options, emit_sweep, output_of
 from llmprof.cli.ranks import refuse_under_torchrun
+from llmprof.cli.sweep_grid import AXES, Grid, load_grid
 from llmprof.cli.workload import DEFAULT_PROMPT_LEN, WorkloadOptions, add_workload_options, parse_workload
 from llmprof.errors import CaptureError, UsageError, one_line
 
-AXES = ("batch_size", "prompt_len", "depth", "max_new_tokens")  # the slowest first: larger batches come later
 OPTIONS = {
     "batch_size": "--batch-size",
     "prompt_len": "--prompt-len",
@@ -108,14 +107,20 @@ def main(args: argparse.Namespace) -> int:
     output = output_of(args)
     check_distinct([], {"--json": path, "--output": output.path})
     given = {"batch_size": args.batch_size, "prompt_len": args.prompt_len, "depth": args.depth}
+    _refuse_for_engine(args.engine, {"--depth": args.depth is not None, "--variant": bool(args.variant)})
     axes = sweep_axes({**given, "max_new_tokens": args.max_new_tokens}, args.prompt, args.variant)
     first = {name: values[0] for name, values in axes.items() if name in AXES and name != "depth"}
     options = parse_workload(args, **first)
-    if options.spec.engine != "hf":
-        raise UsageError("sweep --engine vllm: not yet; run each point with `run --engine vllm --json`")
     sweep = _sweep(axes, options.spec, args.resume)
     status = _measure(sweep, axes, options, path)
     return _finish(sweep, status, path, output)
+
+
+def _refuse_for_engine(engine: str, given: dict[str, bool]) -> None:
+    """One line for the options given (by name: whether given) that a sweep of vLLM's engine does not take."""
+    refused = [option for option, present in given.items() if present]
+    if engine == "vllm" and refused:
+        raise UsageError(f"{' and '.join(refused)} with sweep --engine vllm: not yet")
 
 
 def _sweep(axes: dict[str, list[Any]], spec: Any, resume: str | None) -> Any:
@@ -132,21 +137,19 @@ def _measure(sweep: Any, axes: dict[str, list[Any]], options: WorkloadOptions, p
     """Measure the points not measured yet, saving the sweep after each; the exit status (128 + the signal's
     number when interrupted)."""
     from llmprof.analysis.grid import point_key, points
-    from llmprof.capture.environment import capture_environment
     from llmprof.sweepfile import FAILED, OK
-    from llmprof.workloads.engines import attached, load
+    from llmprof.workloads.engines import attached
 
     done = {p.key for p in sweep.measured()}
     todo = [params for params in points(axes) if point_key(params) not in done]
     print(f"llmprof: sweep of {len(todo)} points ({len(done)} already measured)", file=sys.stderr)
-    loaded = load(options.spec)
-    sweep.config.update(device=str(loaded.device), dtype=str(loaded.dtype).removeprefix("torch."))
-    grid = _Grid(loaded, capture_environment(loaded.model), _variants(loaded, axes, options), options.spec)
+    grid = load_grid(axes, options)
+    sweep.config.update(device=grid.device, dtype=grid.dtype)
     refused = _refused(todo, grid)
     timed = 0  # the points that did their work (measured, or failed on the way): what the time went to
     started = time.monotonic()
     recorded = 0  # the points recorded (and saved)
-    with interrupts.stopping(), attached([v.engine for v in grid.variants.values()]):
+    with interrupts.stopping(), attached(grid.engines()):
         try:
             for n, params in enumerate(todo, 1):
                 point = _point(params, grid)
@@ -195,130 +198,44 @@ def _resumed(sweep: Any, axes: dict[str, list[Any]], shared: dict[str, Any]) -> 
     return sweep
 
 
-@dataclass
-class SweptVariant:
-    """One kernel swap of the sweep: the prepared variant (its model), its engine, and its roofline inputs (a
-    dtype changes the bytes)."""
-
-    prepared: Any
-    engine: Any
-    roofline: dict[str, Any] | None
-
-
-@dataclass
-class _Grid:
-    """What every point of a sweep measures with: the loaded model, its environment, the kernel swaps by key,
-    the command line's spec, and the batches that ran out of memory ((the point less its batch) -> batch)."""
-
-    loaded: Any
-    environment: dict[str, Any]
-    variants: dict[Any, SweptVariant]
-    spec: Any
-    out_of_memory: dict[tuple[Any, ...], int] = field(default_factory=dict)
-
-    def spec_of(self, params: dict[str, Any]) -> Any:
-        """The command line's spec with the point's axes set."""
-        return replace(self.spec, **{k: v for k, v in params.items() if k in AXES})
-
-    def skipped(self, params: dict[str, Any]) -> str | None:
-        """Why the point is skipped (a smaller batch of the same rest ran out of memory), or None."""
-        smallest = self.out_of_memory.get(_rest(params))
-        if smallest is None or params["batch_size"] < smallest:
-            return None
-        return f"batch {smallest} ran out of memory at the same prompt and generation"
-
-    def ran_out(self, params: dict[str, Any]) -> None:
-        rest = _rest(params)
-        self.out_of_memory[rest] = min(
-            params["batch_size"], self.out_of_memory.get(rest, params["batch_size"])
-        )
-
-
-def _variant_key(params: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
-    from llmprof.workloads.variants import SWEPT
-
-    return tuple((key, params[key]) for key in SWEPT if key in params)
-
-
-def _variants(loaded: Any, axes: dict[str, list[Any]], options: WorkloadOptions) -> dict[Any, SweptVariant]:
-    """Every combination of the kernel-swap axes, prepared on the loaded model (one without them: the model as
-    loaded), by its key; raises UsageError when the copies they need cannot fit or a variant cannot be built."""
-    from llmprof.analysis.grid import points
-    from llmprof.workloads.engines import engines_for
-    from llmprof.workloads.memory import check_copies
-    from llmprof.workloads.models import DTYPES
-    from llmprof.workloads.sizing import roofline_inputs
-    from llmprof.workloads.variants import SWEPT, Variant, own_copies, prepare
-
-    combos = points({key: axes[key] for key in SWEPT if key in axes})
-    variants = [Variant.parse("sweep", [f"{k}={v}" for k, v in combo.items()]) for combo in combos]
-    model = loaded.model
-    if options.spec.memory_check:
-        copies = {v.label(): DTYPES[v.dtype] if v.dtype else model.dtype for v in own_copies(variants)}
-        check_copies(model, loaded.device, copies)
-    prepared = prepare(model, variants)
-    engines = engines_for([(p.model, None) for p in prepared], options.spec, options.telemetry)
-    out = {}
-    for combo, p, engine in zip(combos, prepared, engines):
-        p.activate()  # the roofline reads the variant's own model
-        out[_variant_key(combo)] = SweptVariant(
-            p, engine, roofline_inputs(p.model, loaded.device, options.peaks)
-        )
-    return out
-
-
-def _rest(params: dict[str, Any]) -> tuple[Any, ...]:
-    """The point less its batch: the points that differ by their batch alone share it."""
-    return tuple(v for k, v in sorted(params.items()) if k != "batch_size")
-
-
-def _refused(todo: list[dict[str, Any]], grid: _Grid) -> set[str]:
+def _refused(todo: list[dict[str, Any]], grid: Grid) -> set[str]:
     """The keys of the points that the context check or the memory estimate refuses now, before any work (as
     each point's own check will when it comes): the time left is that of the other points."""
     from llmprof.analysis.grid import point_key
-    from llmprof.workloads.inputs import build_inputs
 
     refused = set()
     for params in todo:
         try:
-            build_inputs(grid.loaded, grid.spec_of(params))
+            grid.inputs(params)
         except UsageError:
             refused.add(point_key(params))
     return refused
 
 
-def _point(params: dict[str, Any], grid: _Grid) -> Any:
+def _point(params: dict[str, Any], grid: Grid) -> Any:
     """Measure one point (its run, or why it has none)."""
-    from llmprof.runfile import Run
     from llmprof.sweepfile import FAILED, REFUSED, SKIPPED, SweepPoint
-    from llmprof.workloads.inputs import build_inputs
 
     skipped = grid.skipped(params)
     if skipped is not None:
         return SweepPoint(params, SKIPPED, skipped)
-    spec = grid.spec_of(params)
-    variant = grid.variants[_variant_key(params)]
-    variant.prepared.activate()
     try:
-        inputs = build_inputs(grid.loaded, spec).at_depth(variant.prepared.model, spec.depth, spec.seed)
+        arm = grid.arm(params)
     except (
         UsageError,
         CaptureError,
     ) as exc:  # the memory estimate, the model's context, a model without cache
         return SweepPoint(params, REFUSED, str(exc))
-    run = Run(config={}, environment=grid.environment, roofline=variant.roofline)
-    described = {"variant": variant.prepared.variant.describe(), "sweep_point": dict(params)}
-    arm = Arm("", spec, variant.engine, inputs, run, inputs.loaded, described)
     started = time.monotonic_ns()
     try:
-        for _ in calls([arm], spec.repeats, spec.warmup):
+        for _ in calls([arm], arm.spec.repeats, arm.spec.warmup):
             pass
     except Exception as exc:  # noqa: BLE001 - a failed point is recorded, and the sweep goes on
         if _is_out_of_memory(exc):
             grid.ran_out(params)
         return SweepPoint(params, FAILED, one_line(exc))
-    arm.close(0, since_ns=started)
-    return SweepPoint(params, run=run)
+    grid.close(arm, started)
+    return SweepPoint(params, run=arm.run)
 
 
 def _is_out_of_memory(exc: BaseException) -> bool:
