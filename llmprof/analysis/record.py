@@ -62,7 +62,8 @@ class RawRequest:
     # a model over several GPUs (device_map): per device, when each forward's work on it was done (on the
     # run's clock, one entry per FORWARD_END mark, in order); None on one device
     device_forward_ends: dict[str, list[int]] | None = None
-    # a request an inference engine served (vLLM): {"name", "request_id", "finish_reason"}; None for generate()
+    # a request an inference engine served (vLLM): {"name", "request_id", "finish_reason"} and optionally "reported"
+    # (the engine's own TTFT and first/last token stamps); None for generate()
     engine: dict[str, Any] | None = None
 
     @property
