@@ -20,6 +20,7 @@ from llmprof.workloads.inputs import Inputs, synthetic_ids
 from llmprof.workloads.models import DTYPE_ALIASES
 from llmprof.workloads.spec import Loaded, WorkloadSpec
 
+QUIET = {"VLLM_LOGGING_STREAM": "ext://sys.stderr", "VLLM_LOGGING_LEVEL": "WARNING"}
 NOT_FOR_VLLM = {  # the spec's fields that the vLLM engine does not take, and what to use instead
     "device_map": "--engine-arg tensor_parallel_size=N",
     "tp": "--engine-arg tensor_parallel_size=N",
@@ -73,6 +74,8 @@ def load(spec: WorkloadSpec, patch_flag: str | None = None) -> LoadedEngine:
     if os.environ.get(MULTIPROCESSING, "0") != "0":
         raise UsageError(f"--engine vllm profiles the engine core in this process: unset {MULTIPROCESSING}")
     os.environ[MULTIPROCESSING] = "0"
+    for name, value in QUIET.items():  # vLLM's log to stderr, its warnings only: stdout holds the report
+        os.environ.setdefault(name, value)
     try:
         import vllm
     except ImportError as exc:
