@@ -85,3 +85,10 @@ def test_a_sweep_of_the_engine_refuses_what_it_does_not_take(capsys, options, me
     assert result.returncode == 2, result.stderr
     (error,) = [line for line in result.stderr.splitlines() if "error" in line]
     assert message in error
+
+
+def test_a_sweep_of_generate_refuses_the_engines_options(capsys):
+    result = run_in_process(capsys, "sweep", "--engine-arg", "max_num_seqs=8", "--batch-size", "1,2")
+    assert result.returncode == 2 and "--engine-arg goes with --engine vllm" in result.stderr
+    result = run_in_process(capsys, "sweep", "--request-rate", "4", "--batch-size", "1,2")
+    assert result.returncode == 2 and "--request-rate goes with --engine vllm" in result.stderr

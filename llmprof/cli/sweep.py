@@ -18,7 +18,13 @@ from llmprof.cli.measure import calls, line_break
 from llmprof.cli.output import Output, add_output_options, emit_sweep, output_of
 from llmprof.cli.ranks import refuse_under_torchrun
 from llmprof.cli.sweep_grid import AXES, Grid, load_grid
-from llmprof.cli.workload import DEFAULT_PROMPT_LEN, WorkloadOptions, add_workload_options, parse_workload
+from llmprof.cli.workload import (
+    DEFAULT_PROMPT_LEN,
+    WorkloadOptions,
+    add_workload_options,
+    parse_workload,
+    refuse_engine_options,
+)
 from llmprof.errors import CaptureError, UsageError, one_line
 
 OPTIONS = {
@@ -111,6 +117,8 @@ def main(args: argparse.Namespace) -> int:
     axes = sweep_axes({**given, "max_new_tokens": args.max_new_tokens}, args.prompt, args.variant)
     first = {name: values[0] for name, values in axes.items() if name in AXES and name != "depth"}
     options = parse_workload(args, **first)
+    if options.spec.engine == "hf":
+        refuse_engine_options(options.spec)
     sweep = _sweep(axes, options.spec, args.resume)
     status = _measure(sweep, axes, options, path)
     return _finish(sweep, status, path, output)

@@ -180,7 +180,7 @@ def load_grid(axes: dict[str, list[Any]], options: WorkloadOptions) -> Grid:
 
         built = vllm_engine.load(spec)
         print(f"llmprof: no roofline with --engine vllm: {vllm_engine.NO_ROOFLINE}", file=sys.stderr)
-        engine = vllm_engine.VllmGenerate(built, options.telemetry)
+        engine = vllm_engine.VllmGenerate(built, options.telemetry, spec)
         return EngineGrid(spec, vllm_engine.environment(), built, engine)
     loaded = load(spec)
     return ModelGrid(spec, capture_environment(loaded.model), loaded, _variants(loaded, axes, options))
