@@ -50,7 +50,9 @@ KEYS = (
     _key("device", str, setup=True, shared=True),
     _key("engine", str, setup=True, shared=True, variant=True),  # written for an engine other than generate()
     _key("engine_args", dict, "engine arguments", setup=True, shared=True, variant=True),
-    _key("request_rate", float, "request rate", setup=True, shared=True),  # requests/s, seeded Poisson arrivals
+    _key(
+        "request_rate", float, "request rate", setup=True, shared=True
+    ),  # requests/s, seeded Poisson arrivals
     _key("device_map", str),
     _key("prompt", str, shared=True, optional=True),
     _key("tokenize_s", float, "tokenization time", optional=True),

@@ -119,7 +119,7 @@ class VllmProfiler(Records):
         self.warmup = False  # while True, recorded requests and steps are flagged as warm-up
         self.steps: dict[str, list[Any]] = {name: [] for name in STEP_COLUMNS}
         self._core: Any = None
-        self._originals: list[tuple[Any, str]] = []
+        self._originals: list[tuple[Any, str, Any]] = []  # (owner, name, its own attribute or None)
         self._live: dict[str, _Request] = {}
         self._added = 0
         self._order: dict[int, int] = {}  # id of a record -> the order its request was added in
@@ -171,8 +171,11 @@ class VllmProfiler(Records):
         """Restore the engine's methods; a request still being served is dropped (said in ``dropped``)."""
         if not self.attached:
             return
-        for owner, name in reversed(self._originals):
-            owner.__dict__.pop(name, None)
+        for owner, name, own in reversed(self._originals):
+            if own is None:
+                del owner.__dict__[name]  # the class's method shows through again
+            else:
+                setattr(owner, name, own)  # an attribute of the instance's own (another tool's wrapper)
         self._originals.clear()
         self._core._llmprof_attached = False
         self._core = None
@@ -197,8 +200,8 @@ class VllmProfiler(Records):
     # -- the wrapped methods ---------------------------------------------------------------------------
     def _wrap(self, owner: Any, name: str, wrapper: Callable[..., Any]) -> None:
         original = getattr(owner, name)
+        self._originals.append((owner, name, owner.__dict__.get(name)))
         setattr(owner, name, lambda *args, **kwargs: wrapper(original, *args, **kwargs))
-        self._originals.append((owner, name))
 
     def _preprocess(self, original: Callable[..., Any], request: Any, *args: Any, **kwargs: Any) -> Any:
         # the id the user gave (vLLM suffixes its own to keep ids unique): what its outputs carry

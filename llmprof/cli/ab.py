@@ -64,19 +64,7 @@ def main(args: argparse.Namespace) -> int:
         Variant.parse(name, _with_loop(items, args.loop)) for name, items in (("A", args.a), ("B", args.b))
     ]
     options = parse_workload(args)
-    engines = [v.engine or options.spec.engine for v in variants]  # a variant's, else --engine's
-    if engines == ["hf", "hf"]:
-        refuse_engine_options(options.spec)
-    elif options.spec.request_rate is not None and "hf" in engines:
-        raise UsageError("--request-rate against generate(), which takes its batch at once: no comparison")
-    if capture != StepCapture() and "vllm" in engines:
-        raise UsageError("--kernels, --nvtx and --cuda-profiler-range with a vllm variant: not yet")
-    for variant, engine in zip(variants, engines):  # before anything loads
-        for key in ("attn", "compile", "loop"):
-            if engine != "hf" and getattr(variant, key):
-                raise UsageError(
-                    f"variant {variant.name}: {key}= is not for engine=vllm (engine-arg=... instead)"
-                )
+    engines = _engines(variants, options.spec, capture)
     arms, device = _all_arms(variants, engines, options)
     runs = [arm.run for arm in arms]
     if same_variant(runs):  # said before the work too, so that a mistyped A/B can be stopped at once
@@ -93,6 +81,24 @@ def main(args: argparse.Namespace) -> int:
         if all(run.measured for run in runs):
             regressed = _compare(arms, variants, output, args.fail_on, args.allow_unjudged)
     return exit_status(status, caught, all(saved)) or regressed
+
+
+def _engines(variants: list[Any], spec: Any, capture: StepCapture) -> list[str]:
+    """Each variant's engine (its own, else --engine's), checked against the options before anything loads."""
+    engines = [v.engine or spec.engine for v in variants]
+    if engines == ["hf", "hf"]:
+        refuse_engine_options(spec)
+    elif spec.request_rate is not None and "hf" in engines:
+        raise UsageError("--request-rate against generate(), which takes its batch at once: no comparison")
+    if capture != StepCapture() and "vllm" in engines:
+        raise UsageError("--kernels, --nvtx and --cuda-profiler-range with a vllm variant: not yet")
+    for variant, engine in zip(variants, engines):
+        for key in ("attn", "compile", "loop"):
+            if engine != "hf" and getattr(variant, key):
+                raise UsageError(
+                    f"variant {variant.name}: {key}= is not for engine=vllm (engine-arg=... instead)"
+                )
+    return engines
 
 
 def _all_arms(variants: list[Any], engines: list[str], options: Any) -> tuple[list[Arm], Any]:

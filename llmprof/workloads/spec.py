@@ -69,7 +69,9 @@ class WorkloadSpec:
     patch: str | None = None
     loop: str | None = None
     engine_args: tuple[tuple[str, Any], ...] = ()  # an engine's own arguments (vllm.LLM's), in order
-    request_rate: float | None = None  # an engine's requests arrive at this mean rate (seeded Poisson), not at once
+    request_rate: float | None = (
+        None  # an engine's requests arrive at this mean rate (seeded Poisson), not at once
+    )
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
