@@ -177,11 +177,8 @@ def test_run_engine_vllm_end_to_end_then_report_in_every_format(capsys, tmp_path
 def test_run_engine_vllm_refuses_what_it_does_not_take(capsys):
     result = run_in_process(capsys, "run", "--engine", "vllm", "--compile")
     assert result.returncode == 2 and "--compile with --engine vllm" in result.stderr
-    result = run_in_process(capsys, "run", "--engine", "vllm", "--kernels", "2")
-    assert (
-        result.returncode == 2
-        and "--kernels, --nvtx and --cuda-profiler-range with --engine vllm" in result.stderr
-    )
+    result = run_in_process(capsys, "run", "--engine", "vllm", "--nvtx")
+    assert result.returncode == 2 and "--nvtx and --cuda-profiler-range with --engine vllm" in result.stderr
     result = run_in_process(capsys, "ab", "--engine", "vllm", "--b", "attn=eager")
     assert result.returncode == 2 and "variant B: attn= is not for engine=vllm" in result.stderr
 
@@ -297,3 +294,22 @@ def test_engine_options_go_with_an_engine(capsys):
     assert result.returncode == 2 and "--request-rate goes with --engine vllm" in result.stderr
     result = run_in_process(capsys, "run", "--request-rate", "0")
     assert result.returncode == 2 and "requests per second > 0" in result.stderr
+
+
+def test_kernels_of_the_engine_steps(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("VLLM_CPU_KVCACHE_SPACE", "1")
+    path = tmp_path / "kernels.json"
+    args = "run --engine vllm --kernels 2 --kernel-calls 2 --batch-size 2 --prompt-len 8 --max-new-tokens 10"
+    args += " --ignore-eos --repeats 1 --warmup 0 --dtype float32 --no-telemetry"
+    result = run_in_process(capsys, *args.split(), *engine_args(), "--json", str(path))
+    assert result.returncode == 0, result.stderr
+    run = load_run(path)
+    kernels = run.kernels
+    assert kernels is not None and kernels.steps[0] == 1 and len(kernels.steps) == 3  # the prefill step + 2
+    assert set(kernels.events["step"]) == set(kernels.steps) and len(kernels.names) > 3
+    assert len(set(kernels.events["call"])) == 2  # the two kernel-profiled calls, joined
+    # the kernel calls' steps are kept as warm-up steps: the measured steps are the repeat's alone
+    steps = run.engine_steps
+    assert sum(not warm for warm in steps["warmup"]) == 10  # one prefill step, then 9 decode steps
+    kernels_md = run_in_process(capsys, "report", str(path), "--format", "md")
+    assert kernels_md.returncode == 0 and "decode step" in kernels_md.stdout.lower()

@@ -90,8 +90,8 @@ def _engines(variants: list[Any], spec: Any, capture: StepCapture) -> list[str]:
         refuse_engine_options(spec)
     elif spec.request_rate is not None and "hf" in engines:
         raise UsageError("--request-rate against generate(), which takes its batch at once: no comparison")
-    if capture != StepCapture() and "vllm" in engines:
-        raise UsageError("--kernels, --nvtx and --cuda-profiler-range with a vllm variant: not yet")
+    if (capture.nvtx or capture.cuda_profiler_range) and "vllm" in engines:
+        raise UsageError("--nvtx and --cuda-profiler-range with a vllm variant: not yet (--kernels N is)")
     for variant, engine in zip(variants, engines):
         for key in ("attn", "compile", "loop"):
             if engine != "hf" and getattr(variant, key):

@@ -147,9 +147,14 @@ def measure(
 
 
 def _unmeasured(arm: Arm) -> Callable[[], Any]:
-    """One unmeasured call of the arm, as the kernel-profiled call takes it: its one request (generate()'s, a
-    loop's; an engine's several are refused before any work)."""
-    return lambda: arm.call(True)[0]
+    """One unmeasured call of the arm, as the kernel-profiled call reads it (:meth:`Engine.kernel_call`)."""
+
+    def call() -> Any:
+        if arm.activate is not None:
+            arm.activate()
+        return arm.engine.kernel_call(arm.inputs)
+
+    return call
 
 
 def progress(done: int, total: int | None, call: Call, name: str = "") -> None:

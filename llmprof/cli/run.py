@@ -136,8 +136,8 @@ def _profile_engine(
     from llmprof.workloads import vllm_engine
     from llmprof.workloads.engines import attached
 
-    if capture != StepCapture():
-        raise UsageError("--kernels, --nvtx and --cuda-profiler-range with --engine vllm: not yet")
+    if capture.nvtx or capture.cuda_profiler_range:
+        raise UsageError("--nvtx and --cuda-profiler-range with --engine vllm: not yet (--kernels N is)")
     spec = options.spec
     loaded = vllm_engine.load(spec)
     inputs = vllm_engine.build_inputs(loaded, spec)

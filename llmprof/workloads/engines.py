@@ -56,6 +56,11 @@ class Engine(ABC):
     def telemetry(self) -> dict[str, Any] | None:
         """The telemetry sampled alongside the calls so far (None when off)."""
 
+    def kernel_call(self, inputs: Inputs) -> RawRequest:
+        """One unmeasured call as the kernel-profiled call reads it: one request whose TOKEN marks end its steps
+        (generate()'s, a loop's: the call's own request)."""
+        return self.call(inputs, True)[0]
+
     def steps(self) -> dict[str, list[Any]] | None:
         """An engine's steps recorded so far, as columns (``Run.engine_steps``); None for generate()."""
         return None

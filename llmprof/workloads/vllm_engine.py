@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from llmprof.analysis.record import RawRequest
+from llmprof.analysis.record import Label, RawRequest
 from llmprof.capture.vllm_engine import MULTIPROCESSING, VllmProfiler, engine_core
 from llmprof.errors import CaptureError, ModelLoadError, UsageError, VariantError, one_line
 from llmprof.workloads.engines import Engine, TelemetryOptions
@@ -20,6 +20,7 @@ from llmprof.workloads.inputs import Inputs, synthetic_ids
 from llmprof.workloads.models import DTYPE_ALIASES
 from llmprof.workloads.spec import Loaded, WorkloadSpec
 
+STEPS_AS_REQUEST = "the engine's steps of one call, as one request: step k is its k-th engine step"
 QUIET = {"VLLM_LOGGING_STREAM": "ext://sys.stderr", "VLLM_LOGGING_LEVEL": "WARNING"}
 NOT_FOR_VLLM = {  # the spec's fields that the vLLM engine does not take, and what to use instead
     "device_map": "--engine-arg tensor_parallel_size=N",
@@ -230,6 +231,25 @@ class VllmGenerate(Engine):
             elif pending:  # nothing to serve until the next arrival
                 time.sleep(max(0.0, pending[0][1][0] - (time.monotonic() - start)))
         return outputs
+
+    def kernel_call(self, inputs: Inputs) -> RawRequest:
+        """One unmeasured call's engine steps as one request for the kernel-profiled call: step k the call's k-th
+        engine step (T_k its end of sampling; step 1 the prefill of the batch's requests)."""
+        steps = self.profiler.steps
+        before = len(steps["begin_ns"])
+        self.call(inputs, True)
+        sampled, n = steps["sampled_ns"][before:], len(steps["begin_ns"]) - before
+        labels = [Label.REQUEST_START, *[Label.TOKEN] * n, Label.REQUEST_END]
+        return RawRequest(
+            label=[int(label) for label in labels],
+            step=[0, *range(1, n + 1), n],
+            host_ns=[steps["begin_ns"][before], *sampled, steps["end_ns"][-1]],
+            device_ns=[None] * (n + 2),
+            tokens_per_sequence=[n],
+            prompt_tokens=inputs.loaded.prompt_tokens,
+            warmup=True,
+            warnings=[STEPS_AS_REQUEST],
+        )
 
     def attachments(self) -> list[Any]:
         return [self.profiler]
