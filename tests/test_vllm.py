@@ -203,6 +203,13 @@ def engine_args() -> list[str]:
     return [f"--engine-arg={k}={str(v).lower()}" for k, v in ENGINE.items() if k not in ("seed", "dtype")]
 
 
+def measured(capsys, args: str, path):
+    """``python -m llmprof ARGS --engine-arg ... --json PATH`` in this process, then the run it saved."""
+    result = run_in_process(capsys, *args.split(), *engine_args(), "--json", str(path))
+    assert result.returncode == 0, result.stderr
+    return load_run(path)
+
+
 def forward_ms(run) -> float:
     import statistics
 
@@ -232,22 +239,11 @@ def test_ab_a_patch_that_slows_the_mlp_shows_in_the_steps_and_the_verdict(capsys
 
 def test_ab_generate_against_vllm_on_the_same_prompts(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("VLLM_CPU_KVCACHE_SPACE", "1")
-    args = ["ab", "--a", "engine=hf", "--b", "engine=vllm", *engine_args(), "--batch-size", "2"]
-    args += [
-        "--prompt-len",
-        "8",
-        "--max-new-tokens",
-        "6",
-        "--ignore-eos",
-        "--repeats",
-        "4",
-        "--dtype",
-        "float32",
-    ]
-    args += [
-        "--no-telemetry",
-        "--format",
-        "md",
+    args = "ab --a engine=hf --b engine=vllm --batch-size 2 --prompt-len 8 --max-new-tokens 6 --ignore-eos"
+    args += " --repeats 4 --dtype float32 --no-telemetry --format md"
+    args = [
+        *args.split(),
+        *engine_args(),
         "--json-a",
         str(tmp_path / "a.json"),
         "--json-b",
@@ -273,9 +269,7 @@ def test_request_rate_adds_each_request_at_its_seeded_poisson_arrival(capsys, tm
     path = tmp_path / "rate.json"
     args = "run --engine vllm --request-rate 20 --batch-size 6 --prompt-len 8 --max-new-tokens 6 --ignore-eos"
     args += " --repeats 1 --warmup 0 --seed 3 --dtype float32 --no-telemetry"
-    result = run_in_process(capsys, *args.split(), *engine_args(), "--json", str(path))
-    assert result.returncode == 0, result.stderr
-    run = load_run(path)
+    run = measured(capsys, args, path)
     assert run.config["request_rate"] == 20.0 and len(run.measured) == 6
     rng = random.Random(3)  # the arrivals the seed draws, the same every call
     offsets = [0.0, *itertools.accumulate(rng.expovariate(20.0) for _ in range(5))]
@@ -301,9 +295,7 @@ def test_kernels_of_the_engine_steps(capsys, tmp_path, monkeypatch):
     path = tmp_path / "kernels.json"
     args = "run --engine vllm --kernels 2 --kernel-calls 2 --batch-size 2 --prompt-len 8 --max-new-tokens 10"
     args += " --ignore-eos --repeats 1 --warmup 0 --dtype float32 --no-telemetry"
-    result = run_in_process(capsys, *args.split(), *engine_args(), "--json", str(path))
-    assert result.returncode == 0, result.stderr
-    run = load_run(path)
+    run = measured(capsys, args, path)
     kernels = run.kernels
     assert kernels is not None and kernels.steps[0] == 1 and len(kernels.steps) == 3  # the prefill step + 2
     assert set(kernels.events["step"]) == set(kernels.steps) and len(kernels.names) > 3
