@@ -337,3 +337,17 @@ def test_the_header_of_an_engine_run_counts_its_requests_and_repeats(repeats, he
         run.config["repeats"] = repeats
     md = render(run, "md")
     assert md.splitlines()[0].endswith(header) and "host-bound share" not in md
+
+
+def test_an_engine_runs_request_spread_is_not_called_noise():
+    from llmprof.analysis.noise import ENGINE_REQUESTS
+    from llmprof.report.summary import measured_warnings
+
+    run = engine_run()
+    slow = engine_request(9)  # a request that queued 400 ms behind others: its TTFT is no noise
+    slow.host_ns = [
+        t + (400 * MS if label != Label.REQUEST_START else 0) for label, t in zip(slow.label, slow.host_ns)
+    ]
+    run.records.append(slow)
+    warnings = measured_warnings(run)
+    assert ENGINE_REQUESTS in warnings and not any(w.startswith("noisy: TTFT") for w in warnings)

@@ -22,13 +22,8 @@ def coefficient_of_variation(values: Sequence[float]) -> float | None:
     return statistics.stdev(values) / mean if mean else None
 
 
-def noise_warnings(
-    metrics: Sequence[RequestMetrics], telemetry: Sequence[RequestTelemetry] = ()
-) -> list[str]:
-    """One line per sign of a noisy machine: TTFT or TPOT spreading more than MAX_CV across the repeats, or
-    a CPU run whose process got less than MIN_CPU_PERCENT of a core during its requests. Below MIN_REPEATS
-    repeats a wide spread is still said (with how far apart they are), and otherwise that they are too few to
-    judge the noise."""
+def _spread_warnings(metrics: Sequence[RequestMetrics]) -> list[str]:
+    """TTFT or TPOT spreading more than MAX_CV across the repeats (with how far apart, below MIN_REPEATS)."""
     out = []
     for name, values in (("TTFT", [m.ttft for m in metrics]), ("TPOT", [m.tpot for m in metrics])):
         values = [v for v in values if v is not None]
@@ -43,8 +38,28 @@ def noise_warnings(
                 f" > {MAX_CV:.0%}{spread}): another busy process, changing clocks or too few warm-ups; compare"
                 " with care"
             )
-    if metrics and len(metrics) < MIN_REPEATS and not out:
-        out.append(f"{len(metrics)} repeat{'s' if len(metrics) > 1 else ''}: too few to judge the noise")
+    return out
+
+
+ENGINE_REQUESTS = (
+    "noise not judged from the requests' spread: an engine's requests differ by design (arrival, queueing, the"
+    " batch each step holds)"
+)
+
+
+def noise_warnings(
+    metrics: Sequence[RequestMetrics], telemetry: Sequence[RequestTelemetry] = (), engine: bool = False
+) -> list[str]:
+    """One line per sign of a noisy machine: TTFT or TPOT spreading more than MAX_CV across the repeats, or
+    a CPU run whose process got less than MIN_CPU_PERCENT of a core during its requests. Below MIN_REPEATS
+    repeats a wide spread is still said (with how far apart they are), and otherwise that they are too few to
+    judge the noise. An ``engine``'s requests are no repeats: their spread is said not to be judged."""
+    if engine:
+        out = [ENGINE_REQUESTS] if metrics else []
+    else:
+        out = _spread_warnings(metrics)
+        if metrics and len(metrics) < MIN_REPEATS and not out:
+            out.append(f"{len(metrics)} repeat{'s' if len(metrics) > 1 else ''}: too few to judge the noise")
     cpu = [t.cpu_percent for t in telemetry if t.cpu_percent is not None]
     if cpu and statistics.median(cpu) < MIN_CPU_PERCENT:
         out.append(

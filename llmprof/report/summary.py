@@ -165,7 +165,7 @@ def measured_warnings(run: Run, telemetry: list[RequestTelemetry] | None = None)
     if telemetry is None:
         telemetry = requests_telemetry(run.telemetry, run.measured) if run.telemetry is not None else []
     warnings = [f"warning: {w}" for w in _counted([w for raw in run.measured for w in raw.warnings])]
-    return warnings + noise_warnings(run.metrics(), telemetry)
+    return warnings + noise_warnings(run.metrics(), telemetry, served_by_engine(run))
 
 
 def _counted(notes: list[str]) -> list[str]:
