@@ -89,7 +89,7 @@ def wrapper_cost_us(requests: int, steps: int = 20_000, rounds: int = 15) -> flo
     from llmprof.capture.vllm_engine import VllmProfiler
 
     ids = [f"r{i}" for i in range(requests)]
-    scheduled = Stub(num_scheduled_tokens=dict.fromkeys(ids, 1))
+    scheduled = Stub(num_scheduled_tokens=dict.fromkeys(ids, 1), scheduled_new_reqs=[])
     finished = {0: Stub(outputs=[Stub(request_id=i, new_token_ids=[7], finish_reason=None) for i in ids])}
     scheduler = Stub(
         requests={i: Stub(num_computed_tokens=100, num_prompt_tokens=32) for i in ids},

@@ -229,7 +229,9 @@ def test_every_config_key_a_spec_writes_is_declared_once():
         spec.to_config(loaded, ranks=(2, "gloo"), warmup_calls=1),
         spec.to_config(loaded, variant={"name": "A"}, warmup_calls=0),
         spec.to_config(loaded, variant={"name": "sweep"}, sweep_point={"batch_size": 1}),
-        WorkloadSpec(engine="vllm", engine_args=(("max_num_seqs", 8),), request_rate=4.0).to_config(loaded),
+        WorkloadSpec(engine="vllm", engine_args=(("max_num_seqs", 8),), request_rate=4.0).to_config(
+            loaded, repeats_made=2
+        ),
     ]
     assert set().union(*every) <= set(BY_NAME)
     assert set().union(*every) == set(BY_NAME)  # and every declared key has a writer

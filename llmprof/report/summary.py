@@ -63,7 +63,7 @@ def _measured(run: Run) -> str:
     where the run does not hold them)."""
     if not served_by_engine(run):
         return f"{len(run.measured)} repeats"
-    repeats = value(run.config, "repeats")
+    repeats = value(run.config, "repeats_made", value(run.config, "repeats"))
     return f"{len(run.measured)} requests" + (f" in {repeats} repeats" if repeats is not None else "")
 
 

@@ -103,6 +103,7 @@ class WorkloadSpec:
         sweep_point: dict[str, Any] | None = None,
         ranks: tuple[int, str] | None = None,
         warmup_calls: int | None = None,
+        repeats_made: int | None = None,
     ) -> dict[str, Any]:
         """The run's config: this spec as ``loaded`` resolved it; a variant's (ab, sweep) settings and name, a
         sweep's point, the job's world size and backend (``run --tp``), and the warm-up calls made (once
@@ -137,5 +138,6 @@ class WorkloadSpec:
             *([("variant", variant)] if variant is not None else []),
             *([("sweep_point", sweep_point)] if sweep_point is not None else []),
             *([("warmup_calls", warmup_calls)] if warmup_calls is not None else []),
+            *([("repeats_made", repeats_made)] if repeats_made is not None and self.engine != "hf" else []),
         ]
         return config_of(items)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -13,7 +13,7 @@ import torch
 from llmprof.errors import UsageError, VariantError, first_line
 from llmprof.imports import import_user_module
 from llmprof.workloads.models import DTYPE_ALIASES, DTYPES
-from llmprof.workloads.spec import ENGINES, engine_argument
+from llmprof.workloads.spec import ENGINES, Loaded, engine_argument
 
 KEYS = ("attn", "compile", "dtype", "patch", "loop", "engine", "engine-arg")
 SWEPT = ("attn", "compile", "dtype", "patch")  # a sweep's kernel-swap axes
@@ -115,6 +115,15 @@ class Variant:
             else:
                 fields[key] = value
         return cls(name=name, **fields)
+
+    def applied_to(self, loaded: Loaded) -> Loaded:
+        """What a run's config records of the loaded model under this variant: its dtype and attention, where it
+        sets them."""
+        return replace(
+            loaded,
+            dtype=self.dtype or loaded.dtype,
+            attn_implementation=self.attn or loaded.attn_implementation,
+        )
 
     @property
     def needs_own_model(self) -> bool:
