@@ -90,7 +90,8 @@ def config_of(items: Iterable[tuple[str, Any]]) -> dict[str, Any]:
 def value(config: dict[str, Any], name: str, default: Any = None) -> Any:
     """The value of the declared key ``name`` in ``config``, ``default`` where the run does not hold it; raises
     KeyError for a key not declared here (a reader's typo)."""
-    BY_NAME[name]  # noqa: B018 - declared, or KeyError
+    if name not in BY_NAME:
+        raise KeyError(f"config key {name!r} is not declared in llmprof.analysis.config_keys")
     return config.get(name, default)
 
 
